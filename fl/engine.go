@@ -1,0 +1,227 @@
+package fl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// Evaluator scores a global model on held-out data (centralised evaluation).
+type Evaluator func(params []float32) (loss, accuracy float64, err error)
+
+// EngineConfig is what the round loop needs beyond its collaborators.
+type EngineConfig struct {
+	Rounds int
+	Fit    FitConfig
+	// TargetAccuracy stops the run after the first round whose central accuracy reaches it
+	// (0 disables).
+	TargetAccuracy float64
+	// RoundTimeout bounds the fit stage of a round; clients that have not answered are left out
+	// (0: wait for all).
+	RoundTimeout time.Duration
+	// MinResults is the fewest valid updates a round needs; with fewer the round is abandoned
+	// and the global model is left unchanged.
+	MinResults int
+	// FederatedEval asks the cohort to evaluate the new global model on their local test data.
+	FederatedEval bool
+}
+
+// RoundReport is what one round did, for progress output and the run history.
+type RoundReport struct {
+	Round        int     `json:"round"`
+	Accuracy     float64 `json:"accuracy"`
+	Loss         float64 `json:"loss"`
+	Participants int     `json:"participants"`
+	Sampled      int     `json:"sampled"`
+	Dropped      int     `json:"dropped"`
+	TrainLoss    float64 `json:"train_loss"`
+	FedAccuracy  float64 `json:"fed_accuracy,omitempty"`
+	FedLoss      float64 `json:"fed_loss,omitempty"`
+	Abandoned    string  `json:"abandoned,omitempty"` // why the round left the model unchanged
+	Seconds      float64 `json:"seconds"`
+}
+
+// Engine runs federated rounds. One Engine serves both simulation and deployment: only the
+// Transport differs.
+type Engine struct {
+	Config    EngineConfig
+	Strategy  Strategy
+	Sampler   Sampler
+	Transport Transport
+	Evaluate  Evaluator // may be nil
+	Rand      *rand.Rand
+	Logger    *slog.Logger
+	// OnRound, if set, is called after every round (progress output, checkpoints).
+	OnRound func(RoundReport)
+}
+
+// Validate checks that the engine can run.
+func (e *Engine) Validate() error {
+	switch {
+	case e.Strategy == nil:
+		return errors.New("engine: no strategy")
+	case e.Sampler == nil:
+		return errors.New("engine: no client sampler")
+	case e.Transport == nil:
+		return errors.New("engine: no transport")
+	case e.Rand == nil:
+		return errors.New("engine: no random source")
+	case e.Config.Rounds < 1:
+		return fmt.Errorf("rounds must be ≥ 1, got %d", e.Config.Rounds)
+	case e.Config.TargetAccuracy < 0 || e.Config.TargetAccuracy > 1:
+		return fmt.Errorf("target accuracy must be in [0, 1], got %v", e.Config.TargetAccuracy)
+	case e.Config.MinResults < 1:
+		return fmt.Errorf("minimum results per round must be ≥ 1, got %d", e.Config.MinResults)
+	}
+	if err := e.Config.Fit.Validate(); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	if e.Strategy.NeedsIndividualUpdates() && e.Config.MinResults < 3 {
+		e.logger().Warn("robust strategy with fewer than 3 updates per round", "strategy", e.Strategy.Name())
+	}
+	return nil
+}
+
+func (e *Engine) logger() *slog.Logger {
+	if e.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Logger
+}
+
+// Run trains global in place for the configured rounds (or until the target accuracy) and
+// returns the history. A cancelled ctx stops after the current round with ctx's error.
+func (e *Engine) Run(ctx context.Context, global []float32) ([]RoundReport, error) {
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	var history []RoundReport
+	for round := 1; round <= e.Config.Rounds; round++ {
+		if err := ctx.Err(); err != nil {
+			return history, fmt.Errorf("stopped before round %d: %w", round, err)
+		}
+		rep, err := e.RunRound(ctx, round, global)
+		if err != nil {
+			return history, fmt.Errorf("round %d: %w", round, err)
+		}
+		history = append(history, rep)
+		if e.OnRound != nil {
+			e.OnRound(rep)
+		}
+		if e.Config.TargetAccuracy > 0 && rep.Accuracy >= e.Config.TargetAccuracy {
+			break
+		}
+	}
+	return history, nil
+}
+
+// RunRound runs one round: sample, fit, validate and aggregate, update, evaluate. Client
+// failures are recorded and the round goes on without them; only errors of the server itself
+// (strategy, evaluation, cancellation) are returned.
+func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (RoundReport, error) {
+	start := time.Now()
+	log := e.logger().With("round", round)
+	rep := RoundReport{Round: round}
+	cohort := e.Sampler.Sample(round, e.Transport.NumClients(), e.Rand)
+	rep.Sampled = len(cohort)
+
+	dim := len(global)
+	sum := make([]float64, dim)
+	var totalWeight, trainLoss float64
+	var updates []Update
+	keep := e.Strategy.NeedsIndividualUpdates()
+
+	fitCtx := ctx
+	if e.Config.RoundTimeout > 0 {
+		var cancel context.CancelFunc
+		fitCtx, cancel = context.WithTimeout(ctx, e.Config.RoundTimeout)
+		defer cancel()
+	}
+	ins := FitIns{Round: round, Params: global, Config: e.Strategy.ConfigureFit(round, e.Config.Fit)}
+	if len(cohort) > 0 {
+		err := e.Transport.Fit(fitCtx, cohort, ins, func(o FitOutcome) {
+			if o.Err == nil {
+				o.Err = ValidateUpdate(o.Res, dim)
+			}
+			if o.Err != nil {
+				rep.Dropped++
+				level := slog.LevelDebug
+				if errors.Is(o.Err, ErrBadUpdate) {
+					level = slog.LevelWarn
+				}
+				log.Log(ctx, level, "client left out of round", "client", o.Client, "err", o.Err)
+				return
+			}
+			w := float64(o.Res.NumExamples)
+			AddScaled(sum, o.Res.Update, w)
+			totalWeight += w
+			trainLoss += w * o.Res.Loss
+			rep.Participants++
+			if keep {
+				updates = append(updates, Update{Client: o.Client, Delta: o.Res.Update, Weight: w})
+			}
+		})
+		if err != nil && ctx.Err() != nil {
+			return rep, fmt.Errorf("fit stage: %w", ctx.Err())
+		}
+		if err != nil {
+			log.Warn("fit stage ended early", "err", err)
+		}
+	}
+
+	if rep.Participants < e.Config.MinResults {
+		rep.Abandoned = fmt.Sprintf("%d valid updates, fewer than the %d required", rep.Participants, e.Config.MinResults)
+		log.Warn("round abandoned; global model unchanged", "reason", rep.Abandoned)
+	} else {
+		rep.TrainLoss = trainLoss / totalWeight
+		mean := make([]float32, dim)
+		for j, s := range sum {
+			mean[j] = float32(s / totalWeight)
+		}
+		agg := &Aggregate{Mean: mean, TotalWeight: totalWeight, Count: rep.Participants, Updates: updates}
+		if err := e.Strategy.AggregateFit(round, global, agg); err != nil {
+			return rep, fmt.Errorf("aggregate with %s: %w", e.Strategy.Name(), err)
+		}
+		if err := checkFinite(global); err != nil {
+			return rep, fmt.Errorf("global model after aggregation: %w", err)
+		}
+	}
+
+	if e.Evaluate != nil {
+		loss, acc, err := e.Evaluate(global)
+		if err != nil {
+			return rep, fmt.Errorf("central evaluation: %w", err)
+		}
+		rep.Loss, rep.Accuracy = loss, acc
+	}
+	if e.Config.FederatedEval && len(cohort) > 0 {
+		var results []EvalRes
+		err := e.Transport.Evaluate(fitCtx, cohort, global, func(o EvalOutcome) {
+			if o.Err == nil && o.Res.NumExamples > 0 {
+				results = append(results, o.Res)
+			}
+		})
+		if err != nil && ctx.Err() != nil {
+			return rep, fmt.Errorf("federated evaluation: %w", ctx.Err())
+		}
+		if len(results) > 0 {
+			rep.FedLoss, rep.FedAccuracy = e.Strategy.AggregateEvaluate(round, results)
+		}
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	log.Debug("round done", "participants", rep.Participants, "accuracy", rep.Accuracy, "seconds", rep.Seconds)
+	return rep, nil
+}
+
+func checkFinite(v []float32) error {
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return fmt.Errorf("parameter %d is %v (training diverged: lower the learning rate)", i, x)
+		}
+	}
+	return nil
+}

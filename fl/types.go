@@ -1,0 +1,135 @@
+package fl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// ClientID identifies a client within a federation.
+type ClientID int
+
+// FitConfig is the local-training configuration the server sends with each fit task.
+type FitConfig struct {
+	Epochs      int     `json:"epochs"`
+	BatchSize   int     `json:"batch_size"`
+	LR          float32 `json:"lr"`
+	Momentum    float32 `json:"momentum"`
+	WeightDecay float32 `json:"weight_decay"`
+	// ProxMu is FedProx's proximal coefficient μ (0 for plain local SGD).
+	ProxMu float32 `json:"prox_mu"`
+}
+
+// Validate reports a configuration local training cannot run with.
+func (c FitConfig) Validate() error {
+	switch {
+	case c.Epochs < 1:
+		return fmt.Errorf("local epochs must be ≥ 1, got %d", c.Epochs)
+	case c.BatchSize < 1:
+		return fmt.Errorf("batch size must be ≥ 1, got %d", c.BatchSize)
+	case !(c.LR > 0) || math.IsInf(float64(c.LR), 0):
+		return fmt.Errorf("learning rate must be a positive finite number, got %v", c.LR)
+	case c.Momentum < 0 || c.Momentum >= 1:
+		return fmt.Errorf("momentum must be in [0, 1), got %v", c.Momentum)
+	case c.WeightDecay < 0:
+		return fmt.Errorf("weight decay must be ≥ 0, got %v", c.WeightDecay)
+	case c.ProxMu < 0:
+		return fmt.Errorf("FedProx μ must be ≥ 0, got %v", c.ProxMu)
+	}
+	return nil
+}
+
+// FitIns is one fit task: train from the global parameters for one round.
+type FitIns struct {
+	Round  int
+	Params []float32 // the global model; clients must not modify it
+	Config FitConfig
+}
+
+// FitRes is a client's answer to a fit task.
+type FitRes struct {
+	// Update is the model delta: local parameters after training minus the global parameters.
+	Update []float32
+	// NumExamples is the number of local training examples, the client's weight in FedAvg.
+	NumExamples int
+	// Loss is the mean local training loss of the last epoch.
+	Loss float64
+}
+
+// EvalRes is a client's evaluation of the global model on its local test data.
+type EvalRes struct {
+	Loss        float64
+	Accuracy    float64
+	NumExamples int
+}
+
+// Client is one participant in federated training. Implementations train on local data that
+// never leaves them.
+type Client interface {
+	Fit(ctx context.Context, ins FitIns) (FitRes, error)
+	Evaluate(ctx context.Context, params []float32) (EvalRes, error)
+}
+
+// FitOutcome is what the transport learned from one client of the cohort.
+type FitOutcome struct {
+	Client ClientID
+	Res    FitRes
+	Err    error // non-nil when the client failed, dropped out or timed out
+}
+
+// EvalOutcome is the federated-evaluation counterpart of FitOutcome.
+type EvalOutcome struct {
+	Client ClientID
+	Res    EvalRes
+	Err    error
+}
+
+// Transport delivers tasks to clients: in-process in simulation, over the network in deployment.
+// Fit and Evaluate call deliver once per cohort member, from one goroutine at a time, as outcomes
+// arrive; they return when every member has answered or ctx is done (members that have not
+// answered by then are delivered with an error wrapping ErrTimeout).
+type Transport interface {
+	NumClients() int
+	Fit(ctx context.Context, cohort []ClientID, ins FitIns, deliver func(FitOutcome)) error
+	Evaluate(ctx context.Context, cohort []ClientID, params []float32, deliver func(EvalOutcome)) error
+}
+
+// Errors a round records for clients it leaves out.
+var (
+	ErrTimeout   = errors.New("client did not answer before the round deadline")
+	ErrDropped   = errors.New("client dropped out")
+	ErrBadUpdate = errors.New("invalid update")
+)
+
+// ValidateUpdate checks a client's fit result before it may touch the aggregate.
+func ValidateUpdate(res FitRes, dim int) error {
+	if len(res.Update) != dim {
+		return fmt.Errorf("%w: update has %d parameters, the model has %d", ErrBadUpdate, len(res.Update), dim)
+	}
+	if res.NumExamples < 1 {
+		return fmt.Errorf("%w: example count %d, must be ≥ 1", ErrBadUpdate, res.NumExamples)
+	}
+	for i, v := range res.Update {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("%w: parameter %d is %v", ErrBadUpdate, i, v)
+		}
+	}
+	return nil
+}
+
+// Strategy decides how a round is configured and how its updates become the next global model,
+// in the spirit of Flower's strategies. Strategies that only need the weighted mean of the
+// updates compose with secure aggregation; those that must see individual updates (median,
+// Krum) say so through NeedsIndividualUpdates and are refused when a secure sum is on.
+type Strategy interface {
+	Name() string
+	// ConfigureFit returns the local-training configuration for a round (FedProx sets μ here).
+	ConfigureFit(round int, base FitConfig) FitConfig
+	// NeedsIndividualUpdates reports whether AggregateFit reads Aggregate.Updates.
+	NeedsIndividualUpdates() bool
+	// AggregateFit updates global in place from the round's aggregate.
+	AggregateFit(round int, global []float32, agg *Aggregate) error
+	// AggregateEvaluate combines federated-evaluation results into one loss and accuracy.
+	AggregateEvaluate(round int, results []EvalRes) (loss, accuracy float64)
+}
