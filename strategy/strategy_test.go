@@ -1,0 +1,169 @@
+package strategy
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"shoal/fl"
+)
+
+// three updates of two coordinates with weights 1, 2, 1: mean = (Σ wΔ)/4.
+var (
+	deltas  = [][]float32{{1, -2}, {3, 0}, {-1, 10}}
+	weights = []float64{1, 2, 1}
+)
+
+func aggregate() *fl.Aggregate {
+	a := &fl.Aggregate{Mean: []float32{(1 + 6 - 1) / 4.0, (-2 + 0 + 10) / 4.0}, TotalWeight: 4, Count: 3}
+	for i, d := range deltas {
+		a.Updates = append(a.Updates, fl.Update{Client: fl.ClientID(i), Delta: d, Weight: weights[i]})
+	}
+	return a
+}
+
+func near(t *testing.T, what string, got []float32, want ...float64) {
+	t.Helper()
+	for j := range want {
+		if math.Abs(float64(got[j])-want[j]) > 1e-5*(1+math.Abs(want[j])) {
+			t.Fatalf("%s: coordinate %d = %v, want %v (all: %v)", what, j, got[j], want[j], got)
+		}
+	}
+}
+
+func TestFedAvgAppliesServerLR(t *testing.T) {
+	s, _ := New("fedavg", Options{ServerLR: 0.5})
+	g := []float32{10, 20}
+	if err := s.AggregateFit(1, g, aggregate()); err != nil {
+		t.Fatal(err)
+	}
+	near(t, "fedavg", g, 10+0.5*1.5, 20+0.5*2)
+}
+
+func TestFedProxSetsMu(t *testing.T) {
+	s, _ := New("fedprox", Options{ProxMu: 0.1})
+	if got := s.ConfigureFit(1, fl.FitConfig{}).ProxMu; got != 0.1 {
+		t.Fatalf("μ = %v, want 0.1", got)
+	}
+	g := []float32{0, 0}
+	_ = s.AggregateFit(1, g, aggregate())
+	near(t, "fedprox", g, 1.5, 2)
+}
+
+func TestFedAvgMMomentum(t *testing.T) {
+	s, _ := New("fedavgm", Options{ServerMomentum: 0.5, ServerLR: 1})
+	g := []float32{0, 0}
+	_ = s.AggregateFit(1, g, aggregate()) // v = Δ, g = Δ
+	_ = s.AggregateFit(2, g, aggregate()) // v = 0.5Δ + Δ, g = Δ + 1.5Δ
+	near(t, "fedavgm", g, 2.5*1.5, 2.5*2)
+}
+
+func TestAdaptiveOptimisersByHand(t *testing.T) {
+	d := []float64{1.5, 2}
+	for _, tc := range []struct {
+		name string
+		v    func(d float64) float64 // v after the first step from v₀ = 0
+	}{
+		{"fedadam", func(d float64) float64 { return 0.01 * d * d }},
+		{"fedyogi", func(d float64) float64 { return 0.01 * d * d }}, // v₀ − Δ² < 0 → v = (1−β₂)Δ²
+		{"fedadagrad", func(d float64) float64 { return d * d }},
+	} {
+		s, err := New(tc.name, Options{ServerLR: 0.1, Beta1: 0.9, Beta2: 0.99, Tau: 0.001})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := []float32{0, 0}
+		if err := s.AggregateFit(1, g, aggregate()); err != nil {
+			t.Fatal(err)
+		}
+		want := make([]float64, 2)
+		for j := range d {
+			m := 0.1 * d[j]
+			want[j] = 0.1 * m / (math.Sqrt(tc.v(d[j])) + 0.001)
+		}
+		near(t, tc.name, g, want...)
+	}
+}
+
+func TestRobustAggregatorsByHand(t *testing.T) {
+	cases := []struct {
+		name string
+		o    Options
+		want []float64
+	}{
+		{"fedmedian", Options{}, []float64{1, 0}},
+		// 3 updates, β = 0.34 cuts one from each end: the middle value remains.
+		{"fedtrimmedavg", Options{TrimFraction: 0.34}, []float64{1, 0}},
+		// n − f − 2 = 1 neighbour: scores are each update's squared distance to its nearest
+		// other. d(0,1) = 8, d(0,2) = 148, d(1,2) = 116 → scores 8, 8, 116; Krum keeps update 0.
+		{"krum", Options{}, []float64{1, -2}},
+		// MultiKrum keeping 2: mean of updates 0 and 1.
+		{"multikrum", Options{KrumKeep: 2}, []float64{2, -1}},
+	}
+	for _, tc := range cases {
+		s, err := New(tc.name, tc.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.NeedsIndividualUpdates() {
+			t.Fatalf("%s must need individual updates", tc.name)
+		}
+		g := []float32{0, 0}
+		if err := s.AggregateFit(1, g, aggregate()); err != nil {
+			t.Fatal(err)
+		}
+		near(t, tc.name, g, tc.want...)
+		// Under a secure sum the updates are hidden: a clear error, not a silent mean.
+		agg := aggregate()
+		agg.Updates = nil
+		if err := s.AggregateFit(1, g, agg); err == nil || !strings.Contains(err.Error(), "individual") {
+			t.Fatalf("%s without individual updates: err = %v", tc.name, err)
+		}
+	}
+}
+
+func TestKrumRejectsOutlier(t *testing.T) {
+	agg := &fl.Aggregate{}
+	for i := range 6 {
+		d := []float32{float32(i) * 0.01, 1}
+		if i == 5 {
+			d = []float32{100, -100} // a Byzantine update
+		}
+		agg.Updates = append(agg.Updates, fl.Update{Client: fl.ClientID(i), Delta: d, Weight: 1})
+	}
+	s, _ := New("multikrum", Options{Byzantine: 1})
+	g := []float32{0, 0}
+	if err := s.AggregateFit(1, g, agg); err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(float64(g[1])-1) > 1e-6 {
+		t.Fatalf("MultiKrum let the outlier in: %v", g)
+	}
+}
+
+func TestNewRejectsBadInput(t *testing.T) {
+	if _, err := New("fedsomething", Options{}); err == nil || !strings.Contains(err.Error(), "fedavg") {
+		t.Fatalf("unknown strategy error should list valid names, got %v", err)
+	}
+	for _, o := range []Options{{ServerLR: math.NaN()}, {ServerLR: -1}, {TrimFraction: 0.5}} {
+		name := "fedavg"
+		if o.TrimFraction != 0 {
+			name = "fedtrimmedavg"
+		}
+		if _, err := New(name, o); err == nil {
+			t.Fatalf("New(%s, %+v) accepted bad options", name, o)
+		}
+	}
+	s, _ := New("fedavg", Options{})
+	if err := s.AggregateFit(1, []float32{0}, aggregate()); err == nil {
+		t.Fatal("dimension mismatch accepted")
+	}
+}
+
+func TestAggregateEvaluateWeighted(t *testing.T) {
+	s, _ := New("fedavg", Options{})
+	loss, acc := s.AggregateEvaluate(1, []fl.EvalRes{{Loss: 1, Accuracy: 0.5, NumExamples: 1}, {Loss: 4, Accuracy: 1, NumExamples: 3}})
+	if math.Abs(loss-3.25) > 1e-12 || math.Abs(acc-0.875) > 1e-12 {
+		t.Fatalf("got %v %v", loss, acc)
+	}
+}
