@@ -1,0 +1,91 @@
+// Package trainer is the client side of Shoal's federated training: a Client that trains an
+// nn.Model on local data and answers fit and evaluate tasks with a model delta or a score.
+//
+// The simulator (package sim) and the networked client use the same Client, so what is tested
+// in simulation is what runs in deployment. trainer depends on fl and nn only.
+package trainer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+
+	"shoal/fl"
+	"shoal/nn"
+)
+
+// UpdateStage transforms a client's update before it leaves the client (clipping, local noise).
+// It may modify update in place.
+type UpdateStage interface {
+	ProcessUpdate(round int, update []float32) error
+}
+
+// Client trains Model on its local examples (X row-major, Y labels). Model is used exclusively
+// by this Client for the duration of a call. Rand drives shuffling.
+type Client struct {
+	Model        *nn.Model
+	X            []float32
+	Y            []int32
+	TestX        []float32
+	TestY        []int32
+	Rand         *rand.Rand
+	UpdateStages []UpdateStage
+}
+
+var _ fl.Client = (*Client)(nil)
+
+// Fit trains from the global parameters and returns the delta local − global.
+func (c *Client) Fit(ctx context.Context, ins fl.FitIns) (fl.FitRes, error) {
+	if err := ctx.Err(); err != nil {
+		return fl.FitRes{}, err
+	}
+	params := c.Model.Params()
+	if len(ins.Params) != len(params) {
+		return fl.FitRes{}, fmt.Errorf("global model has %d parameters, the local model %d", len(ins.Params), len(params))
+	}
+	if len(c.Y) == 0 {
+		return fl.FitRes{}, errors.New("client has no training examples")
+	}
+	copy(params, ins.Params)
+	cfg := nn.TrainConfig{
+		Epochs: ins.Config.Epochs, BatchSize: ins.Config.BatchSize, LR: ins.Config.LR,
+		Momentum: ins.Config.Momentum, WeightDecay: ins.Config.WeightDecay,
+	}
+	if ins.Config.ProxMu > 0 {
+		cfg.ProxMu, cfg.ProxCenter = ins.Config.ProxMu, ins.Params
+	}
+	loss, err := c.Model.Train(c.X, c.Y, cfg, c.Rand)
+	if err != nil {
+		return fl.FitRes{}, fmt.Errorf("local training: %w", err)
+	}
+	update := make([]float32, len(params))
+	for j, p := range params {
+		update[j] = p - ins.Params[j]
+	}
+	for _, st := range c.UpdateStages {
+		if err := st.ProcessUpdate(ins.Round, update); err != nil {
+			return fl.FitRes{}, fmt.Errorf("update pipeline: %w", err)
+		}
+	}
+	return fl.FitRes{Update: update, NumExamples: len(c.Y), Loss: loss}, nil
+}
+
+// Evaluate scores the given parameters on the local test examples.
+func (c *Client) Evaluate(ctx context.Context, params []float32) (fl.EvalRes, error) {
+	if err := ctx.Err(); err != nil {
+		return fl.EvalRes{}, err
+	}
+	if len(c.TestY) == 0 {
+		return fl.EvalRes{}, nil
+	}
+	if len(params) != c.Model.NumParams() {
+		return fl.EvalRes{}, fmt.Errorf("model has %d parameters, got %d", c.Model.NumParams(), len(params))
+	}
+	copy(c.Model.Params(), params)
+	loss, acc, err := c.Model.Evaluate(c.TestX, c.TestY)
+	if err != nil {
+		return fl.EvalRes{}, fmt.Errorf("local evaluation: %w", err)
+	}
+	return fl.EvalRes{Loss: loss, Accuracy: acc, NumExamples: len(c.TestY)}, nil
+}
