@@ -1,0 +1,122 @@
+package nn
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// kernels runs f once with the portable kernels and, where the CPU has them, once with the
+// assembly kernels.
+func kernels(t *testing.T, f func(t *testing.T)) {
+	saved := useAsm
+	defer func() { useAsm = saved }()
+	useAsm = false
+	t.Run("go", f)
+	if hasAVX2FMA() {
+		useAsm = true
+		t.Run("asm", f)
+	}
+}
+
+func randSlice(rng *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(rng.NormFloat64())
+	}
+	return s
+}
+
+// shapes cover the remainders of every blocking (rows mod 4, columns mod 16 and 8, k mod 16 and 8)
+// and the shapes the models use.
+var gemmShapes = [][3]int{
+	{1, 1, 1}, {3, 5, 7}, {4, 16, 1}, {5, 17, 9}, {7, 8, 16}, {9, 24, 31}, {13, 33, 17},
+	{10, 200, 784}, {10, 10, 200}, {16, 64, 25}, {2, 7, 3}, {6, 47, 40},
+}
+
+func TestGemm(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(1, 2))
+		for _, s := range gemmShapes {
+			m, n, k := s[0], s[1], s[2]
+			for _, trans := range []bool{false, true} {
+				for _, acc := range []bool{false, true} {
+					// Padded leading dimensions catch kernels that assume contiguous rows.
+					lda, ldb, ldc := k+3, n+5, n+2
+					ars, acs := lda, 1
+					a := randSlice(rng, m*lda)
+					if trans { // A is stored k×m (row stride lda=m+3) and read transposed
+						lda = m + 3
+						ars, acs = 1, lda
+						a = randSlice(rng, k*lda)
+					}
+					b := randSlice(rng, k*ldb)
+					c := randSlice(rng, m*ldc)
+					want := make([]float64, len(c))
+					for i := range c {
+						want[i] = float64(c[i])
+					}
+					for i := 0; i < m; i++ {
+						for j := 0; j < n; j++ {
+							var s float64
+							for p := 0; p < k; p++ {
+								s += float64(a[i*ars+p*acs]) * float64(b[p*ldb+j])
+							}
+							if acc {
+								want[i*ldc+j] += s
+							} else {
+								want[i*ldc+j] = s
+							}
+						}
+					}
+					gemm(m, n, k, a, ars, acs, b, ldb, c, ldc, acc)
+					checkClose(t, "gemm", s, trans, acc, c, want, k)
+				}
+			}
+		}
+	})
+}
+
+func TestGemmNT(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(3, 4))
+		for _, s := range gemmShapes {
+			m, n, k := s[0], s[1], s[2]
+			for _, acc := range []bool{false, true} {
+				lda, ldb, ldc := k+1, k+3, n+2
+				a, b, c := randSlice(rng, m*lda), randSlice(rng, n*ldb), randSlice(rng, m*ldc)
+				want := make([]float64, len(c))
+				for i := range c {
+					want[i] = float64(c[i])
+				}
+				for i := 0; i < m; i++ {
+					for j := 0; j < n; j++ {
+						var s float64
+						for p := 0; p < k; p++ {
+							s += float64(a[i*lda+p]) * float64(b[j*ldb+p])
+						}
+						if acc {
+							want[i*ldc+j] += s
+						} else {
+							want[i*ldc+j] = s
+						}
+					}
+				}
+				gemmNT(m, n, k, a, lda, b, ldb, c, ldc, acc)
+				checkClose(t, "gemmNT", s, false, acc, c, want, k)
+			}
+		}
+	})
+}
+
+// checkClose allows float32 rounding growing with the length k of the dot products; the padding
+// between rows (not written by the kernel) must come back untouched.
+func checkClose(t *testing.T, what string, s [3]int, trans, acc bool, got []float32, want []float64, k int) {
+	t.Helper()
+	tol := 1e-5 * math.Sqrt(float64(k)+1) * 4
+	for i := range got {
+		if d := math.Abs(float64(got[i]) - want[i]); d > tol*(1+math.Abs(want[i])) {
+			t.Fatalf("%s %v trans=%v acc=%v: element %d is %v, want %v", what, s, trans, acc, i, got[i], want[i])
+		}
+	}
+}

@@ -1,0 +1,322 @@
+package nn
+
+import (
+	"math"
+	"math/rand/v2"
+)
+
+// layer is one stage of a feed-forward network. Activations are per-example blocks laid out one
+// after another (batch × outSize); images are stored HWC. A layer with parameters holds views
+// into the model's flat parameter and gradient vectors, bound by bind.
+type layer interface {
+	outShape() Shape
+	numParams() int
+	bind(params, grads []float32)
+	initParams(rng *rand.Rand)
+	// reserve sizes the layer's scratch buffers for batches of up to batch examples.
+	reserve(batch int)
+	forward(in, out []float32, batch int)
+	// backward overwrites the layer's parameter gradients with those of the batch and, when dIn
+	// is not nil, writes the gradient with respect to the input into it.
+	backward(in, out, dOut, dIn []float32, batch int)
+	// cloneUnbound returns a layer with the same configuration, no parameters and no scratch.
+	cloneUnbound() layer
+}
+
+// heNormal fills w with N(0, gain/fanIn) samples: He et al. 2015 (gain 2) before a ReLU, LeCun
+// (gain 1) before the softmax.
+func heNormal(w []float32, fanIn int, gain float64, rng *rand.Rand) {
+	std := math.Sqrt(gain / float64(fanIn))
+	for i := range w {
+		w[i] = float32(rng.NormFloat64() * std)
+	}
+}
+
+// dense is a fully connected layer y = x·W + b with W stored in×out row-major, so that the
+// forward pass and the weight gradient run along contiguous rows.
+type dense struct {
+	in, out int
+	gain    float64
+	w, b    []float32
+	gw, gb  []float32
+}
+
+func newDense(in, out int, reluFollows bool) *dense {
+	gain := 1.0
+	if reluFollows {
+		gain = 2
+	}
+	return &dense{in: in, out: out, gain: gain}
+}
+
+func (d *dense) outShape() Shape { return Shape{1, 1, d.out} }
+func (d *dense) numParams() int  { return d.in*d.out + d.out }
+func (d *dense) bind(p, g []float32) {
+	nw := d.in * d.out
+	d.w, d.b = p[:nw:nw], p[nw:nw+d.out:nw+d.out]
+	d.gw, d.gb = g[:nw:nw], g[nw:nw+d.out:nw+d.out]
+}
+func (d *dense) initParams(rng *rand.Rand) {
+	heNormal(d.w, d.in, d.gain, rng)
+	clear(d.b)
+}
+func (d *dense) reserve(int)         {}
+func (d *dense) cloneUnbound() layer { return &dense{in: d.in, out: d.out, gain: d.gain} }
+
+func (d *dense) forward(in, out []float32, batch int) {
+	for r := 0; r < batch; r++ {
+		copy(out[r*d.out:(r+1)*d.out], d.b)
+	}
+	gemm(batch, d.out, d.in, in, d.in, 1, d.w, d.out, out, d.out, true)
+}
+
+func (d *dense) backward(in, out, dOut, dIn []float32, batch int) {
+	// dW = Xᵀ·dY: A is X read transposed (row stride 1, column stride in).
+	gemm(d.in, d.out, batch, in, 1, d.in, dOut, d.out, d.gw, d.out, false)
+	gb := d.gb
+	clear(gb)
+	for r := 0; r < batch; r++ {
+		row := dOut[r*d.out : (r+1)*d.out]
+		for j, v := range row {
+			gb[j] += v
+		}
+	}
+	if dIn != nil {
+		gemmNT(batch, d.in, d.out, dOut, d.out, d.w, d.out, dIn, d.in, false)
+	}
+}
+
+// relu is max(x, 0), elementwise.
+type relu struct{ shape Shape }
+
+func (r *relu) outShape() Shape         { return r.shape }
+func (r *relu) numParams() int          { return 0 }
+func (r *relu) bind(_, _ []float32)     {}
+func (r *relu) initParams(_ *rand.Rand) {}
+func (r *relu) reserve(int)             {}
+func (r *relu) cloneUnbound() layer     { return &relu{shape: r.shape} }
+
+func (r *relu) forward(in, out []float32, batch int) {
+	n := batch * r.shape.C * r.shape.H * r.shape.W
+	in, out = in[:n], out[:n]
+	for i, v := range in {
+		out[i] = max(v, 0)
+	}
+}
+
+func (r *relu) backward(_, out, dOut, dIn []float32, batch int) {
+	if dIn == nil {
+		return
+	}
+	n := batch * r.shape.C * r.shape.H * r.shape.W
+	out, dOut, dIn = out[:n], dOut[:n], dIn[:n]
+	for i, v := range out {
+		if v > 0 {
+			dIn[i] = dOut[i]
+		} else {
+			dIn[i] = 0
+		}
+	}
+}
+
+// maxPool2 is 2×2 max-pooling with stride 2 over HWC images; an odd last row or column is dropped.
+type maxPool2 struct {
+	in  Shape
+	arg []int32 // per output element, the index of the chosen input within its example
+}
+
+func (p *maxPool2) outShape() Shape         { return Shape{p.in.C, p.in.H / 2, p.in.W / 2} }
+func (p *maxPool2) numParams() int          { return 0 }
+func (p *maxPool2) bind(_, _ []float32)     {}
+func (p *maxPool2) initParams(_ *rand.Rand) {}
+func (p *maxPool2) cloneUnbound() layer     { return &maxPool2{in: p.in} }
+
+func (p *maxPool2) reserve(batch int) {
+	o := p.outShape()
+	if n := batch * o.C * o.H * o.W; len(p.arg) < n {
+		p.arg = make([]int32, n)
+	}
+}
+
+func (p *maxPool2) forward(in, out []float32, batch int) {
+	c, w := p.in.C, p.in.W
+	o := p.outShape()
+	inSize, outSize := c*p.in.H*w, o.C*o.H*o.W
+	for e := 0; e < batch; e++ {
+		x := in[e*inSize : (e+1)*inSize]
+		y := out[e*outSize : (e+1)*outSize]
+		arg := p.arg[e*outSize : (e+1)*outSize]
+		for oy := 0; oy < o.H; oy++ {
+			for ox := 0; ox < o.W; ox++ {
+				i00 := ((2*oy)*w + 2*ox) * c
+				i01, i10 := i00+c, i00+w*c
+				i11 := i10 + c
+				ob := (oy*o.W + ox) * c
+				for ch := 0; ch < c; ch++ {
+					best, bi := x[i00+ch], i00+ch
+					if v := x[i01+ch]; v > best {
+						best, bi = v, i01+ch
+					}
+					if v := x[i10+ch]; v > best {
+						best, bi = v, i10+ch
+					}
+					if v := x[i11+ch]; v > best {
+						best, bi = v, i11+ch
+					}
+					y[ob+ch] = best
+					arg[ob+ch] = int32(bi)
+				}
+			}
+		}
+	}
+}
+
+func (p *maxPool2) backward(_, _, dOut, dIn []float32, batch int) {
+	if dIn == nil {
+		return
+	}
+	o := p.outShape()
+	inSize, outSize := p.in.C*p.in.H*p.in.W, o.C*o.H*o.W
+	clear(dIn[:batch*inSize])
+	for e := 0; e < batch; e++ {
+		dx := dIn[e*inSize : (e+1)*inSize]
+		dy := dOut[e*outSize : (e+1)*outSize]
+		arg := p.arg[e*outSize : (e+1)*outSize]
+		for i, g := range dy {
+			dx[arg[i]] += g
+		}
+	}
+}
+
+// conv2d is a stride-1 convolution with 'same' zero padding over HWC images, computed per image
+// as im2col (HW × K·K·C) times the weights (K·K·C × F, rows ordered ky, kx, c).
+type conv2d struct {
+	in      Shape
+	filters int
+	k       int
+	w, b    []float32
+	gw, gb  []float32
+	col     []float32 // im2col of one image; reused for the column gradient in backward
+	wT      []float32 // Wᵀ (F × K·K·C), rebuilt each backward pass
+}
+
+func newConv2d(in Shape, filters, k int) *conv2d {
+	return &conv2d{in: in, filters: filters, k: k}
+}
+
+func (l *conv2d) outShape() Shape { return Shape{l.filters, l.in.H, l.in.W} }
+func (l *conv2d) patch() int      { return l.k * l.k * l.in.C }
+func (l *conv2d) numParams() int  { return l.patch()*l.filters + l.filters }
+func (l *conv2d) bind(p, g []float32) {
+	nw := l.patch() * l.filters
+	l.w, l.b = p[:nw:nw], p[nw:nw+l.filters:nw+l.filters]
+	l.gw, l.gb = g[:nw:nw], g[nw:nw+l.filters:nw+l.filters]
+}
+func (l *conv2d) initParams(rng *rand.Rand) {
+	heNormal(l.w, l.patch(), 2, rng)
+	clear(l.b)
+}
+func (l *conv2d) cloneUnbound() layer { return newConv2d(l.in, l.filters, l.k) }
+
+func (l *conv2d) reserve(int) {
+	if n := l.in.H * l.in.W * l.patch(); len(l.col) < n {
+		l.col = make([]float32, n)
+	}
+	if n := l.patch() * l.filters; len(l.wT) < n {
+		l.wT = make([]float32, n)
+	}
+}
+
+// im2col writes the patches of one HWC image into l.col, zero outside the image.
+func (l *conv2d) im2col(x []float32) {
+	h, w, c, k := l.in.H, l.in.W, l.in.C, l.k
+	pad, kkc := k/2, l.patch()
+	col := l.col[:h*w*kkc]
+	for y := 0; y < h; y++ {
+		for xx := 0; xx < w; xx++ {
+			row := col[(y*w+xx)*kkc : (y*w+xx+1)*kkc]
+			for ky := 0; ky < k; ky++ {
+				sy := y + ky - pad
+				dst := row[ky*k*c : (ky+1)*k*c]
+				if sy < 0 || sy >= h {
+					clear(dst)
+					continue
+				}
+				// The kx range that stays inside the image is one contiguous run of the input row.
+				lo, hi := max(0, pad-xx), min(k, w+pad-xx)
+				clear(dst[:lo*c])
+				copy(dst[lo*c:hi*c], x[(sy*w+xx+lo-pad)*c:(sy*w+xx+hi-pad)*c])
+				clear(dst[hi*c:])
+			}
+		}
+	}
+}
+
+// col2imAdd adds the column gradient in l.col back onto the image gradient dx.
+func (l *conv2d) col2imAdd(dx []float32) {
+	h, w, c, k := l.in.H, l.in.W, l.in.C, l.k
+	pad, kkc := k/2, l.patch()
+	for y := 0; y < h; y++ {
+		for xx := 0; xx < w; xx++ {
+			row := l.col[(y*w+xx)*kkc : (y*w+xx+1)*kkc]
+			for ky := 0; ky < k; ky++ {
+				sy := y + ky - pad
+				if sy < 0 || sy >= h {
+					continue
+				}
+				lo, hi := max(0, pad-xx), min(k, w+pad-xx)
+				src := row[ky*k*c+lo*c : ky*k*c+hi*c]
+				dst := dx[(sy*w+xx+lo-pad)*c : (sy*w+xx+hi-pad)*c]
+				for i, v := range src {
+					dst[i] += v
+				}
+			}
+		}
+	}
+}
+
+func (l *conv2d) forward(in, out []float32, batch int) {
+	hw, kkc, f := l.in.H*l.in.W, l.patch(), l.filters
+	inSize, outSize := hw*l.in.C, hw*f
+	for e := 0; e < batch; e++ {
+		l.im2col(in[e*inSize : (e+1)*inSize])
+		y := out[e*outSize : (e+1)*outSize]
+		for r := 0; r < hw; r++ {
+			copy(y[r*f:(r+1)*f], l.b)
+		}
+		gemm(hw, f, kkc, l.col, kkc, 1, l.w, f, y, f, true)
+	}
+}
+
+func (l *conv2d) backward(in, _, dOut, dIn []float32, batch int) {
+	hw, kkc, f := l.in.H*l.in.W, l.patch(), l.filters
+	inSize, outSize := hw*l.in.C, hw*f
+	clear(l.gb)
+	if dIn != nil {
+		// Wᵀ once per batch, so that the column gradient is a plain GEMM with a long inner row.
+		for r := 0; r < kkc; r++ {
+			for j := 0; j < f; j++ {
+				l.wT[j*kkc+r] = l.w[r*f+j]
+			}
+		}
+	}
+	for e := 0; e < batch; e++ {
+		dy := dOut[e*outSize : (e+1)*outSize]
+		l.im2col(in[e*inSize : (e+1)*inSize])
+		// dW (+)= colᵀ·dY.
+		gemm(kkc, f, hw, l.col, 1, kkc, dy, f, l.gw, f, e > 0)
+		for r := 0; r < hw; r++ {
+			row := dy[r*f : (r+1)*f]
+			for j, v := range row {
+				l.gb[j] += v
+			}
+		}
+		if dIn != nil {
+			// dCol = dY·Wᵀ, then scattered back onto the image.
+			gemm(hw, kkc, f, dy, f, 1, l.wT, kkc, l.col, kkc, false)
+			dx := dIn[e*inSize : (e+1)*inSize]
+			clear(dx)
+			l.col2imAdd(dx)
+		}
+	}
+}

@@ -1,0 +1,293 @@
+package nn
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+)
+
+// TrainConfig configures one call of Train.
+type TrainConfig struct {
+	Epochs, BatchSize         int
+	LR, Momentum, WeightDecay float32
+	ProxMu                    float32   // FedProx: adds ProxMu/2·‖w − ProxCenter‖² to the loss when > 0
+	ProxCenter                []float32 // the global model at the start of the round (len NumParams)
+}
+
+func (c *TrainConfig) validate(numParams int) error {
+	switch {
+	case c.Epochs <= 0:
+		return fmt.Errorf("epochs must be positive, got %d", c.Epochs)
+	case c.BatchSize <= 0:
+		return fmt.Errorf("batch size must be positive, got %d", c.BatchSize)
+	case !(c.LR > 0) || math.IsInf(float64(c.LR), 0):
+		return fmt.Errorf("learning rate must be positive and finite, got %v", c.LR)
+	case !(c.Momentum >= 0 && c.Momentum < 1):
+		return fmt.Errorf("momentum must be in [0, 1), got %v", c.Momentum)
+	case !(c.WeightDecay >= 0) || math.IsInf(float64(c.WeightDecay), 0):
+		return fmt.Errorf("weight decay must be non-negative and finite, got %v", c.WeightDecay)
+	case !(c.ProxMu >= 0) || math.IsInf(float64(c.ProxMu), 0):
+		return fmt.Errorf("proximal mu must be non-negative and finite, got %v", c.ProxMu)
+	}
+	if c.ProxMu > 0 {
+		if len(c.ProxCenter) != numParams {
+			return fmt.Errorf("proximal center has %d values, model has %d parameters", len(c.ProxCenter), numParams)
+		}
+		if i := firstNonFinite(c.ProxCenter); i >= 0 {
+			return fmt.Errorf("proximal center value %d is %v", i, c.ProxCenter[i])
+		}
+	}
+	return nil
+}
+
+// checkData validates a dataset of len(y) examples against the model's input size and classes.
+func (m *Model) checkData(x []float32, y []int32) error {
+	n, d := len(y), m.in.Size()
+	if n == 0 {
+		return errors.New("no examples")
+	}
+	if len(x) != n*d {
+		return fmt.Errorf("%d labels need %d×%d = %d input values, got %d", n, n, d, n*d, len(x))
+	}
+	for i, c := range y {
+		if c < 0 || int(c) >= m.classes {
+			return fmt.Errorf("label %d of example %d is outside [0, %d)", c, i, m.classes)
+		}
+	}
+	if i := firstNonFinite(x); i >= 0 {
+		return fmt.Errorf("input value %d (example %d) is %v", i, i/d, x[i])
+	}
+	return nil
+}
+
+func firstNonFinite(v []float32) int {
+	for i, f := range v {
+		// f-f is NaN exactly when f is NaN or ±Inf; one comparison per element.
+		if f-f != 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// Train runs minibatch SGD (momentum and weight decay, momentum state fresh for each call) over
+// the n = len(y) examples in x (n×in row-major, float32), shuffled each epoch with rng. The last
+// batch of an epoch may be smaller. Returns the mean training cross-entropy over the last epoch
+// (without the proximal term). Errors on mismatched sizes, labels out of range, non-finite
+// inputs, bad config (non-positive batch/epochs/lr), or a non-finite loss (diverged); after a
+// divergence the parameters are unusable and should be reset by the caller.
+func (m *Model) Train(x []float32, y []int32, cfg TrainConfig, rng *rand.Rand) (float64, error) {
+	if err := cfg.validate(len(m.params)); err != nil {
+		return 0, fmt.Errorf("nn: train %s: %w", m.arch, err)
+	}
+	if err := m.checkData(x, y); err != nil {
+		return 0, fmt.Errorf("nn: train %s: %w", m.arch, err)
+	}
+	if rng == nil {
+		return 0, fmt.Errorf("nn: train %s: need a random source for shuffling", m.arch)
+	}
+	n := len(y)
+	bs := min(cfg.BatchSize, n)
+	m.reserve(bs)
+	if cfg.Momentum > 0 {
+		if len(m.velocity) != len(m.params) {
+			m.velocity = make([]float32, len(m.params))
+		}
+		clear(m.velocity)
+	}
+	if cap(m.perm) < n {
+		m.perm = make([]int, n)
+	}
+	perm := m.perm[:n]
+	for i := range perm {
+		perm[i] = i
+	}
+	labels := make([]int32, bs)
+
+	var epochLoss float64
+	for epoch := 0; epoch < cfg.Epochs; epoch++ {
+		rng.Shuffle(n, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+		epochLoss = 0
+		for start := 0; start < n; start += bs {
+			idx := perm[start:min(start+bs, n)]
+			b := len(idx)
+			m.gather(x, idx)
+			for r, e := range idx {
+				labels[r] = y[e]
+			}
+			m.forward(b)
+			top := len(m.layers)
+			loss, _ := softmaxCrossEntropy(m.acts[top][:b*m.classes], labels[:b], m.classes, m.dacts[top])
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				return 0, fmt.Errorf("nn: train %s: diverged: loss is %v at epoch %d, example %d (lower the learning rate)", m.arch, loss, epoch+1, start)
+			}
+			epochLoss += loss
+			m.backwardAndStep(b, &cfg)
+		}
+	}
+	return epochLoss / float64(n), nil
+}
+
+// backwardAndStep backpropagates the loss gradient in dacts[top] and updates each layer's
+// parameters as soon as its gradient is known (after its input gradient, which needs the old
+// weights), while that block is still in cache.
+func (m *Model) backwardAndStep(batch int, cfg *TrainConfig) {
+	for i := len(m.layers) - 1; i >= 0; i-- {
+		l := m.layers[i]
+		l.backward(m.acts[i], m.acts[i+1], m.dacts[i+1], m.dacts[i], batch)
+		np := l.numParams()
+		if np == 0 {
+			continue
+		}
+		o := m.offsets[i]
+		var v, center []float32
+		if cfg.Momentum > 0 {
+			v = m.velocity[o : o+np]
+		}
+		if cfg.ProxMu > 0 {
+			center = cfg.ProxCenter[o : o+np]
+		}
+		sgdStep(m.params[o:o+np], m.grads[o:o+np], v, center, cfg.LR, cfg.Momentum, cfg.WeightDecay, cfg.ProxMu)
+	}
+}
+
+// sgdStep applies one SGD update to w with gradient g plus weight decay wd·w and the proximal
+// pull mu·(w − center) (PyTorch's convention): v ← momentum·v + g; w ← w − lr·v (v nil: no momentum).
+func sgdStep(w, g, v, center []float32, lr, momentum, wd, mu float32) {
+	g = g[:len(w)]
+	if wd != 0 || center != nil {
+		if center != nil {
+			center = center[:len(w)]
+			for i, wi := range w {
+				g[i] += wd*wi + mu*(wi-center[i])
+			}
+		} else {
+			for i, wi := range w {
+				g[i] += wd * wi
+			}
+		}
+	}
+	if v == nil {
+		axpy(-lr, g, w)
+		return
+	}
+	v = v[:len(w)]
+	for i, gi := range g {
+		vi := momentum*v[i] + gi
+		v[i] = vi
+		w[i] -= lr * vi
+	}
+}
+
+// axpy computes y += alpha·x.
+func axpy(alpha float32, x, y []float32) {
+	y = y[:len(x)]
+	for i, xi := range x {
+		y[i] += alpha * xi
+	}
+}
+
+// softmaxCrossEntropy returns the summed cross-entropy of the rows of logits (batch × classes)
+// against labels and the number of rows whose arg-max is the label. If grad is not nil it
+// receives the gradient of the mean loss, (softmax − onehot)/batch. Computed in float64 with
+// the maximum subtracted, so large logits cannot overflow.
+func softmaxCrossEntropy(logits []float32, labels []int32, classes int, grad []float32) (float64, int) {
+	batch := len(labels)
+	inv := 1 / float64(batch)
+	var total float64
+	correct := 0
+	for r := 0; r < batch; r++ {
+		row := logits[r*classes : (r+1)*classes]
+		best, arg := row[0], 0
+		for j, v := range row {
+			if v > best {
+				best, arg = v, j
+			}
+		}
+		if arg == int(labels[r]) {
+			correct++
+		}
+		mx := float64(best)
+		var sum float64
+		for _, v := range row {
+			sum += math.Exp(float64(v) - mx)
+		}
+		lse := mx + math.Log(sum)
+		total += lse - float64(row[labels[r]])
+		if grad != nil {
+			g := grad[r*classes : (r+1)*classes]
+			for j, v := range row {
+				g[j] = float32(math.Exp(float64(v)-lse) * inv)
+			}
+			g[labels[r]] -= float32(inv)
+		}
+	}
+	return total, correct
+}
+
+// evalBudget bounds the activation memory Evaluate uses per chunk (in float32 values).
+const evalBudget = 1 << 21
+
+// Evaluate returns the mean cross-entropy loss and the accuracy over the examples, in batches.
+// Errors only on bad input; a model with non-finite parameters gives a non-finite loss.
+func (m *Model) Evaluate(x []float32, y []int32) (loss, accuracy float64, err error) {
+	if err := m.checkData(x, y); err != nil {
+		return 0, 0, fmt.Errorf("nn: evaluate %s: %w", m.arch, err)
+	}
+	perExample := m.in.Size()
+	for _, l := range m.layers {
+		perExample += l.outShape().Size()
+	}
+	chunk := max(m.batchCap, min(256, evalBudget/perExample), 1)
+	m.reserve(chunk)
+	n := len(y)
+	idx := make([]int, chunk)
+	var total float64
+	correct := 0
+	for start := 0; start < n; start += chunk {
+		b := min(chunk, n-start)
+		for r := 0; r < b; r++ {
+			idx[r] = start + r
+		}
+		m.gather(x, idx[:b])
+		m.forward(b)
+		l, c := softmaxCrossEntropy(m.logits()[:b*m.classes], y[start:start+b], m.classes, nil)
+		total += l
+		correct += c
+	}
+	return total / float64(n), float64(correct) / float64(n), nil
+}
+
+// gradient computes the mean loss over all the examples as one batch and leaves its gradient in
+// m.grads, without updating the parameters (for gradient checks and diagnostics).
+func (m *Model) gradient(x []float32, y []int32) float64 {
+	n := len(y)
+	m.reserve(n)
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	m.gather(x, idx)
+	m.forward(n)
+	top := len(m.layers)
+	loss, _ := softmaxCrossEntropy(m.acts[top][:n*m.classes], y, m.classes, m.dacts[top])
+	for i := len(m.layers) - 1; i >= 0; i-- {
+		m.layers[i].backward(m.acts[i], m.acts[i+1], m.dacts[i+1], m.dacts[i], n)
+	}
+	return loss / float64(n)
+}
+
+// meanLoss is the mean loss over all the examples as one batch, without touching gradients.
+func (m *Model) meanLoss(x []float32, y []int32) float64 {
+	n := len(y)
+	m.reserve(n)
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	m.gather(x, idx)
+	m.forward(n)
+	loss, _ := softmaxCrossEntropy(m.logits()[:n*m.classes], y, m.classes, nil)
+	return loss / float64(n)
+}
