@@ -1,0 +1,86 @@
+package privacy
+
+import (
+	"testing"
+)
+
+func benchVector(n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(i%101-50) * 1e-3
+	}
+	return v
+}
+
+// BenchmarkClipAndNoise1M is one client's local-DP pipeline on a million parameters: clip to
+// S = 1, then add lattice Gaussian noise of σ = 1 in place.
+func BenchmarkClipAndNoise1M(b *testing.B) {
+	const n = 1_000_000
+	v := benchVector(n)
+	g, err := NewGaussianNoise(1, 1, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := NewSeededSource(1)
+	b.SetBytes(4 * n)
+	for b.Loop() {
+		if _, err := ClipL2(v, 1); err != nil {
+			b.Fatal(err)
+		}
+		if err := g.Add32(v, v, src); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCentralNoise1M noises a float64 aggregate of a million parameters into float32.
+func BenchmarkCentralNoise1M(b *testing.B) {
+	const n = 1_000_000
+	x := make([]float64, n)
+	dst := make([]float32, n)
+	g, err := NewGaussianNoise(1, 1, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := NewSeededSource(1)
+	b.SetBytes(8 * n)
+	for b.Loop() {
+		if err := g.Add64(dst, x, src); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkClip1M is flat L2 clipping alone (two passes over 4 MB: the memory-bandwidth part).
+func BenchmarkClip1M(b *testing.B) {
+	v := benchVector(1_000_000)
+	b.SetBytes(4 * int64(len(v)))
+	for b.Loop() {
+		if _, err := ClipL2(v, 1e-3); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDiscreteGaussian1M draws a million integer noise values (the sampler alone).
+func BenchmarkDiscreteGaussian1M(b *testing.B) {
+	out := make([]int64, 1_000_000)
+	src := NewSeededSource(1)
+	getBaseTable()
+	for b.Loop() {
+		fillDiscreteGaussian(out, src)
+	}
+}
+
+// BenchmarkRandomBits12MB is the AES-CTR keystream a million noise values consume (12 bytes each).
+func BenchmarkRandomBits12MB(b *testing.B) {
+	src := NewSeededSource(1)
+	b.SetBytes(12_000_000)
+	for b.Loop() {
+		var s uint64
+		for range 1_500_000 {
+			s += src.Uint64()
+		}
+		_ = s
+	}
+}
