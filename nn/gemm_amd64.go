@@ -1,12 +1,135 @@
 package nn
 
-// Temporary: the assembly kernels are not written yet.
-func hasAVX2FMA() bool { return false }
+//go:generate python3 gen_amd64_asm.py
+
+func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
+func xgetbv0() (eax uint32)
+
+// hasAVX2FMA reports whether the CPU has AVX2 and FMA and the OS saves the YMM registers.
+func hasAVX2FMA() bool {
+	maxID, _, _, _ := cpuid(0, 0)
+	if maxID < 7 {
+		return false
+	}
+	_, _, ecx1, _ := cpuid(1, 0)
+	const fma, osxsave, avx = 1 << 12, 1 << 27, 1 << 28
+	if ecx1&(fma|osxsave|avx) != fma|osxsave|avx {
+		return false
+	}
+	if xgetbv0()&6 != 6 { // XMM and YMM state enabled by the OS
+		return false
+	}
+	_, ebx7, _, _ := cpuid(7, 0)
+	return ebx7&(1<<5) != 0
+}
+
+// Micro-kernels (gemm_amd64.s): kernRxW computes C[0:R, 0:W] (+)= A[0:R, 0:k]·B[0:k, 0:W]
+// keeping the C tile in YMM registers, k ≥ 1.
+
+//go:noescape
+func kern1x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+
+//go:noescape
+func kern2x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+
+//go:noescape
+func kern3x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+
+//go:noescape
+func kern4x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+
+//go:noescape
+func kern1x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+
+//go:noescape
+func kern2x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+
+//go:noescape
+func kern3x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+
+//go:noescape
+func kern4x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+
+// dotRx4 computes out[r*4+j] = Σ_p a[r*lda+p]·b[j*ldb+p] for r < R, j < 4; k a positive
+// multiple of 8.
+
+//go:noescape
+func dot1x4(k int, a *float32, lda int, b *float32, ldb int, out *float32)
+
+//go:noescape
+func dot2x4(k int, a *float32, lda int, b *float32, ldb int, out *float32)
+
+type kernel func(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+
+var (
+	kernels16 = [5]kernel{nil, kern1x16, kern2x16, kern3x16, kern4x16}
+	kernels8  = [5]kernel{nil, kern1x8, kern2x8, kern3x8, kern4x8}
+)
+
+// kBlock bounds the depth of one pass so that a 16-column panel of B (kBlock × 64 bytes)
+// stays in L1 while every row block of A streams past it.
+const kBlock = 256
 
 func gemmAsm(m, n, k int, a []float32, ars, acs int, b []float32, ldb int, c []float32, ldc int, acc bool) {
-	gemmGo(m, n, k, a, ars, acs, b, ldb, c, ldc, acc)
+	n16, n8 := n&^15, n&^7
+	for k0 := 0; k0 < k; k0 += kBlock {
+		kc := min(kBlock, k-k0)
+		accPass := acc || k0 > 0
+		ak := a[k0*acs:]
+		bk := b[k0*ldb:]
+		for j := 0; j < n8; j += 16 {
+			kerns := &kernels16
+			if j >= n16 {
+				kerns = &kernels8
+			}
+			for i := 0; i < m; i += 4 {
+				r := min(4, m-i)
+				kerns[r](kc, &ak[i*ars], ars, acs, &bk[j], ldb, &c[i*ldc+j], ldc, accPass)
+			}
+		}
+		if n8 < n {
+			gemmGo(m, n-n8, kc, ak, ars, acs, bk[n8:], ldb, c[n8:], ldc, accPass)
+		}
+	}
 }
 
 func gemmNTAsm(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
-	gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc, acc)
+	k8 := k &^ 7
+	if k8 == 0 {
+		gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc, acc)
+		return
+	}
+	var out [8]float32
+	n4 := n &^ 3
+	for i := 0; i < m; i += 2 {
+		rows := min(2, m-i)
+		for j := 0; j < n4; j += 4 {
+			if rows == 2 {
+				dot2x4(k8, &a[i*lda], lda, &b[j*ldb], ldb, &out[0])
+			} else {
+				dot1x4(k8, &a[i*lda], lda, &b[j*ldb], ldb, &out[0])
+			}
+			for r := 0; r < rows; r++ {
+				ar := a[(i+r)*lda : (i+r)*lda+k]
+				cr := c[(i+r)*ldc+j : (i+r)*ldc+j+4]
+				for q := range cr {
+					s := out[r*4+q]
+					if k8 < k {
+						br := b[(j+q)*ldb : (j+q)*ldb+k]
+						for p := k8; p < k; p++ {
+							s += ar[p] * br[p]
+						}
+					}
+					if acc {
+						cr[q] += s
+					} else {
+						cr[q] = s
+					}
+				}
+			}
+		}
+		if n4 < n {
+			gemmNTGo(rows, n-n4, k, a[i*lda:], lda, b[n4*ldb:], ldb, c[i*ldc+n4:], ldc, acc)
+		}
+	}
 }

@@ -1,0 +1,128 @@
+package nn
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+// benchTrain reports training throughput on random 28×28 data: one epoch over 600 examples
+// (a McMahan client's share of MNIST) per iteration.
+func benchTrain(b *testing.B, arch string, batch int) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	m, err := New(arch, mnist, 10, rng)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 600
+	x, y := randData(rng, n, mnist, 10)
+	for i := range x {
+		x[i] = (x[i] + 1) / 4 // roughly MNIST's range, keeps random-label training finite
+	}
+	cfg := TrainConfig{Epochs: 1, BatchSize: batch, LR: 0.01}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := m.Train(x, y, cfg, rng); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "examples/s")
+}
+
+func BenchmarkTrain2NNB10(b *testing.B) { benchTrain(b, "2nn", 10) }
+func BenchmarkTrain2NNB64(b *testing.B) { benchTrain(b, "2nn", 64) }
+func BenchmarkTrainCNNB32(b *testing.B) { benchTrain(b, "cnn", 32) }
+
+func benchEvaluate(b *testing.B, arch string) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	m, _ := New(arch, mnist, 10, rng)
+	const n = 10000
+	x, y := randData(rng, n, mnist, 10)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, _, err := m.Evaluate(x, y); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "examples/s")
+}
+
+func BenchmarkEvaluate2NN10k(b *testing.B) { benchEvaluate(b, "2nn") }
+func BenchmarkEvaluateCNN10k(b *testing.B) { benchEvaluate(b, "cnn") }
+
+// The GEMM shapes the models run, as (name, m, n, k, A transposed?): the 2nn's first layer
+// forward (X·W) and weight gradient (Xᵀ·dY) at B=10 and 64, and the cnn's second convolution
+// per image (col·W, 196×800·800×64).
+var benchShapes = []struct {
+	name    string
+	m, n, k int
+	transA  bool
+}{
+	{"fwd_10x784x200", 10, 200, 784, false},
+	{"dW_784x200x10", 784, 200, 10, true},
+	{"fwd_64x784x200", 64, 200, 784, false},
+	{"dW_784x200x64", 784, 200, 64, true},
+	{"conv2_196x64x800", 196, 64, 800, false},
+	{"conv2dW_800x64x196", 800, 64, 196, true},
+}
+
+func BenchmarkGemm(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, s := range benchShapes {
+		a, bm, c := randSlice(rng, s.m*s.k), randSlice(rng, s.k*s.n), make([]float32, s.m*s.n)
+		flops := 2 * float64(s.m*s.n*s.k)
+		ars, acs, lda, tA := s.k, 1, s.k, blas.NoTrans
+		if s.transA {
+			ars, acs, lda, tA = 1, s.m, s.m, blas.Trans
+		}
+		run := func(name string, f func()) {
+			b.Run(fmt.Sprintf("%s/%s", s.name, name), func(b *testing.B) {
+				for b.Loop() {
+					f()
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+		saved := useAsm
+		if hasAVX2FMA() {
+			run("asm", func() { useAsm = true; gemm(s.m, s.n, s.k, a, ars, acs, bm, s.n, c, s.n, false) })
+		}
+		run("go", func() { useAsm = false; gemm(s.m, s.n, s.k, a, ars, acs, bm, s.n, c, s.n, false) })
+		useAsm = saved
+		run("gonum", func() {
+			gonum.Implementation{}.Sgemm(tA, blas.NoTrans, s.m, s.n, s.k, 1, a, lda, bm, s.n, 0, c, s.n)
+		})
+	}
+}
+
+func BenchmarkGemmNT(b *testing.B) {
+	// The 2nn's second-layer input gradient dY·Wᵀ at B=10: 10×200 · (200×200)ᵀ.
+	rng := rand.New(rand.NewPCG(1, 2))
+	const m, n, k = 10, 200, 200
+	a, bm, c := randSlice(rng, m*k), randSlice(rng, n*k), make([]float32, m*n)
+	flops := 2.0 * m * n * k
+	saved := useAsm
+	defer func() { useAsm = saved }()
+	for _, asm := range []bool{true, false} {
+		if asm && !hasAVX2FMA() {
+			continue
+		}
+		b.Run(fmt.Sprintf("asm=%v", asm), func(b *testing.B) {
+			useAsm = asm
+			for b.Loop() {
+				gemmNT(m, n, k, a, k, bm, k, c, n, false)
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+	b.Run("gonum", func(b *testing.B) {
+		for b.Loop() {
+			gonum.Implementation{}.Sgemm(blas.NoTrans, blas.Trans, m, n, k, 1, a, k, bm, k, 0, c, n)
+		}
+		b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	})
+}
