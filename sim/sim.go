@@ -1,0 +1,251 @@
+// Package sim simulates a federation in one process: N virtual clients over a partitioned
+// dataset, created lazily for the clients a round samples (a registered client costs only its
+// index list), trained on a worker pool, with injectable dropout and stragglers. It implements
+// fl.Transport, so the simulator runs the very round engine a deployment runs.
+//
+// sim depends on fl, trainer, nn and data; nothing of Shoal depends on sim but cmd.
+package sim
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"time"
+
+	"shoal/data"
+	"shoal/fl"
+	"shoal/nn"
+	"shoal/trainer"
+)
+
+// Config sets the simulated population's behaviour.
+type Config struct {
+	// Workers is the number of clients trained at once (default GOMAXPROCS).
+	Workers int
+	// Dropout is the probability that a sampled client drops out before uploading its update.
+	Dropout float64
+	// StragglerFraction of the sampled clients answer StragglerDelay late.
+	StragglerFraction float64
+	StragglerDelay    time.Duration
+	// Seed makes training shuffles, dropouts and stragglers reproducible.
+	Seed uint64
+	// UpdateStages run on every client's update before it is sent (client-side privacy).
+	UpdateStages []trainer.UpdateStage
+	// Fault, if set, may corrupt or fail a client's result (tests and fault injection).
+	Fault func(id fl.ClientID, res *fl.FitRes) error
+}
+
+// Simulation is a federation of virtual clients; it implements fl.Transport.
+type Simulation struct {
+	cfg   Config
+	proto *nn.Model
+	fed   *data.Federated
+	pool  chan *worker
+}
+
+type worker struct {
+	model *nn.Model
+	x, tx []float32
+	y, ty []int32
+}
+
+var _ fl.Transport = (*Simulation)(nil)
+
+// New builds a simulation of len(fed.Clients) clients training copies of proto.
+func New(proto *nn.Model, fed *data.Federated, cfg Config) (*Simulation, error) {
+	if proto == nil || fed == nil || fed.Train == nil {
+		return nil, fmt.Errorf("simulation needs a model and a partitioned training set")
+	}
+	if len(fed.Clients) == 0 {
+		return nil, fmt.Errorf("simulation needs at least one client")
+	}
+	if cfg.Dropout < 0 || cfg.Dropout >= 1 {
+		return nil, fmt.Errorf("dropout probability must be in [0, 1), got %v", cfg.Dropout)
+	}
+	if cfg.StragglerFraction < 0 || cfg.StragglerFraction > 1 || cfg.StragglerDelay < 0 {
+		return nil, fmt.Errorf("straggler fraction must be in [0, 1] and delay ≥ 0")
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	s := &Simulation{cfg: cfg, proto: proto, fed: fed, pool: make(chan *worker, cfg.Workers)}
+	for range cfg.Workers {
+		s.pool <- &worker{model: proto.Clone()}
+	}
+	return s, nil
+}
+
+// NumClients is the number of registered virtual clients.
+func (s *Simulation) NumClients() int { return len(s.fed.Clients) }
+
+// client materialises virtual client id on worker w's model and buffers.
+func (s *Simulation) client(w *worker, id fl.ClientID, round int) *trainer.Client {
+	w.x, w.y = s.fed.Train.Gather(s.fed.Clients[id], w.x, w.y)
+	c := &trainer.Client{
+		Model: w.model, X: w.x, Y: w.y, UpdateStages: s.cfg.UpdateStages,
+		Rand: rand.New(rand.NewPCG(s.cfg.Seed^0x5eed, uint64(round)<<32|uint64(id))),
+	}
+	if s.fed.Test != nil && s.fed.TestClients != nil && int(id) < len(s.fed.TestClients) {
+		w.tx, w.ty = s.fed.Test.Gather(s.fed.TestClients[id], w.tx, w.ty)
+		c.TestX, c.TestY = w.tx, w.ty
+	}
+	return c
+}
+
+// fate is what the simulation decided, before the round, a sampled client will do.
+type fate struct {
+	drop  bool
+	delay time.Duration
+}
+
+func (s *Simulation) fates(round int, cohort []fl.ClientID) []fate {
+	rng := rand.New(rand.NewPCG(s.cfg.Seed^0xd209, uint64(round)))
+	out := make([]fate, len(cohort))
+	for i := range cohort {
+		out[i].drop = rng.Float64() < s.cfg.Dropout
+		if rng.Float64() < s.cfg.StragglerFraction {
+			out[i].delay = s.cfg.StragglerDelay
+		}
+	}
+	return out
+}
+
+// Fit trains the cohort on the worker pool and delivers each outcome as it completes.
+func (s *Simulation) Fit(ctx context.Context, cohort []fl.ClientID, ins fl.FitIns, deliver func(fl.FitOutcome)) error {
+	return runCohort(ctx, s, cohort, ins.Round, deliver,
+		func(o fl.FitOutcome) fl.ClientID { return o.Client },
+		func(id fl.ClientID, err error) fl.FitOutcome { return fl.FitOutcome{Client: id, Err: err} },
+		func(w *worker, id fl.ClientID) fl.FitOutcome {
+			res, err := s.client(w, id, ins.Round).Fit(ctx, ins)
+			if err == nil && s.cfg.Fault != nil {
+				err = s.cfg.Fault(id, &res)
+			}
+			return fl.FitOutcome{Client: id, Res: res, Err: err}
+		})
+}
+
+// Evaluate scores params on each cohort member's local test data.
+func (s *Simulation) Evaluate(ctx context.Context, cohort []fl.ClientID, params []float32, deliver func(fl.EvalOutcome)) error {
+	return runCohort(ctx, s, cohort, 0, deliver,
+		func(o fl.EvalOutcome) fl.ClientID { return o.Client },
+		func(id fl.ClientID, err error) fl.EvalOutcome { return fl.EvalOutcome{Client: id, Err: err} },
+		func(w *worker, id fl.ClientID) fl.EvalOutcome {
+			res, err := s.client(w, id, 0).Evaluate(ctx, params)
+			return fl.EvalOutcome{Client: id, Res: res, Err: err}
+		})
+}
+
+// runCohort runs work for every cohort member on the worker pool, applying the simulated fates
+// (round > 0) and ctx's deadline, and delivers outcomes one at a time. It returns only after
+// every worker has finished with the round's inputs.
+func runCohort[O any](ctx context.Context, s *Simulation, cohort []fl.ClientID, round int, deliver func(O),
+	idOf func(O) fl.ClientID, failed func(fl.ClientID, error) O, work func(*worker, fl.ClientID) O) error {
+	var fates []fate
+	if round > 0 {
+		fates = s.fates(round, cohort)
+	} else {
+		fates = make([]fate, len(cohort))
+	}
+	results := make(chan O, len(cohort))
+	jobs := make(chan int)
+	pending := make(map[fl.ClientID]bool, len(cohort))
+	var wg sync.WaitGroup
+	for range s.cfg.Workers {
+		wg.Go(func() {
+			w := <-s.pool
+			defer func() { s.pool <- w }()
+			for i := range jobs {
+				out := work(w, cohort[i])
+				if d := fates[i].delay; d > 0 {
+					wg.Go(func() {
+						t := time.NewTimer(d)
+						defer t.Stop()
+						select {
+						case <-t.C:
+							results <- out
+						case <-ctx.Done():
+						}
+					})
+					continue
+				}
+				results <- out
+			}
+		})
+	}
+	for i, id := range cohort {
+		if fates[i].drop {
+			deliver(failed(id, fl.ErrDropped))
+			continue
+		}
+		pending[id] = true
+	}
+	go func() {
+		defer close(jobs)
+		for i := range cohort {
+			if fates[i].drop {
+				continue
+			}
+			select {
+			case jobs <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var err error
+collect:
+	for len(pending) > 0 {
+		select {
+		case o := <-results:
+			delete(pending, idOf(o))
+			deliver(o)
+		case <-ctx.Done():
+			err = ctx.Err()
+			break collect
+		}
+	}
+	wg.Wait()
+	for _, id := range cohort {
+		if pending[id] {
+			deliver(failed(id, fmt.Errorf("%w: %v", fl.ErrTimeout, err)))
+		}
+	}
+	return err
+}
+
+// CentralEvaluator scores a global model on the pooled test set, split across the workers.
+func (s *Simulation) CentralEvaluator(test *data.Dataset) fl.Evaluator {
+	return func(params []float32) (float64, float64, error) {
+		n := test.Len()
+		parts := min(s.cfg.Workers, max(1, n/1000))
+		type score struct {
+			loss, acc float64
+			n         int
+			err       error
+		}
+		scores := make([]score, parts)
+		var wg sync.WaitGroup
+		for p := range parts {
+			lo, hi := p*n/parts, (p+1)*n/parts
+			wg.Go(func() {
+				w := <-s.pool
+				defer func() { s.pool <- w }()
+				copy(w.model.Params(), params)
+				loss, acc, err := w.model.Evaluate(test.X[lo*test.Dim:hi*test.Dim], test.Y[lo:hi])
+				scores[p] = score{loss, acc, hi - lo, err}
+			})
+		}
+		wg.Wait()
+		var loss, acc float64
+		for _, sc := range scores {
+			if sc.err != nil {
+				return 0, 0, sc.err
+			}
+			loss += sc.loss * float64(sc.n)
+			acc += sc.acc * float64(sc.n)
+		}
+		return loss / float64(n), acc / float64(n), nil
+	}
+}
