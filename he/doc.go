@@ -1,0 +1,2 @@
+// Package he aggregates model updates under threshold homomorphic encryption.
+package he

@@ -1,0 +1,101 @@
+package he
+
+import (
+	crand "crypto/rand"
+	"iter"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// testParams uses N = 2^12 to keep tests fast; the default set is exercised by the
+// benchmarks and the round test below.
+func testParams(t testing.TB) *Params {
+	t.Helper()
+	p, err := NewParams(ParamsLiteral{LogN: 12, LogQ: []int{54, 54}, LogScale: 80, LogSmudging: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func committeeIDs(k int) []PartyID {
+	out := make([]PartyID, k)
+	for i := range out {
+		out[i] = PartyID(1000 + i)
+	}
+	return out
+}
+
+type plainRound struct {
+	updates map[PartyID]Update
+	order   []PartyID
+	sum     []float64
+	weight  float64
+}
+
+func randomRound(rng *rand.Rand, clients, dim int) *plainRound {
+	r := &plainRound{updates: map[PartyID]Update{}, sum: make([]float64, dim)}
+	for c := 0; c < clients; c++ {
+		id := PartyID(c + 1)
+		v := make([]float32, dim)
+		for i := range v {
+			v[i] = float32(rng.Float64()*2 - 1)
+		}
+		w := float64(1 + rng.IntN(600))
+		r.updates[id] = Update{Values: v, Weight: w}
+		r.order = append(r.order, id)
+		for i := range v {
+			r.sum[i] += float64(v[i]) * w
+		}
+		r.weight += w
+	}
+	return r
+}
+
+func (r *plainRound) seq(drop map[PartyID]bool) iter.Seq2[PartyID, Update] {
+	return func(yield func(PartyID, Update) bool) {
+		for _, id := range r.order {
+			if drop[id] {
+				continue
+			}
+			if !yield(id, r.updates[id]) {
+				return
+			}
+		}
+	}
+}
+
+func maxAbsDiff(a, b []float64) float64 {
+	m := 0.0
+	for i := range a {
+		m = math.Max(m, math.Abs(a[i]-b[i]))
+	}
+	return m
+}
+
+func TestRoundSumsCloseToPlain(t *testing.T) {
+	p := testParams(t)
+	committee := committeeIDs(5)
+	setup, keys, err := RunCeremony(p, committee, 3, crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	dim := 3*p.N() + 17 // several ciphertexts, the weight in the last one
+	r := randomRound(rng, 20, dim)
+	agg, stats, err := RunRound(setup, keys, 7, dim, r.seq(nil), committee[1:4])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Uploads != 20 || len(agg.Contributors) != 20 {
+		t.Fatalf("uploads %d, contributors %d", stats.Uploads, len(agg.Contributors))
+	}
+	errSum := maxAbsDiff(agg.Sum, r.sum)
+	errW := math.Abs(agg.TotalWeight - r.weight)
+	bound := p.MaxAbsError(3)
+	t.Logf("max |sum error| = %.3g, weight error %.3g, bound %.3g", errSum, errW, bound)
+	if errSum > bound || errW > bound {
+		t.Fatalf("error %.3g / %.3g exceeds bound %.3g", errSum, errW, bound)
+	}
+}
