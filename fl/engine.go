@@ -42,6 +42,9 @@ type RoundReport struct {
 	FedAccuracy  float64 `json:"fed_accuracy,omitempty"`
 	FedLoss      float64 `json:"fed_loss,omitempty"`
 	Abandoned    string  `json:"abandoned,omitempty"` // why the round left the model unchanged
+	Epsilon      float64 `json:"epsilon,omitempty"`   // (ε, δ) spent after this round, under DP
+	Delta        float64 `json:"delta,omitempty"`
+	ClipNorm     float64 `json:"clip_norm,omitempty"`
 	Seconds      float64 `json:"seconds"`
 }
 
@@ -53,8 +56,12 @@ type Engine struct {
 	Sampler   Sampler
 	Transport Transport
 	Evaluate  Evaluator // may be nil
-	Rand      *rand.Rand
-	Logger    *slog.Logger
+	// SecureSum, if set, replaces the plain sum: the server then never sees an individual update.
+	SecureSum SecureSum
+	// Privacy, if set, clips, noises and accounts every round (differential privacy).
+	Privacy ServerPrivacy
+	Rand    *rand.Rand
+	Logger  *slog.Logger
 	// OnRound, if set, is called after every round (progress output, checkpoints).
 	OnRound func(RoundReport)
 }
@@ -80,6 +87,13 @@ func (e *Engine) Validate() error {
 	if err := e.Config.Fit.Validate(); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
+	if e.Strategy.NeedsIndividualUpdates() && e.SecureSum != nil {
+		return fmt.Errorf("strategy %s needs every client's update, but secure sum %s reveals only their sum: "+
+			"use fedavg, fedprox, fedavgm, fedadam, fedyogi or fedadagrad", e.Strategy.Name(), e.SecureSum.Name())
+	}
+	if e.Strategy.NeedsIndividualUpdates() && e.Privacy != nil {
+		return fmt.Errorf("strategy %s is not covered by the DP-FedAvg analysis (it is not a clipped sum): use a FedAvg-family strategy with --dp", e.Strategy.Name())
+	}
 	if e.Strategy.NeedsIndividualUpdates() && e.Config.MinResults < 3 {
 		e.logger().Warn("robust strategy with fewer than 3 updates per round", "strategy", e.Strategy.Name())
 	}
@@ -103,6 +117,15 @@ func (e *Engine) Run(ctx context.Context, global []float32) ([]RoundReport, erro
 	for round := 1; round <= e.Config.Rounds; round++ {
 		if err := ctx.Err(); err != nil {
 			return history, fmt.Errorf("stopped before round %d: %w", round, err)
+		}
+		if e.Privacy != nil {
+			if err := e.Privacy.CheckBudget(round); err != nil {
+				if errors.Is(err, ErrBudgetExhausted) {
+					e.logger().Info("stopping: privacy budget", "round", round, "reason", err)
+					break
+				}
+				return history, fmt.Errorf("round %d: %w", round, err)
+			}
 		}
 		rep, err := e.RunRound(ctx, round, global)
 		if err != nil {
@@ -131,8 +154,9 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 
 	dim := len(global)
 	sum := make([]float64, dim)
-	var totalWeight, trainLoss float64
+	var totalWeight, trainLoss, unclipped float64
 	var updates []Update
+	var inputs []SumInput
 	keep := e.Strategy.NeedsIndividualUpdates()
 
 	fitCtx := ctx
@@ -141,7 +165,12 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 		fitCtx, cancel = context.WithTimeout(ctx, e.Config.RoundTimeout)
 		defer cancel()
 	}
-	ins := FitIns{Round: round, Params: global, Config: e.Strategy.ConfigureFit(round, e.Config.Fit)}
+	cfg := e.Strategy.ConfigureFit(round, e.Config.Fit)
+	if e.Privacy != nil {
+		cfg = e.Privacy.ConfigureFit(round, cfg)
+		rep.ClipNorm = float64(cfg.ClipNorm)
+	}
+	ins := FitIns{Round: round, Params: global, Config: cfg}
 	if len(cohort) > 0 {
 		err := e.Transport.Fit(fitCtx, cohort, ins, func(o FitOutcome) {
 			if o.Err == nil {
@@ -157,10 +186,19 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 				return
 			}
 			w := float64(o.Res.NumExamples)
-			AddScaled(sum, o.Res.Update, w)
-			totalWeight += w
+			if e.Privacy != nil {
+				w = 1 // user-level DP: every client counts the same (DP-FedAvg)
+			}
 			trainLoss += w * o.Res.Loss
 			rep.Participants++
+			if e.SecureSum != nil {
+				// In simulation the inputs stay on the clients' side of the protocol below.
+				inputs = append(inputs, SumInput{Client: o.Client, Update: o.Res.Update, Weight: w, Unclipped: o.Res.Unclipped})
+				return
+			}
+			AddScaled(sum, o.Res.Update, w)
+			totalWeight += w
+			unclipped += o.Res.Unclipped
 			if keep {
 				updates = append(updates, Update{Client: o.Client, Delta: o.Res.Update, Weight: w})
 			}
@@ -172,23 +210,59 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 			log.Warn("fit stage ended early", "err", err)
 		}
 	}
-
-	if rep.Participants < e.Config.MinResults {
-		rep.Abandoned = fmt.Sprintf("%d valid updates, fewer than the %d required", rep.Participants, e.Config.MinResults)
-		log.Warn("round abandoned; global model unchanged", "reason", rep.Abandoned)
-	} else {
-		rep.TrainLoss = trainLoss / totalWeight
-		mean := make([]float32, dim)
-		for j, s := range sum {
-			mean[j] = float32(s / totalWeight)
+	if rep.Participants > 0 {
+		rep.TrainLoss = trainLoss / float64(rep.Participants)
+	}
+	count := rep.Participants
+	if e.SecureSum != nil && rep.Participants >= e.Config.MinResults {
+		res, err := e.SecureSum.Sum(ctx, round, dim, inputs)
+		switch {
+		case errors.Is(err, ErrRoundAbandoned):
+			rep.Abandoned = err.Error()
+		case err != nil:
+			return rep, fmt.Errorf("secure sum %s: %w", e.SecureSum.Name(), err)
+		default:
+			sum, totalWeight, unclipped, count = res.Sum, res.Weight, res.Unclipped, res.Count
+			rep.Dropped += rep.Participants - res.Count
+			rep.Participants = res.Count
 		}
-		agg := &Aggregate{Mean: mean, TotalWeight: totalWeight, Count: rep.Participants, Updates: updates}
+	}
+
+	switch {
+	case rep.Abandoned != "":
+	case count < e.Config.MinResults:
+		rep.Abandoned = fmt.Sprintf("%d valid updates, fewer than the %d required", count, e.Config.MinResults)
+	default:
+		var mean []float32
+		if e.Privacy != nil {
+			var err error
+			if mean, err = e.Privacy.Finalize(round, sum, count, unclipped); err != nil {
+				return rep, fmt.Errorf("privacy: %w", err)
+			}
+		} else {
+			mean = make([]float32, dim)
+			for j, s := range sum {
+				mean[j] = float32(s / totalWeight)
+			}
+		}
+		agg := &Aggregate{Mean: mean, TotalWeight: totalWeight, Count: count, Updates: updates}
 		if err := e.Strategy.AggregateFit(round, global, agg); err != nil {
 			return rep, fmt.Errorf("aggregate with %s: %w", e.Strategy.Name(), err)
 		}
 		if err := checkFinite(global); err != nil {
 			return rep, fmt.Errorf("global model after aggregation: %w", err)
 		}
+	}
+	if rep.Abandoned != "" {
+		log.Warn("round abandoned; global model unchanged", "reason", rep.Abandoned)
+	}
+	if e.Privacy != nil {
+		// Every round that ran is accounted, released or not: conservative and simple.
+		eps, delta, err := e.Privacy.Account(round)
+		if err != nil {
+			return rep, fmt.Errorf("privacy accountant: %w", err)
+		}
+		rep.Epsilon, rep.Delta = eps, delta
 	}
 
 	if e.Evaluate != nil {

@@ -66,8 +66,12 @@ func TestEngineDropsBadClientsAndAveragesTheRest(t *testing.T) {
 		name string
 		bad  func() (fl.FitRes, error)
 	}{
-		{"nan", func() (fl.FitRes, error) { return fl.FitRes{Update: []float32{float32(math.NaN()), 0}, NumExamples: 3}, nil }},
-		{"inf", func() (fl.FitRes, error) { return fl.FitRes{Update: []float32{0, float32(math.Inf(1))}, NumExamples: 3}, nil }},
+		{"nan", func() (fl.FitRes, error) {
+			return fl.FitRes{Update: []float32{float32(math.NaN()), 0}, NumExamples: 3}, nil
+		}},
+		{"inf", func() (fl.FitRes, error) {
+			return fl.FitRes{Update: []float32{0, float32(math.Inf(1))}, NumExamples: 3}, nil
+		}},
 		{"wrong-dim", func() (fl.FitRes, error) { return fl.FitRes{Update: []float32{1, 2, 3}, NumExamples: 3}, nil }},
 		{"zero-weight", func() (fl.FitRes, error) { return fl.FitRes{Update: []float32{1, 1}, NumExamples: 0}, nil }},
 		{"error", func() (fl.FitRes, error) { return fl.FitRes{}, errors.New("disk on fire") }},

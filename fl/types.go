@@ -19,6 +19,14 @@ type FitConfig struct {
 	WeightDecay float32 `json:"weight_decay"`
 	// ProxMu is FedProx's proximal coefficient μ (0 for plain local SGD).
 	ProxMu float32 `json:"prox_mu"`
+	// ClipNorm, when > 0, is the L2 norm S every client clips its update to (differential
+	// privacy; the server may change it every round under adaptive clipping).
+	ClipNorm float32 `json:"clip_norm,omitempty"`
+	// PerLayerClip splits ClipNorm across layers in proportion to their sizes' square roots.
+	PerLayerClip bool `json:"per_layer_clip,omitempty"`
+	// LocalNoiseStd, when > 0, is the standard deviation of the Gaussian noise each client adds
+	// to its clipped update (local differential privacy).
+	LocalNoiseStd float32 `json:"local_noise_std,omitempty"`
 }
 
 // Validate reports a configuration local training cannot run with.
@@ -36,6 +44,10 @@ func (c FitConfig) Validate() error {
 		return fmt.Errorf("weight decay must be ≥ 0, got %v", c.WeightDecay)
 	case c.ProxMu < 0:
 		return fmt.Errorf("FedProx μ must be ≥ 0, got %v", c.ProxMu)
+	case c.ClipNorm < 0 || c.LocalNoiseStd < 0:
+		return fmt.Errorf("clip norm and local noise must be ≥ 0, got %v and %v", c.ClipNorm, c.LocalNoiseStd)
+	case c.LocalNoiseStd > 0 && c.ClipNorm == 0:
+		return errors.New("local noise needs a clip norm to be calibrated to")
 	}
 	return nil
 }
@@ -55,6 +67,9 @@ type FitRes struct {
 	NumExamples int
 	// Loss is the mean local training loss of the last epoch.
 	Loss float64
+	// Unclipped is 1 when the update's norm was at most the clip norm, else 0 (adaptive
+	// clipping counts these; under secure aggregation only their sum is revealed).
+	Unclipped float64
 }
 
 // EvalRes is a client's evaluation of the global model on its local test data.
