@@ -99,3 +99,71 @@ func TestRoundSumsCloseToPlain(t *testing.T) {
 		t.Fatalf("error %.3g / %.3g exceeds bound %.3g", errSum, errW, bound)
 	}
 }
+
+func TestPrecisionManyClients(t *testing.T) {
+	p := testParams(t)
+	committee := committeeIDs(4)
+	setup, keys, err := RunCeremony(p, committee, 2, crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := []int{10, 100, 1000}
+	if testing.Short() {
+		sizes = sizes[:2]
+	}
+	for _, clients := range sizes {
+		rng := rand.New(rand.NewPCG(uint64(clients), 9))
+		dim := 300
+		r := randomRound(rng, clients, dim)
+		agg, _, err := RunRound(setup, keys, 1, dim, r.seq(nil), committee)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mean := agg.Mean()
+		maxMeanErr := 0.0
+		for i := range mean {
+			maxMeanErr = math.Max(maxMeanErr, math.Abs(mean[i]-r.sum[i]/r.weight))
+		}
+		errSum := maxAbsDiff(agg.Sum, r.sum)
+		t.Logf("%4d clients: max |sum error| %.3g (bound %.3g), max |mean error| %.3g", clients, errSum, p.MaxAbsError(2), maxMeanErr)
+		if errSum > p.MaxAbsError(2) || math.Abs(agg.TotalWeight-r.weight) > p.MaxAbsError(2) {
+			t.Fatalf("%d clients: sum error %.3g above bound", clients, errSum)
+		}
+		if maxMeanErr > 1e-6 {
+			t.Fatalf("%d clients: mean error %.3g", clients, maxMeanErr)
+		}
+	}
+}
+
+func TestDropoutsBeforeUploadAreLeftOut(t *testing.T) {
+	p := testParams(t)
+	committee := committeeIDs(3)
+	setup, keys, err := RunCeremony(p, committee, 2, crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := randomRound(rand.New(rand.NewPCG(3, 4)), 10, 50)
+	drop := map[PartyID]bool{2: true, 5: true, 9: true}
+	agg, _, err := RunRound(setup, keys, 1, 50, r.seq(drop), committee[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float64, 50)
+	weight := 0.0
+	for _, id := range r.order {
+		if drop[id] {
+			continue
+		}
+		u := r.updates[id]
+		for i, x := range u.Values {
+			want[i] += float64(x) * u.Weight
+		}
+		weight += u.Weight
+	}
+	if len(agg.Contributors) != 7 {
+		t.Fatalf("%d contributors, want 7", len(agg.Contributors))
+	}
+	if e := maxAbsDiff(agg.Sum, want); e > p.MaxAbsError(2) || math.Abs(agg.TotalWeight-weight) > p.MaxAbsError(2) {
+		t.Fatalf("sum over survivors off by %.3g", e)
+	}
+}

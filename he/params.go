@@ -262,7 +262,7 @@ func (p *Params) FreshNoiseStd(committee int) float64 {
 	sigma := rlwe.DefaultNoise
 	h := 2.0 / 3.0 * float64(p.N()) // expected Hamming weight of a uniform ternary polynomial
 	k := float64(committee)
-	return math.Sqrt(sigma*sigma*(2*h*k+1))
+	return math.Sqrt(sigma * sigma * (2*h*k + 1))
 }
 
 // SmudgingSecurityBits returns −log2 of the statistical distance bound between the

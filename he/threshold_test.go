@@ -1,0 +1,407 @@
+package he
+
+import (
+	"crypto/ecdh"
+	crand "crypto/rand"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/tuneinsight/lattigo/v6/core/rlwe"
+	"github.com/tuneinsight/lattigo/v6/multiparty"
+	"github.com/tuneinsight/lattigo/v6/ring"
+)
+
+// fixture: a ceremony and a set of encoded uploads that can be replayed into fresh
+// aggregators, so every subset test decrypts the same aggregate.
+type fixture struct {
+	p         *Params
+	committee []PartyID
+	setup     *PublicSetup
+	keys      map[PartyID]*KeyMaterial
+	dim       int
+	uploads   [][]byte
+	plain     *plainRound
+}
+
+func newFixture(t *testing.T, k, threshold, clients, dim int) *fixture {
+	t.Helper()
+	f := &fixture{p: testParams(t), committee: committeeIDs(k), dim: dim}
+	var err error
+	f.setup, f.keys, err = RunCeremony(f.p, f.committee, threshold, crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.plain = randomRound(rand.New(rand.NewPCG(uint64(k), uint64(clients))), clients, dim)
+	enc, err := NewEncryptor(f.setup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range f.plain.order {
+		u := f.plain.updates[id]
+		up, err := enc.Encrypt(1, id, u.Values, u.Weight)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := up.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.uploads = append(f.uploads, b)
+	}
+	return f
+}
+
+func (f *fixture) aggregator(t *testing.T) *Aggregator {
+	t.Helper()
+	a, err := NewAggregator(f.setup, 1, f.dim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range f.uploads {
+		if err := a.AddEncoded(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a
+}
+
+func (f *fixture) decryptWith(t *testing.T, active []PartyID) (*Aggregate, error) {
+	t.Helper()
+	a := f.aggregator(t)
+	req, err := a.DecryptRequest(active)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range req.Active {
+		d, err := NewDecryptor(f.keys[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := d.Share(req)
+		if err != nil {
+			return nil, err
+		}
+		if err := a.AddShare(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a.Finish()
+}
+
+// subsets returns every subset of ids of size k.
+func subsets(ids []PartyID, k int) [][]PartyID {
+	if k == 0 {
+		return [][]PartyID{nil}
+	}
+	if len(ids) < k {
+		return nil
+	}
+	var out [][]PartyID
+	for _, rest := range subsets(ids[1:], k-1) {
+		out = append(out, append([]PartyID{ids[0]}, rest...))
+	}
+	return append(out, subsets(ids[1:], k)...)
+}
+
+func TestAnyThresholdSubsetDecrypts(t *testing.T) {
+	f := newFixture(t, 5, 3, 4, 100)
+	sets := subsets(f.committee, 3)
+	if len(sets) != 10 {
+		t.Fatalf("%d subsets", len(sets))
+	}
+	for _, set := range sets {
+		agg, err := f.decryptWith(t, set)
+		if err != nil {
+			t.Fatalf("subset %v: %v", set, err)
+		}
+		if e := maxAbsDiff(agg.Sum, f.plain.sum); e > f.p.MaxAbsError(3) {
+			t.Fatalf("subset %v: error %.3g", set, e)
+		}
+	}
+}
+
+func TestFewerThanThresholdCannotDecrypt(t *testing.T) {
+	f := newFixture(t, 5, 3, 4, 100)
+	for _, set := range subsets(f.committee, 2) {
+		// The server refuses to issue the request…
+		if _, err := f.decryptWith(t, set); !errors.Is(err, ErrNotEnoughMembers) {
+			t.Fatalf("subset %v: got %v, want ErrNotEnoughMembers", set, err)
+		}
+		// …members refuse a request whose active set is below the threshold…
+		a := f.aggregator(t)
+		var extra PartyID
+		for _, id := range f.committee {
+			if id != set[0] && id != set[1] {
+				extra = id
+			}
+		}
+		req, err := a.DecryptRequest([]PartyID{set[0], set[1], extra})
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged := *req
+		forged.Active = set
+		d, err := NewDecryptor(f.keys[set[0]])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Share(&forged); !errors.Is(err, ErrNotEnoughMembers) {
+			t.Fatalf("subset %v: member answered a below-threshold request: %v", set, err)
+		}
+	}
+	// …and with only t−1 of the t shares the server gets nothing: Finish refuses, and
+	// combining the shares by hand yields values unrelated to the sum.
+	a := f.aggregator(t)
+	req, err := a.DecryptRequest(f.committee[:3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shares []*DecryptShare
+	for _, id := range req.Active[:2] {
+		d, _ := NewDecryptor(f.keys[id])
+		s, err := d.Share(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shares = append(shares, s)
+		if err := a.AddShare(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Finish(); !errors.Is(err, ErrNotEnoughMembers) {
+		t.Fatalf("Finish with t-1 shares: %v", err)
+	}
+	got := combineByHand(f.p, a.sum, shares, f.dim)
+	if e := maxAbsDiff(got, f.plain.sum); e < 1e6 {
+		t.Fatalf("t-1 shares decrypt to within %.3g of the sum", e)
+	}
+}
+
+// combineByHand adds c0 and the given shares and decodes, bypassing every check.
+func combineByHand(p *Params, sum [][2]ring.Poly, shares []*DecryptShare, dim int) []float64 {
+	rq := p.rlwe.RingQ()
+	acc := rq.NewPoly()
+	acc.Copy(sum[0][0])
+	for _, s := range shares {
+		rq.Add(acc, s.Shares[0], acc)
+	}
+	digits := make([]int64, len(p.moduli))
+	out := make([]float64, min(dim, p.N()))
+	for i := range out {
+		out[i] = p.decodeValue(acc.Coeffs, i, digits)
+	}
+	return out
+}
+
+func TestRetryWithAnotherActiveSet(t *testing.T) {
+	f := newFixture(t, 4, 3, 3, 40)
+	a := f.aggregator(t)
+	req, err := a.DecryptRequest(f.committee[:3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range req.Active[:2] { // the third member drops before answering
+		d, _ := NewDecryptor(f.keys[id])
+		s, err := d.Share(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.AddShare(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Finish(); !errors.Is(err, ErrNotEnoughMembers) {
+		t.Fatalf("Finish without the dropped member: %v", err)
+	}
+	req, err = a.DecryptRequest([]PartyID{f.committee[0], f.committee[1], f.committee[3]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range req.Active {
+		d, _ := NewDecryptor(f.keys[id])
+		s, err := d.Share(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.AddShare(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agg, err := a.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := maxAbsDiff(agg.Sum, f.plain.sum); e > f.p.MaxAbsError(3) {
+		t.Fatalf("error %.3g", e)
+	}
+}
+
+// forbiddenOnServer are the types that hold a secret key or part of one.
+var forbiddenOnServer = []reflect.Type{
+	reflect.TypeFor[rlwe.SecretKey](),
+	reflect.TypeFor[multiparty.ShamirSecretShare](),
+	reflect.TypeFor[multiparty.ShamirPolynomial](),
+	reflect.TypeFor[ecdh.PrivateKey](),
+	reflect.TypeFor[KeyMaterial](),
+	reflect.TypeFor[Decryptor](),
+	reflect.TypeFor[CeremonyMember](),
+}
+
+// reachable reports every type reachable from t through fields, pointers, slices,
+// arrays and maps.
+func reachable(t reflect.Type, seen map[reflect.Type]bool) {
+	if seen[t] {
+		return
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		reachable(t.Elem(), seen)
+	case reflect.Map:
+		reachable(t.Key(), seen)
+		reachable(t.Elem(), seen)
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			reachable(t.Field(i).Type, seen)
+		}
+	case reflect.Interface:
+		// Interfaces could hold anything; the server types must not have any that
+		// could carry a key. Lattigo's samplers are interfaces but hold no key.
+	}
+}
+
+func TestServerViewHoldsNoSecret(t *testing.T) {
+	serverTypes := []reflect.Type{
+		reflect.TypeFor[Aggregator](), reflect.TypeFor[CeremonyServer](), reflect.TypeFor[PublicSetup](),
+		reflect.TypeFor[Upload](), reflect.TypeFor[DecryptRequest](), reflect.TypeFor[DecryptShare](),
+		reflect.TypeFor[Directory](), reflect.TypeFor[SealedShare](), reflect.TypeFor[KeyGenShare](),
+		reflect.TypeFor[Aggregate](), reflect.TypeFor[Ceremony](),
+	}
+	for _, st := range serverTypes {
+		seen := map[reflect.Type]bool{}
+		reachable(st, seen)
+		for _, bad := range forbiddenOnServer {
+			if seen[bad] {
+				t.Errorf("server-side type %v can hold %v", st, bad)
+			}
+		}
+	}
+	// Sanity check of the walker: the member-side types do reach a secret.
+	seen := map[reflect.Type]bool{}
+	reachable(reflect.TypeFor[KeyMaterial](), seen)
+	if !seen[reflect.TypeFor[multiparty.ShamirSecretShare]()] {
+		t.Fatal("walker misses the secret share in KeyMaterial")
+	}
+}
+
+func TestServerCannotDecryptAnIndividualUpload(t *testing.T) {
+	f := newFixture(t, 3, 2, 3, 40)
+	a := f.aggregator(t)
+	req, err := a.DecryptRequest(f.committee)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shares []*DecryptShare
+	for _, id := range req.Active {
+		d, _ := NewDecryptor(f.keys[id])
+		s, err := d.Share(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shares = append(shares, s)
+	}
+	// Shares of the aggregate applied to one client's ciphertext decrypt to noise.
+	one, err := DecodeUpload(f.p, f.uploads[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := combineByHand(f.p, one.Ciphertexts, shares, f.dim)
+	first := f.plain.updates[f.plain.order[0]]
+	want := make([]float64, f.dim)
+	for i, x := range first.Values {
+		want[i] = float64(x) * first.Weight
+	}
+	if e := maxAbsDiff(got, want); e < 1e6 {
+		t.Fatalf("aggregate shares decrypt an individual upload to within %.3g", e)
+	}
+	// An aggregate of a single upload is refused by the server and by the members.
+	single, _ := NewAggregator(f.setup, 1, f.dim)
+	if err := single.AddEncoded(f.uploads[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := single.DecryptRequest(f.committee); err == nil {
+		t.Fatal("server issued a decryption request for one upload")
+	}
+	forged := *req
+	forged.Contributors = 1
+	d, _ := NewDecryptor(f.keys[f.committee[0]])
+	if _, err := d.Share(&forged); err == nil {
+		t.Fatal("member decrypted a one-upload aggregate")
+	}
+}
+
+func TestMemberLimitsSharesPerRound(t *testing.T) {
+	f := newFixture(t, 3, 2, 2, 10)
+	a := f.aggregator(t)
+	req, err := a.DecryptRequest(f.committee[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := NewDecryptor(f.keys[f.committee[0]])
+	for i := 0; i < MaxSharesPerRound; i++ {
+		if _, err := d.Share(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.Share(req); err == nil {
+		t.Fatal("member exceeded MaxSharesPerRound")
+	}
+}
+
+func TestEncryptRejectsBadInput(t *testing.T) {
+	f := newFixture(t, 2, 2, 2, 10)
+	enc, _ := NewEncryptor(f.setup)
+	ok := []float32{1, 2, 3}
+	cases := []struct {
+		name   string
+		update []float32
+		weight float64
+	}{
+		{"empty", nil, 1},
+		{"nan value", []float32{1, float32(math.NaN())}, 1},
+		{"inf value", []float32{float32(math.Inf(1))}, 1},
+		{"zero weight", ok, 0},
+		{"negative weight", ok, -1},
+		{"nan weight", ok, math.NaN()},
+		{"over capacity", []float32{3e38}, 1e3},
+	}
+	for _, c := range cases {
+		if _, err := enc.Encrypt(1, 1, c.update, c.weight); err == nil {
+			t.Errorf("%s: accepted", c.name)
+		}
+	}
+	a, _ := NewAggregator(f.setup, 1, f.dim)
+	up, _ := enc.Encrypt(2, 1, make([]float32, f.dim), 1)
+	if err := a.Add(up); err == nil {
+		t.Error("aggregator accepted an upload for another round")
+	}
+	up, _ = enc.Encrypt(1, 1, make([]float32, f.dim+1), 1)
+	if err := a.Add(up); err == nil {
+		t.Error("aggregator accepted an upload of the wrong dimension")
+	}
+	up, _ = enc.Encrypt(1, 1, make([]float32, f.dim), 1)
+	if err := a.Add(up); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Add(up); err == nil {
+		t.Error("aggregator accepted a duplicate upload")
+	}
+	up, _ = enc.Encrypt(1, 2, make([]float32, f.dim), 1)
+	up.Ciphertexts[0][1].Coeffs[0][0] = f.p.moduli[0] // unreduced coefficient
+	if err := a.Add(up); err == nil {
+		t.Error("aggregator accepted an unreduced coefficient")
+	}
+}
