@@ -277,3 +277,16 @@ func BenchmarkPartition(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkPartitionManyClients(b *testing.B) {
+	labels := mnistLikeLabels(10, 6000)
+	for _, kind := range PartitionKinds() {
+		b.Run(kind, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Partition(kind, labels, 10, 10000, 0.1, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
