@@ -222,39 +222,67 @@ func PlanGraph(n int, maxDropout, maxCorrupt float64, kind GraphKind, malicious 
 		return t > c
 	}
 	if kind == GraphHarary {
-		logBudget := -StatisticalSecurity*math.Ln2 - math.Log(float64(n))
 		for k := 2; k < n-1; k += 2 {
-			// Smallest d with P[D > d] ≤ budget; t = k - d.
-			d := 0
-			for ; d <= k; d++ {
-				if hypergeomLogTail(n-1, dropped, k, d+1) <= logBudget {
-					break
-				}
-			}
-			t := k - d
+			t := correctnessThreshold(n, k, dropped, false)
 			if t < 1 {
 				continue
 			}
-			c := 0 // need P[C ≥ c_min] ≤ budget where c_min = t (semi-honest) or 2t-k (malicious)
-			cMin := t
+			cMin := t // corrupt neighbours that break security: t (semi-honest), 2t-k (malicious)
 			if malicious {
 				cMin = 2*t - k
 			}
-			if cMin >= 1 && hypergeomLogTail(n-1, corrupt, k, cMin) <= logBudget {
+			if cMin >= 1 && hypergeomLogTail(n-1, corrupt, k, cMin) <= logBudget(n) {
 				return k, t, nil
 			}
-			_ = c
 		}
 	} else if kind != GraphComplete {
 		return 0, 0, fmt.Errorf("plan graph: unknown graph %v", kind)
 	}
 	k := n - 1
-	t := k - dropped
+	t := correctnessThreshold(n, k, dropped, true)
 	if t < 1 || !secure(k, t, corrupt) {
 		return 0, 0, fmt.Errorf("plan graph: no threshold for %d clients tolerates %.0f%% dropout and %.0f%% corruption (malicious=%v)",
 			n, 100*maxDropout, 100*maxCorrupt, malicious)
 	}
 	return k, t, nil
+}
+
+// logBudget is log(2^-σ / n): the per-client failure probability allowed by the union bound.
+func logBudget(n int) float64 {
+	return -StatisticalSecurity*math.Ln2 - math.Log(float64(n))
+}
+
+// correctnessThreshold returns the largest threshold t such that every client keeps at least t
+// surviving neighbours when `dropped` of the n clients drop: always for the complete graph, and
+// except with probability 2^-σ (union bound over clients) for a random Harary graph of degree k.
+func correctnessThreshold(n, k int, dropped int, complete bool) int {
+	if complete || k >= n-1 {
+		return n - 1 - dropped
+	}
+	d := 0
+	for ; d <= k; d++ {
+		if hypergeomLogTail(n-1, dropped, k, d+1) <= logBudget(n) {
+			break
+		}
+	}
+	return k - d
+}
+
+// PlanThreshold returns the threshold for a forced degree (for like-for-like comparisons): the
+// largest t that keeps every client reconstructible with a fraction maxDropout of the n clients
+// dropping (see PlanGraph). It does not check security against corrupted clients.
+func PlanThreshold(n, degree int, maxDropout float64, kind GraphKind) (int, error) {
+	if n < 2 || n > MaxClients || degree < 1 || degree > n-1 {
+		return 0, fmt.Errorf("plan threshold: degree %d of %d clients out of range", degree, n)
+	}
+	if !(maxDropout >= 0 && maxDropout < 1) {
+		return 0, fmt.Errorf("plan threshold: dropout %v not in [0, 1)", maxDropout)
+	}
+	t := correctnessThreshold(n, degree, int(math.Floor(maxDropout*float64(n))), kind == GraphComplete)
+	if t < 1 {
+		return 0, fmt.Errorf("plan threshold: degree %d cannot tolerate %.0f%% dropout of %d clients", degree, 100*maxDropout, n)
+	}
+	return t, nil
 }
 
 // hypergeomLogTail returns log P[X ≥ x] for X ~ Hypergeometric(population N, K marked, m draws).

@@ -419,7 +419,8 @@ func packedSize(entries, ringBits int) int {
 	return (entries*ringBits + 7) / 8
 }
 
-// packRing packs the low ringBits bits of each value, little-endian bit order, into dst.
+// packRing packs the low ringBits (≤ 32) bits of each value, little-endian bit order, into dst
+// (packedSize bytes). Bits leave through a 64-bit register 32 at a time.
 func packRing(dst []byte, vals []uint32, ringBits int) {
 	mask := uint64(1)<<ringBits - 1
 	var acc uint64
@@ -428,32 +429,51 @@ func packRing(dst []byte, vals []uint32, ringBits int) {
 	for _, v := range vals {
 		acc |= (uint64(v) & mask) << nbits
 		nbits += ringBits
-		for nbits >= 8 {
-			dst[o] = byte(acc)
-			o++
-			acc >>= 8
-			nbits -= 8
+		if nbits >= 32 {
+			binary.LittleEndian.PutUint32(dst[o:], uint32(acc))
+			o += 4
+			acc >>= 32
+			nbits -= 32
 		}
 	}
-	if nbits > 0 {
+	for ; nbits > 0; nbits -= 8 {
 		dst[o] = byte(acc)
+		o++
+		acc >>= 8
 	}
 }
 
-// addPacked adds the packed ring values of src into acc (mod 2^32).
+// addPacked adds the packed ring values of src into acc (mod 2^32). Each entry is read with one
+// unaligned 64-bit load at its bit offset (two entries per load when 2k+7 ≤ 64), so iterations
+// do not depend on each other; the entries within 8 bytes of the end are read byte by byte.
 func addPacked(acc []uint32, src []byte, ringBits int) {
 	mask := uint64(1)<<ringBits - 1
-	var buf uint64
-	nbits := 0
-	o := 0
-	for i := range acc {
-		for nbits < ringBits {
-			buf |= uint64(src[o]) << nbits
-			o++
-			nbits += 8
+	k := uint(ringBits)
+	safe := 0
+	if len(src) >= 8 {
+		safe = min(len(acc), ((len(src)-8)*8)/ringBits+1)
+	}
+	bit := uint(0)
+	i := 0
+	if 2*k+7 <= 64 {
+		for ; i+1 < safe; i += 2 {
+			w := binary.LittleEndian.Uint64(src[bit>>3:]) >> (bit & 7)
+			acc[i] += uint32(w & mask)
+			acc[i+1] += uint32((w >> k) & mask)
+			bit += 2 * k
 		}
-		acc[i] += uint32(buf & mask)
-		buf >>= ringBits
-		nbits -= ringBits
+	}
+	for ; i < safe; i++ {
+		w := binary.LittleEndian.Uint64(src[bit>>3:])
+		acc[i] += uint32((w >> (bit & 7)) & mask)
+		bit += k
+	}
+	for ; i < len(acc); i++ {
+		var w uint64
+		for j := uint(0); j < 8 && int(bit>>3)+int(j) < len(src); j++ {
+			w |= uint64(src[int(bit>>3)+int(j)]) << (8 * j)
+		}
+		acc[i] += uint32((w >> (bit & 7)) & mask)
+		bit += k
 	}
 }

@@ -1,6 +1,8 @@
 package secagg
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -33,6 +35,7 @@ type StageStats struct {
 	ServerSeconds float64
 	UploadBytes   int64
 	DownloadBytes int64
+	Clients       int // clients that ran this stage (sent their message)
 }
 
 // RoundReport is what RunRound measured.
@@ -141,6 +144,7 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 		if err := serve(StageAdvertise, id, msg); err != nil {
 			return nil, err
 		}
+		rep.Stages[StageAdvertise].Clients++
 	}
 	out, err := advance(StageAdvertise)
 	if err != nil {
@@ -166,13 +170,16 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 				leave(id)
 				continue
 			}
-			t0 := time.Now()
 			var enc []uint32
+			var upd []float32
+			var w float64
 			if st == StageMasked {
-				upd, w, err := spec.Input(id)
-				if err != nil {
+				if upd, w, err = spec.Input(id); err != nil {
 					return nil, fmt.Errorf("run round: input of client %d: %w", id, err)
 				}
+			}
+			t0 := time.Now() // the client's clock starts once the engine hands it its input
+			if st == StageMasked {
 				if spec.Check {
 					enc, err = EncodeInput(&cfg, upd, w, rngs[id])
 					if err == nil {
@@ -198,6 +205,7 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 			if err := serve(st, id, reply); err != nil {
 				return nil, fmt.Errorf("run round: server rejected client %d: %w", id, err)
 			}
+			rep.Stages[st].Clients++
 			if enc != nil {
 				for i, v := range enc {
 					rep.Expected[i] += v
@@ -227,4 +235,33 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 		}
 	}
 	return finish(nil)
+}
+
+// MeasurePRG measures, on this machine, the mask PRG's raw keystream rate (AES-128-CTR into an
+// L1-resident buffer) and the rate of expanding masks into an accumulator as the protocol does
+// (keystream plus the addition), in bytes per second, each over about duration d. Benchmarks
+// divide the PRG bytes a stage must generate by the keystream rate to state that stage's bound.
+func MeasurePRG(d time.Duration) (keystream, expand float64) {
+	var e maskExpander
+	block, err := aes.NewCipher(make([]byte, prgKeySize))
+	if err != nil {
+		return 0, 0
+	}
+	ctr := cipher.NewCTR(block, e.ivZero[:])
+	var n int64
+	start := time.Now()
+	for time.Since(start) < d {
+		for range 64 {
+			ctr.XORKeyStream(e.stream[:], e.zero[:])
+		}
+		n += 64 * int64(len(e.stream))
+	}
+	keystream = float64(n) / time.Since(start).Seconds()
+	acc := make([]uint32, 100_001)
+	key := [prgKeySize]byte{1}
+	start = time.Now()
+	for time.Since(start) < d {
+		_ = e.apply(acc, &key, +1)
+	}
+	return keystream, float64(e.written) / time.Since(start).Seconds()
 }
