@@ -133,3 +133,14 @@ func gemmNTAsm(m, n, k int, a []float32, lda int, b []float32, ldb int, c []floa
 		}
 	}
 }
+
+// Elementwise kernels (gemm_amd64.s) for the optimizer; n is a positive multiple of 8.
+
+//go:noescape
+func axpyAVX(n int, alpha float32, x, y *float32)
+
+//go:noescape
+func momentumAVX(n int, lr, mom float32, w, grad, v *float32)
+
+//go:noescape
+func scaleAddAVX(n int, a, b float32, w, c *float32)

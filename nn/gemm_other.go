@@ -2,6 +2,8 @@
 
 package nn
 
+import "unsafe"
+
 func hasAVX2FMA() bool { return false }
 
 func gemmAsm(m, n, k int, a []float32, ars, acs int, b []float32, ldb int, c []float32, ldc int, acc bool) {
@@ -10,4 +12,29 @@ func gemmAsm(m, n, k int, a []float32, ars, acs int, b []float32, ldb int, c []f
 
 func gemmNTAsm(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool) {
 	gemmNTGo(m, n, k, a, lda, b, ldb, c, ldc, acc)
+}
+
+// The elementwise kernels are only called when useAsm is set, which it never is here; these
+// portable versions keep the dispatch code architecture-independent.
+
+func axpyAVX(n int, alpha float32, x, y *float32) {
+	xs, ys := unsafe.Slice(x, n), unsafe.Slice(y, n)
+	for i, v := range xs {
+		ys[i] += alpha * v
+	}
+}
+
+func momentumAVX(n int, lr, mom float32, w, g, v *float32) {
+	ws, gs, vs := unsafe.Slice(w, n), unsafe.Slice(g, n), unsafe.Slice(v, n)
+	for i, gi := range gs {
+		vs[i] = mom*vs[i] + gi
+		ws[i] -= lr * vs[i]
+	}
+}
+
+func scaleAddAVX(n int, a, b float32, w, c *float32) {
+	ws, cs := unsafe.Slice(w, n), unsafe.Slice(c, n)
+	for i, ci := range cs {
+		ws[i] = a*ws[i] + b*ci
+	}
 }

@@ -120,3 +120,34 @@ func checkClose(t *testing.T, what string, s [3]int, trans, acc bool, got []floa
 		}
 	}
 }
+
+func TestVectorOps(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(5, 6))
+		for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 77, 200} {
+			x, y, w, v := randSlice(rng, n), randSlice(rng, n), randSlice(rng, n), randSlice(rng, n)
+			wantY, wantW, wantV := make([]float64, n), make([]float64, n), make([]float64, n)
+			for i := range n {
+				wantY[i] = float64(y[i]) + 0.3*float64(x[i])
+				wantV[i] = 0.9*float64(v[i]) + float64(x[i])
+				wantW[i] = float64(w[i]) - 0.1*wantV[i]
+			}
+			axpy(0.3, x, y)
+			momentumStep(0.1, 0.9, w, x, v)
+			for i := range n {
+				if math.Abs(float64(y[i])-wantY[i]) > 1e-6 || math.Abs(float64(v[i])-wantV[i]) > 1e-6 || math.Abs(float64(w[i])-wantW[i]) > 1e-6 {
+					t.Fatalf("n=%d element %d: axpy %v/%v, momentum v %v/%v w %v/%v", n, i, y[i], wantY[i], v[i], wantV[i], w[i], wantW[i])
+				}
+			}
+			for i := range n {
+				wantW[i] = 0.5*float64(w[i]) - 2*float64(x[i])
+			}
+			scaleAdd(0.5, -2, w, x)
+			for i := range n {
+				if math.Abs(float64(w[i])-wantW[i]) > 1e-5 {
+					t.Fatalf("n=%d element %d: scaleAdd %v, want %v", n, i, w[i], wantW[i])
+				}
+			}
+		}
+	})
+}

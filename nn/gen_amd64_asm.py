@@ -119,4 +119,41 @@ TEXT ·{name}(SB), NOSPLIT, $0-48
         w(f"\tVMOVSS X{y}, {4*y}(DI)")
     w("\tVZEROUPPER\n\tRET")
 
+
+# Elementwise vector kernels for the optimizer; n is a positive multiple of 8.
+def vecloop(name, sig, frame, setup, body_regs, body, comment):
+    w(f"""
+// func {name}{sig}
+// {comment}
+TEXT ·{name}(SB), NOSPLIT, {frame}""")
+    w(setup)
+    w("loop32:\n\tCMPQ CX, $32\n\tJLT loop8")
+    for u in range(4):
+        w(body(u, 32*u))
+    w("\tADDQ $128, AX\n\tSUBQ $32, CX\n\tJMP loop32")
+    w("loop8:\n\tTESTQ CX, CX\n\tJZ done")
+    w(body(0, 0))
+    w("\tADDQ $32, AX\n\tSUBQ $8, CX\n\tJMP loop8")
+    w("done:\n\tVZEROUPPER\n\tRET")
+
+# AX is the byte offset shared by all vectors.
+vecloop("axpyAVX", "(n int, alpha float32, x, y *float32)", "$0-32",
+    "\tMOVQ n+0(FP), CX\n\tVBROADCASTSS alpha+8(FP), Y15\n\tMOVQ x+16(FP), SI\n\tMOVQ y+24(FP), DI\n\tXORQ AX, AX",
+    None,
+    lambda u, o: f"\tVMOVUPS {o}(DI)(AX*1), Y{u}\n\tVFMADD231PS {o}(SI)(AX*1), Y15, Y{u}\n\tVMOVUPS Y{u}, {o}(DI)(AX*1)",
+    "y[i] += alpha·x[i] for i < n.")
+
+vecloop("momentumAVX", "(n int, lr, mom float32, w, grad, v *float32)", "$0-40",
+    "\tMOVQ n+0(FP), CX\n\tVBROADCASTSS lr+8(FP), Y14\n\tVBROADCASTSS mom+12(FP), Y15\n\tMOVQ w+16(FP), DI\n\tMOVQ grad+24(FP), SI\n\tMOVQ v+32(FP), DX\n\tXORQ AX, AX",
+    None,
+    lambda u, o: (f"\tVMOVUPS {o}(DX)(AX*1), Y{u}\n\tVFMADD213PS {o}(SI)(AX*1), Y15, Y{u}\n\tVMOVUPS Y{u}, {o}(DX)(AX*1)\n"
+                  f"\tVMOVUPS {o}(DI)(AX*1), Y{u+4}\n\tVFNMADD231PS Y{u}, Y14, Y{u+4}\n\tVMOVUPS Y{u+4}, {o}(DI)(AX*1)"),
+    "v[i] = mom·v[i] + grad[i]; w[i] -= lr·v[i] for i < n.")
+
+vecloop("scaleAddAVX", "(n int, a, b float32, w, c *float32)", "$0-32",
+    "\tMOVQ n+0(FP), CX\n\tVBROADCASTSS a+8(FP), Y14\n\tVBROADCASTSS b+12(FP), Y15\n\tMOVQ w+16(FP), DI\n\tMOVQ c+24(FP), SI\n\tXORQ AX, AX",
+    None,
+    lambda u, o: f"\tVMULPS {o}(DI)(AX*1), Y14, Y{u}\n\tVFMADD231PS {o}(SI)(AX*1), Y15, Y{u}\n\tVMOVUPS Y{u}, {o}(DI)(AX*1)",
+    "w[i] = a·w[i] + b·c[i] for i < n.")
+
 open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "gemm_amd64.s"), "w").write("\n".join(out) + "\n")

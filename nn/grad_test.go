@@ -177,7 +177,7 @@ func TestGradientModels(t *testing.T) {
 func TestSoftmaxCrossEntropyStable(t *testing.T) {
 	logits := []float32{1e4, 0, -1e4, 5e4, 5e4, -5e4}
 	grad := make([]float32, 6)
-	loss, correct := softmaxCrossEntropy(logits, []int32{1, 0}, 3, grad)
+	loss, correct := softmaxCrossEntropy(logits, []int32{1, 0}, 3, grad, 1)
 	// Row 1: loss = lse − 0 = 1e4. Row 2: two equal maxima, loss = log 2. Naive exp would overflow.
 	want := 1e4 + math.Log(2)
 	if math.Abs(loss-want) > 1e-9*want || correct != 1 {

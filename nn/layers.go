@@ -16,9 +16,10 @@ type layer interface {
 	// reserve sizes the layer's scratch buffers for batches of up to batch examples.
 	reserve(batch int)
 	forward(in, out []float32, batch int)
-	// backward overwrites the layer's parameter gradients with those of the batch and, when dIn
-	// is not nil, writes the gradient with respect to the input into it.
-	backward(in, out, dOut, dIn []float32, batch int)
+	// backward writes the gradient with respect to the input into dIn when dIn is not nil. With
+	// step nil it overwrites the layer's parameter gradients with those of the batch; otherwise
+	// dOut is already scaled by −lr and it applies the SGD step to the parameters in place.
+	backward(in, out, dOut, dIn []float32, batch int, step *sgdInPlace)
 	// cloneUnbound returns a layer with the same configuration, no parameters and no scratch.
 	cloneUnbound() layer
 }
@@ -70,19 +71,24 @@ func (d *dense) forward(in, out []float32, batch int) {
 	gemm(batch, d.out, d.in, in, d.in, 1, d.w, d.out, out, d.out, true)
 }
 
-func (d *dense) backward(in, out, dOut, dIn []float32, batch int) {
+func (d *dense) backward(in, out, dOut, dIn []float32, batch int, step *sgdInPlace) {
+	if dIn != nil { // first, while W is unchanged
+		gemmNT(batch, d.in, d.out, dOut, d.out, d.w, d.out, dIn, d.in, false)
+	}
+	gw, gb := d.gw, d.gb
+	if step != nil {
+		step.decay()
+		gw, gb = d.w, d.b
+	} else {
+		clear(gb)
+	}
 	// dW = Xᵀ·dY: A is X read transposed (row stride 1, column stride in).
-	gemm(d.in, d.out, batch, in, 1, d.in, dOut, d.out, d.gw, d.out, false)
-	gb := d.gb
-	clear(gb)
+	gemm(d.in, d.out, batch, in, 1, d.in, dOut, d.out, gw, d.out, step != nil)
 	for r := 0; r < batch; r++ {
 		row := dOut[r*d.out : (r+1)*d.out]
 		for j, v := range row {
 			gb[j] += v
 		}
-	}
-	if dIn != nil {
-		gemmNT(batch, d.in, d.out, dOut, d.out, d.w, d.out, dIn, d.in, false)
 	}
 }
 
@@ -104,7 +110,7 @@ func (r *relu) forward(in, out []float32, batch int) {
 	}
 }
 
-func (r *relu) backward(_, out, dOut, dIn []float32, batch int) {
+func (r *relu) backward(_, out, dOut, dIn []float32, batch int, _ *sgdInPlace) {
 	if dIn == nil {
 		return
 	}
@@ -171,7 +177,7 @@ func (p *maxPool2) forward(in, out []float32, batch int) {
 	}
 }
 
-func (p *maxPool2) backward(_, _, dOut, dIn []float32, batch int) {
+func (p *maxPool2) backward(_, _, dOut, dIn []float32, batch int, _ *sgdInPlace) {
 	if dIn == nil {
 		return
 	}
@@ -288,27 +294,34 @@ func (l *conv2d) forward(in, out []float32, batch int) {
 	}
 }
 
-func (l *conv2d) backward(in, _, dOut, dIn []float32, batch int) {
+func (l *conv2d) backward(in, _, dOut, dIn []float32, batch int, step *sgdInPlace) {
 	hw, kkc, f := l.in.H*l.in.W, l.patch(), l.filters
 	inSize, outSize := hw*l.in.C, hw*f
-	clear(l.gb)
 	if dIn != nil {
-		// Wᵀ once per batch, so that the column gradient is a plain GEMM with a long inner row.
+		// Wᵀ of the weights before the step, once per batch, so that the column gradient is a
+		// plain GEMM with a long inner row.
 		for r := 0; r < kkc; r++ {
 			for j := 0; j < f; j++ {
 				l.wT[j*kkc+r] = l.w[r*f+j]
 			}
 		}
 	}
+	gw, gb := l.gw, l.gb
+	if step != nil {
+		step.decay()
+		gw, gb = l.w, l.b
+	} else {
+		clear(gb)
+	}
 	for e := 0; e < batch; e++ {
 		dy := dOut[e*outSize : (e+1)*outSize]
 		l.im2col(in[e*inSize : (e+1)*inSize])
 		// dW (+)= colᵀ·dY.
-		gemm(kkc, f, hw, l.col, 1, kkc, dy, f, l.gw, f, e > 0)
+		gemm(kkc, f, hw, l.col, 1, kkc, dy, f, gw, f, step != nil || e > 0)
 		for r := 0; r < hw; r++ {
 			row := dy[r*f : (r+1)*f]
 			for j, v := range row {
-				l.gb[j] += v
+				gb[j] += v
 			}
 		}
 		if dIn != nil {

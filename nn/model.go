@@ -33,6 +33,7 @@ type Model struct {
 	dacts    [][]float32
 	velocity []float32
 	perm     []int
+	step     sgdInPlace
 }
 
 var architectures = map[string]func(in Shape, classes int) ([]layer, error){

@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -168,17 +169,31 @@ func TestTrainDeterministic(t *testing.T) {
 }
 
 // TestTrainStepExact checks the update rule against gradients computed separately: full-batch
-// steps (so shuffling cannot matter), momentum, weight decay and the proximal term.
+// steps (so shuffling cannot matter), with and without momentum (the in-place path), weight
+// decay and the proximal term, on both kernel paths.
 func TestTrainStepExact(t *testing.T) {
+	for _, mom := range []float32{0, 0.9} {
+		for _, arch := range []string{"2nn", "cnn"} {
+			t.Run(fmt.Sprintf("%s/momentum=%v", arch, mom), func(t *testing.T) {
+				kernels(t, func(t *testing.T) { checkTrainStep(t, arch, mom) })
+			})
+		}
+	}
+}
+
+func checkTrainStep(t *testing.T, arch string, mom float32) {
 	in := Shape{1, 1, 6}
+	if arch == "cnn" {
+		in = Shape{2, 6, 5}
+	}
 	rng := rand.New(rand.NewPCG(2, 3))
 	x, y := blobs(rng, 8, in, 3, 1)
-	m, _ := New("2nn", in, 3, rng)
+	m, _ := New(arch, in, 3, rng)
 	center := make([]float32, m.NumParams())
 	for i := range center {
 		center[i] = float32(rng.NormFloat64())
 	}
-	const lr, mom, wd, mu = 0.1, 0.9, 0.01, 0.5
+	const lr, wd, mu = 0.1, 0.01, 0.5
 	ref := m.Clone()
 	// Two steps by hand: g_t = ∇L + wd·w + mu·(w − c); v_t = mom·v_{t−1} + g_t; w ← w − lr·v_t.
 	v := make([]float64, m.NumParams())
@@ -187,7 +202,7 @@ func TestTrainStepExact(t *testing.T) {
 		p := ref.Params()
 		for i := range p {
 			g := float64(ref.grads[i]) + wd*float64(p[i]) + mu*(float64(p[i])-float64(center[i]))
-			v[i] = mom*v[i] + g
+			v[i] = float64(mom)*v[i] + g
 			p[i] = float32(float64(p[i]) - lr*v[i])
 		}
 	}

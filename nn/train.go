@@ -104,6 +104,12 @@ func (m *Model) Train(x []float32, y []int32, cfg TrainConfig, rng *rand.Rand) (
 		perm[i] = i
 	}
 	labels := make([]int32, bs)
+	// Without momentum the update is applied in place during backpropagation (see sgdInPlace).
+	inPlace := cfg.Momentum == 0
+	gradScale := float32(1)
+	if inPlace {
+		gradScale = -cfg.LR
+	}
 
 	var epochLoss float64
 	for epoch := 0; epoch < cfg.Epochs; epoch++ {
@@ -118,83 +124,77 @@ func (m *Model) Train(x []float32, y []int32, cfg TrainConfig, rng *rand.Rand) (
 			}
 			m.forward(b)
 			top := len(m.layers)
-			loss, _ := softmaxCrossEntropy(m.acts[top][:b*m.classes], labels[:b], m.classes, m.dacts[top])
+			loss, _ := softmaxCrossEntropy(m.acts[top][:b*m.classes], labels[:b], m.classes, m.dacts[top], gradScale)
 			if math.IsNaN(loss) || math.IsInf(loss, 0) {
 				return 0, fmt.Errorf("nn: train %s: diverged: loss is %v at epoch %d, example %d (lower the learning rate)", m.arch, loss, epoch+1, start)
 			}
 			epochLoss += loss
-			m.backwardAndStep(b, &cfg)
+			m.backwardAndStep(b, &cfg, inPlace)
 		}
 	}
 	return epochLoss / float64(n), nil
 }
 
-// backwardAndStep backpropagates the loss gradient in dacts[top] and updates each layer's
-// parameters as soon as its gradient is known (after its input gradient, which needs the old
-// weights), while that block is still in cache.
-func (m *Model) backwardAndStep(batch int, cfg *TrainConfig) {
+// sgdInPlace applies plain SGD (no momentum) without a gradient buffer: the loss gradient that
+// enters backpropagation is pre-scaled by −lr, so the weight gradient each layer computes is
+// already its update and is added straight into the weights, while the layer's block is hot in
+// cache. Weight decay and the proximal pull depend on the weights before the step, so a layer
+// calls decay after its input gradient (which needs the old weights too) and before the update.
+type sgdInPlace struct {
+	lr, wd, mu float32
+	block      []float32 // the layer's parameters
+	center     []float32 // the proximal centre for block; nil when mu = 0
+}
+
+// decay applies w ← w − lr·(wd·w + mu·(w − c)) = (1 − lr·(wd + mu))·w + lr·mu·c.
+func (s *sgdInPlace) decay() {
+	switch {
+	case s.center != nil:
+		scaleAdd(1-s.lr*(s.wd+s.mu), s.lr*s.mu, s.block, s.center)
+	case s.wd != 0:
+		axpy(-s.lr*s.wd, s.block, s.block)
+	}
+}
+
+// backwardAndStep backpropagates the loss gradient in dacts[top] (scaled by −lr when inPlace)
+// and updates each layer's parameters right after its gradient is known.
+func (m *Model) backwardAndStep(batch int, cfg *TrainConfig, inPlace bool) {
 	for i := len(m.layers) - 1; i >= 0; i-- {
 		l := m.layers[i]
-		l.backward(m.acts[i], m.acts[i+1], m.dacts[i+1], m.dacts[i], batch)
 		np := l.numParams()
-		if np == 0 {
+		o := m.offsets[i]
+		var step *sgdInPlace
+		if inPlace && np > 0 {
+			m.step = sgdInPlace{lr: cfg.LR, wd: cfg.WeightDecay, mu: cfg.ProxMu, block: m.params[o : o+np]}
+			if cfg.ProxMu > 0 {
+				m.step.center = cfg.ProxCenter[o : o+np]
+			}
+			step = &m.step
+		}
+		l.backward(m.acts[i], m.acts[i+1], m.dacts[i+1], m.dacts[i], batch, step)
+		if inPlace || np == 0 {
 			continue
 		}
-		o := m.offsets[i]
-		var v, center []float32
-		if cfg.Momentum > 0 {
-			v = m.velocity[o : o+np]
+		w, g := m.params[o:o+np], m.grads[o:o+np]
+		// g += wd·w + mu·(w − c), then the momentum step.
+		if cfg.WeightDecay != 0 {
+			axpy(cfg.WeightDecay, w, g)
 		}
 		if cfg.ProxMu > 0 {
-			center = cfg.ProxCenter[o : o+np]
+			axpy(cfg.ProxMu, w, g)
+			axpy(-cfg.ProxMu, cfg.ProxCenter[o:o+np], g)
 		}
-		sgdStep(m.params[o:o+np], m.grads[o:o+np], v, center, cfg.LR, cfg.Momentum, cfg.WeightDecay, cfg.ProxMu)
-	}
-}
-
-// sgdStep applies one SGD update to w with gradient g plus weight decay wd·w and the proximal
-// pull mu·(w − center) (PyTorch's convention): v ← momentum·v + g; w ← w − lr·v (v nil: no momentum).
-func sgdStep(w, g, v, center []float32, lr, momentum, wd, mu float32) {
-	g = g[:len(w)]
-	if wd != 0 || center != nil {
-		if center != nil {
-			center = center[:len(w)]
-			for i, wi := range w {
-				g[i] += wd*wi + mu*(wi-center[i])
-			}
-		} else {
-			for i, wi := range w {
-				g[i] += wd * wi
-			}
-		}
-	}
-	if v == nil {
-		axpy(-lr, g, w)
-		return
-	}
-	v = v[:len(w)]
-	for i, gi := range g {
-		vi := momentum*v[i] + gi
-		v[i] = vi
-		w[i] -= lr * vi
-	}
-}
-
-// axpy computes y += alpha·x.
-func axpy(alpha float32, x, y []float32) {
-	y = y[:len(x)]
-	for i, xi := range x {
-		y[i] += alpha * xi
+		momentumStep(cfg.LR, cfg.Momentum, w, g, m.velocity[o:o+np])
 	}
 }
 
 // softmaxCrossEntropy returns the summed cross-entropy of the rows of logits (batch × classes)
 // against labels and the number of rows whose arg-max is the label. If grad is not nil it
-// receives the gradient of the mean loss, (softmax − onehot)/batch. Computed in float64 with
-// the maximum subtracted, so large logits cannot overflow.
-func softmaxCrossEntropy(logits []float32, labels []int32, classes int, grad []float32) (float64, int) {
+// receives scale times the gradient of the mean loss, scale·(softmax − onehot)/batch. Computed
+// in float64 with the maximum subtracted, so large logits cannot overflow.
+func softmaxCrossEntropy(logits []float32, labels []int32, classes int, grad []float32, scale float32) (float64, int) {
 	batch := len(labels)
-	inv := 1 / float64(batch)
+	inv := float64(scale) / float64(batch)
 	var total float64
 	correct := 0
 	for r := 0; r < batch; r++ {
@@ -252,7 +252,7 @@ func (m *Model) Evaluate(x []float32, y []int32) (loss, accuracy float64, err er
 		}
 		m.gather(x, idx[:b])
 		m.forward(b)
-		l, c := softmaxCrossEntropy(m.logits()[:b*m.classes], y[start:start+b], m.classes, nil)
+		l, c := softmaxCrossEntropy(m.logits()[:b*m.classes], y[start:start+b], m.classes, nil, 1)
 		total += l
 		correct += c
 	}
@@ -271,9 +271,9 @@ func (m *Model) gradient(x []float32, y []int32) float64 {
 	m.gather(x, idx)
 	m.forward(n)
 	top := len(m.layers)
-	loss, _ := softmaxCrossEntropy(m.acts[top][:n*m.classes], y, m.classes, m.dacts[top])
+	loss, _ := softmaxCrossEntropy(m.acts[top][:n*m.classes], y, m.classes, m.dacts[top], 1)
 	for i := len(m.layers) - 1; i >= 0; i-- {
-		m.layers[i].backward(m.acts[i], m.acts[i+1], m.dacts[i+1], m.dacts[i], n)
+		m.layers[i].backward(m.acts[i], m.acts[i+1], m.dacts[i+1], m.dacts[i], n, nil)
 	}
 	return loss / float64(n)
 }
@@ -288,6 +288,6 @@ func (m *Model) meanLoss(x []float32, y []int32) float64 {
 	}
 	m.gather(x, idx)
 	m.forward(n)
-	loss, _ := softmaxCrossEntropy(m.logits()[:n*m.classes], y, m.classes, nil)
+	loss, _ := softmaxCrossEntropy(m.logits()[:n*m.classes], y, m.classes, nil, 1)
 	return loss / float64(n)
 }
