@@ -30,6 +30,7 @@ func LoadCSV(r io.Reader, name, labelColumn string) (*Dataset, error) {
 		return nil, fmt.Errorf("%s: header: %w", name, err)
 	}
 	header = slices.Clone(header)
+	header[0] = strings.TrimPrefix(header[0], "\ufeff") // byte-order mark written by spreadsheets
 	labelAt := -1
 	for i, h := range header {
 		h = strings.TrimSpace(h)

@@ -37,7 +37,7 @@ func TestLoadCSV(t *testing.T) {
 }
 
 func TestLoadCSVIntegerLabelsSortNumerically(t *testing.T) {
-	in := "y,a\n10,1\n9,2\n-1,3\n09,4\n"
+	in := "\ufeffy,a\n10,1\n9,2\n-1,3\n09,4\n"
 	d, err := LoadCSV(strings.NewReader(in), "ints", "y")
 	if err != nil {
 		t.Fatal(err)
