@@ -25,10 +25,11 @@ type Aggregate struct {
 // float64 accumulator block stays in L1 while the updates stream through once.
 const aggBlock = 2048
 
-// AddScaled adds w·u to acc, coordinate by coordinate, in float64.
+// AddScaled adds w·u to acc, coordinate by coordinate, in float64 (AVX2 where available;
+// FMA rounds once where the scalar loop rounds twice, both well within float64 precision).
 func AddScaled(acc []float64, u []float32, w float64) {
 	acc = acc[:len(u)]
-	j := 0
+	j := addScaledFast(acc, u, w)
 	for ; j+4 <= len(u); j += 4 {
 		a := acc[j : j+4 : j+4]
 		v := u[j : j+4 : j+4]
