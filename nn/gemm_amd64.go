@@ -144,3 +144,9 @@ func momentumAVX(n int, lr, mom float32, w, grad, v *float32)
 
 //go:noescape
 func scaleAddAVX(n int, a, b float32, w, c *float32)
+
+//go:noescape
+func reluAVX(n int, x, y *float32)
+
+//go:noescape
+func reluBackAVX(n int, out, dOut, dIn *float32)

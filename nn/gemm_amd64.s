@@ -686,3 +686,82 @@ loop8:
 done:
 	VZEROUPPER
 	RET
+
+// func reluAVX(n int, x, y *float32)
+// y[i] = max(x[i], 0) for i < n.
+TEXT ·reluAVX(SB), NOSPLIT, $0-24
+	MOVQ n+0(FP), CX
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DI
+	VXORPS Y15, Y15, Y15
+	XORQ AX, AX
+loop32:
+	CMPQ CX, $32
+	JLT loop8
+	VMAXPS 0(SI)(AX*1), Y15, Y0
+	VMOVUPS Y0, 0(DI)(AX*1)
+	VMAXPS 32(SI)(AX*1), Y15, Y1
+	VMOVUPS Y1, 32(DI)(AX*1)
+	VMAXPS 64(SI)(AX*1), Y15, Y2
+	VMOVUPS Y2, 64(DI)(AX*1)
+	VMAXPS 96(SI)(AX*1), Y15, Y3
+	VMOVUPS Y3, 96(DI)(AX*1)
+	ADDQ $128, AX
+	SUBQ $32, CX
+	JMP loop32
+loop8:
+	TESTQ CX, CX
+	JZ done
+	VMAXPS 0(SI)(AX*1), Y15, Y0
+	VMOVUPS Y0, 0(DI)(AX*1)
+	ADDQ $32, AX
+	SUBQ $8, CX
+	JMP loop8
+done:
+	VZEROUPPER
+	RET
+
+// func reluBackAVX(n int, out, dOut, dIn *float32)
+// dIn[i] = dOut[i] where out[i] > 0, else 0, for i < n.
+TEXT ·reluBackAVX(SB), NOSPLIT, $0-32
+	MOVQ n+0(FP), CX
+	MOVQ out+8(FP), SI
+	MOVQ dOut+16(FP), DX
+	MOVQ dIn+24(FP), DI
+	VXORPS Y15, Y15, Y15
+	XORQ AX, AX
+loop32:
+	CMPQ CX, $32
+	JLT loop8
+	VMOVUPS 0(SI)(AX*1), Y0
+	VCMPPS $0x1E, Y15, Y0, Y0
+	VANDPS 0(DX)(AX*1), Y0, Y0
+	VMOVUPS Y0, 0(DI)(AX*1)
+	VMOVUPS 32(SI)(AX*1), Y1
+	VCMPPS $0x1E, Y15, Y1, Y1
+	VANDPS 32(DX)(AX*1), Y1, Y1
+	VMOVUPS Y1, 32(DI)(AX*1)
+	VMOVUPS 64(SI)(AX*1), Y2
+	VCMPPS $0x1E, Y15, Y2, Y2
+	VANDPS 64(DX)(AX*1), Y2, Y2
+	VMOVUPS Y2, 64(DI)(AX*1)
+	VMOVUPS 96(SI)(AX*1), Y3
+	VCMPPS $0x1E, Y15, Y3, Y3
+	VANDPS 96(DX)(AX*1), Y3, Y3
+	VMOVUPS Y3, 96(DI)(AX*1)
+	ADDQ $128, AX
+	SUBQ $32, CX
+	JMP loop32
+loop8:
+	TESTQ CX, CX
+	JZ done
+	VMOVUPS 0(SI)(AX*1), Y0
+	VCMPPS $0x1E, Y15, Y0, Y0
+	VANDPS 0(DX)(AX*1), Y0, Y0
+	VMOVUPS Y0, 0(DI)(AX*1)
+	ADDQ $32, AX
+	SUBQ $8, CX
+	JMP loop8
+done:
+	VZEROUPPER
+	RET

@@ -38,3 +38,21 @@ func scaleAddAVX(n int, a, b float32, w, c *float32) {
 		ws[i] = a*ws[i] + b*ci
 	}
 }
+
+func reluAVX(n int, x, y *float32) {
+	xs, ys := unsafe.Slice(x, n), unsafe.Slice(y, n)
+	for i, v := range xs {
+		ys[i] = max(v, 0)
+	}
+}
+
+func reluBackAVX(n int, out, dOut, dIn *float32) {
+	os, gs, ds := unsafe.Slice(out, n), unsafe.Slice(dOut, n), unsafe.Slice(dIn, n)
+	for i, v := range os {
+		if v > 0 {
+			ds[i] = gs[i]
+		} else {
+			ds[i] = 0
+		}
+	}
+}

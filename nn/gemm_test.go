@@ -142,6 +142,15 @@ func TestVectorOps(t *testing.T) {
 			for i := range n {
 				wantW[i] = 0.5*float64(w[i]) - 2*float64(x[i])
 			}
+			r := &relu{Shape{1, 1, n}}
+			out, dIn := make([]float32, n), make([]float32, n)
+			r.forward(x, out, 1)
+			r.backward(x, out, y, dIn, 1, nil)
+			for i := range n {
+				if out[i] != max(x[i], 0) || (x[i] > 0 && dIn[i] != y[i]) || (x[i] <= 0 && dIn[i] != 0) {
+					t.Fatalf("n=%d element %d: relu(%v) = %v, gradient %v from %v", n, i, x[i], out[i], dIn[i], y[i])
+				}
+			}
 			scaleAdd(0.5, -2, w, x)
 			for i := range n {
 				if math.Abs(float64(w[i])-wantW[i]) > 1e-5 {

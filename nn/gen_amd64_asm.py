@@ -156,4 +156,17 @@ vecloop("scaleAddAVX", "(n int, a, b float32, w, c *float32)", "$0-32",
     lambda u, o: f"\tVMULPS {o}(DI)(AX*1), Y14, Y{u}\n\tVFMADD231PS {o}(SI)(AX*1), Y15, Y{u}\n\tVMOVUPS Y{u}, {o}(DI)(AX*1)",
     "w[i] = a·w[i] + b·c[i] for i < n.")
 
+vecloop("reluAVX", "(n int, x, y *float32)", "$0-24",
+    "\tMOVQ n+0(FP), CX\n\tMOVQ x+8(FP), SI\n\tMOVQ y+16(FP), DI\n\tVXORPS Y15, Y15, Y15\n\tXORQ AX, AX",
+    None,
+    lambda u, o: f"\tVMAXPS {o}(SI)(AX*1), Y15, Y{u}\n\tVMOVUPS Y{u}, {o}(DI)(AX*1)",
+    "y[i] = max(x[i], 0) for i < n.")
+
+# Predicate 0x1E is GT_OQ: the mask is all ones where out > 0 (false for NaN).
+vecloop("reluBackAVX", "(n int, out, dOut, dIn *float32)", "$0-32",
+    "\tMOVQ n+0(FP), CX\n\tMOVQ out+8(FP), SI\n\tMOVQ dOut+16(FP), DX\n\tMOVQ dIn+24(FP), DI\n\tVXORPS Y15, Y15, Y15\n\tXORQ AX, AX",
+    None,
+    lambda u, o: f"\tVMOVUPS {o}(SI)(AX*1), Y{u}\n\tVCMPPS $0x1E, Y15, Y{u}, Y{u}\n\tVANDPS {o}(DX)(AX*1), Y{u}, Y{u}\n\tVMOVUPS Y{u}, {o}(DI)(AX*1)",
+    "dIn[i] = dOut[i] where out[i] > 0, else 0, for i < n.")
+
 open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "gemm_amd64.s"), "w").write("\n".join(out) + "\n")

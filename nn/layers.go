@@ -105,8 +105,13 @@ func (r *relu) cloneUnbound() layer     { return &relu{shape: r.shape} }
 func (r *relu) forward(in, out []float32, batch int) {
 	n := batch * r.shape.C * r.shape.H * r.shape.W
 	in, out = in[:n], out[:n]
-	for i, v := range in {
-		out[i] = max(v, 0)
+	done := 0
+	if n8 := n &^ 7; useAsm && n8 > 0 {
+		reluAVX(n8, &in[0], &out[0])
+		done = n8
+	}
+	for i := done; i < n; i++ {
+		out[i] = max(in[i], 0)
 	}
 }
 
@@ -116,8 +121,14 @@ func (r *relu) backward(_, out, dOut, dIn []float32, batch int, _ *sgdInPlace) {
 	}
 	n := batch * r.shape.C * r.shape.H * r.shape.W
 	out, dOut, dIn = out[:n], dOut[:n], dIn[:n]
-	for i, v := range out {
-		if v > 0 {
+	done := 0
+	if n8 := n &^ 7; useAsm && n8 > 0 {
+		// Branch-free masking: the signs of the activations are random, a branch mispredicts.
+		reluBackAVX(n8, &out[0], &dOut[0], &dIn[0])
+		done = n8
+	}
+	for i := done; i < n; i++ {
+		if out[i] > 0 {
 			dIn[i] = dOut[i]
 		} else {
 			dIn[i] = 0
