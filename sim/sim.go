@@ -157,7 +157,7 @@ func runCohort[O any](ctx context.Context, s *Simulation, cohort []fl.ClientID, 
 			w := <-s.pool
 			defer func() { s.pool <- w }()
 			for i := range jobs {
-				out := work(w, cohort[i])
+				out := safely(w, cohort[i], work, failed)
 				if d := fates[i].delay; d > 0 {
 					wg.Go(func() {
 						t := time.NewTimer(d)
@@ -213,6 +213,17 @@ collect:
 		}
 	}
 	return err
+}
+
+// safely runs work and turns a panic inside one client's code into that client's failure, so
+// one broken client never takes the simulated server down.
+func safely[O any](w *worker, id fl.ClientID, work func(*worker, fl.ClientID) O, failed func(fl.ClientID, error) O) (out O) {
+	defer func() {
+		if r := recover(); r != nil {
+			out = failed(id, fmt.Errorf("client %d crashed: %v", id, r))
+		}
+	}()
+	return work(w, id)
 }
 
 // CentralEvaluator scores a global model on the pooled test set, split across the workers.

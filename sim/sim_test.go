@@ -95,6 +95,9 @@ func TestSimulationDropoutAndFaults(t *testing.T) {
 		if id%7 == 0 {
 			res.Update[0] = float32(math.NaN()) // a client sending garbage is dropped, not fatal
 		}
+		if id == 11 {
+			panic("client bug") // a crashing client is dropped too
+		}
 		return nil
 	}}
 	e, params := engine(t, fed, cfg, 1)
