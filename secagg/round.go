@@ -24,6 +24,8 @@ type RoundSpec struct {
 	Rand func(id ClientID) io.Reader
 	// SigningKeys are the clients' Ed25519 keys when Config.VerifyKeys is set.
 	SigningKeys []ed25519.PrivateKey
+	// Tap, if set, sees every message delivered (from, to: a client id or ServerID).
+	Tap func(from, to uint32, data []byte)
 	// Check makes RunRound also sum the survivors' encoded inputs in the clear, to compare.
 	Check bool
 }
@@ -92,6 +94,9 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 	}
 	var srvTime time.Duration
 	serve := func(st Stage, from ClientID, msg []byte) error {
+		if spec.Tap != nil {
+			spec.Tap(from, ServerID, msg)
+		}
 		t0 := time.Now()
 		err := srv.Receive(from, msg)
 		srvTime += time.Since(t0)
@@ -166,6 +171,9 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 				continue
 			}
 			rep.Stages[st].DownloadBytes += int64(len(o.Data))
+			if spec.Tap != nil {
+				spec.Tap(ServerID, id, o.Data)
+			}
 			if drops(id, st) {
 				leave(id)
 				continue
