@@ -17,6 +17,7 @@ import (
 	"shoal/data"
 	"shoal/fl"
 	"shoal/nn"
+	"shoal/privacy"
 	"shoal/trainer"
 )
 
@@ -33,6 +34,9 @@ type Config struct {
 	Seed uint64
 	// UpdateStages run on every client's update before it is sent (client-side privacy).
 	UpdateStages []trainer.UpdateStage
+	// SeededNoise derives client-side DP noise from Seed (reproducible, for --seed runs only);
+	// otherwise every client's noise comes from crypto/rand.
+	SeededNoise bool
 	// Fault, if set, may corrupt or fail a client's result (tests and fault injection).
 	Fault func(id fl.ClientID, res *fl.FitRes) error
 }
@@ -86,6 +90,9 @@ func (s *Simulation) client(w *worker, id fl.ClientID, round int) *trainer.Clien
 	c := &trainer.Client{
 		Model: w.model, X: w.x, Y: w.y, UpdateStages: s.cfg.UpdateStages,
 		Rand: rand.New(rand.NewPCG(s.cfg.Seed^0x5eed, uint64(round)<<32|uint64(id))),
+	}
+	if s.cfg.SeededNoise {
+		c.NoiseSource = privacy.NewSeededSource(s.cfg.Seed ^ uint64(round)<<32 ^ uint64(id)*0x9e3779b97f4a7c15)
 	}
 	if s.fed.Test != nil && s.fed.TestClients != nil && int(id) < len(s.fed.TestClients) {
 		w.tx, w.ty = s.fed.Test.Gather(s.fed.TestClients[id], w.tx, w.ty)

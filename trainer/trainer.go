@@ -13,6 +13,7 @@ import (
 
 	"shoal/fl"
 	"shoal/nn"
+	"shoal/privacy"
 )
 
 // UpdateStage transforms a client's update before it leaves the client (clipping, local noise).
@@ -31,6 +32,8 @@ type Client struct {
 	TestY        []int32
 	Rand         *rand.Rand
 	UpdateStages []UpdateStage
+	// NoiseSource drives local DP noise; nil means a fresh crypto/rand-keyed source.
+	NoiseSource *privacy.Source
 }
 
 var _ fl.Client = (*Client)(nil)
@@ -63,12 +66,68 @@ func (c *Client) Fit(ctx context.Context, ins fl.FitIns) (fl.FitRes, error) {
 	for j, p := range params {
 		update[j] = p - ins.Params[j]
 	}
+	res := fl.FitRes{Update: update, NumExamples: len(c.Y), Loss: loss}
+	if ins.Config.ClipNorm > 0 {
+		if err := c.privatize(ins.Config, &res); err != nil {
+			return fl.FitRes{}, err
+		}
+	}
 	for _, st := range c.UpdateStages {
 		if err := st.ProcessUpdate(ins.Round, update); err != nil {
 			return fl.FitRes{}, fmt.Errorf("update pipeline: %w", err)
 		}
 	}
-	return fl.FitRes{Update: update, NumExamples: len(c.Y), Loss: loss}, nil
+	return res, nil
+}
+
+// privatize clips the update to the configured norm (flat or per layer), records whether it was
+// within the norm already, and adds local noise when asked: all on the client, before anything
+// leaves it.
+func (c *Client) privatize(cfg fl.FitConfig, res *fl.FitRes) error {
+	clip := float64(cfg.ClipNorm)
+	res.Unclipped = 1
+	if cfg.PerLayerClip {
+		sizes := c.Model.LayerSizes()
+		clips, err := privacy.SplitClipBySize(clip, sizes)
+		if err != nil {
+			return fmt.Errorf("per-layer clipping: %w", err)
+		}
+		norms, err := privacy.ClipPerLayer(res.Update, sizes, clips)
+		if err != nil {
+			return fmt.Errorf("per-layer clipping: %w", err)
+		}
+		for j, n := range norms {
+			if n > clips[j] {
+				res.Unclipped = 0
+			}
+		}
+	} else {
+		norm, err := privacy.ClipL2(res.Update, clip)
+		if err != nil {
+			return fmt.Errorf("clipping: %w", err)
+		}
+		if norm > clip {
+			res.Unclipped = 0
+		}
+	}
+	if cfg.LocalNoiseStd <= 0 {
+		return nil
+	}
+	src := c.NoiseSource
+	if src == nil {
+		var err error
+		if src, err = privacy.NewSource(); err != nil {
+			return err
+		}
+	}
+	noise, err := privacy.NewGaussianNoise(float64(cfg.LocalNoiseStd), clip, len(res.Update))
+	if err != nil {
+		return fmt.Errorf("local noise: %w", err)
+	}
+	if err := noise.Add32(res.Update, res.Update, src); err != nil {
+		return fmt.Errorf("local noise: %w", err)
+	}
+	return nil
 }
 
 // Evaluate scores the given parameters on the local test examples.
