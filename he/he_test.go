@@ -167,3 +167,5 @@ func TestDropoutsBeforeUploadAreLeftOut(t *testing.T) {
 		t.Fatalf("sum over survivors off by %.3g", e)
 	}
 }
+
+func newRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed+1)) }
