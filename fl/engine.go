@@ -23,6 +23,8 @@ type EngineConfig struct {
 	// RoundTimeout bounds the fit stage of a round; clients that have not answered are left out
 	// (0: wait for all).
 	RoundTimeout time.Duration
+	// StageTimeout bounds each stage of a secure-sum protocol (0: none).
+	StageTimeout time.Duration
 	// MinResults is the fewest valid updates a round needs; with fewer the round is abandoned
 	// and the global model is left unchanged.
 	MinResults int
@@ -156,7 +158,7 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 	sum := make([]float64, dim)
 	var totalWeight, trainLoss, unclipped float64
 	var updates []Update
-	var inputs []SumInput
+	var holders []ClientID // clients holding an input for the secure sum
 	keep := e.Strategy.NeedsIndividualUpdates()
 
 	fitCtx := ctx
@@ -170,10 +172,15 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 		cfg = e.Privacy.ConfigureFit(round, cfg)
 		rep.ClipNorm = float64(cfg.ClipNorm)
 	}
-	ins := FitIns{Round: round, Params: global, Config: cfg}
+	if e.Privacy != nil {
+		cfg.UnitWeights = true // user-level DP: every client counts the same (DP-FedAvg)
+	}
+	ins := FitIns{Round: round, Params: global, Config: cfg, Secure: e.SecureSum != nil}
 	if len(cohort) > 0 {
 		err := e.Transport.Fit(fitCtx, cohort, ins, func(o FitOutcome) {
-			if o.Err == nil {
+			if o.Err == nil && ins.Secure {
+				o.Err = validateSecureFit(o.Res)
+			} else if o.Err == nil {
 				o.Err = ValidateUpdate(o.Res, dim)
 			}
 			if o.Err != nil {
@@ -186,14 +193,13 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 				return
 			}
 			w := float64(o.Res.NumExamples)
-			if e.Privacy != nil {
-				w = 1 // user-level DP: every client counts the same (DP-FedAvg)
+			if cfg.UnitWeights {
+				w = 1
 			}
 			trainLoss += w * o.Res.Loss
 			rep.Participants++
-			if e.SecureSum != nil {
-				// In simulation the inputs stay on the clients' side of the protocol below.
-				inputs = append(inputs, SumInput{Client: o.Client, Update: o.Res.Update, Weight: w, Unclipped: o.Res.Unclipped})
+			if ins.Secure {
+				holders = append(holders, o.Client)
 				return
 			}
 			AddScaled(sum, o.Res.Update, w)
@@ -214,8 +220,8 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 		rep.TrainLoss = trainLoss / float64(rep.Participants)
 	}
 	count := rep.Participants
-	if e.SecureSum != nil && rep.Participants >= e.Config.MinResults {
-		res, err := e.SecureSum.Sum(ctx, round, dim, inputs)
+	if ins.Secure && rep.Participants >= e.Config.MinResults {
+		res, err := e.secureSum(ctx, round, dim, holders)
 		switch {
 		case errors.Is(err, ErrRoundAbandoned):
 			rep.Abandoned = err.Error()
@@ -223,9 +229,12 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 			return rep, fmt.Errorf("secure sum %s: %w", e.SecureSum.Name(), err)
 		default:
 			sum, totalWeight, unclipped, count = res.Sum, res.Weight, res.Unclipped, res.Count
-			rep.Dropped += rep.Participants - res.Count
-			rep.Participants = res.Count
 		}
+		if rep.Abandoned != "" {
+			count = 0
+		}
+		rep.Dropped += rep.Participants - count
+		rep.Participants = count
 	}
 
 	switch {
@@ -289,6 +298,65 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 	rep.Seconds = time.Since(start).Seconds()
 	log.Debug("round done", "participants", rep.Participants, "accuracy", rep.Accuracy, "seconds", rep.Seconds)
 	return rep, nil
+}
+
+// secureSum runs the secure-sum protocol among the clients holding inputs: stage by stage, the
+// server half's messages go out through the transport, replies come back, and clients that do
+// not answer in time (or answer badly) are dropped from the protocol.
+func (e *Engine) secureSum(ctx context.Context, round, dim int, holders []ClientID) (SumResult, error) {
+	log := e.logger().With("round", round, "protocol", e.SecureSum.Name())
+	srv, err := e.SecureSum.NewServer(round, holders, dim)
+	if err != nil {
+		return SumResult{}, err
+	}
+	for stage := 0; ; stage++ {
+		msgs, done, err := srv.Next()
+		if err != nil {
+			return SumResult{}, err
+		}
+		if done {
+			break
+		}
+		stageCtx := ctx
+		cancel := func() {}
+		if e.Config.StageTimeout > 0 {
+			stageCtx, cancel = context.WithTimeout(ctx, e.Config.StageTimeout)
+		}
+		err = e.Transport.Exchange(stageCtx, round, stage, msgs, func(id ClientID, reply []byte, err error) {
+			if err == nil {
+				err = srv.Receive(id, reply)
+			}
+			if err != nil {
+				log.Debug("client dropped from secure sum", "client", id, "stage", stage, "err", err)
+				srv.Drop(id)
+			}
+		})
+		cancel()
+		if ctx.Err() != nil {
+			return SumResult{}, fmt.Errorf("secure sum stage %d: %w", stage, ctx.Err())
+		}
+		if err != nil {
+			log.Debug("stage ended early", "stage", stage, "err", err)
+		}
+	}
+	res, err := srv.Result()
+	if err != nil {
+		return SumResult{}, err
+	}
+	if len(res.Sum) != dim {
+		return SumResult{}, fmt.Errorf("secure sum returned %d coordinates, the model has %d", len(res.Sum), dim)
+	}
+	return res, nil
+}
+
+func validateSecureFit(res FitRes) error {
+	if res.Update != nil {
+		return fmt.Errorf("%w: client sent its update in the clear during a secure round", ErrBadUpdate)
+	}
+	if res.NumExamples < 1 {
+		return fmt.Errorf("%w: example count %d, must be ≥ 1", ErrBadUpdate, res.NumExamples)
+	}
+	return nil
 }
 
 func checkFinite(v []float32) error {

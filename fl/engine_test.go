@@ -44,6 +44,10 @@ func (f *fakeTransport) Evaluate(context.Context, []fl.ClientID, []float32, func
 	return nil
 }
 
+func (f *fakeTransport) Exchange(context.Context, int, int, map[fl.ClientID][]byte, func(fl.ClientID, []byte, error)) error {
+	return errors.New("no secure sum here")
+}
+
 func newEngine(t *testing.T, tr fl.Transport, strat string) *fl.Engine {
 	t.Helper()
 	s, err := strategy.New(strat, strategy.Options{})

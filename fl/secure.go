@@ -1,7 +1,6 @@
 package fl
 
 import (
-	"context"
 	"errors"
 )
 
@@ -13,9 +12,9 @@ var ErrRoundAbandoned = errors.New("round abandoned")
 // more privacy than allowed; the engine stops before it.
 var ErrBudgetExhausted = errors.New("privacy budget exhausted")
 
-// SumInput is one client's contribution to a secure sum, held on the client's side.
+// SumInput is one client's contribution to a secure sum. It never leaves the client in the
+// clear: the client's SumClient holds it.
 type SumInput struct {
-	Client    ClientID
 	Update    []float32 // the (clipped) model delta
 	Weight    float64   // the client's aggregation weight
 	Unclipped float64   // 1 if the update was not clipped, for adaptive clipping
@@ -30,14 +29,41 @@ type SumResult struct {
 }
 
 // SecureSum is the seam where a secure-aggregation protocol (SecAgg, SecAgg+, threshold HE)
-// replaces the plain sum: it runs the protocol among the cohort that finished training, with the
-// protocol's own dropouts, and returns only the sum. An error wrapping ErrRoundAbandoned means
-// nothing was released.
+// replaces the plain sum. Both halves are pure state machines: the engine carries their
+// messages over the Transport (Exchange), one stage at a time, applies the stage deadline, and
+// tells the server half who dropped out.
 type SecureSum interface {
 	Name() string
 	// Describe states the protocol's parameters and threat model for the run report.
 	Describe() string
-	Sum(ctx context.Context, round int, dim int, inputs []SumInput) (SumResult, error)
+	// Stages names the protocol's exchanges in order (for reports and dropout injection).
+	Stages() []string
+	// NewServer begins the server's half of a round among the clients that hold inputs.
+	NewServer(round int, clients []ClientID, dim int) (SumServer, error)
+	// NewClient begins client id's half of a round, holding its input; the server's first
+	// message tells it the rest.
+	NewClient(round int, id ClientID, in SumInput) (SumClient, error)
+}
+
+// SumServer is the server's half of a secure sum for one round.
+type SumServer interface {
+	// Next returns the messages of the next stage, one per client still in the protocol, or
+	// done = true when the protocol has finished (then call Result). An error wrapping
+	// ErrRoundAbandoned means too few clients remain.
+	Next() (msgs map[ClientID][]byte, done bool, err error)
+	// Receive takes a client's reply to the current stage; an error means the reply is
+	// rejected (malformed, replayed, out of stage) and the client is treated as dropped.
+	Receive(from ClientID, msg []byte) error
+	// Drop records that a client did not answer the current stage.
+	Drop(id ClientID)
+	// Result is the decoded sum once Next has said done.
+	Result() (SumResult, error)
+}
+
+// SumClient is a client's half of a secure sum for one round.
+type SumClient interface {
+	// Handle answers one server message; a nil reply means the client has nothing to send.
+	Handle(msg []byte) (reply []byte, err error)
 }
 
 // ServerPrivacy is the server half of a differential-privacy mechanism: it sets the clip norm
@@ -48,7 +74,7 @@ type ServerPrivacy interface {
 	// CheckBudget returns an error wrapping ErrBudgetExhausted if running the round would take
 	// the spent ε past the allowed maximum.
 	CheckBudget(round int) error
-	// ConfigureFit sets ClipNorm (and LocalNoiseStd) in the clients' configuration.
+	// ConfigureFit sets ClipNorm (and LocalNoiseStd, UnitWeights) in the clients' configuration.
 	ConfigureFit(round int, cfg FitConfig) FitConfig
 	// Finalize turns the sum of count clipped updates (each weighted 1) into the mean estimate,
 	// adding central noise, and updates adaptive clipping from the unclipped count.

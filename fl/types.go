@@ -27,6 +27,8 @@ type FitConfig struct {
 	// LocalNoiseStd, when > 0, is the standard deviation of the Gaussian noise each client adds
 	// to its clipped update (local differential privacy).
 	LocalNoiseStd float32 `json:"local_noise_std,omitempty"`
+	// UnitWeights gives every client weight 1 instead of its example count (user-level DP).
+	UnitWeights bool `json:"unit_weights,omitempty"`
 }
 
 // Validate reports a configuration local training cannot run with.
@@ -57,6 +59,9 @@ type FitIns struct {
 	Round  int
 	Params []float32 // the global model; clients must not modify it
 	Config FitConfig
+	// Secure asks the client to keep its update for the round's secure sum (the protocol's
+	// SumClient holds it) and to answer with FitRes.Update nil.
+	Secure bool
 }
 
 // FitRes is a client's answer to a fit task.
@@ -101,13 +106,16 @@ type EvalOutcome struct {
 }
 
 // Transport delivers tasks to clients: in-process in simulation, over the network in deployment.
-// Fit and Evaluate call deliver once per cohort member, from one goroutine at a time, as outcomes
-// arrive; they return when every member has answered or ctx is done (members that have not
-// answered by then are delivered with an error wrapping ErrTimeout).
+// Fit, Evaluate and Exchange call deliver once per addressed client, from one goroutine at a
+// time, as answers arrive; they return when every client has answered or ctx is done (clients
+// that have not answered by then are delivered with an error wrapping ErrTimeout).
 type Transport interface {
 	NumClients() int
 	Fit(ctx context.Context, cohort []ClientID, ins FitIns, deliver func(FitOutcome)) error
 	Evaluate(ctx context.Context, cohort []ClientID, params []float32, deliver func(EvalOutcome)) error
+	// Exchange carries one stage of the round's secure-sum protocol: msgs[id] to each client's
+	// SumClient, and its reply back.
+	Exchange(ctx context.Context, round, stage int, msgs map[ClientID][]byte, deliver func(id ClientID, reply []byte, err error)) error
 }
 
 // Errors a round records for clients it leaves out.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,12 @@ type Config struct {
 	Seed uint64
 	// UpdateStages run on every client's update before it is sent (client-side privacy).
 	UpdateStages []trainer.UpdateStage
+	// SecureSum, when the engine runs one, creates each client's half of the protocol.
+	SecureSum fl.SecureSum
+	// StageDropout is the probability that a client still in the secure-sum protocol drops out
+	// at stage DropStage (0-based index into SecureSum.Stages()).
+	StageDropout float64
+	DropStage    int
 	// SeededNoise derives client-side DP noise from Seed (reproducible, for --seed runs only);
 	// otherwise every client's noise comes from crypto/rand.
 	SeededNoise bool
@@ -47,6 +54,10 @@ type Simulation struct {
 	proto *nn.Model
 	fed   *data.Federated
 	pool  chan *worker
+
+	mu         sync.Mutex
+	sumRound   int
+	sumClients map[fl.ClientID]fl.SumClient // the current round's protocol halves
 }
 
 type worker struct {
@@ -70,6 +81,13 @@ func New(proto *nn.Model, fed *data.Federated, cfg Config) (*Simulation, error) 
 	}
 	if cfg.StragglerFraction < 0 || cfg.StragglerFraction > 1 || cfg.StragglerDelay < 0 {
 		return nil, fmt.Errorf("straggler fraction must be in [0, 1] and delay ≥ 0")
+	}
+	if cfg.StageDropout < 0 || cfg.StageDropout >= 1 {
+		return nil, fmt.Errorf("stage dropout probability must be in [0, 1), got %v", cfg.StageDropout)
+	}
+	if cfg.SecureSum != nil && (cfg.DropStage < 0 || cfg.DropStage >= len(cfg.SecureSum.Stages())) {
+		return nil, fmt.Errorf("dropout stage %d: %s has stages 0..%d (%v)", cfg.DropStage, cfg.SecureSum.Name(),
+			len(cfg.SecureSum.Stages())-1, cfg.SecureSum.Stages())
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
@@ -119,8 +137,18 @@ func (s *Simulation) fates(round int, cohort []fl.ClientID) []fate {
 	return out
 }
 
-// Fit trains the cohort on the worker pool and delivers each outcome as it completes.
+// Fit trains the cohort on the worker pool and delivers each outcome as it completes. In a
+// secure round each client keeps its update in its half of the protocol and reports only its
+// example count and loss.
 func (s *Simulation) Fit(ctx context.Context, cohort []fl.ClientID, ins fl.FitIns, deliver func(fl.FitOutcome)) error {
+	if ins.Secure {
+		if s.cfg.SecureSum == nil {
+			return fmt.Errorf("secure round requested, but the simulation has no secure-sum protocol")
+		}
+		s.mu.Lock()
+		s.sumRound, s.sumClients = ins.Round, make(map[fl.ClientID]fl.SumClient, len(cohort))
+		s.mu.Unlock()
+	}
 	return runCohort(ctx, s, cohort, ins.Round, deliver,
 		func(o fl.FitOutcome) fl.ClientID { return o.Client },
 		func(id fl.ClientID, err error) fl.FitOutcome { return fl.FitOutcome{Client: id, Err: err} },
@@ -129,8 +157,123 @@ func (s *Simulation) Fit(ctx context.Context, cohort []fl.ClientID, ins fl.FitIn
 			if err == nil && s.cfg.Fault != nil {
 				err = s.cfg.Fault(id, &res)
 			}
+			if err == nil && ins.Secure {
+				err = s.holdInput(ins, id, &res)
+			}
 			return fl.FitOutcome{Client: id, Res: res, Err: err}
 		})
+}
+
+// holdInput moves a client's update into its half of the secure-sum protocol.
+func (s *Simulation) holdInput(ins fl.FitIns, id fl.ClientID, res *fl.FitRes) error {
+	weight := float64(res.NumExamples)
+	if ins.Config.UnitWeights {
+		weight = 1
+	}
+	c, err := s.cfg.SecureSum.NewClient(ins.Round, id, fl.SumInput{Update: res.Update, Weight: weight, Unclipped: res.Unclipped})
+	if err != nil {
+		return fmt.Errorf("secure sum input: %w", err)
+	}
+	res.Update = nil
+	s.mu.Lock()
+	s.sumClients[id] = c
+	s.mu.Unlock()
+	return nil
+}
+
+// Exchange delivers one secure-sum stage to the clients' protocol halves, in parallel on the
+// worker pool, dropping clients as configured for that stage.
+func (s *Simulation) Exchange(ctx context.Context, round, stage int, msgs map[fl.ClientID][]byte, deliver func(fl.ClientID, []byte, error)) error {
+	s.mu.Lock()
+	if s.sumRound != round || s.sumClients == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("exchange for round %d, but the clients hold inputs of round %d", round, s.sumRound)
+	}
+	clients := s.sumClients
+	s.mu.Unlock()
+	ids := make([]fl.ClientID, 0, len(msgs))
+	for id := range msgs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	drop := make(map[fl.ClientID]bool)
+	if s.cfg.StageDropout > 0 && stage == s.cfg.DropStage {
+		rng := rand.New(rand.NewPCG(s.cfg.Seed^0x57a9e, uint64(round)<<8|uint64(stage)))
+		for _, id := range ids {
+			drop[id] = rng.Float64() < s.cfg.StageDropout
+		}
+	}
+	type reply struct {
+		id  fl.ClientID
+		msg []byte
+		err error
+	}
+	replies := make(chan reply, len(ids))
+	jobs := make(chan fl.ClientID)
+	var wg sync.WaitGroup
+	for range min(s.cfg.Workers, max(1, len(ids))) {
+		wg.Go(func() {
+			for id := range jobs {
+				c, ok := clients[id]
+				if !ok {
+					replies <- reply{id, nil, fmt.Errorf("client %d holds no input for round %d", id, round)}
+					continue
+				}
+				msg, err := safelyHandle(c, msgs[id])
+				replies <- reply{id, msg, err}
+			}
+		})
+	}
+	pending := 0
+	go func() {
+		defer close(jobs)
+		for _, id := range ids {
+			if drop[id] {
+				continue
+			}
+			select {
+			case jobs <- id:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for _, id := range ids {
+		if drop[id] {
+			deliver(id, nil, fl.ErrDropped)
+		} else {
+			pending++
+		}
+	}
+	answered := map[fl.ClientID]bool{}
+	var err error
+collect:
+	for ; pending > 0; pending-- {
+		select {
+		case r := <-replies:
+			answered[r.id] = true
+			deliver(r.id, r.msg, r.err)
+		case <-ctx.Done():
+			err = ctx.Err()
+			break collect
+		}
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if !drop[id] && !answered[id] {
+			deliver(id, nil, fmt.Errorf("%w: %v", fl.ErrTimeout, err))
+		}
+	}
+	return err
+}
+
+func safelyHandle(c fl.SumClient, msg []byte) (reply []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("protocol client crashed: %v", r)
+		}
+	}()
+	return c.Handle(msg)
 }
 
 // Evaluate scores params on each cohort member's local test data.

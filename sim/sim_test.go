@@ -171,3 +171,12 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+func mustStrategy(t *testing.T, name string) fl.Strategy {
+	t.Helper()
+	s, err := strategy.New(name, strategy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
