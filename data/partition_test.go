@@ -170,6 +170,19 @@ func TestPartitionDirichletTinyAlphaManyClients(t *testing.T) {
 	}
 }
 
+func TestPartitionDirichletExtremeAlpha(t *testing.T) {
+	labels := mnistLikeLabels(10, 30)
+	for _, alpha := range []float64{5e-324, 1e-300, 1e-9, 1e9, math.MaxFloat64} {
+		parts, err := Partition("dirichlet", labels, 10, 7, alpha, 2)
+		if err != nil {
+			t.Fatalf("alpha %v: %v", alpha, err)
+		}
+		if err := CheckPartition(parts, len(labels)); err != nil {
+			t.Fatalf("alpha %v: %v", alpha, err)
+		}
+	}
+}
+
 func TestPartitionDeterminism(t *testing.T) {
 	labels := mnistLikeLabels(10, 200)
 	for _, kind := range PartitionKinds() {

@@ -51,6 +51,11 @@ func dirichlet(r *rand.Rand, alpha float64, p []float64) {
 		p[i] = logGamma(r, alpha)
 		hi = max(hi, p[i])
 	}
+	if math.IsInf(hi, -1) { // every draw underflowed (α ≈ 1e-308): the α → 0 limit, one winner
+		clear(p)
+		p[r.IntN(len(p))] = 1
+		return
+	}
 	sum := 0.0
 	for i := range p {
 		p[i] = math.Exp(p[i] - hi)

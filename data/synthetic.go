@@ -12,6 +12,9 @@ const (
 	// maxSyntheticExamples bounds the lognormal client sizes' total (≈ 450 per client on
 	// average, heavy-tailed) so a huge client count fails clearly instead of exhausting memory.
 	maxSyntheticExamples = 20_000_000
+	// maxSyntheticSpread bounds α and β far above any useful value (the paper uses ≤ 1) and far
+	// below where features or logits would overflow.
+	maxSyntheticSpread = 1e6
 )
 
 // Synthetic generates Synthetic(α, β) of Li et al. (FedProx, MLSys 2020): 60 features, 10 classes.
@@ -26,10 +29,10 @@ const (
 // for a seed.
 func Synthetic(alpha, beta float64, clients int, seed uint64) (*Federated, error) {
 	switch {
-	case !(alpha >= 0) || math.IsInf(alpha, 0):
-		return nil, fmt.Errorf("synthetic data: alpha = %v, want a finite value ≥ 0", alpha)
-	case !(beta >= 0) || math.IsInf(beta, 0):
-		return nil, fmt.Errorf("synthetic data: beta = %v, want a finite value ≥ 0", beta)
+	case !(alpha >= 0 && alpha <= maxSyntheticSpread):
+		return nil, fmt.Errorf("synthetic data: alpha = %v, want 0 ≤ alpha ≤ %g (the paper uses 0, 0.5, 1)", alpha, maxSyntheticSpread)
+	case !(beta >= 0 && beta <= maxSyntheticSpread):
+		return nil, fmt.Errorf("synthetic data: beta = %v, want 0 ≤ beta ≤ %g (the paper uses 0, 0.5, 1)", beta, maxSyntheticSpread)
 	case clients < 1:
 		return nil, fmt.Errorf("synthetic data: %d clients, want at least 1", clients)
 	}

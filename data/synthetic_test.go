@@ -1,6 +1,7 @@
 package data
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -98,6 +99,9 @@ func TestSyntheticErrors(t *testing.T) {
 		{-1, 0, 10, "alpha"},
 		{0, -0.5, 10, "beta"},
 		{0, 0, 0, "clients"},
+		{math.NaN(), 0, 10, "alpha"},
+		{0, math.Inf(1), 10, "beta"},
+		{2e6, 0, 10, "alpha"},
 		{0, 0, 10_000_000, "fewer clients"},
 	} {
 		if _, err := Synthetic(c.alpha, c.beta, c.clients, 1); err == nil || !strings.Contains(err.Error(), c.want) {
