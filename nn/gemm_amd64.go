@@ -24,31 +24,62 @@ func hasAVX2FMA() bool {
 }
 
 // Micro-kernels (gemm_amd64.s): kernRxW computes C[0:R, 0:W] (+)= A[0:R, 0:k]·B[0:k, 0:W]
-// keeping the C tile in YMM registers, k ≥ 1.
+// keeping the C tile in YMM registers, k ≥ 1; the x8m variants cover the columns whose lanes
+// are set in mask (8 int32s, the first ones -1), for a tail narrower than 8.
 
 //go:noescape
-func kern1x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+func kern1x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
 
 //go:noescape
-func kern2x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+func kern1x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
 
 //go:noescape
-func kern3x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+func kern1x8m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
 
 //go:noescape
-func kern4x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+func kern2x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
 
 //go:noescape
-func kern1x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+func kern2x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
 
 //go:noescape
-func kern2x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+func kern2x8m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
 
 //go:noescape
-func kern3x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+func kern3x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
 
 //go:noescape
-func kern4x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+func kern3x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+
+//go:noescape
+func kern3x8m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+
+//go:noescape
+func kern4x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+
+//go:noescape
+func kern4x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+
+//go:noescape
+func kern4x8m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+
+//go:noescape
+func kern5x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+
+//go:noescape
+func kern5x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+
+//go:noescape
+func kern5x8m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+
+//go:noescape
+func kern6x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+
+//go:noescape
+func kern6x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+
+//go:noescape
+func kern6x8m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
 
 // dotRx4 computes out[r*4+j] = Σ_p a[r*lda+p]·b[j*ldb+p] for r < R, j < 4; k a positive
 // multiple of 8.
@@ -59,36 +90,59 @@ func dot1x4(k int, a *float32, lda int, b *float32, ldb int, out *float32)
 //go:noescape
 func dot2x4(k int, a *float32, lda int, b *float32, ldb int, out *float32)
 
-type kernel func(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
+type kernel func(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
 
 var (
-	kernels16 = [5]kernel{nil, kern1x16, kern2x16, kern3x16, kern4x16}
-	kernels8  = [5]kernel{nil, kern1x8, kern2x8, kern3x8, kern4x8}
+	kernels16 = [7]kernel{nil, kern1x16, kern2x16, kern3x16, kern4x16, kern5x16, kern6x16}
+	kernels8  = [7]kernel{nil, kern1x8, kern2x8, kern3x8, kern4x8, kern5x8, kern6x8}
+	kernels8m = [7]kernel{nil, kern1x8m, kern2x8m, kern3x8m, kern4x8m, kern5x8m, kern6x8m}
+	// tailMask[8-c:] starts with c lanes set: the mask for a tail of c < 8 columns.
+	tailMask = [16]int32{-1, -1, -1, -1, -1, -1, -1, -1}
 )
 
 // kBlock bounds the depth of one pass so that a 16-column panel of B (kBlock × 64 bytes)
 // stays in L1 while every row block of A streams past it.
 const kBlock = 256
 
+// rowBlock is how many rows of C the next kernel call takes when rem rows are left: 6 (twelve
+// independent FMA chains, enough to cover the FMA latency), but never leaving a block of 1 or 2
+// rows, whose few chains would run at a fraction of the peak.
+func rowBlock(rem int) int {
+	switch {
+	case rem <= 6:
+		return rem
+	case rem <= 8:
+		return 4
+	default:
+		return 6
+	}
+}
+
 func gemmAsm(m, n, k int, a []float32, ars, acs int, b []float32, ldb int, c []float32, ldc int, acc bool) {
-	n16, n8 := n&^15, n&^7
+	var mask *int32
+	if n8 := n &^ 7; n8 < n {
+		mask = &tailMask[8-(n-n8)]
+	}
 	for k0 := 0; k0 < k; k0 += kBlock {
 		kc := min(kBlock, k-k0)
 		accPass := acc || k0 > 0
 		ak := a[k0*acs:]
 		bk := b[k0*ldb:]
-		for j := 0; j < n8; j += 16 {
-			kerns := &kernels16
-			if j >= n16 {
-				kerns = &kernels8
+		for j := 0; j < n; {
+			kerns, width := &kernels16, 16
+			switch {
+			case j+16 <= n:
+			case j+8 <= n:
+				kerns, width = &kernels8, 8
+			default:
+				kerns, width = &kernels8m, 8
 			}
-			for i := 0; i < m; i += 4 {
-				r := min(4, m-i)
-				kerns[r](kc, &ak[i*ars], ars, acs, &bk[j], ldb, &c[i*ldc+j], ldc, accPass)
+			for i := 0; i < m; {
+				r := rowBlock(m - i)
+				kerns[r](kc, &ak[i*ars], ars, acs, &bk[j], ldb, &c[i*ldc+j], ldc, accPass, mask)
+				i += r
 			}
-		}
-		if n8 < n {
-			gemmGo(m, n-n8, kc, ak, ars, acs, bk[n8:], ldb, c[n8:], ldc, accPass)
+			j += width
 		}
 	}
 }

@@ -25,14 +25,15 @@ TEXT ·xgetbv0(SB), NOSPLIT, $0-4
 	RET
 
 
-// func kern1x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
-// C[0:1, 0:8] (+)= A[0:1, 0:k]·B[0:k, 0:8] with A(i,p) = a[i*ars+p*acs]; k ≥ 1.
-TEXT ·kern1x8(SB), NOSPLIT, $0-65
+// func kern1x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:1, 0:16] (+)= A[0:1, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern1x16(SB), NOSPLIT, $0-80
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ ars+16(FP), R8
 	SHLQ $2, R8
 	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
 	MOVQ acs+24(FP), DX
 	SHLQ $2, DX
 	MOVQ b+32(FP), BX
@@ -42,44 +43,9 @@ TEXT ·kern1x8(SB), NOSPLIT, $0-65
 	MOVQ ldc+56(FP), R10
 	SHLQ $2, R10
 	LEAQ (R10)(R10*2), R11
-	MOVBQZX acc+64(FP), AX
-	TESTQ AX, AX
-	JZ zero
-	VMOVUPS (DI), Y0
-	JMP loop
-zero:
-	VXORPS Y0, Y0, Y0
-loop:
-	VMOVUPS (BX), Y8
-	VBROADCASTSS (SI), Y10
-	VFMADD231PS Y8, Y10, Y0
-	ADDQ DX, SI
-	ADDQ R12, BX
-	DECQ CX
-	JNZ loop
-	VMOVUPS Y0, (DI)
-	VZEROUPPER
-	RET
-
-// func kern1x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
-// C[0:1, 0:16] (+)= A[0:1, 0:k]·B[0:k, 0:16] with A(i,p) = a[i*ars+p*acs]; k ≥ 1.
-TEXT ·kern1x16(SB), NOSPLIT, $0-65
-	MOVQ k+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ ars+16(FP), R8
-	SHLQ $2, R8
-	LEAQ (R8)(R8*2), R9
-	MOVQ acs+24(FP), DX
-	SHLQ $2, DX
-	MOVQ b+32(FP), BX
-	MOVQ ldb+40(FP), R12
-	SHLQ $2, R12
-	MOVQ c+48(FP), DI
-	MOVQ ldc+56(FP), R10
-	SHLQ $2, R10
-	LEAQ (R10)(R10*2), R11
-	MOVBQZX acc+64(FP), AX
-	TESTQ AX, AX
+	LEAQ (DI)(R11*1), R13
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
 	JZ zero
 	VMOVUPS (DI), Y0
 	VMOVUPS 32(DI), Y1
@@ -88,12 +54,13 @@ zero:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 loop:
-	VMOVUPS (BX), Y8
-	VMOVUPS 32(BX), Y9
-	VBROADCASTSS (SI), Y10
-	VFMADD231PS Y8, Y10, Y0
-	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
 	ADDQ DX, SI
+	ADDQ DX, AX
 	ADDQ R12, BX
 	DECQ CX
 	JNZ loop
@@ -102,14 +69,15 @@ loop:
 	VZEROUPPER
 	RET
 
-// func kern2x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
-// C[0:2, 0:8] (+)= A[0:2, 0:k]·B[0:k, 0:8] with A(i,p) = a[i*ars+p*acs]; k ≥ 1.
-TEXT ·kern2x8(SB), NOSPLIT, $0-65
+// func kern1x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:1, 0:8] (+)= A[0:1, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern1x8(SB), NOSPLIT, $0-80
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ ars+16(FP), R8
 	SHLQ $2, R8
 	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
 	MOVQ acs+24(FP), DX
 	SHLQ $2, DX
 	MOVQ b+32(FP), BX
@@ -119,38 +87,36 @@ TEXT ·kern2x8(SB), NOSPLIT, $0-65
 	MOVQ ldc+56(FP), R10
 	SHLQ $2, R10
 	LEAQ (R10)(R10*2), R11
-	MOVBQZX acc+64(FP), AX
-	TESTQ AX, AX
+	LEAQ (DI)(R11*1), R13
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
 	JZ zero
 	VMOVUPS (DI), Y0
-	VMOVUPS (DI)(R10*1), Y2
 	JMP loop
 zero:
 	VXORPS Y0, Y0, Y0
-	VXORPS Y2, Y2, Y2
 loop:
-	VMOVUPS (BX), Y8
-	VBROADCASTSS (SI), Y10
-	VFMADD231PS Y8, Y10, Y0
-	VBROADCASTSS (SI)(R8*1), Y11
-	VFMADD231PS Y8, Y11, Y2
+	VMOVUPS (BX), Y12
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
 	ADDQ DX, SI
+	ADDQ DX, AX
 	ADDQ R12, BX
 	DECQ CX
 	JNZ loop
 	VMOVUPS Y0, (DI)
-	VMOVUPS Y2, (DI)(R10*1)
 	VZEROUPPER
 	RET
 
-// func kern2x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
-// C[0:2, 0:16] (+)= A[0:2, 0:k]·B[0:k, 0:16] with A(i,p) = a[i*ars+p*acs]; k ≥ 1.
-TEXT ·kern2x16(SB), NOSPLIT, $0-65
+// func kern1x8m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:1, lanes of mask] (+)= A[0:1, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern1x8m(SB), NOSPLIT, $0-80
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ ars+16(FP), R8
 	SHLQ $2, R8
 	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
 	MOVQ acs+24(FP), DX
 	SHLQ $2, DX
 	MOVQ b+32(FP), BX
@@ -160,8 +126,50 @@ TEXT ·kern2x16(SB), NOSPLIT, $0-65
 	MOVQ ldc+56(FP), R10
 	SHLQ $2, R10
 	LEAQ (R10)(R10*2), R11
-	MOVBQZX acc+64(FP), AX
-	TESTQ AX, AX
+	LEAQ (DI)(R11*1), R13
+	MOVQ mask+72(FP), R11
+	VMOVDQU (R11), Y15
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
+	JZ zero
+	VMASKMOVPS (DI), Y15, Y0
+	JMP loop
+zero:
+	VXORPS Y0, Y0, Y0
+loop:
+	VMASKMOVPS (BX), Y15, Y12
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	ADDQ DX, SI
+	ADDQ DX, AX
+	ADDQ R12, BX
+	DECQ CX
+	JNZ loop
+	VMASKMOVPS Y0, Y15, (DI)
+	VZEROUPPER
+	RET
+
+// func kern2x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:2, 0:16] (+)= A[0:2, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern2x16(SB), NOSPLIT, $0-80
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ ars+16(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
+	MOVQ acs+24(FP), DX
+	SHLQ $2, DX
+	MOVQ b+32(FP), BX
+	MOVQ ldb+40(FP), R12
+	SHLQ $2, R12
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (DI)(R11*1), R13
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
 	JZ zero
 	VMOVUPS (DI), Y0
 	VMOVUPS 32(DI), Y1
@@ -174,15 +182,16 @@ zero:
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 loop:
-	VMOVUPS (BX), Y8
-	VMOVUPS 32(BX), Y9
-	VBROADCASTSS (SI), Y10
-	VFMADD231PS Y8, Y10, Y0
-	VFMADD231PS Y9, Y10, Y1
-	VBROADCASTSS (SI)(R8*1), Y11
-	VFMADD231PS Y8, Y11, Y2
-	VFMADD231PS Y9, Y11, Y3
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VFMADD231PS Y13, Y14, Y3
 	ADDQ DX, SI
+	ADDQ DX, AX
 	ADDQ R12, BX
 	DECQ CX
 	JNZ loop
@@ -193,14 +202,15 @@ loop:
 	VZEROUPPER
 	RET
 
-// func kern3x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
-// C[0:3, 0:8] (+)= A[0:3, 0:k]·B[0:k, 0:8] with A(i,p) = a[i*ars+p*acs]; k ≥ 1.
-TEXT ·kern3x8(SB), NOSPLIT, $0-65
+// func kern2x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:2, 0:8] (+)= A[0:2, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern2x8(SB), NOSPLIT, $0-80
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ ars+16(FP), R8
 	SHLQ $2, R8
 	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
 	MOVQ acs+24(FP), DX
 	SHLQ $2, DX
 	MOVQ b+32(FP), BX
@@ -210,43 +220,41 @@ TEXT ·kern3x8(SB), NOSPLIT, $0-65
 	MOVQ ldc+56(FP), R10
 	SHLQ $2, R10
 	LEAQ (R10)(R10*2), R11
-	MOVBQZX acc+64(FP), AX
-	TESTQ AX, AX
+	LEAQ (DI)(R11*1), R13
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
 	JZ zero
 	VMOVUPS (DI), Y0
 	VMOVUPS (DI)(R10*1), Y2
-	VMOVUPS (DI)(R10*2), Y4
 	JMP loop
 zero:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y2, Y2, Y2
-	VXORPS Y4, Y4, Y4
 loop:
-	VMOVUPS (BX), Y8
-	VBROADCASTSS (SI), Y10
-	VFMADD231PS Y8, Y10, Y0
-	VBROADCASTSS (SI)(R8*1), Y11
-	VFMADD231PS Y8, Y11, Y2
-	VBROADCASTSS (SI)(R8*2), Y12
-	VFMADD231PS Y8, Y12, Y4
+	VMOVUPS (BX), Y12
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
 	ADDQ DX, SI
+	ADDQ DX, AX
 	ADDQ R12, BX
 	DECQ CX
 	JNZ loop
 	VMOVUPS Y0, (DI)
 	VMOVUPS Y2, (DI)(R10*1)
-	VMOVUPS Y4, (DI)(R10*2)
 	VZEROUPPER
 	RET
 
-// func kern3x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
-// C[0:3, 0:16] (+)= A[0:3, 0:k]·B[0:k, 0:16] with A(i,p) = a[i*ars+p*acs]; k ≥ 1.
-TEXT ·kern3x16(SB), NOSPLIT, $0-65
+// func kern2x8m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:2, lanes of mask] (+)= A[0:2, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern2x8m(SB), NOSPLIT, $0-80
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ ars+16(FP), R8
 	SHLQ $2, R8
 	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
 	MOVQ acs+24(FP), DX
 	SHLQ $2, DX
 	MOVQ b+32(FP), BX
@@ -256,8 +264,55 @@ TEXT ·kern3x16(SB), NOSPLIT, $0-65
 	MOVQ ldc+56(FP), R10
 	SHLQ $2, R10
 	LEAQ (R10)(R10*2), R11
-	MOVBQZX acc+64(FP), AX
-	TESTQ AX, AX
+	LEAQ (DI)(R11*1), R13
+	MOVQ mask+72(FP), R11
+	VMOVDQU (R11), Y15
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
+	JZ zero
+	VMASKMOVPS (DI), Y15, Y0
+	VMASKMOVPS (DI)(R10*1), Y15, Y2
+	JMP loop
+zero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+loop:
+	VMASKMOVPS (BX), Y15, Y12
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	ADDQ DX, SI
+	ADDQ DX, AX
+	ADDQ R12, BX
+	DECQ CX
+	JNZ loop
+	VMASKMOVPS Y0, Y15, (DI)
+	VMASKMOVPS Y2, Y15, (DI)(R10*1)
+	VZEROUPPER
+	RET
+
+// func kern3x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:3, 0:16] (+)= A[0:3, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern3x16(SB), NOSPLIT, $0-80
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ ars+16(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
+	MOVQ acs+24(FP), DX
+	SHLQ $2, DX
+	MOVQ b+32(FP), BX
+	MOVQ ldb+40(FP), R12
+	SHLQ $2, R12
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (DI)(R11*1), R13
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
 	JZ zero
 	VMOVUPS (DI), Y0
 	VMOVUPS 32(DI), Y1
@@ -274,18 +329,19 @@ zero:
 	VXORPS Y4, Y4, Y4
 	VXORPS Y5, Y5, Y5
 loop:
-	VMOVUPS (BX), Y8
-	VMOVUPS 32(BX), Y9
-	VBROADCASTSS (SI), Y10
-	VFMADD231PS Y8, Y10, Y0
-	VFMADD231PS Y9, Y10, Y1
-	VBROADCASTSS (SI)(R8*1), Y11
-	VFMADD231PS Y8, Y11, Y2
-	VFMADD231PS Y9, Y11, Y3
-	VBROADCASTSS (SI)(R8*2), Y12
-	VFMADD231PS Y8, Y12, Y4
-	VFMADD231PS Y9, Y12, Y5
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VFMADD231PS Y13, Y14, Y3
+	VBROADCASTSS (SI)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
 	ADDQ DX, SI
+	ADDQ DX, AX
 	ADDQ R12, BX
 	DECQ CX
 	JNZ loop
@@ -298,14 +354,15 @@ loop:
 	VZEROUPPER
 	RET
 
-// func kern4x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
-// C[0:4, 0:8] (+)= A[0:4, 0:k]·B[0:k, 0:8] with A(i,p) = a[i*ars+p*acs]; k ≥ 1.
-TEXT ·kern4x8(SB), NOSPLIT, $0-65
+// func kern3x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:3, 0:8] (+)= A[0:3, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern3x8(SB), NOSPLIT, $0-80
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ ars+16(FP), R8
 	SHLQ $2, R8
 	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
 	MOVQ acs+24(FP), DX
 	SHLQ $2, DX
 	MOVQ b+32(FP), BX
@@ -315,48 +372,46 @@ TEXT ·kern4x8(SB), NOSPLIT, $0-65
 	MOVQ ldc+56(FP), R10
 	SHLQ $2, R10
 	LEAQ (R10)(R10*2), R11
-	MOVBQZX acc+64(FP), AX
-	TESTQ AX, AX
+	LEAQ (DI)(R11*1), R13
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
 	JZ zero
 	VMOVUPS (DI), Y0
 	VMOVUPS (DI)(R10*1), Y2
 	VMOVUPS (DI)(R10*2), Y4
-	VMOVUPS (DI)(R11*1), Y6
 	JMP loop
 zero:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y2, Y2, Y2
 	VXORPS Y4, Y4, Y4
-	VXORPS Y6, Y6, Y6
 loop:
-	VMOVUPS (BX), Y8
-	VBROADCASTSS (SI), Y10
-	VFMADD231PS Y8, Y10, Y0
-	VBROADCASTSS (SI)(R8*1), Y11
-	VFMADD231PS Y8, Y11, Y2
-	VBROADCASTSS (SI)(R8*2), Y12
-	VFMADD231PS Y8, Y12, Y4
-	VBROADCASTSS (SI)(R9*1), Y13
-	VFMADD231PS Y8, Y13, Y6
+	VMOVUPS (BX), Y12
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS (SI)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y4
 	ADDQ DX, SI
+	ADDQ DX, AX
 	ADDQ R12, BX
 	DECQ CX
 	JNZ loop
 	VMOVUPS Y0, (DI)
 	VMOVUPS Y2, (DI)(R10*1)
 	VMOVUPS Y4, (DI)(R10*2)
-	VMOVUPS Y6, (DI)(R11*1)
 	VZEROUPPER
 	RET
 
-// func kern4x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
-// C[0:4, 0:16] (+)= A[0:4, 0:k]·B[0:k, 0:16] with A(i,p) = a[i*ars+p*acs]; k ≥ 1.
-TEXT ·kern4x16(SB), NOSPLIT, $0-65
+// func kern3x8m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:3, lanes of mask] (+)= A[0:3, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern3x8m(SB), NOSPLIT, $0-80
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ ars+16(FP), R8
 	SHLQ $2, R8
 	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
 	MOVQ acs+24(FP), DX
 	SHLQ $2, DX
 	MOVQ b+32(FP), BX
@@ -366,8 +421,60 @@ TEXT ·kern4x16(SB), NOSPLIT, $0-65
 	MOVQ ldc+56(FP), R10
 	SHLQ $2, R10
 	LEAQ (R10)(R10*2), R11
-	MOVBQZX acc+64(FP), AX
-	TESTQ AX, AX
+	LEAQ (DI)(R11*1), R13
+	MOVQ mask+72(FP), R11
+	VMOVDQU (R11), Y15
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
+	JZ zero
+	VMASKMOVPS (DI), Y15, Y0
+	VMASKMOVPS (DI)(R10*1), Y15, Y2
+	VMASKMOVPS (DI)(R10*2), Y15, Y4
+	JMP loop
+zero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y4, Y4, Y4
+loop:
+	VMASKMOVPS (BX), Y15, Y12
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS (SI)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	ADDQ DX, SI
+	ADDQ DX, AX
+	ADDQ R12, BX
+	DECQ CX
+	JNZ loop
+	VMASKMOVPS Y0, Y15, (DI)
+	VMASKMOVPS Y2, Y15, (DI)(R10*1)
+	VMASKMOVPS Y4, Y15, (DI)(R10*2)
+	VZEROUPPER
+	RET
+
+// func kern4x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:4, 0:16] (+)= A[0:4, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern4x16(SB), NOSPLIT, $0-80
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ ars+16(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
+	MOVQ acs+24(FP), DX
+	SHLQ $2, DX
+	MOVQ b+32(FP), BX
+	MOVQ ldb+40(FP), R12
+	SHLQ $2, R12
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (DI)(R11*1), R13
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
 	JZ zero
 	VMOVUPS (DI), Y0
 	VMOVUPS 32(DI), Y1
@@ -375,8 +482,8 @@ TEXT ·kern4x16(SB), NOSPLIT, $0-65
 	VMOVUPS 32(DI)(R10*1), Y3
 	VMOVUPS (DI)(R10*2), Y4
 	VMOVUPS 32(DI)(R10*2), Y5
-	VMOVUPS (DI)(R11*1), Y6
-	VMOVUPS 32(DI)(R11*1), Y7
+	VMOVUPS (R13), Y6
+	VMOVUPS 32(R13), Y7
 	JMP loop
 zero:
 	VXORPS Y0, Y0, Y0
@@ -388,21 +495,22 @@ zero:
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 loop:
-	VMOVUPS (BX), Y8
-	VMOVUPS 32(BX), Y9
-	VBROADCASTSS (SI), Y10
-	VFMADD231PS Y8, Y10, Y0
-	VFMADD231PS Y9, Y10, Y1
-	VBROADCASTSS (SI)(R8*1), Y11
-	VFMADD231PS Y8, Y11, Y2
-	VFMADD231PS Y9, Y11, Y3
-	VBROADCASTSS (SI)(R8*2), Y12
-	VFMADD231PS Y8, Y12, Y4
-	VFMADD231PS Y9, Y12, Y5
-	VBROADCASTSS (SI)(R9*1), Y13
-	VFMADD231PS Y8, Y13, Y6
-	VFMADD231PS Y9, Y13, Y7
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VFMADD231PS Y13, Y14, Y3
+	VBROADCASTSS (SI)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y6
+	VFMADD231PS Y13, Y14, Y7
 	ADDQ DX, SI
+	ADDQ DX, AX
 	ADDQ R12, BX
 	DECQ CX
 	JNZ loop
@@ -412,8 +520,537 @@ loop:
 	VMOVUPS Y3, 32(DI)(R10*1)
 	VMOVUPS Y4, (DI)(R10*2)
 	VMOVUPS Y5, 32(DI)(R10*2)
-	VMOVUPS Y6, (DI)(R11*1)
-	VMOVUPS Y7, 32(DI)(R11*1)
+	VMOVUPS Y6, (R13)
+	VMOVUPS Y7, 32(R13)
+	VZEROUPPER
+	RET
+
+// func kern4x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:4, 0:8] (+)= A[0:4, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern4x8(SB), NOSPLIT, $0-80
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ ars+16(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
+	MOVQ acs+24(FP), DX
+	SHLQ $2, DX
+	MOVQ b+32(FP), BX
+	MOVQ ldb+40(FP), R12
+	SHLQ $2, R12
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (DI)(R11*1), R13
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
+	JZ zero
+	VMOVUPS (DI), Y0
+	VMOVUPS (DI)(R10*1), Y2
+	VMOVUPS (DI)(R10*2), Y4
+	VMOVUPS (R13), Y6
+	JMP loop
+zero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y4, Y4, Y4
+	VXORPS Y6, Y6, Y6
+loop:
+	VMOVUPS (BX), Y12
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS (SI)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y6
+	ADDQ DX, SI
+	ADDQ DX, AX
+	ADDQ R12, BX
+	DECQ CX
+	JNZ loop
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y2, (DI)(R10*1)
+	VMOVUPS Y4, (DI)(R10*2)
+	VMOVUPS Y6, (R13)
+	VZEROUPPER
+	RET
+
+// func kern4x8m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:4, lanes of mask] (+)= A[0:4, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern4x8m(SB), NOSPLIT, $0-80
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ ars+16(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
+	MOVQ acs+24(FP), DX
+	SHLQ $2, DX
+	MOVQ b+32(FP), BX
+	MOVQ ldb+40(FP), R12
+	SHLQ $2, R12
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (DI)(R11*1), R13
+	MOVQ mask+72(FP), R11
+	VMOVDQU (R11), Y15
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
+	JZ zero
+	VMASKMOVPS (DI), Y15, Y0
+	VMASKMOVPS (DI)(R10*1), Y15, Y2
+	VMASKMOVPS (DI)(R10*2), Y15, Y4
+	VMASKMOVPS (R13), Y15, Y6
+	JMP loop
+zero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y4, Y4, Y4
+	VXORPS Y6, Y6, Y6
+loop:
+	VMASKMOVPS (BX), Y15, Y12
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS (SI)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y6
+	ADDQ DX, SI
+	ADDQ DX, AX
+	ADDQ R12, BX
+	DECQ CX
+	JNZ loop
+	VMASKMOVPS Y0, Y15, (DI)
+	VMASKMOVPS Y2, Y15, (DI)(R10*1)
+	VMASKMOVPS Y4, Y15, (DI)(R10*2)
+	VMASKMOVPS Y6, Y15, (R13)
+	VZEROUPPER
+	RET
+
+// func kern5x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:5, 0:16] (+)= A[0:5, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern5x16(SB), NOSPLIT, $0-80
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ ars+16(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
+	MOVQ acs+24(FP), DX
+	SHLQ $2, DX
+	MOVQ b+32(FP), BX
+	MOVQ ldb+40(FP), R12
+	SHLQ $2, R12
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (DI)(R11*1), R13
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
+	JZ zero
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS (DI)(R10*1), Y2
+	VMOVUPS 32(DI)(R10*1), Y3
+	VMOVUPS (DI)(R10*2), Y4
+	VMOVUPS 32(DI)(R10*2), Y5
+	VMOVUPS (R13), Y6
+	VMOVUPS 32(R13), Y7
+	VMOVUPS (R13)(R10*1), Y8
+	VMOVUPS 32(R13)(R10*1), Y9
+	JMP loop
+zero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+loop:
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VFMADD231PS Y13, Y14, Y3
+	VBROADCASTSS (SI)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y6
+	VFMADD231PS Y13, Y14, Y7
+	VBROADCASTSS (AX)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y8
+	VFMADD231PS Y13, Y14, Y9
+	ADDQ DX, SI
+	ADDQ DX, AX
+	ADDQ R12, BX
+	DECQ CX
+	JNZ loop
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, (DI)(R10*1)
+	VMOVUPS Y3, 32(DI)(R10*1)
+	VMOVUPS Y4, (DI)(R10*2)
+	VMOVUPS Y5, 32(DI)(R10*2)
+	VMOVUPS Y6, (R13)
+	VMOVUPS Y7, 32(R13)
+	VMOVUPS Y8, (R13)(R10*1)
+	VMOVUPS Y9, 32(R13)(R10*1)
+	VZEROUPPER
+	RET
+
+// func kern5x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:5, 0:8] (+)= A[0:5, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern5x8(SB), NOSPLIT, $0-80
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ ars+16(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
+	MOVQ acs+24(FP), DX
+	SHLQ $2, DX
+	MOVQ b+32(FP), BX
+	MOVQ ldb+40(FP), R12
+	SHLQ $2, R12
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (DI)(R11*1), R13
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
+	JZ zero
+	VMOVUPS (DI), Y0
+	VMOVUPS (DI)(R10*1), Y2
+	VMOVUPS (DI)(R10*2), Y4
+	VMOVUPS (R13), Y6
+	VMOVUPS (R13)(R10*1), Y8
+	JMP loop
+zero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y4, Y4, Y4
+	VXORPS Y6, Y6, Y6
+	VXORPS Y8, Y8, Y8
+loop:
+	VMOVUPS (BX), Y12
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS (SI)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y6
+	VBROADCASTSS (AX)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y8
+	ADDQ DX, SI
+	ADDQ DX, AX
+	ADDQ R12, BX
+	DECQ CX
+	JNZ loop
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y2, (DI)(R10*1)
+	VMOVUPS Y4, (DI)(R10*2)
+	VMOVUPS Y6, (R13)
+	VMOVUPS Y8, (R13)(R10*1)
+	VZEROUPPER
+	RET
+
+// func kern5x8m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:5, lanes of mask] (+)= A[0:5, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern5x8m(SB), NOSPLIT, $0-80
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ ars+16(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
+	MOVQ acs+24(FP), DX
+	SHLQ $2, DX
+	MOVQ b+32(FP), BX
+	MOVQ ldb+40(FP), R12
+	SHLQ $2, R12
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (DI)(R11*1), R13
+	MOVQ mask+72(FP), R11
+	VMOVDQU (R11), Y15
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
+	JZ zero
+	VMASKMOVPS (DI), Y15, Y0
+	VMASKMOVPS (DI)(R10*1), Y15, Y2
+	VMASKMOVPS (DI)(R10*2), Y15, Y4
+	VMASKMOVPS (R13), Y15, Y6
+	VMASKMOVPS (R13)(R10*1), Y15, Y8
+	JMP loop
+zero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y4, Y4, Y4
+	VXORPS Y6, Y6, Y6
+	VXORPS Y8, Y8, Y8
+loop:
+	VMASKMOVPS (BX), Y15, Y12
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS (SI)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y6
+	VBROADCASTSS (AX)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y8
+	ADDQ DX, SI
+	ADDQ DX, AX
+	ADDQ R12, BX
+	DECQ CX
+	JNZ loop
+	VMASKMOVPS Y0, Y15, (DI)
+	VMASKMOVPS Y2, Y15, (DI)(R10*1)
+	VMASKMOVPS Y4, Y15, (DI)(R10*2)
+	VMASKMOVPS Y6, Y15, (R13)
+	VMASKMOVPS Y8, Y15, (R13)(R10*1)
+	VZEROUPPER
+	RET
+
+// func kern6x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:6, 0:16] (+)= A[0:6, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern6x16(SB), NOSPLIT, $0-80
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ ars+16(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
+	MOVQ acs+24(FP), DX
+	SHLQ $2, DX
+	MOVQ b+32(FP), BX
+	MOVQ ldb+40(FP), R12
+	SHLQ $2, R12
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (DI)(R11*1), R13
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
+	JZ zero
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS (DI)(R10*1), Y2
+	VMOVUPS 32(DI)(R10*1), Y3
+	VMOVUPS (DI)(R10*2), Y4
+	VMOVUPS 32(DI)(R10*2), Y5
+	VMOVUPS (R13), Y6
+	VMOVUPS 32(R13), Y7
+	VMOVUPS (R13)(R10*1), Y8
+	VMOVUPS 32(R13)(R10*1), Y9
+	VMOVUPS (R13)(R10*2), Y10
+	VMOVUPS 32(R13)(R10*2), Y11
+	JMP loop
+zero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+loop:
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VFMADD231PS Y13, Y14, Y1
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VFMADD231PS Y13, Y14, Y3
+	VBROADCASTSS (SI)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VFMADD231PS Y13, Y14, Y5
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y6
+	VFMADD231PS Y13, Y14, Y7
+	VBROADCASTSS (AX)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y8
+	VFMADD231PS Y13, Y14, Y9
+	VBROADCASTSS (AX)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y10
+	VFMADD231PS Y13, Y14, Y11
+	ADDQ DX, SI
+	ADDQ DX, AX
+	ADDQ R12, BX
+	DECQ CX
+	JNZ loop
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, (DI)(R10*1)
+	VMOVUPS Y3, 32(DI)(R10*1)
+	VMOVUPS Y4, (DI)(R10*2)
+	VMOVUPS Y5, 32(DI)(R10*2)
+	VMOVUPS Y6, (R13)
+	VMOVUPS Y7, 32(R13)
+	VMOVUPS Y8, (R13)(R10*1)
+	VMOVUPS Y9, 32(R13)(R10*1)
+	VMOVUPS Y10, (R13)(R10*2)
+	VMOVUPS Y11, 32(R13)(R10*2)
+	VZEROUPPER
+	RET
+
+// func kern6x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:6, 0:8] (+)= A[0:6, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern6x8(SB), NOSPLIT, $0-80
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ ars+16(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
+	MOVQ acs+24(FP), DX
+	SHLQ $2, DX
+	MOVQ b+32(FP), BX
+	MOVQ ldb+40(FP), R12
+	SHLQ $2, R12
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (DI)(R11*1), R13
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
+	JZ zero
+	VMOVUPS (DI), Y0
+	VMOVUPS (DI)(R10*1), Y2
+	VMOVUPS (DI)(R10*2), Y4
+	VMOVUPS (R13), Y6
+	VMOVUPS (R13)(R10*1), Y8
+	VMOVUPS (R13)(R10*2), Y10
+	JMP loop
+zero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y4, Y4, Y4
+	VXORPS Y6, Y6, Y6
+	VXORPS Y8, Y8, Y8
+	VXORPS Y10, Y10, Y10
+loop:
+	VMOVUPS (BX), Y12
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS (SI)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y6
+	VBROADCASTSS (AX)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y8
+	VBROADCASTSS (AX)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y10
+	ADDQ DX, SI
+	ADDQ DX, AX
+	ADDQ R12, BX
+	DECQ CX
+	JNZ loop
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y2, (DI)(R10*1)
+	VMOVUPS Y4, (DI)(R10*2)
+	VMOVUPS Y6, (R13)
+	VMOVUPS Y8, (R13)(R10*1)
+	VMOVUPS Y10, (R13)(R10*2)
+	VZEROUPPER
+	RET
+
+// func kern6x8m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:6, lanes of mask] (+)= A[0:6, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·kern6x8m(SB), NOSPLIT, $0-80
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ ars+16(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
+	MOVQ acs+24(FP), DX
+	SHLQ $2, DX
+	MOVQ b+32(FP), BX
+	MOVQ ldb+40(FP), R12
+	SHLQ $2, R12
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R11
+	LEAQ (DI)(R11*1), R13
+	MOVQ mask+72(FP), R11
+	VMOVDQU (R11), Y15
+	MOVBQZX acc+64(FP), R11
+	TESTQ R11, R11
+	JZ zero
+	VMASKMOVPS (DI), Y15, Y0
+	VMASKMOVPS (DI)(R10*1), Y15, Y2
+	VMASKMOVPS (DI)(R10*2), Y15, Y4
+	VMASKMOVPS (R13), Y15, Y6
+	VMASKMOVPS (R13)(R10*1), Y15, Y8
+	VMASKMOVPS (R13)(R10*2), Y15, Y10
+	JMP loop
+zero:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y4, Y4, Y4
+	VXORPS Y6, Y6, Y6
+	VXORPS Y8, Y8, Y8
+	VXORPS Y10, Y10, Y10
+loop:
+	VMASKMOVPS (BX), Y15, Y12
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS Y12, Y14, Y0
+	VBROADCASTSS (SI)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y2
+	VBROADCASTSS (SI)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y4
+	VBROADCASTSS (AX), Y14
+	VFMADD231PS Y12, Y14, Y6
+	VBROADCASTSS (AX)(R8*1), Y14
+	VFMADD231PS Y12, Y14, Y8
+	VBROADCASTSS (AX)(R8*2), Y14
+	VFMADD231PS Y12, Y14, Y10
+	ADDQ DX, SI
+	ADDQ DX, AX
+	ADDQ R12, BX
+	DECQ CX
+	JNZ loop
+	VMASKMOVPS Y0, Y15, (DI)
+	VMASKMOVPS Y2, Y15, (DI)(R10*1)
+	VMASKMOVPS Y4, Y15, (DI)(R10*2)
+	VMASKMOVPS Y6, Y15, (R13)
+	VMASKMOVPS Y8, Y15, (R13)(R10*1)
+	VMASKMOVPS Y10, Y15, (R13)(R10*2)
 	VZEROUPPER
 	RET
 

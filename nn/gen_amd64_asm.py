@@ -31,25 +31,33 @@ TEXT ·xgetbv0(SB), NOSPLIT, $0-4
 	RET
 """)
 
-rowaddr = ["(SI)", "(SI)(R8*1)", "(SI)(R8*2)", "(SI)(R9*1)"]
-caddr = ["(DI)", "(DI)(R10*1)", "(DI)(R10*2)", "(DI)(R11*1)"]
+# GEMM micro-kernels kernRxW: a tile of R ≤ 6 rows and W = 16 or 8 columns of C (or "8m": up to
+# 8 columns selected by a lane mask) lives in Y0–Y11 for the whole k loop. Per k: one or two
+# loads of a row of B (Y12, Y13), one broadcast of A(i,p) per row (Y14), one FMA per register.
+# Rows 0–2 of A and C are addressed from SI and DI, rows 3–5 from AX = SI + 3·ars and
+# R13 = DI + 3·ldc.
+rowaddr = ["(SI)", "(SI)(R8*1)", "(SI)(R8*2)", "(AX)", "(AX)(R8*1)", "(AX)(R8*2)"]
+caddr = ["(DI)", "(DI)(R10*1)", "(DI)(R10*2)", "(R13)", "(R13)(R10*1)", "(R13)(R10*2)"]
 
 def off(o, addr):
     return (str(o) if o else "") + addr
 
-for rows in (1, 2, 3, 4):
-    for width in (8, 16):
-        vecs = width // 8
+for rows in range(1, 7):
+    for width in ("16", "8", "8m"):
+        masked = width == "8m"
+        vecs = 2 if width == "16" else 1
         name = f"kern{rows}x{width}"
+        cols = "0:16" if width == "16" else ("0:8" if width == "8" else "lanes of mask")
         w(f"""
-// func {name}(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool)
-// C[0:{rows}, 0:{width}] (+)= A[0:{rows}, 0:k]·B[0:k, 0:{width}] with A(i,p) = a[i*ars+p*acs]; k ≥ 1.
-TEXT ·{name}(SB), NOSPLIT, $0-65
+// func {name}(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
+// C[0:{rows}, {cols}] (+)= A[0:{rows}, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·{name}(SB), NOSPLIT, $0-80
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ ars+16(FP), R8
 	SHLQ $2, R8
 	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
 	MOVQ acs+24(FP), DX
 	SHLQ $2, DX
 	MOVQ b+32(FP), BX
@@ -59,28 +67,38 @@ TEXT ·{name}(SB), NOSPLIT, $0-65
 	MOVQ ldc+56(FP), R10
 	SHLQ $2, R10
 	LEAQ (R10)(R10*2), R11
-	MOVBQZX acc+64(FP), AX
-	TESTQ AX, AX
-	JZ zero""")
+	LEAQ (DI)(R11*1), R13""")
+        if masked:
+            w("\tMOVQ mask+72(FP), R11\n\tVMOVDQU (R11), Y15")
+        w("\tMOVBQZX acc+64(FP), R11\n\tTESTQ R11, R11\n\tJZ zero")
         for r in range(rows):
             for v in range(vecs):
-                w(f"\tVMOVUPS {off(32*v, caddr[r])}, Y{2*r+v}")
+                if masked:
+                    w(f"\tVMASKMOVPS {caddr[r]}, Y15, Y{2*r}")
+                else:
+                    w(f"\tVMOVUPS {off(32*v, caddr[r])}, Y{2*r+v}")
         w("\tJMP loop\nzero:")
         for r in range(rows):
             for v in range(vecs):
                 y = 2*r+v
                 w(f"\tVXORPS Y{y}, Y{y}, Y{y}")
         w("loop:")
-        for v in range(vecs):
-            w(f"\tVMOVUPS {off(32*v, '(BX)')}, Y{8+v}")
-        for r in range(rows):
-            w(f"\tVBROADCASTSS {rowaddr[r]}, Y{10+r}")
+        if masked:
+            w("\tVMASKMOVPS (BX), Y15, Y12")
+        else:
             for v in range(vecs):
-                w(f"\tVFMADD231PS Y{8+v}, Y{10+r}, Y{2*r+v}")
-        w("\tADDQ DX, SI\n\tADDQ R12, BX\n\tDECQ CX\n\tJNZ loop")
+                w(f"\tVMOVUPS {off(32*v, '(BX)')}, Y{12+v}")
+        for r in range(rows):
+            w(f"\tVBROADCASTSS {rowaddr[r]}, Y14")
+            for v in range(vecs):
+                w(f"\tVFMADD231PS Y{12+v}, Y14, Y{2*r+v}")
+        w("\tADDQ DX, SI\n\tADDQ DX, AX\n\tADDQ R12, BX\n\tDECQ CX\n\tJNZ loop")
         for r in range(rows):
             for v in range(vecs):
-                w(f"\tVMOVUPS Y{2*r+v}, {off(32*v, caddr[r])}")
+                if masked:
+                    w(f"\tVMASKMOVPS Y{2*r}, Y15, {caddr[r]}")
+                else:
+                    w(f"\tVMOVUPS Y{2*r+v}, {off(32*v, caddr[r])}")
         w("\tVZEROUPPER\n\tRET")
 
 # Dot kernels: out[r*4+j] = dot(a_r[0:k], b_j[0:k]), k a positive multiple of 8.
