@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"unsafe"
 )
 
 // The PRG that expands seeds into masks is AES-128 in counter mode with a zero IV, keyed by a
@@ -53,43 +52,22 @@ func (e *maskExpander) apply(acc []uint32, key *[prgKeySize]byte, sign int) erro
 	return nil
 }
 
-// addWords adds the little-endian 32-bit words of b into dst (mod 2^32); len(b) == 4*len(dst).
-func addWords(dst []uint32, b []byte) {
-	if nativeLittleEndian {
-		src := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/4)[:len(dst)]
-		for i, v := range src {
-			dst[i] += v
-		}
-		return
-	}
+// addWordsGeneric adds the little-endian 32-bit words of b into dst (mod 2^32);
+// len(b) ≥ 4*len(dst).
+func addWordsGeneric(dst []uint32, b []byte) {
 	b = b[:4*len(dst)]
 	for i := range dst {
 		dst[i] += binary.LittleEndian.Uint32(b[4*i:])
 	}
 }
 
-// subWords subtracts the little-endian 32-bit words of b from dst (mod 2^32).
-func subWords(dst []uint32, b []byte) {
-	if nativeLittleEndian {
-		src := unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/4)[:len(dst)]
-		for i, v := range src {
-			dst[i] -= v
-		}
-		return
-	}
+// subWordsGeneric subtracts the little-endian 32-bit words of b from dst (mod 2^32).
+func subWordsGeneric(dst []uint32, b []byte) {
 	b = b[:4*len(dst)]
 	for i := range dst {
 		dst[i] -= binary.LittleEndian.Uint32(b[4*i:])
 	}
 }
-
-// nativeLittleEndian reports whether uint32 words can be read from byte buffers in place. The
-// buffers passed to addWords/subWords are 4-byte aligned (backed by maskExpander arrays placed
-// after a [N]byte of size multiple of 4 at the start of the struct).
-var nativeLittleEndian = func() bool {
-	x := uint16(1)
-	return *(*byte)(unsafe.Pointer(&x)) == 1
-}()
 
 // byteStream is a CSPRNG: AES-128-CTR keyed once from a source of randomness (crypto/rand in real
 // runs, a seeded reader in tests). It serves the many small random values of a client (Shamir

@@ -87,3 +87,50 @@ func BenchmarkMaskExpand(b *testing.B) {
 		_ = e.apply(acc, &key, +1)
 	}
 }
+
+func TestAddSubWordsMatchGeneric(t *testing.T) {
+	for _, n := range []int{0, 1, 15, 16, 17, 100, 4096, 4099} {
+		src := make([]byte, 4*n)
+		for i := range src {
+			src[i] = byte(i*131 + 7)
+		}
+		a := make([]uint32, n)
+		b := make([]uint32, n)
+		for i := range a {
+			a[i] = uint32(i) * 2654435761
+			b[i] = a[i]
+		}
+		addWords(a, src)
+		addWordsGeneric(b, src)
+		for i := range a {
+			if a[i] != b[i] {
+				t.Fatalf("n=%d: addWords word %d = %x, generic %x", n, i, a[i], b[i])
+			}
+		}
+		subWords(a, src)
+		subWordsGeneric(b, src)
+		for i := range a {
+			if a[i] != b[i] || a[i] != uint32(i)*2654435761 {
+				t.Fatalf("n=%d: subWords word %d wrong", n, i)
+			}
+		}
+	}
+}
+
+func BenchmarkAddWords(b *testing.B) {
+	dst := make([]uint32, chunkWords)
+	src := make([]byte, 4*chunkWords)
+	b.SetBytes(int64(len(src)))
+	for b.Loop() {
+		addWords(dst, src)
+	}
+}
+
+func BenchmarkAddWordsGeneric(b *testing.B) {
+	dst := make([]uint32, chunkWords)
+	src := make([]byte, 4*chunkWords)
+	b.SetBytes(int64(len(src)))
+	for b.Loop() {
+		addWordsGeneric(dst, src)
+	}
+}
