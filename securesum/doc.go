@@ -1,0 +1,10 @@
+// Package securesum adapts Shoal's secure-aggregation protocols to the round engine's
+// fl.SecureSum seam: SecAgg and SecAgg+ (package secagg) and threshold CKKS (package he).
+//
+// Each adapter keeps the protocols' pure state machines intact and adds only what the engine
+// needs: the mapping from federation client IDs to the protocol's cohort indices, a setup
+// message that tells each client the round's public parameters, and the encoding of a client's
+// weighted update (and its unclipped bit, for adaptive clipping) into the protocol's input.
+//
+// securesum depends on fl, secagg and he; only cmd and the deployment code depend on it.
+package securesum
