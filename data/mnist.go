@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,6 +55,7 @@ func loadMNIST(dir string, wantTrain, wantTest int) (train, test *Dataset, err e
 			return nil, nil, err
 		}
 	}
+	start := time.Now()
 	// The four decodes are independent; the training images dominate (9.9 MB of gzip).
 	var images [2]imageFile
 	var labels [2]labelFile
@@ -73,6 +75,7 @@ func loadMNIST(dir string, wantTrain, wantTest int) (train, test *Dataset, err e
 	if test, err = mnistDataset("mnist-test", images[1], labels[1], wantTest); err != nil {
 		return nil, nil, fmt.Errorf("load MNIST: %w", err)
 	}
+	slog.Debug("loaded MNIST", "dir", dir, "train", train.Len(), "test", test.Len(), "duration", time.Since(start))
 	return train, test, nil
 }
 
