@@ -59,6 +59,9 @@ type simOptions struct {
 	Out                                     string
 	JSON                                    bool
 	LogLevel                                string
+	secOptions
+
+	seedGiven bool // --seed was set: the run may use seeded (reproducible) randomness for privacy
 }
 
 func simulateFlags(o *simOptions, stderr io.Writer) *flag.FlagSet {
@@ -104,6 +107,7 @@ func simulateFlags(o *simOptions, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.Out, "out", "", "run directory (default runs/simulate-<UTC time>)")
 	fs.BoolVar(&o.JSON, "json", false, "print exactly one JSON summary object on stdout")
 	fs.StringVar(&o.LogLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
+	addSecurityFlags(fs, &o.secOptions)
 	return fs
 }
 
@@ -180,6 +184,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return usageErrorf("--log-level: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	o.seedGiven = o.Seed != 0
 	if o.Seed == 0 {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
@@ -281,9 +286,18 @@ func buildSimulation(o simOptions, logger *slog.Logger, stderr io.Writer) (*simR
 	if err != nil {
 		return nil, usageErrorf("--sampling: %v", err)
 	}
+	var protoSeed uint64
+	if o.seedGiven {
+		protoSeed = o.Seed
+	}
+	secure, dropStage, err := buildSecureSum(o.secOptions, maxClientWeight(fed), protoSeed)
+	if err != nil {
+		return nil, err
+	}
 	simulation, err := sim.New(model, fed, sim.Config{
 		Workers: o.Workers, Dropout: o.Dropout, StragglerFraction: o.StragglerFraction,
-		StragglerDelay: o.StragglerDelay, Seed: o.Seed,
+		StragglerDelay: o.StragglerDelay, Seed: o.Seed, SeededNoise: o.seedGiven,
+		SecureSum: secure, StageDropout: o.StageDropout, DropStage: dropStage,
 	})
 	if err != nil {
 		return nil, usageErrorf("%v", err)
@@ -291,7 +305,7 @@ func buildSimulation(o simOptions, logger *slog.Logger, stderr io.Writer) (*simR
 	engine := &fl.Engine{
 		Config: fl.EngineConfig{
 			Rounds: o.Rounds, TargetAccuracy: o.TargetAccuracy, RoundTimeout: o.RoundTimeout,
-			MinResults: o.MinResults, FederatedEval: o.FederatedEval,
+			MinResults: o.MinResults, FederatedEval: o.FederatedEval, StageTimeout: o.StageTimeout,
 			Fit: fl.FitConfig{Epochs: o.LocalEpochs, BatchSize: o.BatchSize, LR: float32(o.LR),
 				Momentum: float32(o.Momentum), WeightDecay: float32(o.WeightDecay)},
 		},
@@ -301,12 +315,13 @@ func buildSimulation(o simOptions, logger *slog.Logger, stderr io.Writer) (*simR
 		Evaluate:  simulation.CentralEvaluator(fed.Test),
 		Rand:      mrand.New(mrand.NewPCG(o.Seed, 0xc0407)),
 		Logger:    logger,
+		SecureSum: secure,
 	}
 	if err := engine.Validate(); err != nil {
 		return nil, usageErrorf("%v", err)
 	}
 	params := append([]float32(nil), model.Params()...)
-	return &simRun{engine: engine, params: params, desc: "plain federated averaging"}, nil
+	return &simRun{engine: engine, params: params, desc: describeSecurity(secure)}, nil
 }
 
 func loadFederated(o simOptions, stderr io.Writer) (*data.Federated, error) {
