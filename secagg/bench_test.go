@@ -43,3 +43,8 @@ func BenchmarkRoundHarary100(b *testing.B) { benchRound(b, 100, 100_000, GraphHa
 
 // BenchmarkRoundComplete100 is Flower's complete-graph setting: 100 clients × 10,000.
 func BenchmarkRoundComplete100(b *testing.B) { benchRound(b, 100, 10_000, GraphComplete, 0, 0.1) }
+
+// BenchmarkRoundComplete200 is a mid-size complete-graph round (200 × 100,000, 10% dropout).
+func BenchmarkRoundComplete200(b *testing.B) {
+	benchRound(b, 200, 100_000, GraphComplete, 0, 0.1)
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 )
 
@@ -30,8 +31,9 @@ type RoundSpec struct {
 	Check bool
 }
 
-// StageStats are the costs of one stage: CPU seconds (single-threaded wall time) summed over
-// clients and of the server, and the bytes clients uploaded and downloaded.
+// StageStats are the costs of one stage: CPU seconds (CPU time of the single thread that runs
+// the round; wall-clock time on systems without per-thread CPU clocks) summed over clients and of
+// the server, and the bytes clients uploaded and downloaded.
 type StageStats struct {
 	ClientSeconds float64
 	ServerSeconds float64
@@ -54,6 +56,7 @@ type RoundReport struct {
 	ServerSeconds  float64
 	ServerPRGBytes int64
 	ClientErrors   map[ClientID]error // clients that aborted
+	WallSeconds    float64            // wall-clock time of the whole round, all parties
 }
 
 // RunRound runs one complete round in-process: every client and the server as state machines,
@@ -71,6 +74,10 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 		return nil, fmt.Errorf("run round: malicious variant needs %d signing keys, have %d", cfg.Clients, len(spec.SigningKeys))
 	}
 	n := cfg.Clients
+	// Costs are measured as the CPU time of this goroutine's thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	wall := time.Now()
 	rep := &RoundReport{ClientSeconds: make([]float64, n), ClientUpload: make([]int64, n),
 		ClientPRGBytes: make([]int64, n), ClientErrors: map[ClientID]error{}}
 	if spec.Check {
@@ -97,23 +104,26 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 		if spec.Tap != nil {
 			spec.Tap(from, ServerID, msg)
 		}
-		t0 := time.Now()
+		t0 := threadCPU()
 		err := srv.Receive(from, msg)
-		srvTime += time.Since(t0)
-		rep.Stages[st].ServerSeconds += time.Since(t0).Seconds()
+		d := threadCPU() - t0
+		srvTime += d
+		rep.Stages[st].ServerSeconds += d.Seconds()
 		rep.Stages[st].UploadBytes += int64(len(msg))
 		rep.ClientUpload[from] += int64(len(msg))
 		return err
 	}
 	advance := func(st Stage) ([]Outgoing, error) {
-		t0 := time.Now()
+		t0 := threadCPU()
 		out, err := srv.Advance()
-		srvTime += time.Since(t0)
-		rep.Stages[st].ServerSeconds += time.Since(t0).Seconds()
+		d := threadCPU() - t0
+		srvTime += d
+		rep.Stages[st].ServerSeconds += d.Seconds()
 		return out, err
 	}
 	finish := func(err error) (*RoundReport, error) {
 		rep.ServerSeconds = srvTime.Seconds()
+		rep.WallSeconds = time.Since(wall).Seconds()
 		rep.ServerPRGBytes = srv.PRGBytes()
 		return rep, err
 	}
@@ -129,7 +139,7 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 		if cfg.Malicious() {
 			opts = append(opts, WithSigningKey(spec.SigningKeys[id]))
 		}
-		t0 := time.Now()
+		t0 := threadCPU()
 		c, err := NewClient(cfg, id, rngs[id], opts...)
 		if err != nil {
 			return nil, err
@@ -140,7 +150,7 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 			continue
 		}
 		msg, err := c.Start()
-		d := time.Since(t0).Seconds()
+		d := (threadCPU() - t0).Seconds()
 		rep.ClientSeconds[id] += d
 		rep.Stages[StageAdvertise].ClientSeconds += d
 		if err != nil {
@@ -186,7 +196,7 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 					return nil, fmt.Errorf("run round: input of client %d: %w", id, err)
 				}
 			}
-			t0 := time.Now() // the client's clock starts once the engine hands it its input
+			t0 := threadCPU() // the client's clock starts once the engine hands it its input
 			if st == StageMasked {
 				if spec.Check {
 					enc, err = EncodeInput(&cfg, upd, w, rngs[id])
@@ -201,7 +211,7 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 				}
 			}
 			reply, err := c.Handle(o.Data)
-			d := time.Since(t0).Seconds()
+			d := (threadCPU() - t0).Seconds()
 			rep.ClientSeconds[id] += d
 			rep.Stages[st].ClientSeconds += d
 			rep.ClientPRGBytes[id] = c.PRGBytes()
@@ -245,11 +255,13 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 	return finish(nil)
 }
 
-// MeasurePRG measures, on this machine, the mask PRG's raw keystream rate (AES-128-CTR into an
+// MeasurePRG measures (in CPU time of one thread, like RunRound), on this machine, the mask PRG's raw keystream rate (AES-128-CTR into an
 // L1-resident buffer) and the rate of expanding masks into an accumulator as the protocol does
 // (keystream plus the addition), in bytes per second, each over about duration d. Benchmarks
 // divide the PRG bytes a stage must generate by the keystream rate to state that stage's bound.
 func MeasurePRG(d time.Duration) (keystream, expand float64) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	var e maskExpander
 	block, err := aes.NewCipher(make([]byte, prgKeySize))
 	if err != nil {
@@ -257,19 +269,19 @@ func MeasurePRG(d time.Duration) (keystream, expand float64) {
 	}
 	ctr := cipher.NewCTR(block, e.ivZero[:])
 	var n int64
-	start := time.Now()
-	for time.Since(start) < d {
+	start := threadCPU()
+	for threadCPU()-start < d {
 		for range 64 {
 			ctr.XORKeyStream(e.stream[:], e.zero[:])
 		}
 		n += 64 * int64(len(e.stream))
 	}
-	keystream = float64(n) / time.Since(start).Seconds()
+	keystream = float64(n) / (threadCPU() - start).Seconds()
 	acc := make([]uint32, 100_001)
 	key := [prgKeySize]byte{1}
-	start = time.Now()
-	for time.Since(start) < d {
+	start = threadCPU()
+	for threadCPU()-start < d {
 		_ = e.apply(acc, &key, +1)
 	}
-	return keystream, float64(e.written) / time.Since(start).Seconds()
+	return keystream, float64(e.written) / (threadCPU() - start).Seconds()
 }
