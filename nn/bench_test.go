@@ -100,12 +100,21 @@ func BenchmarkGemm(b *testing.B) {
 				reportGFLOPs(b, flops, cpuTime()-cpu0)
 			})
 		}
-		saved := useAsm
-		if hasAVX2FMA() {
-			run("asm", func() { useAsm = true; gemm(s.m, s.n, s.k, a, ars, acs, bm, s.n, c, s.n, false) })
+		savedAsm, saved512 := useAsm, useAVX512
+		ours := func(asm, avx512 bool) func() {
+			return func() {
+				useAsm, useAVX512 = asm, avx512
+				gemm(s.m, s.n, s.k, a, ars, acs, bm, s.n, c, s.n, false)
+			}
 		}
-		run("go", func() { useAsm = false; gemm(s.m, s.n, s.k, a, ars, acs, bm, s.n, c, s.n, false) })
-		useAsm = saved
+		if hasAVX512() {
+			run("avx512", ours(true, true))
+		}
+		if hasAVX2FMA() {
+			run("avx2", ours(true, false))
+		}
+		run("go", ours(false, false))
+		useAsm, useAVX512 = savedAsm, saved512
 		run("gonum", func() {
 			gonum.Implementation{}.Sgemm(tA, blas.NoTrans, s.m, s.n, s.k, 1, a, lda, bm, s.n, 0, c, s.n)
 		})

@@ -23,6 +23,19 @@ func hasAVX2FMA() bool {
 	return ebx7&(1<<5) != 0
 }
 
+// hasAVX512 reports whether the CPU has AVX-512F and the OS saves the opmask and ZMM registers.
+func hasAVX512() bool {
+	if !hasAVX2FMA() {
+		return false
+	}
+	const opmaskZMM = 0xe6 // XMM, YMM, opmask, ZMM0–15 upper halves, ZMM16–31
+	if xgetbv0()&opmaskZMM != opmaskZMM {
+		return false
+	}
+	_, ebx7, _, _ := cpuid(7, 0)
+	return ebx7&(1<<16) != 0
+}
+
 // Micro-kernels (gemm_amd64.s): kernRxW computes C[0:R, 0:W] (+)= A[0:R, 0:k]·B[0:k, 0:W]
 // keeping the C tile in YMM registers, k ≥ 1; the x8m variants cover the columns whose lanes
 // are set in mask (8 int32s, the first ones -1), for a tail narrower than 8.
@@ -81,6 +94,128 @@ func kern6x8(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, l
 //go:noescape
 func kern6x8m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask *int32)
 
+// AVX-512 micro-kernels: zkRxW keeps a C tile of R ≤ 8 rows and W = 32 or 16 columns in ZMM
+// registers; zkRx16m covers the columns selected by mask (a tail narrower than 16).
+
+//go:noescape
+func zk1x32(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk1x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk1x16m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk2x32(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk2x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk2x16m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk3x32(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk3x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk3x16m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk4x32(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk4x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk4x16m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk5x32(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk5x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk5x16m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk6x32(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk6x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk6x16m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk7x32(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk7x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk7x16m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk8x32(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk8x16(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+//go:noescape
+func zk8x16m(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+type zkernel func(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+
+var (
+	zkernels32  = [9]zkernel{nil, zk1x32, zk2x32, zk3x32, zk4x32, zk5x32, zk6x32, zk7x32, zk8x32}
+	zkernels16  = [9]zkernel{nil, zk1x16, zk2x16, zk3x16, zk4x16, zk5x16, zk6x16, zk7x16, zk8x16}
+	zkernels16m = [9]zkernel{nil, zk1x16m, zk2x16m, zk3x16m, zk4x16m, zk5x16m, zk6x16m, zk7x16m, zk8x16m}
+)
+
+// zRowBlock is how many rows of C the next AVX-512 kernel call takes when rem rows are left:
+// up to 8, splitting 9–16 rows into two near-equal blocks rather than leaving a thin one.
+func zRowBlock(rem int) int {
+	switch {
+	case rem <= 8:
+		return rem
+	case rem <= 16:
+		return (rem + 1) / 2
+	default:
+		return 8
+	}
+}
+
+func gemmAVX512(m, n, k int, a []float32, ars, acs int, b []float32, ldb int, c []float32, ldc int, acc bool) {
+	mask := uint16(1)<<(n&15) - 1
+	for k0 := 0; k0 < k; k0 += kBlock {
+		kc := min(kBlock, k-k0)
+		accPass := acc || k0 > 0
+		ak := a[k0*acs:]
+		bk := b[k0*ldb:]
+		for j := 0; j < n; {
+			kerns, width := &zkernels32, 32
+			switch {
+			case j+32 <= n:
+			case j+16 <= n:
+				kerns, width = &zkernels16, 16
+			default:
+				kerns, width = &zkernels16m, 16
+			}
+			for i := 0; i < m; {
+				r := zRowBlock(m - i)
+				kerns[r](kc, &ak[i*ars], ars, acs, &bk[j], ldb, &c[i*ldc+j], ldc, accPass, mask)
+				i += r
+			}
+			j += width
+		}
+	}
+}
+
 // dotRx4 computes out[r*4+j] = Σ_p a[r*lda+p]·b[j*ldb+p] for r < R, j < 4; k a positive
 // multiple of 8.
 
@@ -119,6 +254,10 @@ func rowBlock(rem int) int {
 }
 
 func gemmAsm(m, n, k int, a []float32, ars, acs int, b []float32, ldb int, c []float32, ldc int, acc bool) {
+	if useAVX512 {
+		gemmAVX512(m, n, k, a, ars, acs, b, ldb, c, ldc, acc)
+		return
+	}
 	var mask *int32
 	if n8 := n &^ 7; n8 < n {
 		mask = &tailMask[8-(n-n8)]

@@ -6,6 +6,8 @@ import "unsafe"
 
 func hasAVX2FMA() bool { return false }
 
+func hasAVX512() bool { return false }
+
 func gemmAsm(m, n, k int, a []float32, ars, acs int, b []float32, ldb int, c []float32, ldc int, acc bool) {
 	gemmGo(m, n, k, a, ars, acs, b, ldb, c, ldc, acc)
 }

@@ -6,16 +6,19 @@ import (
 	"testing"
 )
 
-// kernels runs f once with the portable kernels and, where the CPU has them, once with the
-// assembly kernels.
+// kernels runs f with the portable kernels and with each assembly kernel set the CPU has.
 func kernels(t *testing.T, f func(t *testing.T)) {
-	saved := useAsm
-	defer func() { useAsm = saved }()
-	useAsm = false
+	savedAsm, saved512 := useAsm, useAVX512
+	defer func() { useAsm, useAVX512 = savedAsm, saved512 }()
+	useAsm, useAVX512 = false, false
 	t.Run("go", f)
 	if hasAVX2FMA() {
 		useAsm = true
-		t.Run("asm", f)
+		t.Run("avx2", f)
+	}
+	if hasAVX512() {
+		useAVX512 = true
+		t.Run("avx512", f)
 	}
 }
 
@@ -31,7 +34,7 @@ func randSlice(rng *rand.Rand, n int) []float32 {
 // and the shapes the models use.
 var gemmShapes = [][3]int{
 	{1, 1, 1}, {3, 5, 7}, {4, 16, 1}, {5, 17, 9}, {7, 8, 16}, {9, 24, 31}, {13, 33, 17},
-	{10, 200, 784}, {10, 10, 200}, {16, 64, 25}, {2, 7, 3}, {6, 47, 40},
+	{10, 200, 784}, {10, 10, 200}, {16, 64, 25}, {2, 7, 3}, {6, 47, 40}, {17, 65, 300}, {11, 31, 5},
 }
 
 func TestGemm(t *testing.T) {

@@ -101,6 +101,72 @@ TEXT ·{name}(SB), NOSPLIT, $0-80
                     w(f"\tVMOVUPS Y{2*r+v}, {off(32*v, caddr[r])}")
         w("\tVZEROUPPER\n\tRET")
 
+# AVX-512 GEMM micro-kernels zkRxW: R ≤ 8 rows and W = 32 or 16 columns of C (or "16m": up to 16
+# columns selected by the opmask) in Z0–Z15. Per k: one or two loads of a row of B (Z16, Z17),
+# one broadcast of A(i,p) per row (Z18). A rows 0–2 / 3–5 / 6–7 are addressed from SI / AX / R11,
+# C rows from DI / R13 / R9.
+zrow = ["(SI)", "(SI)(R8*1)", "(SI)(R8*2)", "(AX)", "(AX)(R8*1)", "(AX)(R8*2)", "(R11)", "(R11)(R8*1)"]
+zc = ["(DI)", "(DI)(R10*1)", "(DI)(R10*2)", "(R13)", "(R13)(R10*1)", "(R13)(R10*2)", "(R9)", "(R9)(R10*1)"]
+for rows in range(1, 9):
+    for width in ("32", "16", "16m"):
+        masked = width == "16m"
+        vecs = 2 if width == "32" else 1
+        name = f"zk{rows}x{width}"
+        cols = "0:32" if width == "32" else ("0:16" if width == "16" else "lanes of mask")
+        w(f"""
+// func {name}(k int, a *float32, ars, acs int, b *float32, ldb int, c *float32, ldc int, acc bool, mask uint16)
+// C[0:{rows}, {cols}] (+)= A[0:{rows}, 0:k]·B[0:k, same columns], A(i,p) = a[i*ars+p*acs]; k ≥ 1.
+TEXT ·{name}(SB), NOSPLIT, $0-68
+	MOVQ a+8(FP), SI
+	MOVQ ars+16(FP), R8
+	SHLQ $2, R8
+	LEAQ (R8)(R8*2), R9
+	LEAQ (SI)(R9*1), AX
+	LEAQ (AX)(R9*1), R11
+	MOVQ acs+24(FP), DX
+	SHLQ $2, DX
+	MOVQ b+32(FP), BX
+	MOVQ ldb+40(FP), R12
+	SHLQ $2, R12
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R10
+	SHLQ $2, R10
+	LEAQ (R10)(R10*2), R9
+	LEAQ (DI)(R9*1), R13
+	LEAQ (R13)(R9*1), R9""")
+        if masked:
+            w("\tKMOVW mask+66(FP), K1")
+        w("\tMOVBQZX acc+64(FP), CX\n\tTESTQ CX, CX\n\tMOVQ k+0(FP), CX\n\tJZ zero")
+        for r in range(rows):
+            for v in range(vecs):
+                if masked:
+                    w(f"\tVMOVUPS.Z {zc[r]}, K1, Z{2*r}")
+                else:
+                    w(f"\tVMOVUPS {off(64*v, zc[r])}, Z{2*r+v}")
+        w("\tJMP loop\nzero:")
+        for r in range(rows):
+            for v in range(vecs):
+                y = 2*r+v
+                w(f"\tVPXORD Z{y}, Z{y}, Z{y}")
+        w("loop:")
+        if masked:
+            w("\tVMOVUPS.Z (BX), K1, Z16")
+        else:
+            for v in range(vecs):
+                w(f"\tVMOVUPS {off(64*v, '(BX)')}, Z{16+v}")
+        for r in range(rows):
+            w(f"\tVBROADCASTSS {zrow[r]}, Z18")
+            for v in range(vecs):
+                w(f"\tVFMADD231PS Z{16+v}, Z18, Z{2*r+v}")
+        w("\tADDQ DX, SI\n\tADDQ DX, AX\n\tADDQ DX, R11\n\tADDQ R12, BX\n\tDECQ CX\n\tJNZ loop")
+        for r in range(rows):
+            for v in range(vecs):
+                if masked:
+                    w(f"\tVMOVUPS Z{2*r}, K1, {zc[r]}")
+                else:
+                    w(f"\tVMOVUPS Z{2*r+v}, {off(64*v, zc[r])}")
+        w("\tVZEROUPPER\n\tRET")
+
 # Dot kernels: out[r*4+j] = dot(a_r[0:k], b_j[0:k]), k a positive multiple of 8.
 brow = ["(BX)", "(BX)(R12*1)", "(BX)(R12*2)", "(BX)(R13*1)"]
 for rows in (1, 2):
