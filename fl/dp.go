@@ -1,0 +1,181 @@
+package fl
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"shoal/privacy"
+)
+
+// Placements of the DP noise.
+const (
+	PlacementCentral = "central" // the server noises the (secure) sum: trusts the server with noise, not data
+	PlacementLocal   = "local"   // each client noises its own clipped update: trusts no one
+)
+
+// DPConfig configures DP-FedAvg (McMahan et al. 2018) in the engine.
+type DPConfig struct {
+	Placement       string
+	NoiseMultiplier float64 // z: noise standard deviation in units of the clip norm
+	Clip            float64 // S: the L2 bound of every client's update (the initial S when adaptive)
+	PerLayer        bool    // clip each layer to its share of S instead of the whole vector
+	SamplingRate    float64 // q: Poisson sampling probability of each client per round
+	Clients         int     // N: registered clients, so q·N clients are expected per round
+	Delta           float64
+	MaxEpsilon      float64 // stop before a round that would spend more (0: no limit)
+	Accountant      privacy.Accountant
+	Source          *privacy.Source // randomness of the server's noise
+	// Adaptive, if set, moves S toward a quantile of the update norms (Andrew et al. 2021).
+	Adaptive AdaptiveClipper
+}
+
+// AdaptiveClipper is the adaptive clipping rule: it gives the clip norm for the next round from
+// the number of clients whose update was within the norm, noising that count itself.
+type AdaptiveClipper interface {
+	Clip() float64
+	// ValueNoiseMultiplier is the noise multiplier left for the update sum once the count query
+	// has taken its share of the privacy budget.
+	ValueNoiseMultiplier() float64
+	Update(unclippedCount, expectedClients float64) error
+}
+
+// DPFedAvg is the server half of DP-FedAvg: clip norm to clients, noise on the sum, the
+// fixed-denominator mean, and the accountant. It implements ServerPrivacy.
+type DPFedAvg struct {
+	cfg DPConfig
+}
+
+// NewDPFedAvg validates the configuration.
+func NewDPFedAvg(cfg DPConfig) (*DPFedAvg, error) {
+	switch {
+	case cfg.Placement != PlacementCentral && cfg.Placement != PlacementLocal:
+		return nil, fmt.Errorf("DP placement %q: want central or local", cfg.Placement)
+	case !(cfg.NoiseMultiplier > 0) || math.IsInf(cfg.NoiseMultiplier, 0):
+		return nil, fmt.Errorf("noise multiplier must be a positive finite number, got %v", cfg.NoiseMultiplier)
+	case !(cfg.Clip > 0) || math.IsInf(cfg.Clip, 0):
+		return nil, fmt.Errorf("clip norm must be a positive finite number, got %v", cfg.Clip)
+	case !(cfg.SamplingRate > 0 && cfg.SamplingRate <= 1):
+		return nil, fmt.Errorf("sampling rate must be in (0, 1], got %v", cfg.SamplingRate)
+	case cfg.Clients < 1:
+		return nil, fmt.Errorf("DP needs the number of clients, got %d", cfg.Clients)
+	case !(cfg.Delta > 0 && cfg.Delta < 1):
+		return nil, fmt.Errorf("δ must be in (0, 1), got %v", cfg.Delta)
+	case cfg.MaxEpsilon < 0 || math.IsNaN(cfg.MaxEpsilon):
+		return nil, fmt.Errorf("maximum ε must be ≥ 0, got %v", cfg.MaxEpsilon)
+	case cfg.Accountant == nil:
+		return nil, errors.New("DP needs an accountant")
+	case cfg.Source == nil && cfg.Placement == PlacementCentral:
+		return nil, errors.New("central DP needs a noise source")
+	}
+	if cfg.Adaptive != nil && cfg.Placement != PlacementCentral {
+		return nil, errors.New("adaptive clipping needs central DP (its noised count is added by the server)")
+	}
+	return &DPFedAvg{cfg: cfg}, nil
+}
+
+func (d *DPFedAvg) expected() float64 { return d.cfg.SamplingRate * float64(d.cfg.Clients) }
+
+// accountingRate is the sampling rate the accountant may assume. Local noise protects each
+// client on its own, and the server sees who took part, so local DP claims no amplification.
+func (d *DPFedAvg) accountingRate() float64 {
+	if d.cfg.Placement == PlacementLocal {
+		return 1
+	}
+	return d.cfg.SamplingRate
+}
+
+func (d *DPFedAvg) clip() float64 {
+	if d.cfg.Adaptive != nil {
+		return d.cfg.Adaptive.Clip()
+	}
+	return d.cfg.Clip
+}
+
+// valueNoise is the noise multiplier applied to the update sum.
+func (d *DPFedAvg) valueNoise() float64 {
+	if d.cfg.Adaptive != nil {
+		return d.cfg.Adaptive.ValueNoiseMultiplier()
+	}
+	return d.cfg.NoiseMultiplier
+}
+
+// Describe states the mechanism for the run report.
+func (d *DPFedAvg) Describe() string {
+	s := fmt.Sprintf("DP-FedAvg, %s noise, noise multiplier z = %g, clip S = %g", d.cfg.Placement, d.cfg.NoiseMultiplier, d.cfg.Clip)
+	if d.cfg.Adaptive != nil {
+		s += " (adaptive)"
+	}
+	if d.cfg.PerLayer {
+		s += " per layer"
+	}
+	return s + fmt.Sprintf(", Poisson q = %g, δ = %g, %s accountant", d.cfg.SamplingRate, d.cfg.Delta, d.cfg.Accountant.Kind())
+}
+
+// CheckBudget refuses a round whose accounting would pass MaxEpsilon.
+func (d *DPFedAvg) CheckBudget(round int) error {
+	if d.cfg.MaxEpsilon == 0 {
+		return nil
+	}
+	eps, err := d.cfg.Accountant.EpsilonAfter(d.accountingRate(), d.cfg.NoiseMultiplier, 1, d.cfg.Delta)
+	if err != nil {
+		return err
+	}
+	if eps > d.cfg.MaxEpsilon {
+		return fmt.Errorf("%w: round %d would bring ε to %.4g > %g", ErrBudgetExhausted, round, eps, d.cfg.MaxEpsilon)
+	}
+	return nil
+}
+
+// ConfigureFit tells clients the clip norm (and, for local DP, their noise).
+func (d *DPFedAvg) ConfigureFit(_ int, cfg FitConfig) FitConfig {
+	s := d.clip()
+	cfg.ClipNorm = float32(s)
+	cfg.PerLayerClip = d.cfg.PerLayer
+	cfg.UnitWeights = true
+	if d.cfg.Placement == PlacementLocal {
+		cfg.LocalNoiseStd = float32(d.cfg.NoiseMultiplier * s)
+	}
+	return cfg
+}
+
+// Finalize noises the sum (central) and divides by the expected cohort size q·N, the
+// fixed-denominator estimator whose sensitivity does not depend on who took part.
+func (d *DPFedAvg) Finalize(round int, sum []float64, count int, unclipped float64) ([]float32, error) {
+	mean := make([]float32, len(sum))
+	denom := d.expected()
+	if d.cfg.Placement == PlacementCentral {
+		s := d.clip()
+		noise, err := privacy.NewGaussianNoise(d.valueNoise()*s, s, len(sum))
+		if err != nil {
+			return nil, fmt.Errorf("round %d noise: %w", round, err)
+		}
+		if err := noise.Add64(mean, sum, d.cfg.Source); err != nil {
+			return nil, fmt.Errorf("round %d noise: %w", round, err)
+		}
+		if d.cfg.Adaptive != nil {
+			if err := d.cfg.Adaptive.Update(unclipped, denom); err != nil {
+				return nil, fmt.Errorf("round %d adaptive clipping: %w", round, err)
+			}
+		}
+	} else {
+		denom = float64(max(count, 1)) // noise is already in every update: no fixed denominator needed
+		for j, v := range sum {
+			mean[j] = float32(v)
+		}
+	}
+	inv := float32(1 / denom)
+	for j := range mean {
+		mean[j] *= inv
+	}
+	return mean, nil
+}
+
+// Account composes one round and reports the (ε, δ) spent so far.
+func (d *DPFedAvg) Account(int) (float64, float64, error) {
+	if err := d.cfg.Accountant.Compose(d.accountingRate(), d.cfg.NoiseMultiplier, 1); err != nil {
+		return 0, 0, err
+	}
+	eps, err := d.cfg.Accountant.Epsilon(d.cfg.Delta)
+	return eps, d.cfg.Delta, err
+}
