@@ -51,3 +51,17 @@ func BenchmarkPackRing(b *testing.B) {
 		packRing(packed, vals, 26)
 	}
 }
+
+func BenchmarkEncodeInput(b *testing.B) {
+	cfg := Config{Round: 1, Clients: 500, Dim: 100_000, Bits: 16, ClipRange: 1, MaxWeight: 1,
+		Graph: GraphComplete, Degree: 499, Threshold: 300}
+	u, _, _ := inputs(cfg.Dim)(1)
+	dst := make([]uint32, cfg.Dim+1)
+	rs := testStream(b, 1)
+	b.SetBytes(int64(4 * cfg.Dim))
+	for b.Loop() {
+		if err := cfg.encodeInput(u, 1, rs, dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

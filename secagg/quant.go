@@ -24,20 +24,32 @@ func (c *Config) encodeInput(update []float32, weight float64, rs *byteStream, d
 	}
 	levels := c.quantLevels()
 	clip := c.ClipRange
-	scale := levels / (2 * clip)
+	// y = (x + clip)·scale ∈ [0, levels]; q = floor(y + u) with u = r/2^32, computed in fixed
+	// point as (y·2^32 + r) >> 32: exact, since y·2^32 < 2^63 is a float64 with an exact
+	// integer part, and it needs no floating-point floor.
+	scale := levels / (2 * clip) * (1 << 32)
+	top := uint64(levels) << 32
 	var noise [1024]uint32
 	for off := 0; off < len(update); off += len(noise) {
 		n := min(len(noise), len(update)-off)
 		rs.fillUint32(noise[:n])
-		for i, x := range update[off : off+n] {
+		src := update[off : off+n]
+		out := dst[off : off+n]
+		for i, x := range src {
 			v := float64(x)
-			if v != v || math.IsInf(v, 0) {
-				return fmt.Errorf("secagg input: entry %d is %v", off+i, x)
+			if !(v >= -clip) { // below the range, or NaN
+				if v != v || math.IsInf(v, 0) {
+					return fmt.Errorf("secagg input: entry %d is %v", off+i, x)
+				}
+				v = -clip
+			} else if v > clip {
+				if math.IsInf(v, 0) {
+					return fmt.Errorf("secagg input: entry %d is %v", off+i, x)
+				}
+				v = clip
 			}
-			v = min(max(v, -clip), clip)
-			y := (v + clip) * scale
-			q := math.Floor(y + float64(noise[i])*(1.0/(1<<32)))
-			dst[off+i] = uint32(min(q, levels))
+			yfix := uint64(int64((v + clip) * scale)) // < 2^48: the signed conversion is one instruction
+			out[i] = uint32(min(yfix+uint64(noise[i]), top) >> 32)
 		}
 	}
 	w := min(weight, c.MaxWeight) * (levels / c.MaxWeight)
