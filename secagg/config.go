@@ -204,7 +204,9 @@ const StatisticalSecurity = 40
 // For the Harary graph, whose vertices are randomly permuted, the dropped and the corrupted
 // neighbours of a client are hypergeometric; PlanGraph returns the smallest even degree k with a
 // threshold t such that n·P[dropped neighbours > k-t] ≤ 2^-40 and n·P[corrupt neighbours ≥ t]
-// ≤ 2^-40 (semi-honest; malicious: ≥ 2t-k). It falls back to the complete graph when no smaller
+// ≤ 2^-40 (semi-honest; malicious: ≥ 2t-k), and no client has only corrupt or dropped
+// neighbours except with probability 2^-40 (an isolated client's input would be exposed; the
+// full connectivity argument for random Harary graphs is Bell et al.'s). It falls back to the complete graph when no smaller
 // degree works.
 func PlanGraph(n int, maxDropout, maxCorrupt float64, kind GraphKind, malicious bool) (degree, threshold int, err error) {
 	if n < 2 || n > MaxClients {
@@ -231,7 +233,10 @@ func PlanGraph(n int, maxDropout, maxCorrupt float64, kind GraphKind, malicious 
 			if malicious {
 				cMin = 2*t - k
 			}
-			if cMin >= 1 && hypergeomLogTail(n-1, corrupt, k, cMin) <= logBudget(n) {
+			// Privacy also needs each honest survivor to keep an honest surviving neighbour:
+			// a client whose neighbours are all corrupt or dropped has its input exposed.
+			isolated := hypergeomLogTail(n-1, min(dropped+corrupt, n-1), k, k)
+			if cMin >= 1 && hypergeomLogTail(n-1, corrupt, k, cMin) <= logBudget(n) && isolated <= logBudget(n) {
 				return k, t, nil
 			}
 		}
