@@ -66,6 +66,8 @@ type Engine struct {
 	Logger  *slog.Logger
 	// OnRound, if set, is called after every round (progress output, checkpoints).
 	OnRound func(RoundReport)
+	// StopReason says why the last Run stopped before its configured rounds ("" otherwise).
+	StopReason string
 }
 
 // Validate checks that the engine can run.
@@ -116,6 +118,7 @@ func (e *Engine) Run(ctx context.Context, global []float32) ([]RoundReport, erro
 		return nil, err
 	}
 	var history []RoundReport
+	e.StopReason = ""
 	for round := 1; round <= e.Config.Rounds; round++ {
 		if err := ctx.Err(); err != nil {
 			return history, fmt.Errorf("stopped before round %d: %w", round, err)
@@ -123,6 +126,7 @@ func (e *Engine) Run(ctx context.Context, global []float32) ([]RoundReport, erro
 		if e.Privacy != nil {
 			if err := e.Privacy.CheckBudget(round); err != nil {
 				if errors.Is(err, ErrBudgetExhausted) {
+					e.StopReason = err.Error()
 					e.logger().Info("stopping: privacy budget", "round", round, "reason", err)
 					break
 				}
@@ -138,6 +142,7 @@ func (e *Engine) Run(ctx context.Context, global []float32) ([]RoundReport, erro
 			e.OnRound(rep)
 		}
 		if e.Config.TargetAccuracy > 0 && rep.Accuracy >= e.Config.TargetAccuracy {
+			e.StopReason = fmt.Sprintf("reached the target accuracy %g", e.Config.TargetAccuracy)
 			break
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"shoal/data"
 	"shoal/fl"
+	"shoal/privacy"
 	"shoal/securesum"
 )
 
@@ -25,6 +26,15 @@ type secOptions struct {
 	StageDropout    float64
 	DropoutStage    string
 	StageTimeout    time.Duration
+
+	DP              string
+	Clip            float64
+	AdaptiveClip    float64
+	PerLayerClip    bool
+	NoiseMultiplier float64
+	Delta           float64
+	Accountant      string
+	MaxEpsilon      float64
 }
 
 func addSecurityFlags(fs *flag.FlagSet, s *secOptions) {
@@ -37,6 +47,58 @@ func addSecurityFlags(fs *flag.FlagSet, s *secOptions) {
 	fs.Float64Var(&s.StageDropout, "stage-dropout", 0, "probability that a client in the secure-sum protocol drops at --dropout-stage")
 	fs.StringVar(&s.DropoutStage, "dropout-stage", "masked", "protocol stage of --stage-dropout (secagg: advertise, share, masked, unmask)")
 	fs.DurationVar(&s.StageTimeout, "stage-timeout", 0, "deadline of each secure-sum stage (0: none)")
+
+	fs.StringVar(&s.DP, "dp", "off", "differential privacy: off, central (server noises the sum) or local (each client noises its update)")
+	fs.Float64Var(&s.Clip, "clip", 0.5, "DP: L2 clip norm S of each client's update (the initial S with --adaptive-clip)")
+	fs.Float64Var(&s.AdaptiveClip, "adaptive-clip", 0, "DP: target quantile of update norms for adaptive clipping (Andrew et al. 2021; 0: fixed clip)")
+	fs.BoolVar(&s.PerLayerClip, "per-layer-clip", false, "DP: clip each layer to its share of S (S² split in proportion to layer sizes)")
+	fs.Float64Var(&s.NoiseMultiplier, "noise-multiplier", 1.0, "DP: noise standard deviation z in units of S")
+	fs.Float64Var(&s.Delta, "delta", 1e-5, "DP: δ of the reported (ε, δ)")
+	fs.StringVar(&s.Accountant, "accountant", "rdp", "DP accountant: rdp (Rényi DP) or pld (privacy loss distribution)")
+	fs.Float64Var(&s.MaxEpsilon, "max-epsilon", 0, "DP: stop before a round that would spend more than this ε (0: no limit)")
+}
+
+// buildPrivacy returns the DP mechanism (nil when --dp off). DP accounting assumes Poisson
+// sampling, so any other sampling is refused rather than reported with a wrong ε.
+func buildPrivacy(s secOptions, sampling string, q float64, clients int, seeded bool, seed uint64) (*fl.DPFedAvg, error) {
+	switch s.DP {
+	case "off", "":
+		if s.MaxEpsilon != 0 || s.AdaptiveClip != 0 {
+			return nil, usageErrorf("--max-epsilon and --adaptive-clip need --dp central or local")
+		}
+		return nil, nil
+	case fl.PlacementCentral, fl.PlacementLocal:
+	default:
+		return nil, usageErrorf("unknown --dp %q (valid: off, central, local)", s.DP)
+	}
+	if sampling != "poisson" {
+		return nil, usageErrorf("--dp %s needs --sampling poisson: the accountant's privacy amplification assumes each client "+
+			"is included independently with probability q (--fraction); fixed-size sampling would make the reported ε wrong", s.DP)
+	}
+	acct, err := privacy.NewAccountant(s.Accountant)
+	if err != nil {
+		return nil, usageErrorf("--accountant: %v", err)
+	}
+	src := privacy.NewSeededSource(seed ^ 0xd9)
+	if !seeded {
+		if src, err = privacy.NewSource(); err != nil {
+			return nil, err
+		}
+	}
+	cfg := fl.DPConfig{Placement: s.DP, NoiseMultiplier: s.NoiseMultiplier, Clip: s.Clip, PerLayer: s.PerLayerClip,
+		SamplingRate: q, Clients: clients, Delta: s.Delta, MaxEpsilon: s.MaxEpsilon, Accountant: acct, Source: src}
+	if s.AdaptiveClip != 0 {
+		a, err := newAdaptiveClipper(s, q*float64(clients))
+		if err != nil {
+			return nil, usageErrorf("--adaptive-clip: %v", err)
+		}
+		cfg.Adaptive = a
+	}
+	d, err := fl.NewDPFedAvg(cfg)
+	if err != nil {
+		return nil, usageErrorf("--dp: %v", err)
+	}
+	return d, nil
 }
 
 // buildSecureSum returns the configured protocol (nil for none) and the index of the dropout
@@ -99,7 +161,7 @@ func maxClientWeight(fed *data.Federated) float64 {
 // describeSecurity is the one-line threat model of a run for the progress header.
 func describeSecurity(proto fl.SecureSum) string {
 	if proto == nil {
-		return "plain federated averaging (the server sees every update)"
+		return "no secure aggregation (the server sees every update)"
 	}
 	return fmt.Sprintf("secure sum %s", proto.Name())
 }

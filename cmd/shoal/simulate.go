@@ -159,6 +159,8 @@ type simSummary struct {
 	FinalAccuracy  float64        `json:"final_accuracy"`
 	FinalLoss      float64        `json:"final_loss"`
 	Seconds        float64        `json:"seconds"`
+	Epsilon        *float64       `json:"epsilon,omitempty"` // (ε, δ) spent by the run, under DP
+	Delta          *float64       `json:"delta,omitempty"`
 	Seed           uint64         `json:"seed"`
 	RunDir         string         `json:"run_dir"`
 	History        []historyEntry `json:"history"`
@@ -171,6 +173,8 @@ type historyEntry struct {
 	Participants int     `json:"participants"`
 	Dropped      int     `json:"dropped"`
 	Seconds      float64 `json:"seconds"`
+	Epsilon      float64 `json:"epsilon,omitempty"`
+	Delta        float64 `json:"delta,omitempty"`
 }
 
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -209,6 +213,9 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	run.engine.OnRound = func(r fl.RoundReport) {
 		line := fmt.Sprintf("round %3d/%d  accuracy %.4f  loss %.4f  clients %d/%d  %.2fs",
 			r.Round, o.Rounds, r.Accuracy, r.Loss, r.Participants, r.Sampled, r.Seconds)
+		if r.Delta > 0 {
+			line += fmt.Sprintf("  ε %.3f", r.Epsilon)
+		}
 		if r.FedAccuracy > 0 {
 			line += fmt.Sprintf("  fed-accuracy %.4f", r.FedAccuracy)
 		}
@@ -226,6 +233,9 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if runErr != nil {
 		return runErr
 	}
+	if r := run.engine.StopReason; r != "" && summary.RoundsToTarget == nil {
+		fmt.Fprintf(stderr, "stopped after %d rounds: %s\n", summary.RoundsRun, r)
+	}
 	if summary.RoundsToTarget != nil {
 		fmt.Fprintf(stderr, "reached %.2f%% test accuracy in %d rounds\n", 100*o.TargetAccuracy, *summary.RoundsToTarget)
 	} else if o.TargetAccuracy > 0 {
@@ -233,6 +243,9 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stderr, "final test accuracy %.4f, loss %.4f after %d rounds in %.1fs; run directory %s\n",
 		summary.FinalAccuracy, summary.FinalLoss, summary.RoundsRun, elapsed, o.Out)
+	if summary.Epsilon != nil {
+		fmt.Fprintf(stderr, "privacy spent: (ε = %.4g, δ = %g) — %s\n", *summary.Epsilon, *summary.Delta, run.engine.Privacy.Describe())
+	}
 	if o.JSON {
 		enc := json.NewEncoder(stdout)
 		return enc.Encode(summary)
@@ -302,6 +315,10 @@ func buildSimulation(o simOptions, logger *slog.Logger, stderr io.Writer) (*simR
 	if err != nil {
 		return nil, usageErrorf("%v", err)
 	}
+	dp, err := buildPrivacy(o.secOptions, o.Sampling, o.Fraction, len(fed.Clients), o.seedGiven, o.Seed)
+	if err != nil {
+		return nil, err
+	}
 	engine := &fl.Engine{
 		Config: fl.EngineConfig{
 			Rounds: o.Rounds, TargetAccuracy: o.TargetAccuracy, RoundTimeout: o.RoundTimeout,
@@ -317,11 +334,18 @@ func buildSimulation(o simOptions, logger *slog.Logger, stderr io.Writer) (*simR
 		Logger:    logger,
 		SecureSum: secure,
 	}
+	if dp != nil {
+		engine.Privacy = dp
+	}
 	if err := engine.Validate(); err != nil {
 		return nil, usageErrorf("%v", err)
 	}
 	params := append([]float32(nil), model.Params()...)
-	return &simRun{engine: engine, params: params, desc: describeSecurity(secure)}, nil
+	desc := describeSecurity(secure)
+	if dp != nil {
+		desc += "; " + dp.Describe()
+	}
+	return &simRun{engine: engine, params: params, desc: desc}, nil
 }
 
 func loadFederated(o simOptions, stderr io.Writer) (*data.Federated, error) {
@@ -390,7 +414,7 @@ func summarize(history []fl.RoundReport, o simOptions, seconds float64) simSumma
 	s := simSummary{RoundsRun: len(history), Seconds: seconds, Seed: o.Seed, RunDir: o.Out, History: []historyEntry{}}
 	for _, r := range history {
 		s.History = append(s.History, historyEntry{Round: r.Round, Accuracy: r.Accuracy, Loss: r.Loss,
-			Participants: r.Participants, Dropped: r.Dropped, Seconds: r.Seconds})
+			Participants: r.Participants, Dropped: r.Dropped, Seconds: r.Seconds, Epsilon: r.Epsilon, Delta: r.Delta})
 		if s.RoundsToTarget == nil && o.TargetAccuracy > 0 && r.Accuracy >= o.TargetAccuracy {
 			round := r.Round
 			s.RoundsToTarget = &round
@@ -398,6 +422,9 @@ func summarize(history []fl.RoundReport, o simOptions, seconds float64) simSumma
 	}
 	if n := len(history); n > 0 {
 		s.FinalAccuracy, s.FinalLoss = history[n-1].Accuracy, history[n-1].Loss
+		if last := history[n-1]; last.Delta > 0 {
+			s.Epsilon, s.Delta = &last.Epsilon, &last.Delta
+		}
 	}
 	return s
 }
@@ -406,17 +433,24 @@ func writeRunDir(o simOptions, run *simRun, history []fl.RoundReport, summary si
 	rows := make([][]string, len(history))
 	acc := report.Series{Title: "test accuracy", YLabel: "accuracy"}
 	loss := report.Series{Title: "test loss", YLabel: "cross-entropy"}
+	eps := report.Series{Title: fmt.Sprintf("privacy spent (δ = %g)", o.Delta), YLabel: "ε"}
 	for i, r := range history {
 		rows[i] = []string{strconv.Itoa(r.Round), report.F(r.Accuracy), report.F(r.Loss), report.F(r.TrainLoss),
-			strconv.Itoa(r.Participants), strconv.Itoa(r.Sampled), strconv.Itoa(r.Dropped), report.F(r.Seconds)}
+			strconv.Itoa(r.Participants), strconv.Itoa(r.Sampled), strconv.Itoa(r.Dropped), report.F(r.Seconds),
+			report.F(r.Epsilon), report.F(r.Delta), report.F(r.ClipNorm)}
 		acc.Points = append(acc.Points, report.Point{Round: r.Round, Value: r.Accuracy})
 		loss.Points = append(loss.Points, report.Point{Round: r.Round, Value: r.Loss})
+		eps.Points = append(eps.Points, report.Point{Round: r.Round, Value: r.Epsilon})
 	}
 	if err := report.WriteCSV(o.Out, "metrics.csv",
-		[]string{"round", "accuracy", "loss", "train_loss", "participants", "sampled", "dropped", "seconds"}, rows); err != nil {
+		[]string{"round", "accuracy", "loss", "train_loss", "participants", "sampled", "dropped", "seconds", "epsilon", "delta", "clip_norm"}, rows); err != nil {
 		return err
 	}
-	if err := report.WritePlot(o.Out, "metrics.png", fmt.Sprintf("%s %s", o.Model, o.Dataset), []report.Series{acc, loss}); err != nil {
+	series := []report.Series{acc, loss}
+	if run.engine.Privacy != nil {
+		series = append(series, eps)
+	}
+	if err := report.WritePlot(o.Out, "metrics.png", fmt.Sprintf("%s %s", o.Model, o.Dataset), series); err != nil {
 		return err
 	}
 	if err := report.WriteModel(o.Out, "model.bin", o.Model, run.params); err != nil {
