@@ -1,0 +1,437 @@
+package store
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openTemp(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "run.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestRoundsLifecycle(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.LatestRun(); !errors.Is(err, ErrNoRun) {
+		t.Fatalf("LatestRun of an empty store: %v, want ErrNoRun", err)
+	}
+	if _, err := s.CreateRun([]byte("{not json")); err == nil {
+		t.Fatal("CreateRun accepted invalid JSON")
+	}
+	run, err := s.CreateRun([]byte(`{"rounds":3}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Round 0 without an initial model: nothing to resume from, but no error.
+	if r, m, a, st, err := s.LastRound(run); err != nil || r != 0 || m != nil || a != nil || st != nil {
+		t.Fatalf("LastRound of a new run: %d %v %q %q %v", r, m, a, st, err)
+	}
+	initial := []float32{1, 2, 3, float32(math.Inf(-1)), math.Float32frombits(0x7fc00123)} // NaN payload kept
+	if err := s.SaveInitialModel(run, initial); err != nil {
+		t.Fatal(err)
+	}
+	if r, m, _, _, err := s.LastRound(run); err != nil || r != 0 || !sameBits(m, initial) {
+		t.Fatalf("LastRound after SaveInitialModel: %d %v %v", r, m, err)
+	}
+	if err := s.CommitRound(run, 2, initial, []byte(`{}`), nil, nil); err == nil || !strings.Contains(err.Error(), "out of order") {
+		t.Fatalf("commit of round 2 first: %v", err)
+	}
+	for r := 1; r <= 3; r++ {
+		model := []float32{float32(r), float32(-r), 0.5}
+		metrics := []byte(fmt.Sprintf(`{"round":%d,"loss":%g}`, r, 1/float64(r)))
+		acct := []byte(fmt.Sprintf(`{"steps":%d}`, r))
+		var strat []byte
+		if r != 2 {
+			strat = []byte{byte(r), 0, 0xff}
+		}
+		if err := s.CommitRound(run, r, model, metrics, acct, strat); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, bad := range []struct {
+		round         int
+		metrics, acct []byte
+		want          string
+	}{
+		{3, []byte(`{}`), nil, "out of order"},
+		{5, []byte(`{}`), nil, "out of order"},
+		{0, []byte(`{}`), nil, "numbered from 1"},
+		{4, []byte(`{"a":`), nil, "metrics"},
+		{4, nil, nil, "metrics"},
+		{4, []byte(`{}`), []byte("eps=1"), "accountant"},
+	} {
+		if err := s.CommitRound(run, bad.round, initial, bad.metrics, bad.acct, nil); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("CommitRound(round %d, %q, %q): %v, want %q", bad.round, bad.metrics, bad.acct, err, bad.want)
+		}
+	}
+	if err := s.CommitRound(run+1, 1, initial, []byte(`{}`), nil, nil); !errors.Is(err, ErrNoRun) {
+		t.Fatalf("commit to an unknown run: %v", err)
+	}
+	if err := s.SaveInitialModel(run, initial); err == nil {
+		t.Fatal("SaveInitialModel after round 1 succeeded")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Everything survives reopening.
+	s, err = OpenExisting(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	gotRun, cfg, err := s.LatestRun()
+	if err != nil || gotRun != run || string(cfg) != `{"rounds":3}` {
+		t.Fatalf("LatestRun: %d %q %v", gotRun, cfg, err)
+	}
+	r, m, acct, strat, err := s.LastRound(run)
+	if err != nil || r != 3 || !sameBits(m, []float32{3, -3, 0.5}) || string(acct) != `{"steps":3}` || !bytes.Equal(strat, []byte{3, 0, 0xff}) {
+		t.Fatalf("LastRound after reopen: %d %v %q %v %v", r, m, acct, strat, err)
+	}
+	hist, err := s.History(run)
+	if err != nil || len(hist) != 3 {
+		t.Fatalf("History: %d entries, %v", len(hist), err)
+	}
+	for i, h := range hist {
+		var v struct{ Round int }
+		if err := json.Unmarshal(h, &v); err != nil || v.Round != i+1 {
+			t.Fatalf("History[%d] = %s", i, h)
+		}
+	}
+	if m0, err := s.RoundModel(run, 0); err != nil || !sameBits(m0, initial) {
+		t.Fatalf("RoundModel(0): %v %v", m0, err)
+	}
+	if _, err := s.RoundModel(run, 9); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("RoundModel(9): %v", err)
+	}
+	if _, err := s.History(run + 7); !errors.Is(err, ErrNoRun) {
+		t.Fatalf("History of unknown run: %v", err)
+	}
+	if _, _, _, _, err := s.LastRound(run + 7); !errors.Is(err, ErrNoRun) {
+		t.Fatalf("LastRound of unknown run: %v", err)
+	}
+	// A second run is independent and becomes the latest.
+	run2, err := s.CreateRun([]byte(`{"rounds":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CommitRound(run2, 1, nil, []byte(`{"round":1}`), nil, nil); err != nil {
+		t.Fatalf("first round of a second run: %v", err)
+	}
+	if id, _, _ := s.LatestRun(); id != run2 {
+		t.Fatalf("LatestRun = %d, want %d", id, run2)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sameBits(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestConcurrentCommit: two writers racing for the same round, as two servers wrongly sharing a
+// store would, never both succeed.
+func TestConcurrentCommit(t *testing.T) {
+	s := openTemp(t)
+	run, err := s.CreateRun([]byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	model := make([]float32, 10000)
+	for r := 1; r <= 10; r++ {
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for w := range errs {
+			st := s
+			if w%2 == 1 {
+				st = other
+			}
+			wg.Go(func() { errs[w] = st.CommitRound(run, r, model, []byte(`{}`), nil, nil) })
+		}
+		wg.Wait()
+		ok := 0
+		for _, err := range errs {
+			if err == nil {
+				ok++
+			} else if !strings.Contains(err.Error(), "out of order") {
+				t.Fatalf("round %d: unexpected error %v", r, err)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d committed %d times", r, ok)
+		}
+	}
+}
+
+func TestClientsAndPublic(t *testing.T) {
+	s := openTemp(t)
+	if err := s.RegisterClient("", "ab"); err == nil {
+		t.Fatal("empty client name accepted")
+	}
+	if err := s.RegisterClient("bob", "01"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterClient("alice", "aa"); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Clients()
+	if err != nil || len(first) != 2 || first[0].Name != "alice" || first[1].CertSerial != "01" {
+		t.Fatalf("Clients: %+v %v", first, err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	if err := s.RegisterClient("bob", "02"); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := s.Clients()
+	if err != nil || len(cl) != 2 {
+		t.Fatalf("Clients: %+v %v", cl, err)
+	}
+	bob := cl[1]
+	if bob.CertSerial != "02" || !bob.FirstSeen.Equal(first[1].FirstSeen) || !bob.LastSeen.After(first[1].LastSeen) {
+		t.Fatalf("upsert: before %+v after %+v", first[1], bob)
+	}
+
+	run, err := s.CreateRun([]byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetPublic(run, "he/pk"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetPublic of a missing key: %v", err)
+	}
+	if err := s.PutPublic(run+1, "he/pk", []byte{1}); !errors.Is(err, ErrNoRun) {
+		t.Fatalf("PutPublic to unknown run: %v", err)
+	}
+	if err := s.PutPublic(run, "", []byte{1}); err == nil {
+		t.Fatal("empty key accepted")
+	}
+	big := bytes.Repeat([]byte{7, 1}, 300000)
+	for _, v := range [][]byte{{1, 2, 3}, big, {}} {
+		if err := s.PutPublic(run, "he/pk", v); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetPublic(run, "he/pk")
+		if err != nil || !bytes.Equal(got, v) {
+			t.Fatalf("GetPublic: %d bytes, %v; want %d", len(got), err, len(v))
+		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+
+	if _, err := OpenExisting(filepath.Join(dir, "nope.db")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("OpenExisting of a missing file: %v", err)
+	}
+	if _, err := Open(filepath.Join(dir, "no", "such", "dir", "run.db")); err == nil || !strings.Contains(err.Error(), "directory") {
+		t.Fatalf("Open in a missing directory: %v", err)
+	}
+	if _, err := Open(""); err == nil {
+		t.Fatal("Open(\"\") succeeded")
+	}
+
+	// A directory means the default file inside it.
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Path() != filepath.Join(dir, DefaultFileName) {
+		t.Fatalf("Path = %s", s.Path())
+	}
+	s.Close()
+	if s, err := OpenExisting(dir); err != nil {
+		t.Fatalf("OpenExisting(dir): %v", err)
+	} else {
+		s.Close()
+	}
+
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, bytes.Repeat([]byte("this is no database "), 300), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(garbage); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "not an SQLite database") {
+		t.Fatalf("Open of a garbage file: %v", err)
+	}
+
+	// Someone else's SQLite database is left alone.
+	foreign := filepath.Join(dir, "foreign.db")
+	db, err := sql.Open("sqlite", foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("CREATE TABLE photos(id INTEGER PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open(foreign); err == nil || !strings.Contains(err.Error(), "not a Shoal run store") {
+		t.Fatalf("Open of a foreign database: %v", err)
+	}
+	var tables int
+	db, _ = sql.Open("sqlite", foreign)
+	db.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&tables)
+	db.Close()
+	if tables != 1 {
+		t.Fatalf("foreign database modified: %d tables", tables)
+	}
+}
+
+func TestFutureSchemaRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec("UPDATE schema_version SET version = ?", SchemaVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err = Open(path)
+	if !errors.Is(err, ErrFutureSchema) || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d", SchemaVersion+1)) {
+		t.Fatalf("Open of a future schema: %v", err)
+	}
+	// Reopening at the current version is idempotent.
+	if _, err := s.db.Exec("SELECT 1"); err == nil {
+		t.Fatal("closed store still usable")
+	}
+}
+
+func TestMigrationIdempotent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.db")
+	for i := 0; i < 3; i++ {
+		s, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		if err := s.db.QueryRow("SELECT version FROM schema_version").Scan(&v); err != nil || v != SchemaVersion {
+			t.Fatalf("schema version %d, %v", v, err)
+		}
+		var mode string
+		if err := s.db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+			t.Fatalf("journal mode %q %v", mode, err)
+		}
+		var sync, fk int
+		if err := s.db.QueryRow("PRAGMA synchronous").Scan(&sync); err != nil || sync != 2 {
+			t.Fatalf("synchronous = %d, %v; want 2 (FULL)", sync, err)
+		}
+		if err := s.db.QueryRow("PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
+			t.Fatalf("foreign_keys = %d, %v", fk, err)
+		}
+		s.Close()
+	}
+}
+
+// TestCorruptModelDetected damages the bytes of a stored model below SQLite, where SQLite itself
+// would not notice, and expects the checksum to catch it.
+func TestCorruptModelDetected(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, _ := s.CreateRun([]byte(`{}`))
+	model := make([]float32, 5000)
+	for i := range model {
+		model[i] = 1234.5 // a pattern easy to find in the file
+	}
+	if err := s.CommitRound(run, 1, model, []byte(`{}`), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil { // checkpoints the WAL into the main file
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pattern, _ := encodeModel(model[:16])
+	at := bytes.Index(data, pattern)
+	if at < 0 {
+		t.Fatal("model bytes not found in the database file")
+	}
+	data[at+4*100+1] ^= 0x40
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, _, _, err := s.LastRound(run); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("LastRound of a damaged model: %v", err)
+	}
+	if err := s.Check(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Check of a damaged model: %v", err)
+	}
+}
+
+// TestTruncatedFile: a store cut short (a bad copy, a full disk) gives an error naming damage.
+func TestTruncatedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, _ := s.CreateRun([]byte(`{}`))
+	model := make([]float32, 20000)
+	for r := 1; r <= 5; r++ {
+		model[0] = float32(r)
+		if err := s.CommitRound(run, r, model, []byte(`{}`), nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path)
+	if err == nil {
+		defer s.Close()
+		_, _, _, _, err = s.LastRound(run)
+		if err == nil {
+			err = s.Check()
+		}
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("truncated store: %v, want an error wrapping ErrCorrupt", err)
+	}
+	t.Logf("truncated store: %v", err)
+}
