@@ -148,7 +148,7 @@ func (s gaussianPLDStep) lossMass(la, lb float64) (p, qm float64) {
 // lossRange returns losses below which and above which P has at most pldTail mass.
 func (s gaussianPLDStep) lossRange() (lo, hi float64) {
 	k := normUpperQuantile(pldTail)
-	if s.remove {                              // P = M: x ∈ [−kz, 1 + kz] holds all but 2·pldTail
+	if s.remove { // P = M: x ∈ [−kz, 1 + kz] holds all but 2·pldTail
 		return s.lossAt(-k * s.z), s.lossAt(1 + k*s.z)
 	}
 	return s.lossAt(k * s.z), s.lossAt(-k * s.z)
