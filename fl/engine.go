@@ -119,6 +119,11 @@ func (e *Engine) Run(ctx context.Context, global []float32) ([]RoundReport, erro
 	}
 	var history []RoundReport
 	e.StopReason = ""
+	if setup, ok := e.SecureSum.(SecureSumSetup); ok {
+		if err := e.runSetup(ctx, setup); err != nil {
+			return nil, fmt.Errorf("secure-sum setup (%s): %w", e.SecureSum.Name(), err)
+		}
+	}
 	for round := 1; round <= e.Config.Rounds; round++ {
 		if err := ctx.Err(); err != nil {
 			return history, fmt.Errorf("stopped before round %d: %w", round, err)
@@ -309,18 +314,42 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 // server half's messages go out through the transport, replies come back, and clients that do
 // not answer in time (or answer badly) are dropped from the protocol.
 func (e *Engine) secureSum(ctx context.Context, round, dim int, holders []ClientID) (SumResult, error) {
-	log := e.logger().With("round", round, "protocol", e.SecureSum.Name())
 	srv, err := e.SecureSum.NewServer(round, holders, dim)
 	if err != nil {
 		return SumResult{}, err
 	}
+	if err := e.drive(ctx, round, srv); err != nil {
+		return SumResult{}, err
+	}
+	res, err := srv.Result()
+	if err != nil {
+		return SumResult{}, err
+	}
+	if len(res.Sum) != dim {
+		return SumResult{}, fmt.Errorf("secure sum returned %d coordinates, the model has %d", len(res.Sum), dim)
+	}
+	return res, nil
+}
+
+// runSetup runs a protocol's one-time setup as round 0.
+func (e *Engine) runSetup(ctx context.Context, setup SecureSumSetup) error {
+	srv, err := setup.NewSetup(setup.SetupClients(e.Transport.NumClients()))
+	if err != nil {
+		return err
+	}
+	return e.drive(ctx, 0, srv)
+}
+
+// drive carries a protocol's stages between its server half and the clients until it is done.
+func (e *Engine) drive(ctx context.Context, round int, srv SumServer) error {
+	log := e.logger().With("round", round, "protocol", e.SecureSum.Name())
 	for stage := 0; ; stage++ {
 		msgs, done, err := srv.Next()
 		if err != nil {
-			return SumResult{}, err
+			return err
 		}
 		if done {
-			break
+			return nil
 		}
 		stageCtx := ctx
 		cancel := func() {}
@@ -338,20 +367,12 @@ func (e *Engine) secureSum(ctx context.Context, round, dim int, holders []Client
 		})
 		cancel()
 		if ctx.Err() != nil {
-			return SumResult{}, fmt.Errorf("secure sum stage %d: %w", stage, ctx.Err())
+			return fmt.Errorf("secure sum stage %d: %w", stage, ctx.Err())
 		}
 		if err != nil {
 			log.Debug("stage ended early", "stage", stage, "err", err)
 		}
 	}
-	res, err := srv.Result()
-	if err != nil {
-		return SumResult{}, err
-	}
-	if len(res.Sum) != dim {
-		return SumResult{}, fmt.Errorf("secure sum returned %d coordinates, the model has %d", len(res.Sum), dim)
-	}
-	return res, nil
 }
 
 func validateSecureFit(res FitRes) error {

@@ -41,8 +41,20 @@ type SecureSum interface {
 	// NewServer begins the server's half of a round among the clients that hold inputs.
 	NewServer(round int, clients []ClientID, dim int) (SumServer, error)
 	// NewClient begins client id's half of a round, holding its input; the server's first
-	// message tells it the rest.
+	// message tells it the rest. A client addressed in a round without an input of its own (a
+	// decryption-committee member not sampled this round, or any client during setup, round 0)
+	// gets a half with an empty input.
 	NewClient(round int, id ClientID, in SumInput) (SumClient, error)
+}
+
+// SecureSumSetup is implemented by protocols that need a one-time setup among some clients
+// before the first round (the key ceremony of threshold HE). The engine runs the setup as
+// round 0, stage by stage like a round, before round 1.
+type SecureSumSetup interface {
+	// SetupClients chooses who takes part in the setup among the n registered clients.
+	SetupClients(n int) []ClientID
+	// NewSetup begins the server's half of the setup; its Result is not used.
+	NewSetup(clients []ClientID) (SumServer, error)
 }
 
 // SumServer is the server's half of a secure sum for one round.

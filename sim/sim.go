@@ -184,10 +184,25 @@ func (s *Simulation) holdInput(ins fl.FitIns, id fl.ClientID, res *fl.FitRes) er
 // Exchange delivers one secure-sum stage to the clients' protocol halves, in parallel on the
 // worker pool, dropping clients as configured for that stage.
 func (s *Simulation) Exchange(ctx context.Context, round, stage int, msgs map[fl.ClientID][]byte, deliver func(fl.ClientID, []byte, error)) error {
+	if s.cfg.SecureSum == nil {
+		return fmt.Errorf("exchange in round %d, but the simulation has no secure-sum protocol", round)
+	}
 	s.mu.Lock()
 	if s.sumRound != round || s.sumClients == nil {
-		s.mu.Unlock()
-		return fmt.Errorf("exchange for round %d, but the clients hold inputs of round %d", round, s.sumRound)
+		// A round without a fit stage of its own (the setup, round 0).
+		s.sumRound, s.sumClients = round, make(map[fl.ClientID]fl.SumClient)
+	}
+	// Clients addressed without an input of their own this round (committee members not
+	// sampled, setup participants) get an empty-input half.
+	for id := range msgs {
+		if _, ok := s.sumClients[id]; !ok {
+			c, err := s.cfg.SecureSum.NewClient(round, id, fl.SumInput{})
+			if err != nil {
+				s.mu.Unlock()
+				return fmt.Errorf("client %d protocol half: %w", id, err)
+			}
+			s.sumClients[id] = c
+		}
 	}
 	clients := s.sumClients
 	s.mu.Unlock()
