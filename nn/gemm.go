@@ -129,3 +129,38 @@ func gemmNTGo(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float
 		}
 	}
 }
+
+// ntScratch is the scratch gemmNTWide needs: Aᵀ (k×m) and Cᵀ (n×m).
+func ntScratch(m, n, k int) int { return m * (k + n) }
+
+// gemmNTWide computes C(m×n) (+)= A(m×k)·B(n×k)ᵀ as Cᵀ = B·Aᵀ, so that the long dimension n
+// runs down the rows of the register-tiled kernel and the short one (m, a batch) across its
+// columns; only the two small batch-sized matrices are transposed. With the assembly kernels this
+// beats the dot-product form once m fills a useful part of a vector; it falls back to gemmNT for
+// thinner batches or without them. scratch must hold ntScratch(m, n, k) values.
+func gemmNTWide(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool, scratch []float32) {
+	if !useAsm || m < 4 || k == 0 || n == 0 {
+		gemmNT(m, n, k, a, lda, b, ldb, c, ldc, acc)
+		return
+	}
+	at, ct := scratch[:k*m], scratch[k*m:k*m+n*m]
+	for i := 0; i < m; i++ {
+		row := a[i*lda : i*lda+k]
+		for p, v := range row {
+			at[p*m+i] = v
+		}
+	}
+	gemm(n, m, k, b, ldb, 1, at, m, ct, m, false)
+	for i := 0; i < m; i++ {
+		ci := c[i*ldc : i*ldc+n]
+		if acc {
+			for j := range ci {
+				ci[j] += ct[j*m+i]
+			}
+		} else {
+			for j := range ci {
+				ci[j] = ct[j*m+i]
+			}
+		}
+	}
+}

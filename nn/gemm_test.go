@@ -105,8 +105,11 @@ func TestGemmNT(t *testing.T) {
 						}
 					}
 				}
+				c2 := append([]float32(nil), c...)
 				gemmNT(m, n, k, a, lda, b, ldb, c, ldc, acc)
 				checkClose(t, "gemmNT", s, false, acc, c, want, k)
+				gemmNTWide(m, n, k, a, lda, b, ldb, c2, ldc, acc, make([]float32, ntScratch(m, n, k)))
+				checkClose(t, "gemmNTWide", s, false, acc, c2, want, k)
 			}
 		}
 	})

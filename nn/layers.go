@@ -40,6 +40,7 @@ type dense struct {
 	gain    float64
 	w, b    []float32
 	gw, gb  []float32
+	scratch []float32 // for the input gradient (gemmNTWide)
 }
 
 func newDense(in, out int, reluFollows bool) *dense {
@@ -61,7 +62,11 @@ func (d *dense) initParams(rng *rand.Rand) {
 	heNormal(d.w, d.in, d.gain, rng)
 	clear(d.b)
 }
-func (d *dense) reserve(int)         {}
+func (d *dense) reserve(batch int) {
+	if n := ntScratch(batch, d.in, d.out); len(d.scratch) < n {
+		d.scratch = make([]float32, n)
+	}
+}
 func (d *dense) cloneUnbound() layer { return &dense{in: d.in, out: d.out, gain: d.gain} }
 
 func (d *dense) forward(in, out []float32, batch int) {
@@ -73,7 +78,7 @@ func (d *dense) forward(in, out []float32, batch int) {
 
 func (d *dense) backward(in, out, dOut, dIn []float32, batch int, step *sgdInPlace) {
 	if dIn != nil { // first, while W is unchanged
-		gemmNT(batch, d.in, d.out, dOut, d.out, d.w, d.out, dIn, d.in, false)
+		gemmNTWide(batch, d.in, d.out, dOut, d.out, d.w, d.out, dIn, d.in, false, d.scratch)
 	}
 	gw, gb := d.gw, d.gb
 	if step != nil {
