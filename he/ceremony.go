@@ -194,10 +194,11 @@ func (m *CeremonyMember) HandleDirectory(d *Directory) ([]*SealedShare, error) {
 		if err != nil {
 			return nil, fmt.Errorf("he: exchange key of member %d: %w", to, err)
 		}
-		plain, err := share.Q.MarshalBinary()
-		if err != nil {
-			return nil, fmt.Errorf("he: marshal share: %w", err)
+		enc := &encoder{}
+		if err := enc.poly(share.Q); err != nil {
+			return nil, err
 		}
+		plain := enc.b
 		box, err := seal(c.ID, m.self, to, m.exchange, pub, plain, m.random)
 		if err != nil {
 			return nil, err
@@ -245,9 +246,7 @@ func (m *CeremonyMember) HandleSealedShares(shares []*SealedShare) (*KeyMaterial
 			return nil, fmt.Errorf("he: share from member %d: %w", s.From, err)
 		}
 		var sh multiparty.ShamirSecretShare
-		if err := sh.Q.UnmarshalBinary(plain); err != nil {
-			return nil, fmt.Errorf("he: share from member %d: %w", s.From, err)
-		}
+		readPoly(p, plain, &sh.Q)
 		if err := thr.AggregateShares(agg, sh, &agg); err != nil {
 			return nil, fmt.Errorf("he: aggregating share from member %d: %w", s.From, err)
 		}

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+
+	"github.com/tuneinsight/lattigo/v6/ring"
 )
 
 // allMessages runs a small ceremony and round and returns one encoding of every
@@ -300,5 +302,34 @@ func TestBadParametersRejected(t *testing.T) {
 	p := DefaultParams()
 	if p.SecurityBits() < 128 {
 		t.Fatalf("default parameters give %d bits", p.SecurityBits())
+	}
+}
+
+// TestPolyFormatMatchesLattigo pins the hand-written polynomial codec to Lattigo's
+// Poly.MarshalBinary / UnmarshalBinary.
+func TestPolyFormatMatchesLattigo(t *testing.T) {
+	p := testParams(t)
+	pol := p.rlwe.RingQ().NewPoly()
+	rng := newRNG(11)
+	for j, q := range p.moduli {
+		for i := range pol.Coeffs[j] {
+			pol.Coeffs[j][i] = rng.Uint64N(q)
+		}
+	}
+	want, err := pol.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &encoder{}
+	if err := e.poly(pol); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(e.b, want) {
+		t.Fatal("encoding differs from Lattigo's MarshalBinary")
+	}
+	var back ring.Poly
+	readPoly(p, want, &back)
+	if !back.Equal(&pol) {
+		t.Fatal("decoding Lattigo's encoding gives another polynomial")
 	}
 }

@@ -105,8 +105,7 @@ func FuzzAggregatorAddEncoded(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		before := a.sum[0][0].CopyNew()
-		if err := a.AddEncoded(b); err != nil && !a.sum[0][0].Equal(before) {
+		if err := a.AddEncoded(b); err != nil && !aggregateIsZero(a) {
 			t.Fatal("rejected upload changed the aggregate")
 		}
 	})
@@ -143,4 +142,19 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		write("header", b[:min(len(b), 64)])
 		write("truncated-half", b[:min(len(b), 512)/2])
 	}
+}
+
+func aggregateIsZero(a *Aggregator) bool {
+	for _, ct := range a.sum {
+		for _, pol := range ct {
+			for _, row := range pol.Coeffs {
+				for _, c := range row {
+					if c != 0 {
+						return false
+					}
+				}
+			}
+		}
+	}
+	return true
 }

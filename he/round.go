@@ -1,6 +1,7 @@
 package he
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -169,7 +170,6 @@ type Aggregator struct {
 	sum          [][2]ring.Poly
 	contributors []PartyID
 	seen         map[PartyID]bool
-	scratch      [2]ring.Poly
 	req          *DecryptRequest
 	shares       map[PartyID]*DecryptShare
 	result       *Aggregate
@@ -190,7 +190,6 @@ func NewAggregator(setup *PublicSetup, round uint64, dim int) (*Aggregator, erro
 	for k := range a.sum {
 		a.sum[k] = [2]ring.Poly{rq.NewPoly(), rq.NewPoly()}
 	}
-	a.scratch = [2]ring.Poly{rq.NewPoly(), rq.NewPoly()}
 	return a, nil
 }
 
@@ -259,24 +258,77 @@ func (a *Aggregator) AddEncoded(b []byte) error {
 	if want := d.off + nct*2*a.p.polyBytes(); want != len(b) {
 		return malformed("upload from %d is %d bytes, want %d", from, len(b), want)
 	}
-	start := d.off
-	for k := 0; k < 2*nct; k++ { // validate everything first: a bad upload must not touch the sum
-		if err := checkPoly(a.p, d.take(a.p.polyBytes(), "ciphertext")); err != nil {
-			return malformed("upload from %d, ciphertext %d: %v", from, k/2, err)
-		}
-	}
-	d.off = start
-	rq := a.p.rlwe.RingQ()
-	for k := 0; k < nct; k++ {
-		for h := 0; h < 2; h++ {
-			if err := a.scratch[h].UnmarshalBinary(d.take(a.p.polyBytes(), "ciphertext")); err != nil {
-				return malformed("upload from %d: %v", from, err)
+	body := b[d.off:]
+	pb := a.p.polyBytes()
+	// Validate while adding, in one pass; on the first bad coefficient, subtract what
+	// was already added, so a rejected upload leaves the aggregate unchanged.
+	for k := 0; k < 2*nct; k++ {
+		raw := body[k*pb : (k+1)*pb]
+		dst := a.sum[k/2][k%2]
+		if done, err := addPolyChecked(a.p, raw, dst); err != nil {
+			subPolyBytes(a.p, raw, dst, done)
+			for kk := 0; kk < k; kk++ {
+				subPolyBytes(a.p, body[kk*pb:(kk+1)*pb], a.sum[kk/2][kk%2], len(a.p.moduli)*a.p.N())
 			}
-			rq.Add(a.sum[k][h], a.scratch[h], a.sum[k][h])
+			return malformed("upload from %d, ciphertext %d: %v", from, k/2, err)
 		}
 	}
 	a.accept(from)
 	return nil
+}
+
+// addPolyChecked adds the polynomial encoded in raw (Lattigo's format, length already
+// checked) into dst, checking the header and that every coefficient is reduced. It
+// returns how many coefficients (row-major) were added before an error.
+func addPolyChecked(p *Params, raw []byte, dst ring.Poly) (int, error) {
+	L, n := len(p.moduli), p.N()
+	if rows := binary.LittleEndian.Uint64(raw); rows != uint64(L) {
+		return 0, fmt.Errorf("polynomial has %d moduli, want %d", rows, L)
+	}
+	off := 8
+	for j, q := range p.moduli {
+		if got := binary.LittleEndian.Uint64(raw[off:]); got != uint64(n) {
+			return j * n, fmt.Errorf("polynomial row %d has %d coefficients, want %d", j, got, n)
+		}
+		off += 8
+		row := dst.Coeffs[j][:n]
+		src := raw[off : off+8*n]
+		src = src[:8*len(row)] // lets the compiler drop the bounds checks below
+		for i := range row {
+			v := binary.LittleEndian.Uint64(src[8*i : 8*i+8])
+			if v >= q {
+				return j*n + i, fmt.Errorf("coefficient %d of row %d not reduced modulo %d", i, j, q)
+			}
+			c := row[i] + v
+			if c >= q {
+				c -= q
+			}
+			row[i] = c
+		}
+		off += 8 * n
+	}
+	return L * n, nil
+}
+
+// subPolyBytes subtracts the first count coefficients (row-major) of a polynomial
+// encoding from dst: the undo of addPolyChecked.
+func subPolyBytes(p *Params, raw []byte, dst ring.Poly, count int) {
+	n := p.N()
+	off := 8
+	for j, q := range p.moduli {
+		off += 8
+		src := raw[off : off+8*n]
+		row := dst.Coeffs[j]
+		for i := 0; i < n && j*n+i < count; i++ {
+			v := binary.LittleEndian.Uint64(src[8*i:])
+			c := row[i] + q - v
+			if c >= q {
+				c -= q
+			}
+			row[i] = c
+		}
+		off += 8 * n
+	}
 }
 
 // Contributors returns the parties whose upload was added, in arrival order.
@@ -406,8 +458,6 @@ type Decryptor struct {
 	km       *KeyMaterial
 	p        *Params
 	combiner multiparty.Combiner
-	ks       multiparty.KeySwitchProtocol
-	zero     *rlwe.SecretKey
 	served   map[uint64]int
 }
 
@@ -426,17 +476,9 @@ func NewDecryptor(km *KeyMaterial) (*Decryptor, error) {
 	for j := range c.Committee {
 		points[j] = shamirPoint(j)
 	}
-	// Lattigo's own flooding is left at zero (its sampler is float64-bound); the
-	// smudger adds σ = 2^LogSmudging on top of the σ = 3.2 fresh noise.
-	ks, err := multiparty.NewKeySwitchProtocol(p.rlwe, ring.DiscreteGaussian{Sigma: 0, Bound: 0})
-	if err != nil {
-		return nil, fmt.Errorf("he: key switch protocol: %w", err)
-	}
 	return &Decryptor{
 		km: km, p: p,
 		combiner: multiparty.NewCombiner(p.rlwe, shamirPoint(idx), points, c.Threshold),
-		ks:       ks,
-		zero:     rlwe.NewSecretKey(p.rlwe),
 		served:   make(map[uint64]int),
 	}, nil
 }
@@ -491,17 +533,20 @@ func (d *Decryptor) Share(req *DecryptRequest) (*DecryptShare, error) {
 		return nil, err
 	}
 	d.served[req.Round]++
+	// The collective key switch to the zero key (Mouchet et al. 2021, CKS): member i
+	// sends h_i = c1·s'_i + e_i, so that c0 + Σ h_i = m + e_ct + Σ e_i. This is what
+	// Lattigo's KeySwitchProtocol.GenShare computes with skOut = 0, without its
+	// float64-bound Gaussian sampler: e_i comes from the smudger alone, whose
+	// σ = 2^LogSmudging dwarfs the σ = 3.2 that GenShare would add.
 	rq := p.rlwe.RingQ()
 	out := &DecryptShare{Ceremony: c.ID, Round: req.Round, From: d.km.Self, Shares: make([]ring.Poly, len(req.C1))}
-	ct := rlwe.NewCiphertext(p.rlwe, 1, p.rlwe.MaxLevel())
-	ct.IsNTT = false
 	for k := range req.C1 {
-		ct.Value[1] = req.C1[k]
-		share := d.ks.AllocateShare(p.rlwe.MaxLevel())
-		d.ks.GenShare(additive, d.zero, ct, &share)
-		rq.Reduce(share.Value, share.Value) // GenShare leaves lazily reduced values
-		sm.addTo(share.Value)
-		out.Shares[k] = share.Value
+		share := rq.NewPoly()
+		rq.NTT(req.C1[k], share)
+		rq.MulCoeffsMontgomery(share, additive.Value.Q, share)
+		rq.INTT(share, share)
+		sm.addTo(share)
+		out.Shares[k] = share
 	}
 	return out, nil
 }

@@ -60,16 +60,23 @@ func (s *smudger) addTo(pol ring.Poly) {
 			hi = -hi
 		}
 		for j, q := range p.moduli {
-			var r uint64
+			r := uint64(hi)
+			if r >= q { // only for primes below 2^53
+				r %= q
+			}
 			if s.hiShift > 0 {
-				r = ring.BRed(uint64(hi)%q, p.pow2Mod[j][s.hiShift], q, p.bredConst[j])
-			} else {
-				r = uint64(hi) % q
+				r = ring.BRed(r, p.pow2Mod[j][s.hiShift], q, p.bredConst[j])
 			}
 			if negHi && r != 0 {
 				r = q - r
 			}
-			r += reduceSigned(low, q)
+			if low >= 0 && uint64(low) < q {
+				r += uint64(low)
+			} else if low < 0 && uint64(-low) < q {
+				r += q - uint64(-low)
+			} else {
+				r += reduceSigned(low, q)
+			}
 			if r >= q {
 				r -= q
 			}

@@ -3,6 +3,7 @@ package he
 import (
 	"crypto/ecdh"
 	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -403,5 +404,33 @@ func TestEncryptRejectsBadInput(t *testing.T) {
 	up.Ciphertexts[0][1].Coeffs[0][0] = f.p.moduli[0] // unreduced coefficient
 	if err := a.Add(up); err == nil {
 		t.Error("aggregator accepted an unreduced coefficient")
+	}
+}
+
+func TestRejectedUploadLeavesAggregateUnchanged(t *testing.T) {
+	f := newFixture(t, 2, 2, 3, 2*4096+5) // three ciphertexts per upload
+	a := f.aggregator(t)
+	before := make([][2]ring.Poly, len(a.sum))
+	for k := range a.sum {
+		before[k] = [2]ring.Poly{*a.sum[k][0].CopyNew(), *a.sum[k][1].CopyNew()}
+	}
+	bad := relabel(nil, f.uploads[0], 99)
+	// Corrupt the last coefficient of the last polynomial: everything before it is
+	// added first and must be rolled back.
+	binary.LittleEndian.PutUint64(bad[len(bad)-8:], f.p.moduli[len(f.p.moduli)-1])
+	if err := a.AddEncoded(bad); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("corrupted upload: %v", err)
+	}
+	for k := range a.sum {
+		if !a.sum[k][0].Equal(&before[k][0]) || !a.sum[k][1].Equal(&before[k][1]) {
+			t.Fatalf("ciphertext %d of the aggregate changed", k)
+		}
+	}
+	if len(a.Contributors()) != 3 {
+		t.Fatal("rejected upload counted as a contribution")
+	}
+	// The same sender may retry with a valid upload.
+	if err := a.AddEncoded(relabel(nil, f.uploads[0], 99)); err != nil {
+		t.Fatal(err)
 	}
 }

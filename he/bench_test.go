@@ -1,0 +1,322 @@
+package he
+
+import (
+	crand "crypto/rand"
+	"encoding/binary"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tuneinsight/lattigo/v6/core/rlwe"
+	"github.com/tuneinsight/lattigo/v6/multiparty"
+	"github.com/tuneinsight/lattigo/v6/ring"
+)
+
+// cpuTime is the process's user+system CPU time: on a shared machine it measures the
+// work done rather than the wait for a core.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measureCPU wraps a benchmark body and reports cpu-ns/op next to ns/op.
+func measureCPU(body func(b *testing.B)) func(b *testing.B) {
+	return func(b *testing.B) {
+		start := cpuTime()
+		body(b)
+		b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+	}
+}
+
+// dim2NN is the parameter count of the 2NN MNIST model (784-200-200-10).
+const dim2NN = 199210
+
+type benchFixture struct {
+	p       *Params
+	setup   *PublicSetup
+	keys    map[PartyID]*KeyMaterial
+	update  []float32
+	uploads [][]byte // 8 distinct encrypted uploads of the 2NN update
+}
+
+var (
+	benchOnce sync.Once
+	benchFix  *benchFixture
+)
+
+func bench2NN(b *testing.B) *benchFixture {
+	benchOnce.Do(func() {
+		p := DefaultParams()
+		committee := committeeIDs(5)
+		setup, keys, err := RunCeremony(p, committee, 3, crand.Reader)
+		if err != nil {
+			b.Fatal(err)
+		}
+		f := &benchFixture{p: p, setup: setup, keys: keys, update: make([]float32, dim2NN)}
+		rng := newRNG(1)
+		for i := range f.update {
+			f.update[i] = float32(rng.Float64()*2 - 1)
+		}
+		enc, _ := NewEncryptor(setup)
+		for c := 0; c < 8; c++ {
+			up, err := enc.Encrypt(1, PartyID(c+1), f.update, float64(c+1))
+			if err != nil {
+				b.Fatal(err)
+			}
+			bs, _ := up.MarshalBinary()
+			f.uploads = append(f.uploads, bs)
+		}
+		benchFix = f
+	})
+	return benchFix
+}
+
+// overhead runs ours and raw alternately in every iteration, so both see the same
+// machine load, and reports their CPU time per operation and the relative overhead.
+func overhead(b *testing.B, ours, raw func()) {
+	var oursCPU, rawCPU time.Duration
+	for b.Loop() {
+		t0 := cpuTime()
+		ours()
+		t1 := cpuTime()
+		raw()
+		t2 := cpuTime()
+		oursCPU += t1 - t0
+		rawCPU += t2 - t1
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(oursCPU.Microseconds())/1e3/n, "he-cpu-ms/op")
+	b.ReportMetric(float64(rawCPU.Microseconds())/1e3/n, "raw-cpu-ms/op")
+	b.ReportMetric(100*(float64(oursCPU)/float64(rawCPU)-1), "overhead-%")
+}
+
+// BenchmarkEncryptOverhead2NN: a client's Encrypt + MarshalBinary of the 2NN update (one
+// goroutine) against the raw Lattigo operations on the same 25 ciphertexts: Encryptor.
+// Encrypt of a ready plaintext and Poly.MarshalBinary of both halves.
+func BenchmarkEncryptOverhead2NN(b *testing.B) {
+	f := bench2NN(b)
+	p := f.p
+	nct := p.CiphertextsFor(dim2NN)
+	enc, _ := NewEncryptor(f.setup)
+	enc.SetWorkers(1)
+	rawEnc := rlwe.NewEncryptor(p.rlwe, f.setup.PublicKey)
+	pt := rlwe.NewPlaintext(p.rlwe, p.rlwe.MaxLevel())
+	pt.IsNTT = false
+	for i := 0; i < p.N(); i++ {
+		p.encodeValue(float64(f.update[i]), pt.Value.Coeffs, i)
+	}
+	overhead(b, func() {
+		up, err := enc.Encrypt(1, 1, f.update, 3)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := up.MarshalBinary(); err != nil {
+			b.Fatal(err)
+		}
+	}, func() {
+		for k := 0; k < nct; k++ {
+			ct := rlwe.NewCiphertext(p.rlwe, 1, p.rlwe.MaxLevel())
+			if err := rawEnc.Encrypt(pt, ct); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ct.Value[0].MarshalBinary(); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ct.Value[1].MarshalBinary(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkClientEncrypt2NN is the client's wall-clock time to encrypt and encode the
+// 2NN update, on one goroutine and with the default GOMAXPROCS workers.
+func BenchmarkClientEncrypt2NN(b *testing.B) {
+	f := bench2NN(b)
+	for _, workers := range []int{1, 0} {
+		name := "serial"
+		if workers == 0 {
+			name = "parallel"
+		}
+		b.Run(name, measureCPU(func(b *testing.B) {
+			enc, _ := NewEncryptor(f.setup)
+			if workers > 0 {
+				enc.SetWorkers(workers)
+			}
+			for b.Loop() {
+				up, err := enc.Encrypt(1, 1, f.update, 3)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := up.MarshalBinary(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}))
+	}
+}
+
+// relabelled copies encoded uploads so their sender field can be rewritten in place.
+func relabelled(uploads [][]byte) [][]byte {
+	out := make([][]byte, len(uploads))
+	for i, u := range uploads {
+		out[i] = append([]byte(nil), u...)
+	}
+	return out
+}
+
+// setSender rewrites the sender field of an encoded upload.
+func setSender(b []byte, id PartyID) { binary.BigEndian.PutUint64(b[6+16+8:], uint64(id)) }
+
+// relabel returns upload bytes with the sender field set to id.
+func relabel(dst, src []byte, id PartyID) []byte {
+	dst = append(dst[:0], src...)
+	binary.BigEndian.PutUint64(dst[6+16+8:], uint64(id))
+	return dst
+}
+
+// BenchmarkAggregateOverhead2NN: the server's AddEncoded of one 2NN upload (validate,
+// decode, add) against the raw Lattigo operations on the same bytes: Poly.UnmarshalBinary
+// and ring Add of the 2·25 polynomials.
+func BenchmarkAggregateOverhead2NN(b *testing.B) {
+	f := bench2NN(b)
+	p := f.p
+	rq := p.rlwe.RingQ()
+	nct := p.CiphertextsFor(dim2NN)
+	sum := newPolys(p, 2*nct)
+	scratch := rq.NewPoly()
+	pb := p.polyBytes()
+	a, _ := NewAggregator(f.setup, 1, dim2NN)
+	bufs := relabelled(f.uploads)
+	id := PartyID(0)
+	overhead(b, func() {
+		id++
+		buf := bufs[int(id)%len(bufs)]
+		setSender(buf, id)
+		if err := a.AddEncoded(buf); err != nil {
+			b.Fatal(err)
+		}
+	}, func() {
+		src := f.uploads[int(id)%len(f.uploads)]
+		off := len(src) - 2*nct*pb
+		for k := 0; k < 2*nct; k++ {
+			if err := scratch.UnmarshalBinary(src[off+k*pb : off+(k+1)*pb]); err != nil {
+				b.Fatal(err)
+			}
+			rq.Add(sum[k], scratch, sum[k])
+		}
+	})
+}
+
+// BenchmarkServerAggregate1000x2NN: the server's whole aggregation of 1,000 encoded 2NN
+// uploads (8 distinct encryptions, relabelled with distinct senders).
+func BenchmarkServerAggregate1000x2NN(b *testing.B) {
+	f := bench2NN(b)
+	bufs := relabelled(f.uploads)
+	measureCPU(func(b *testing.B) {
+		for b.Loop() {
+			a, _ := NewAggregator(f.setup, 1, dim2NN)
+			for c := 1; c <= 1000; c++ {
+				buf := bufs[c%len(bufs)]
+				setSender(buf, PartyID(c))
+				if err := a.AddEncoded(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})(b)
+}
+
+// BenchmarkDecryptOverhead2NN: one threshold decryption of a 2NN aggregate with t = 3 of
+// K = 5 — each active member's Share (Combiner, key switch, smudging), the wire round
+// trip of request and shares, Finish with decoding — against the raw Lattigo operations
+// for the same protocol: MarshalBinary/UnmarshalBinary of the request and the shares,
+// GenAdditiveShare, KeySwitchProtocol.GenShare with Lattigo's own flooding (σ = 2^49,
+// its float64 sampler's limit) and ring Add of the shares.
+func BenchmarkDecryptOverhead2NN(b *testing.B) {
+	f := bench2NN(b)
+	p := f.p
+	committee := f.setup.Ceremony.Committee
+	active := committee[:3]
+	up, _ := DecodeUpload(p, f.uploads[0])
+	points := []multiparty.ShamirPublicPoint{1, 2, 3, 4, 5}
+	ks, _ := multiparty.NewKeySwitchProtocol(p.rlwe, ring.DiscreteGaussian{Sigma: 1 << 49, Bound: 6 * (1 << 49)})
+	rq := p.rlwe.RingQ()
+	zero := rlwe.NewSecretKey(p.rlwe)
+	var a *Aggregator
+	prepare := func() {
+		a, _ = NewAggregator(f.setup, 1, dim2NN)
+		for c := 1; c <= 2; c++ {
+			if err := a.AddEncoded(relabel(nil, f.uploads[c], PartyID(c))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	prepare()
+	overhead(b, func() {
+		req, err := a.DecryptRequest(active)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rb, _ := req.MarshalBinary()
+		for _, id := range active {
+			r, err := DecodeDecryptRequest(p, rb)
+			if err != nil {
+				b.Fatal(err)
+			}
+			d, _ := NewDecryptor(f.keys[id])
+			s, err := d.Share(r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sb, _ := s.MarshalBinary()
+			s2, err := DecodeDecryptShare(p, sb)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := a.AddShare(s2); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := a.Finish(); err != nil {
+			b.Fatal(err)
+		}
+	}, func() {
+		// The request: c1 of every ciphertext, serialised once, decoded by each member.
+		var req [][]byte
+		for k := range up.Ciphertexts {
+			rb, _ := up.Ciphertexts[k][1].MarshalBinary()
+			req = append(req, rb)
+		}
+		acc := newPolys(p, len(up.Ciphertexts))
+		for j := range active {
+			cmb := multiparty.NewCombiner(p.rlwe, points[j], points, 3)
+			sk := rlwe.NewSecretKey(p.rlwe)
+			if err := cmb.GenAdditiveShare(points[:3], points[j], f.keys[active[j]].share, sk); err != nil {
+				b.Fatal(err)
+			}
+			ct := rlwe.NewCiphertext(p.rlwe, 1, p.rlwe.MaxLevel())
+			ct.IsNTT = false
+			for k := range req {
+				if err := ct.Value[1].UnmarshalBinary(req[k]); err != nil {
+					b.Fatal(err)
+				}
+				share := ks.AllocateShare(p.rlwe.MaxLevel())
+				ks.GenShare(sk, zero, ct, &share)
+				sb, _ := share.MarshalBinary()
+				var back multiparty.KeySwitchShare
+				if err := back.UnmarshalBinary(sb); err != nil {
+					b.Fatal(err)
+				}
+				rq.Add(acc[k], back.Value, acc[k])
+			}
+		}
+		b.StopTimer()
+		prepare()
+		b.StartTimer()
+	})
+}
