@@ -76,6 +76,15 @@ const noiseChunk = 2048
 // Add64 writes the noised x into dst (dst[i] = γ·(round(x[i]/γ) + K_i) as float32). x holds a
 // float64 aggregate, e.g. the engine's weighted sum. dst and x must both have length Dim().
 func (g *GaussianNoise) Add64(dst []float32, x []float64, src *Source) error {
+	return g.AddScaled64(dst, x, 1, src)
+}
+
+// AddScaled64 is Add64 followed by multiplication by scale (post-processing of the lattice
+// point, so it costs no privacy): dst[i] = scale·γ·(round(x[i]/γ) + K_i).
+func (g *GaussianNoise) AddScaled64(dst []float32, x []float64, scale float64, src *Source) error {
+	if math.IsNaN(scale) || math.IsInf(scale, 0) {
+		return fmt.Errorf("privacy: add noise: scale %v: %w", scale, ErrNonFinite)
+	}
 	if len(x) != g.dim || len(dst) != g.dim {
 		return fmt.Errorf("%w: noise calibrated for %d coordinates, got input %d and output %d", errDim, g.dim, len(x), len(dst))
 	}
@@ -90,8 +99,9 @@ func (g *GaussianNoise) Add64(dst []float32, x []float64, src *Source) error {
 			}
 		}
 		fillDiscreteGaussian(k[:n], src)
+		out := g.step * scale
 		for i, v := range xs {
-			ds[i] = float32(float64(roundHalfEven(v*g.invStep)+k[i]) * g.step)
+			ds[i] = float32(float64(roundHalfEven(v*g.invStep)+k[i]) * out)
 		}
 	}
 	return nil
