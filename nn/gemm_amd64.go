@@ -343,3 +343,6 @@ func reluAVX(n int, x, y *float32)
 
 //go:noescape
 func reluBackAVX(n int, out, dOut, dIn *float32)
+
+//go:noescape
+func maxPoolRowAVX(ow, c int, x *float32, rowStride int, out *float32, arg *int32, base int)

@@ -58,3 +58,20 @@ func reluBackAVX(n int, out, dOut, dIn *float32) {
 		}
 	}
 }
+
+func maxPoolRowAVX(ow, c int, x *float32, rowStride int, out *float32, arg *int32, base int) {
+	xs := unsafe.Slice(x, rowStride+2*ow*c)
+	os, as := unsafe.Slice(out, ow*c), unsafe.Slice(arg, ow*c)
+	for ox := 0; ox < ow; ox++ {
+		for ch := 0; ch < c; ch++ {
+			i := 2*ox*c + ch
+			best, bi := xs[i], i
+			for _, j := range [3]int{i + c, i + rowStride, i + rowStride + c} {
+				if xs[j] > best {
+					best, bi = xs[j], j
+				}
+			}
+			os[ox*c+ch], as[ox*c+ch] = best, int32(base+bi)
+		}
+	}
+}

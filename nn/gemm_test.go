@@ -166,3 +166,45 @@ func TestVectorOps(t *testing.T) {
 		}
 	})
 }
+
+func TestMaxPool(t *testing.T) {
+	in := Shape{16, 5, 7} // odd height and width: the last row and column are dropped
+	rng := rand.New(rand.NewPCG(7, 7))
+	x := make([]float32, 3*in.Size())
+	for i := range x {
+		x[i] = float32(rng.IntN(4)) // many ties: the first maximum must win on every path
+	}
+	x[5] = float32(math.NaN())
+	ref := &maxPool2{in: in}
+	ref.reserve(3)
+	wantOut := make([]float32, 3*ref.outShape().Size())
+	saved := useAsm
+	useAsm = false
+	ref.forward(x, wantOut, 3)
+	useAsm = saved
+	kernels(t, func(t *testing.T) {
+		p := &maxPool2{in: in}
+		p.reserve(3)
+		out := make([]float32, len(wantOut))
+		p.forward(x, out, 3)
+		for i := range out {
+			if out[i] != wantOut[i] && !(out[i] != out[i] && wantOut[i] != wantOut[i]) || p.arg[i] != ref.arg[i] {
+				t.Fatalf("output %d: %v (from %d), want %v (from %d)", i, out[i], p.arg[i], wantOut[i], ref.arg[i])
+			}
+		}
+	})
+	// The Go reference itself: output 0 of channel 0 takes the first of the tied maxima.
+	o := ref.outShape()
+	for ch := 0; ch < in.C; ch++ {
+		cands := []int{ch, in.C + ch, in.W*in.C + ch, in.W*in.C + in.C + ch}
+		best := cands[0]
+		for _, c := range cands[1:] {
+			if x[c] > x[best] {
+				best = c
+			}
+		}
+		if int(ref.arg[ch]) != best || o.H != 2 || o.W != 3 {
+			t.Fatalf("channel %d: arg %d, want %d", ch, ref.arg[ch], best)
+		}
+	}
+}

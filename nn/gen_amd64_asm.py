@@ -253,4 +253,79 @@ vecloop("reluBackAVX", "(n int, out, dOut, dIn *float32)", "$0-32",
     lambda u, o: f"\tVMOVUPS {o}(SI)(AX*1), Y{u}\n\tVCMPPS $0x1E, Y15, Y{u}, Y{u}\n\tVANDPS {o}(DX)(AX*1), Y{u}, Y{u}\n\tVMOVUPS Y{u}, {o}(DI)(AX*1)",
     "dIn[i] = dOut[i] where out[i] > 0, else 0, for i < n.")
 
+# 2×2 max-pooling of one output row over HWC data, channels a positive multiple of 8. For each
+# output pixel and group of 8 channels: the four candidates, compared in the order top-left,
+# top-right, bottom-left, bottom-right with a strict greater-than (first maximum wins, NaN never
+# wins), blending both the value and its index within the example.
+w("""
+// func maxPoolRowAVX(ow, c int, x *float32, rowStride int, out *float32, arg *int32, base int)
+// For ox < ow, ch < c: out[ox*c+ch] = max of x at (2ox, ch), (2ox+1, ch) in this row and the row
+// rowStride floats below; arg gets base + the offset of the winner from x.
+TEXT ·maxPoolRowAVX(SB), NOSPLIT, $0-56
+	MOVQ ow+0(FP), BX
+	MOVQ c+8(FP), R11
+	MOVQ x+16(FP), SI
+	MOVQ rowStride+24(FP), R9
+	MOVQ out+32(FP), DI
+	MOVQ arg+40(FP), DX
+	MOVQ base+48(FP), AX
+	MOVQ R11, R8
+	SHLQ $2, R8
+	SHLQ $2, R9
+	LEAQ (R8)(R9*1), R10
+	VMOVDQU lanes<>(SB), Y15 // 0, 1, …, 7: the lane offsets of the indices
+	MOVQ R11, R12
+	VMOVD R12, X14
+	VPBROADCASTD X14, Y14
+	MOVQ rowStride+24(FP), R12
+	VMOVD R12, X13
+	VPBROADCASTD X13, Y13
+pixel:
+	MOVQ R11, CX
+chan:
+	VMOVD AX, X12
+	VPBROADCASTD X12, Y12
+	VPADDD Y15, Y12, Y12
+	VPADDD Y14, Y12, Y11
+	VPADDD Y13, Y12, Y10
+	VPADDD Y14, Y10, Y9
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(R8*1), Y1
+	VCMPPS $0x1E, Y0, Y1, Y2
+	VBLENDVPS Y2, Y1, Y0, Y0
+	VBLENDVPS Y2, Y11, Y12, Y12
+	VMOVUPS (SI)(R9*1), Y1
+	VCMPPS $0x1E, Y0, Y1, Y2
+	VBLENDVPS Y2, Y1, Y0, Y0
+	VBLENDVPS Y2, Y10, Y12, Y12
+	VMOVUPS (SI)(R10*1), Y1
+	VCMPPS $0x1E, Y0, Y1, Y2
+	VBLENDVPS Y2, Y1, Y0, Y0
+	VBLENDVPS Y2, Y9, Y12, Y12
+	VMOVUPS Y0, (DI)
+	VMOVDQU Y12, (DX)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $32, DX
+	ADDQ $8, AX
+	SUBQ $8, CX
+	JNZ chan
+	ADDQ R8, SI
+	ADDQ R11, AX
+	DECQ BX
+	JNZ pixel
+	VZEROUPPER
+	RET
+
+DATA lanes<>+0(SB)/4, $0
+DATA lanes<>+4(SB)/4, $1
+DATA lanes<>+8(SB)/4, $2
+DATA lanes<>+12(SB)/4, $3
+DATA lanes<>+16(SB)/4, $4
+DATA lanes<>+20(SB)/4, $5
+DATA lanes<>+24(SB)/4, $6
+DATA lanes<>+28(SB)/4, $7
+GLOBL lanes<>(SB), RODATA|NOPTR, $32
+""")
+
 open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "gemm_amd64.s"), "w").write("\n".join(out) + "\n")

@@ -168,6 +168,14 @@ func (p *maxPool2) forward(in, out []float32, batch int) {
 		x := in[e*inSize : (e+1)*inSize]
 		y := out[e*outSize : (e+1)*outSize]
 		arg := p.arg[e*outSize : (e+1)*outSize]
+		if useAsm && c%8 == 0 && o.W > 0 {
+			// Branch-free: which of the four candidates wins is random, a branch mispredicts.
+			for oy := 0; oy < o.H; oy++ {
+				base := 2 * oy * w * c
+				maxPoolRowAVX(o.W, c, &x[base], w*c, &y[oy*o.W*c], &arg[oy*o.W*c], base)
+			}
+			continue
+		}
 		for oy := 0; oy < o.H; oy++ {
 			for ox := 0; ox < o.W; ox++ {
 				i00 := ((2*oy)*w + 2*ox) * c
