@@ -499,6 +499,13 @@ func issueLeaf(caCert *x509.Certificate, caKey crypto.Signer, tmpl *x509.Certifi
 	return writeCert(certPath, der)
 }
 
+// CheckHosts reports whether every host is an IP address or a DNS name a server certificate
+// can be valid for (no ports, schemes or paths).
+func CheckHosts(hosts []string) error {
+	_, _, err := parseHosts(hosts)
+	return err
+}
+
 func parseHosts(hosts []string) (dnsNames []string, ips []net.IP, err error) {
 	for _, h := range hosts {
 		h = strings.TrimSpace(h)

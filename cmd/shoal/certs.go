@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"shoal/pki"
+)
+
+func init() {
+	register(command{words: "certs init", summary: "create a CA and a server certificate for mutual TLS", run: runCertsInit})
+	register(command{words: "certs client", summary: "issue a client certificate (the client's identity)", run: runCertsClient})
+	register(command{words: "certs revoke", summary: "revoke a client's certificate (the server refuses it at once)", run: runCertsRevoke})
+	register(command{words: "certs server", summary: "issue a new server certificate for other hosts, same CA", run: runCertsServer})
+}
+
+// certsFlags parses the flags shared by the certs subcommands; name and hosts are registered
+// only when the subcommand takes them.
+type certsFlags struct {
+	dir, name, hosts string
+	force, json      bool
+}
+
+func parseCertsFlags(words string, args []string, stderr io.Writer, withName, withHosts, withForce bool) (*certsFlags, error) {
+	f := &certsFlags{}
+	fs := flag.NewFlagSet(words, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.dir, "dir", "", "certificate directory (required)")
+	if withName {
+		fs.StringVar(&f.name, "name", "", "client name, 1-64 characters of [a-zA-Z0-9._-] (required)")
+	}
+	if withHosts {
+		fs.StringVar(&f.hosts, "hosts", strings.Join(pki.DefaultHosts, ","), "comma-separated DNS names and IP addresses the server certificate is valid for")
+	}
+	if withForce {
+		fs.BoolVar(&f.force, "force", false, "replace an existing CA (every certificate it issued stops working)")
+	}
+	fs.BoolVar(&f.json, "json", false, "write one JSON object to stdout")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageErrorf("%v", err)
+	}
+	if fs.NArg() != 0 {
+		return nil, usageErrorf("unexpected arguments %q", fs.Args())
+	}
+	if f.dir == "" {
+		return nil, usageErrorf("--dir is required")
+	}
+	if withName {
+		if f.name == "" {
+			return nil, usageErrorf("--name is required")
+		}
+		if err := pki.ValidName(f.name); err != nil {
+			return nil, usageErrorf("--name: %v", err)
+		}
+	}
+	if withHosts {
+		if err := pki.CheckHosts(f.hostList()); err != nil {
+			return nil, usageErrorf("--hosts: %v", err)
+		}
+	}
+	return f, nil
+}
+
+func (f *certsFlags) hostList() []string {
+	var hosts []string
+	for _, h := range strings.Split(f.hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	if len(hosts) == 0 {
+		return []string{""} // refused by CheckHosts: an explicit empty list is a mistake
+	}
+	return hosts
+}
+
+func certsWriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("write JSON: %w", err)
+	}
+	return nil
+}
+
+type certsInitJSON struct {
+	Dir        string   `json:"dir"`
+	CA         string   `json:"ca"`
+	CAKey      string   `json:"ca_key"`
+	ServerCert string   `json:"server_cert"`
+	ServerKey  string   `json:"server_key"`
+	Hosts      []string `json:"hosts"`
+}
+
+func runCertsInit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseCertsFlags("certs init", args, stderr, false, true, true)
+	if err != nil {
+		return err
+	}
+	hosts := f.hostList()
+	if err := pki.InitCA(f.dir, hosts, f.force); err != nil {
+		return err
+	}
+	out := certsInitJSON{
+		Dir: f.dir, CA: filepath.Join(f.dir, pki.CAFile), CAKey: filepath.Join(f.dir, pki.CAKeyFile),
+		ServerCert: filepath.Join(f.dir, pki.ServerFile), ServerKey: filepath.Join(f.dir, pki.ServerKeyFile), Hosts: hosts,
+	}
+	if f.json {
+		return certsWriteJSON(stdout, out)
+	}
+	fmt.Fprintf(stdout, "CA:                 %s (key %s: keep it private)\n", out.CA, out.CAKey)
+	fmt.Fprintf(stdout, "server certificate: %s (key %s) for %s\n", out.ServerCert, out.ServerKey, strings.Join(hosts, ", "))
+	fmt.Fprintf(stdout, "next: shoal certs client --dir %s --name NAME\n", f.dir)
+	return nil
+}
+
+func runCertsServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseCertsFlags("certs server", args, stderr, false, true, false)
+	if err != nil {
+		return err
+	}
+	hosts := f.hostList()
+	if err := pki.IssueServer(f.dir, hosts); err != nil {
+		return err
+	}
+	out := struct {
+		ServerCert string   `json:"server_cert"`
+		ServerKey  string   `json:"server_key"`
+		Hosts      []string `json:"hosts"`
+	}{filepath.Join(f.dir, pki.ServerFile), filepath.Join(f.dir, pki.ServerKeyFile), hosts}
+	if f.json {
+		return certsWriteJSON(stdout, out)
+	}
+	fmt.Fprintf(stdout, "server certificate: %s (key %s) for %s\n", out.ServerCert, out.ServerKey, strings.Join(hosts, ", "))
+	return nil
+}
+
+type certsClientJSON struct {
+	Name   string `json:"name"`
+	Cert   string `json:"cert"`
+	Key    string `json:"key"`
+	CA     string `json:"ca"`
+	Serial string `json:"serial"`
+}
+
+func runCertsClient(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseCertsFlags("certs client", args, stderr, true, false, false)
+	if err != nil {
+		return err
+	}
+	if err := pki.IssueClient(f.dir, f.name); err != nil {
+		return err
+	}
+	serial, err := pki.ClientSerial(f.dir, f.name)
+	if err != nil {
+		return err
+	}
+	out := certsClientJSON{
+		Name: f.name, Serial: serial, CA: filepath.Join(f.dir, pki.CAFile),
+		Cert: filepath.Join(f.dir, pki.ClientsDir, f.name+".pem"), Key: filepath.Join(f.dir, pki.ClientsDir, f.name+"-key.pem"),
+	}
+	if f.json {
+		return certsWriteJSON(stdout, out)
+	}
+	fmt.Fprintf(stdout, "client %q: %s (key %s), serial %s\n", f.name, out.Cert, out.Key, serial)
+	fmt.Fprintf(stdout, "give the client %s, %s and %s, in the same layout (ca.pem, clients/)\n", out.CA, out.Cert, out.Key)
+	return nil
+}
+
+func runCertsRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseCertsFlags("certs revoke", args, stderr, true, false, false)
+	if err != nil {
+		return err
+	}
+	if err := pki.Revoke(f.dir, f.name); err != nil {
+		return err
+	}
+	serial, err := pki.ClientSerial(f.dir, f.name)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Name        string `json:"name"`
+		Serial      string `json:"serial"`
+		RevokedFile string `json:"revoked_file"`
+	}{f.name, serial, filepath.Join(f.dir, pki.RevokedFile)}
+	if f.json {
+		return certsWriteJSON(stdout, out)
+	}
+	fmt.Fprintf(stdout, "revoked client %q (serial %s) in %s; a running server refuses it from its next handshake\n", f.name, serial, out.RevokedFile)
+	return nil
+}
