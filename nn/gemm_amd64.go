@@ -346,3 +346,6 @@ func reluBackAVX(n int, out, dOut, dIn *float32)
 
 //go:noescape
 func maxPoolRowAVX(ow, c int, x *float32, rowStride int, out *float32, arg *int32, base int)
+
+//go:noescape
+func anyNonFiniteAVX(n int, x *float32) bool

@@ -3060,3 +3060,46 @@ DATA lanes<>+24(SB)/4, $6
 DATA lanes<>+28(SB)/4, $7
 GLOBL lanes<>(SB), RODATA|NOPTR, $32
 
+
+// func anyNonFiniteAVX(n int, x *float32) bool
+// Reports whether x[0:n] holds a NaN or ±Inf; n is a positive multiple of 8.
+TEXT ·anyNonFiniteAVX(SB), NOSPLIT, $0-17
+	MOVQ n+0(FP), CX
+	MOVQ x+8(FP), SI
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+loop32:
+	CMPQ CX, $32
+	JLT loop8
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS 64(SI), Y2
+	VMOVUPS 96(SI), Y3
+	VSUBPS Y0, Y0, Y0
+	VSUBPS Y1, Y1, Y1
+	VSUBPS Y2, Y2, Y2
+	VSUBPS Y3, Y3, Y3
+	VORPS Y0, Y4, Y4
+	VORPS Y1, Y5, Y5
+	VORPS Y2, Y4, Y4
+	VORPS Y3, Y5, Y5
+	ADDQ $128, SI
+	SUBQ $32, CX
+	JMP loop32
+loop8:
+	TESTQ CX, CX
+	JZ done
+	VMOVUPS (SI), Y0
+	VSUBPS Y0, Y0, Y0
+	VORPS Y0, Y4, Y4
+	ADDQ $32, SI
+	SUBQ $8, CX
+	JMP loop8
+done:
+	VORPS Y5, Y4, Y4
+	VPTEST Y4, Y4
+	SETNE AX
+	MOVB AX, ret+16(FP)
+	VZEROUPPER
+	RET
+

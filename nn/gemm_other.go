@@ -75,3 +75,12 @@ func maxPoolRowAVX(ow, c int, x *float32, rowStride int, out *float32, arg *int3
 		}
 	}
 }
+
+func anyNonFiniteAVX(n int, x *float32) bool {
+	for _, v := range unsafe.Slice(x, n) {
+		if v-v != 0 {
+			return true
+		}
+	}
+	return false
+}

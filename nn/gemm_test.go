@@ -208,3 +208,29 @@ func TestMaxPool(t *testing.T) {
 		}
 	}
 }
+
+func TestFirstNonFinite(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		for _, n := range []int{0, 1, 8, 9, 40, 77} {
+			v := make([]float32, n)
+			for i := range v {
+				v[i] = float32(i) - 3e38
+			}
+			if got := firstNonFinite(v); got != -1 {
+				t.Fatalf("n=%d finite: got %d", n, got)
+			}
+			for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+				for _, at := range []int{0, n / 2, n - 1} {
+					if n == 0 {
+						continue
+					}
+					v[at] = bad
+					if got := firstNonFinite(v); got != at {
+						t.Fatalf("n=%d %v at %d: got %d", n, bad, at, got)
+					}
+					v[at] = 1
+				}
+			}
+		}
+	})
+}

@@ -274,8 +274,20 @@ func (l *conv2d) im2col(x []float32) {
 				}
 				// The kx range that stays inside the image is one contiguous run of the input row.
 				lo, hi := max(0, pad-xx), min(k, w+pad-xx)
+				src := x[(sy*w+xx+lo-pad)*c : (sy*w+xx+hi-pad)*c]
+				if len(dst) <= 16 {
+					// Short runs (few channels, e.g. the first layer on grey images): an element
+					// loop costs less than the calls to clear and copy.
+					for i := range dst {
+						dst[i] = 0
+					}
+					for i, v := range src {
+						dst[lo*c+i] = v
+					}
+					continue
+				}
 				clear(dst[:lo*c])
-				copy(dst[lo*c:hi*c], x[(sy*w+xx+lo-pad)*c:(sy*w+xx+hi-pad)*c])
+				copy(dst[lo*c:hi*c], src)
 				clear(dst[hi*c:])
 			}
 		}
@@ -297,9 +309,7 @@ func (l *conv2d) col2imAdd(dx []float32) {
 				lo, hi := max(0, pad-xx), min(k, w+pad-xx)
 				src := row[ky*k*c+lo*c : ky*k*c+hi*c]
 				dst := dx[(sy*w+xx+lo-pad)*c : (sy*w+xx+hi-pad)*c]
-				for i, v := range src {
-					dst[i] += v
-				}
+				axpy(1, src, dst)
 			}
 		}
 	}

@@ -61,7 +61,17 @@ func (m *Model) checkData(x []float32, y []int32) error {
 	return nil
 }
 
+// firstNonFinite is the index of the first NaN or ±Inf in v, or -1.
 func firstNonFinite(v []float32) int {
+	if n8 := len(v) &^ 7; useAsm && n8 > 0 && !anyNonFiniteAVX(n8, &v[0]) {
+		v8 := v[n8:] // the vector scan cleared the head; only the tail is left
+		for i, f := range v8 {
+			if f-f != 0 {
+				return n8 + i
+			}
+		}
+		return -1
+	}
 	for i, f := range v {
 		// f-f is NaN exactly when f is NaN or ±Inf; one comparison per element.
 		if f-f != 0 {
