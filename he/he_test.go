@@ -169,3 +169,40 @@ func TestDropoutsBeforeUploadAreLeftOut(t *testing.T) {
 }
 
 func newRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed+1)) }
+
+// TestFreshNoiseEstimate checks the noise model behind SmudgingSecurityBits against the
+// noise actually measured in a decrypted aggregate (with negligible smudging).
+func TestFreshNoiseEstimate(t *testing.T) {
+	p, err := NewParams(ParamsLiteral{LogN: 12, LogQ: []int{54, 54}, LogScale: 40, LogSmudging: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	committee := committeeIDs(3)
+	setup, keys, err := RunCeremony(p, committee, 2, crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const clients, dim = 40, 4000
+	zeros := func(yield func(PartyID, Update) bool) {
+		for c := 1; c <= clients; c++ {
+			if !yield(PartyID(c), Update{Values: make([]float32, dim), Weight: 1}) {
+				return
+			}
+		}
+	}
+	agg, _, err := RunRound(setup, keys, 1, dim, zeros, committee)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sq float64
+	for _, v := range agg.Sum {
+		e := math.Ldexp(v, p.LogScale()) // back to coefficient units
+		sq += e * e
+	}
+	measured := math.Sqrt(sq / dim)
+	want := p.FreshNoiseStd(3) * math.Sqrt(clients)
+	t.Logf("aggregate noise σ measured %.0f, model %.0f", measured, want)
+	if measured < 0.85*want || measured > 1.15*want {
+		t.Fatalf("noise σ %.0f outside ±15%% of the model's %.0f", measured, want)
+	}
+}
