@@ -349,3 +349,46 @@ func TestTrainEvaluateErrors(t *testing.T) {
 		t.Error("SetParams with the wrong length: no error")
 	}
 }
+
+// TestClonesConcurrently trains clones on separate goroutines (as the simulator's worker pool
+// does) and checks each against the same training run done alone: clones share no state. Run
+// under -race in CI.
+func TestClonesConcurrently(t *testing.T) {
+	for _, arch := range []string{"2nn", "cnn"} {
+		in := Shape{1, 8, 8}
+		global, _ := New(arch, in, 3, rand.New(rand.NewPCG(1, 1)))
+		x, y := blobs(rand.New(rand.NewPCG(2, 2)), 60, in, 3, 1)
+		cfg := TrainConfig{Epochs: 2, BatchSize: 7, LR: 0.05, Momentum: 0.5}
+		const workers = 4
+		want := make([][]float32, workers)
+		for w := range workers {
+			c := global.Clone()
+			if _, err := c.Train(x, y, cfg, rand.New(rand.NewPCG(uint64(w), 9))); err != nil {
+				t.Fatal(err)
+			}
+			want[w] = c.Params()
+		}
+		got := make([][]float32, workers)
+		errs := make([]error, workers)
+		done := make(chan int)
+		for w := range workers {
+			go func() {
+				c := global.Clone()
+				_, errs[w] = c.Train(x, y, cfg, rand.New(rand.NewPCG(uint64(w), 9)))
+				got[w] = c.Params()
+				done <- w
+			}()
+		}
+		for range workers {
+			<-done
+		}
+		for w := range workers {
+			if errs[w] != nil {
+				t.Fatal(errs[w])
+			}
+			if !slices.Equal(got[w], want[w]) {
+				t.Errorf("%s worker %d: concurrent result differs from the same run alone", arch, w)
+			}
+		}
+	}
+}
