@@ -164,6 +164,9 @@ func JoinCeremony(c *Ceremony, self PartyID, random io.Reader) (*CeremonyMember,
 // HandleDirectory checks the server's directory and returns this member's sealed Shamir
 // shares, one for every other member.
 func (m *CeremonyMember) HandleDirectory(d *Directory) ([]*SealedShare, error) {
+	if d == nil {
+		return nil, errors.New("he: nil directory")
+	}
 	if m.stage != 1 {
 		return nil, errors.New("he: directory received out of order")
 	}
@@ -226,6 +229,9 @@ func (m *CeremonyMember) HandleSealedShares(shares []*SealedShare) (*KeyMaterial
 	agg := multiparty.ShamirSecretShare{Poly: *m.own.Poly.CopyNew()}
 	got := make(map[PartyID]bool, len(shares))
 	for _, s := range shares {
+		if s == nil {
+			return nil, errors.New("he: nil sealed share")
+		}
 		if s.Ceremony != c.ID || s.To != m.self {
 			return nil, fmt.Errorf("he: sealed share from %d not addressed to member %d of this ceremony", s.From, m.self)
 		}
@@ -264,8 +270,8 @@ func (m *CeremonyMember) HandleSealedShares(shares []*SealedShare) (*KeyMaterial
 func publicKeyFromPolys(p *Params, polys [2]ring.Poly) (*rlwe.PublicKey, error) {
 	pk := rlwe.NewPublicKey(p.rlwe)
 	for i := range polys {
-		if len(polys[i].Coeffs) != len(p.moduli) {
-			return nil, errors.New("he: public key has the wrong shape")
+		if err := checkPolyValues(p, polys[i]); err != nil {
+			return nil, fmt.Errorf("he: public key: %w", err)
 		}
 		pk.Value[i].Q.Copy(polys[i])
 	}
@@ -304,6 +310,9 @@ func NewCeremonyServer(c *Ceremony) (*CeremonyServer, error) {
 // HandleKeyGenShare records one member's first message.
 func (s *CeremonyServer) HandleKeyGenShare(m *KeyGenShare) error {
 	c := s.cer
+	if m == nil {
+		return errors.New("he: nil key generation share")
+	}
 	if m.Ceremony != c.ID {
 		return errors.New("he: key generation share for another ceremony")
 	}
@@ -314,8 +323,8 @@ func (s *CeremonyServer) HandleKeyGenShare(m *KeyGenShare) error {
 	if s.received[j] {
 		return fmt.Errorf("he: duplicate key generation share from member %d", m.From)
 	}
-	if len(m.PublicKeyShare.Coeffs) != len(c.Params.moduli) || len(m.PublicKeyShare.Coeffs[0]) != c.Params.N() {
-		return fmt.Errorf("he: key generation share from member %d has the wrong shape", m.From)
+	if err := checkPolyValues(c.Params, m.PublicKeyShare); err != nil {
+		return fmt.Errorf("he: key generation share from member %d: %w", m.From, err)
 	}
 	if _, err := ecdh.X25519().NewPublicKey(m.ExchangeKey[:]); err != nil {
 		return fmt.Errorf("he: exchange key of member %d: %w", m.From, err)
@@ -358,6 +367,9 @@ func (s *CeremonyServer) Directory() (*Directory, error) {
 // HandleSealedShare queues one sealed share for its recipient.
 func (s *CeremonyServer) HandleSealedShare(m *SealedShare) error {
 	c := s.cer
+	if m == nil {
+		return errors.New("he: nil sealed share")
+	}
 	if s.dir == nil {
 		return errors.New("he: sealed share before the directory")
 	}

@@ -217,6 +217,9 @@ func (a *Aggregator) checkHeader(ceremony CeremonyID, round uint64, from PartyID
 
 // Add adds one decoded upload. A rejected upload leaves the aggregate unchanged.
 func (a *Aggregator) Add(u *Upload) error {
+	if u == nil {
+		return errors.New("he: nil upload")
+	}
 	if err := a.checkHeader(u.Ceremony, u.Round, u.From, u.Dim, len(u.Ciphertexts)); err != nil {
 		return err
 	}
@@ -366,6 +369,9 @@ func (a *Aggregator) DecryptRequest(active []PartyID) (*DecryptRequest, error) {
 
 // AddShare records one active member's decryption share for the current request.
 func (a *Aggregator) AddShare(s *DecryptShare) error {
+	if s == nil {
+		return errors.New("he: nil decryption share")
+	}
 	if a.req == nil {
 		return errors.New("he: decryption share before a request")
 	}
@@ -489,6 +495,9 @@ func NewDecryptor(km *KeyMaterial) (*Decryptor, error) {
 func (d *Decryptor) Share(req *DecryptRequest) (*DecryptShare, error) {
 	c := &d.km.Setup.Ceremony
 	p := d.p
+	if req == nil {
+		return nil, errors.New("he: nil decryption request")
+	}
 	if req.Ceremony != c.ID {
 		return nil, errors.New("he: decryption request for another ceremony")
 	}
