@@ -84,3 +84,38 @@ func BenchmarkRandomBits12MB(b *testing.B) {
 		_ = s
 	}
 }
+
+func benchAccountant(b *testing.B, kind string, q, z float64, steps int) {
+	for b.Loop() {
+		a, err := NewAccountant(kind)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := a.Compose(q, z, steps); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := a.Epsilon(1e-5); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRDPQuery10k is a cold RDP query (curve computed from scratch) for 10,000 steps.
+func BenchmarkRDPQuery10k(b *testing.B) { benchAccountant(b, "rdp", 256.0/60000, 1.1, 10000) }
+
+// BenchmarkRDPQueryCached10k is a query on an accountant whose per-step curve is cached, as
+// when the engine asks after every round.
+func BenchmarkRDPQueryCached10k(b *testing.B) {
+	a := NewRDPAccountant(ConversionImproved)
+	if err := a.Compose(256.0/60000, 1.1, 10000); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := a.Epsilon(1e-5); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPLDQuery10k is a PLD query for 10,000 steps.
+func BenchmarkPLDQuery10k(b *testing.B) { benchAccountant(b, "pld", 256.0/60000, 1.1, 10000) }

@@ -195,43 +195,29 @@ func (d lossPMF) moments(delta float64) (mean, variance float64) {
 	return m, math.Max(s/w-m*m, 0)
 }
 
-// mgfBlocks summarises a PLD for Chernoff bounds: the mass of each block of 64 grid points with
-// the block's highest and lowest loss, so that E[e^{λL}] computed from it is an upper bound for
-// λ > 0 (using the highest) and for λ < 0 (using the lowest).
-type mgfBlocks struct {
-	logMass, hiLoss, loLoss []float64
-}
+// mgfTerms holds log p_j and l_j of the positive-mass grid points, for Chernoff bounds.
+type mgfTerms struct{ logP, loss []float64 }
 
-func (d lossPMF) blocks(step float64) mgfBlocks {
-	const width = 64
-	var b mgfBlocks
-	for j0 := 0; j0 < len(d.p); j0 += width {
-		var m float64
-		for _, p := range d.p[j0:min(j0+width, len(d.p))] {
-			m += p
-		}
-		if m > 0 {
-			b.logMass = append(b.logMass, math.Log(m))
-			b.loLoss = append(b.loLoss, float64(d.offset+j0)*step)
-			b.hiLoss = append(b.hiLoss, float64(d.offset+min(j0+width, len(d.p))-1)*step)
+func (d lossPMF) mgfTerms(step float64) mgfTerms {
+	var m mgfTerms
+	for j, p := range d.p {
+		if p > 0 {
+			m.logP = append(m.logP, math.Log(p))
+			m.loss = append(m.loss, float64(d.offset+j)*step)
 		}
 	}
-	return b
+	return m
 }
 
-// logMGF returns an upper bound on log E[e^{λL}] over the finite part.
-func (b mgfBlocks) logMGF(lambda float64) float64 {
-	loss := b.hiLoss
-	if lambda < 0 {
-		loss = b.loLoss
-	}
+// logMGF returns log E[e^{λL}] over the finite part.
+func (m mgfTerms) logMGF(lambda float64) float64 {
 	maxT := math.Inf(-1)
-	for i, lm := range b.logMass {
-		maxT = math.Max(maxT, lm+lambda*loss[i])
+	for i, lp := range m.logP {
+		maxT = math.Max(maxT, lp+lambda*m.loss[i])
 	}
 	var s float64
-	for i, lm := range b.logMass {
-		s += math.Exp(lm + lambda*loss[i] - maxT)
+	for i, lp := range m.logP {
+		s += math.Exp(lp + lambda*m.loss[i] - maxT)
 	}
 	return maxT + math.Log(s)
 }
@@ -241,12 +227,12 @@ func (b mgfBlocks) logMGF(lambda float64) float64 {
 func composeWindow(steps []lossPMF, counts []int, step, eta float64) (lo, hi float64) {
 	logEta := math.Log(eta)
 	hi, lo = math.Inf(1), math.Inf(-1)
-	bs := make([]mgfBlocks, len(steps))
+	bs := make([]mgfTerms, len(steps))
 	for i, d := range steps {
-		bs[i] = d.blocks(step)
+		bs[i] = d.mgfTerms(step)
 	}
-	for k := -24; k <= 24; k++ {
-		lambda := math.Pow(2, float64(k)/3)
+	for k := -7; k <= 9; k++ { // any λ > 0 gives a valid bound; a factor-2 grid is close enough
+		lambda := math.Ldexp(1, k)
 		var kp, km float64
 		for i, b := range bs {
 			kp += float64(counts[i]) * b.logMGF(lambda)
@@ -324,37 +310,55 @@ func compose(steps []lossPMF, counts []int, step, eta float64) lossPMF {
 }
 
 // epsilon returns the smallest ε ≥ 0 with δ(ε) ≤ delta, +Inf if the mass at +∞ exceeds delta.
+//
+// Only losses ≥ 0 matter. With grid points g = 0, 1, … (loss gΔ), for gΔ ≤ ε < (g+1)Δ
+//
+//	δ(ε) = inf + SP[g] − e^{ε−gΔ}·T[g],  SP[g] = Σ_{h>g} p_h,  T[g] = Σ_{h>g} p_h e^{−(h−g)Δ},
+//
+// both accumulated from the far tail (smallest terms first, and no overflow however large ε).
+// δ at grid points is nonincreasing, so the crossing segment is found by binary search and ε
+// solved in closed form inside it.
 func (d lossPMF) epsilon(delta, step float64) float64 {
 	if d.inf >= delta {
 		return math.Inf(1)
 	}
-	deltaAt := func(eps float64) float64 {
-		s := d.inf
-		start := max(0, int(math.Floor(eps/step))-d.offset)
-		for j := start; j < len(d.p); j++ {
-			l := float64(d.offset+j) * step
-			if l > eps {
-				s += d.p[j] * -math.Expm1(eps-l)
-			}
-		}
-		return s
-	}
-	if deltaAt(0) <= delta {
+	n := d.offset + len(d.p) // grid points 0 … n−1 hold all mass at loss ≥ 0
+	if n <= 0 {
 		return 0
 	}
-	lo, hi := 0.0, math.Max(step, float64(d.offset+len(d.p))*step)
-	for deltaAt(hi) > delta {
-		lo, hi = hi, 2*hi
+	pAt := func(g int) float64 {
+		if j := g - d.offset; j >= 0 {
+			return d.p[j]
+		}
+		return 0
 	}
-	for hi-lo > 1e-12*hi {
+	sp := make([]float64, n)
+	t := make([]float64, n)
+	decay := math.Exp(-step)
+	for g := n - 2; g >= 0; g-- {
+		next := pAt(g + 1)
+		sp[g] = sp[g+1] + next
+		t[g] = decay * (t[g+1] + next)
+	}
+	at := func(g int) float64 { return d.inf + sp[g] - t[g] }
+	if at(0) <= delta {
+		return 0
+	}
+	lo, hi := 0, n-1 // at(lo) > delta ≥ at(hi) = inf
+	for hi-lo > 1 {
 		mid := (lo + hi) / 2
-		if deltaAt(mid) > delta {
-			lo = mid
-		} else {
+		if at(mid) <= delta {
 			hi = mid
+		} else {
+			lo = mid
 		}
 	}
-	return hi
+	left := float64(lo) * step
+	if t[lo] <= 0 {
+		return left
+	}
+	eps := left + math.Log((d.inf+sp[lo]-delta)/t[lo])
+	return math.Min(math.Max(eps, left), float64(hi)*step)
 }
 
 // PLDAccountant is the privacy-loss-distribution accountant: tight (its ε is a rigorous upper
