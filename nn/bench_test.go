@@ -122,33 +122,42 @@ func BenchmarkGemm(b *testing.B) {
 }
 
 func BenchmarkGemmNT(b *testing.B) {
-	// The 2nn's second-layer input gradient dY·Wᵀ at B=10: 10×200 · (200×200)ᵀ.
-	rng := rand.New(rand.NewPCG(1, 2))
-	const m, n, k = 10, 200, 200
-	a, bm, c := randSlice(rng, m*k), randSlice(rng, n*k), make([]float32, m*n)
-	flops := 2.0 * m * n * k
-	saved := useAsm
-	defer func() { useAsm = saved }()
-	for _, asm := range []bool{true, false} {
-		if asm && !hasAVX2FMA() {
-			continue
-		}
-		b.Run(fmt.Sprintf("asm=%v", asm), func(b *testing.B) {
-			useAsm = asm
-			cpu0 := cpuTime()
-			for b.Loop() {
-				gemmNT(m, n, k, a, k, bm, k, c, n, false)
+	// Input gradients dY·Wᵀ: the 2nn's second layer at B=10 (10×200 · (200×200)ᵀ) and the cnn's
+	// first dense layer at B=32 (32×512 · (3136×512)ᵀ).
+	for _, s := range []struct {
+		name    string
+		m, n, k int
+	}{{"2nn_10x200x200", 10, 200, 200}, {"cnn_32x3136x512", 32, 3136, 512}} {
+		rng := rand.New(rand.NewPCG(1, 2))
+		m, n, k := s.m, s.n, s.k
+		a, bm, c := randSlice(rng, m*k), randSlice(rng, n*k), make([]float32, m*n)
+		scratch := make([]float32, ntScratch(m, n, k))
+		flops := 2.0 * float64(m*n*k)
+		savedAsm, saved512 := useAsm, useAVX512
+		run := func(name string, asm, avx512 bool, f func()) {
+			if (asm && !hasAVX2FMA()) || (avx512 && !hasAVX512()) {
+				return
 			}
-			reportGFLOPs(b, flops, cpuTime()-cpu0)
+			b.Run(s.name+"/"+name, func(b *testing.B) {
+				useAsm, useAVX512 = asm, avx512
+				defer func() { useAsm, useAVX512 = savedAsm, saved512 }()
+				cpu0 := cpuTime()
+				for b.Loop() {
+					f()
+				}
+				reportGFLOPs(b, flops, cpuTime()-cpu0)
+			})
+		}
+		wide := func() { gemmNTWide(m, n, k, a, k, bm, k, c, n, false, scratch) }
+		dot := func() { gemmNT(m, n, k, a, k, bm, k, c, n, false) }
+		run("wide-avx512", true, true, wide)
+		run("wide-avx2", true, false, wide)
+		run("dot-avx2", true, false, dot)
+		run("go", false, false, dot)
+		run("gonum", savedAsm, saved512, func() {
+			gonum.Implementation{}.Sgemm(blas.NoTrans, blas.Trans, m, n, k, 1, a, k, bm, k, 0, c, n)
 		})
 	}
-	b.Run("gonum", func(b *testing.B) {
-		cpu0 := cpuTime()
-		for b.Loop() {
-			gonum.Implementation{}.Sgemm(blas.NoTrans, blas.Trans, m, n, k, 1, a, k, bm, k, 0, c, n)
-		}
-		reportGFLOPs(b, flops, cpuTime()-cpu0)
-	})
 }
 
 // reportGFLOPs reports GFLOP/s per wall-second and per CPU-second. gonum's Sgemm may use both

@@ -136,10 +136,10 @@ func ntScratch(m, n, k int) int { return m * (k + n) }
 // gemmNTWide computes C(m×n) (+)= A(m×k)·B(n×k)ᵀ as Cᵀ = B·Aᵀ, so that the long dimension n
 // runs down the rows of the register-tiled kernel and the short one (m, a batch) across its
 // columns; only the two small batch-sized matrices are transposed. With the assembly kernels this
-// beats the dot-product form once m fills a useful part of a vector; it falls back to gemmNT for
-// thinner batches or without them. scratch must hold ntScratch(m, n, k) values.
+// beats the dot-product form once m fills a useful part of a vector (m ≥ 4 with AVX-512, m ≥ 16
+// with AVX2, measured); it falls back to gemmNT for thinner batches or without them. scratch must hold ntScratch(m, n, k) values.
 func gemmNTWide(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, acc bool, scratch []float32) {
-	if !useAsm || m < 4 || k == 0 || n == 0 {
+	if !useAsm || m < 4 || (!useAVX512 && m < 16) || k == 0 || n == 0 {
 		gemmNT(m, n, k, a, lda, b, ldb, c, ldc, acc)
 		return
 	}
@@ -151,15 +151,17 @@ func gemmNTWide(m, n, k int, a []float32, lda int, b []float32, ldb int, c []flo
 		}
 	}
 	gemm(n, m, k, b, ldb, 1, at, m, ct, m, false)
-	for i := 0; i < m; i++ {
-		ci := c[i*ldc : i*ldc+n]
+	// Read Cᵀ in order; the m rows of C being written stay in L1 across consecutive columns.
+	c = c[:(m-1)*ldc+n]
+	for j := 0; j < n; j++ {
+		col := ct[j*m : (j+1)*m]
 		if acc {
-			for j := range ci {
-				ci[j] += ct[j*m+i]
+			for i, v := range col {
+				c[i*ldc+j] += v
 			}
 		} else {
-			for j := range ci {
-				ci[j] = ct[j*m+i]
+			for i, v := range col {
+				c[i*ldc+j] = v
 			}
 		}
 	}
