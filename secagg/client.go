@@ -239,7 +239,7 @@ func (c *Client) Handle(data []byte) ([]byte, error) {
 	if m.Round != c.cfg.Round {
 		return nil, fmt.Errorf("secagg client %d: %w: %v of round %d, this is round %d", c.id, ErrWrongRound, m.Type, m.Round, c.cfg.Round)
 	}
-	if m.Recipient != c.id {
+	if m.Recipient != c.id && m.Recipient != BroadcastID {
 		return nil, fmt.Errorf("secagg client %d: %w: %v addressed to client %d", c.id, ErrWrongParty, m.Type, m.Recipient)
 	}
 	if c.stage == cAborted {
@@ -265,13 +265,25 @@ func (c *Client) handleKeys(m *message) ([]byte, error) {
 	if m.hasSigs != c.cfg.Malicious() {
 		return nil, c.abort("key list signatures present=%v, want %v", m.hasSigs, c.cfg.Malicious())
 	}
-	if len(m.keys) < c.cfg.Threshold {
-		return nil, c.abort("only %d neighbours advertised keys, threshold is %d", len(m.keys), c.cfg.Threshold)
+	peersListed := len(m.keys)
+	for _, k := range m.keys {
+		if k.id == c.id { // a broadcast list includes the recipient: it must carry our own keys
+			if k.channel != c.channel.public || k.msk != c.mask.public {
+				return nil, c.abort("key list substitutes this client's own public keys")
+			}
+			peersListed--
+		}
+	}
+	if peersListed < c.cfg.Threshold {
+		return nil, c.abort("only %d neighbours advertised keys, threshold is %d", peersListed, c.cfg.Threshold)
 	}
 	seen := make(map[x25519.Key]struct{}, 2*len(m.keys)+2)
 	seen[c.channel.public] = struct{}{}
 	seen[c.mask.public] = struct{}{}
 	for _, k := range m.keys {
+		if k.id == c.id {
+			continue
+		}
 		i := c.peerIndex(k.id)
 		if i < 0 {
 			return nil, c.abort("key list names client %d: %v", k.id, errNotNeighbour)

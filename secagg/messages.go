@@ -21,6 +21,10 @@ const (
 // ServerID is the sender or recipient id of the server in message headers.
 const ServerID uint32 = 0xFFFFFFFF
 
+// BroadcastID is the recipient of a server message that is the same for every client (the key
+// list of a complete graph, the survivor set): the server encodes it once.
+const BroadcastID uint32 = 0xFFFFFFFE
+
 // MsgType identifies a protocol message.
 type MsgType uint8
 
@@ -280,7 +284,7 @@ func (r *reader) count(what string, entrySize int) int {
 
 // increasing checks ids are strictly increasing client ids.
 func (r *reader) increasing(what string, prev *int64, id uint32) {
-	if id == ServerID || int64(id) <= *prev {
+	if id >= MaxClients || int64(id) <= *prev {
 		r.fail("%s ids not strictly increasing at %d", what, id)
 	}
 	*prev = int64(id)
@@ -295,6 +299,9 @@ func decode(data []byte) (*message, error) {
 	fromServer := h.Type == MsgKeyList || h.Type == MsgShares || h.Type == MsgConsistencyRequest || h.Type == MsgUnmaskRequest
 	if fromServer != (h.Sender == ServerID) || fromServer != (h.Recipient != ServerID) {
 		return nil, fmt.Errorf("%w: %v from %d to %d: wrong direction", ErrMalformed, h.Type, h.Sender, h.Recipient)
+	}
+	if h.Recipient == BroadcastID && (h.Type == MsgShares || !fromServer) {
+		return nil, fmt.Errorf("%w: %v cannot be broadcast", ErrMalformed, h.Type)
 	}
 	m := &message{Header: h}
 	r := &reader{b: data[headerSize:]}

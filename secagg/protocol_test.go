@@ -3,6 +3,7 @@ package secagg
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/binary"
 	"errors"
 	"math"
 	mrand "math/rand/v2"
@@ -114,8 +115,10 @@ func TestRejectsStaleReplayedDuplicateOutOfStage(t *testing.T) {
 	if err := c.srv.Receive(0, stale); !errors.Is(err, ErrWrongRound) {
 		t.Fatalf("message of round 3 in round 4: %v", err)
 	}
-	// A key list for client 1 delivered to client 0.
-	if _, err := c.clients[0].Handle(keyLists[1].Data); !errors.Is(err, ErrWrongParty) {
+	// A key list addressed to client 1 delivered to client 0.
+	misaddressed := bytes.Clone(keyLists[0].Data)
+	binary.BigEndian.PutUint32(misaddressed[14:], 1)
+	if _, err := c.clients[0].Handle(misaddressed); !errors.Is(err, ErrWrongParty) {
 		t.Fatalf("misaddressed key list: %v", err)
 	}
 	shares, replies := c.step(t, keyLists)

@@ -83,10 +83,14 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 	if spec.Check {
 		rep.Expected = make([]uint32, cfg.Dim+1)
 	}
+	var srvTime time.Duration
+	t0 := threadCPU()
 	srv, err := NewServer(cfg)
 	if err != nil {
 		return nil, err
 	}
+	srvTime += threadCPU() - t0
+	rep.Stages[StageAdvertise].ServerSeconds += (threadCPU() - t0).Seconds()
 	clients := make([]*Client, n)
 	rngs := make([]io.Reader, n)
 	gone := make([]bool, n)
@@ -99,7 +103,6 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 		srv.MarkDropped(id)
 		clients[id] = nil // frees its state, as a real departure would
 	}
-	var srvTime time.Duration
 	serve := func(st Stage, from ClientID, msg []byte) error {
 		if spec.Tap != nil {
 			spec.Tap(from, ServerID, msg)

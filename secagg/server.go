@@ -2,6 +2,7 @@ package secagg
 
 import (
 	"crypto/ed25519"
+	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -72,8 +73,7 @@ type Server struct {
 	keys       []keyEntry
 	inU1, inU2 []bool
 	inU3       []bool
-	cts        [][]cipherEntry // by recipient
-	sentTo     [][]uint32      // Shares: senders delivered to each recipient
+	shareMsgs  [][]cipherEntry // ShareKeys entries by sender (sorted by recipient)
 	acc        []uint32
 	u3         []uint32
 	sigs       []sigEntry
@@ -215,9 +215,7 @@ func (s *Server) receiveShareKeys(from uint32, m *message) error {
 			return fmt.Errorf("share for client %d, not a neighbour in U1", e.id)
 		}
 	}
-	for _, e := range m.cts {
-		s.cts[e.id] = append(s.cts[e.id], cipherEntry{id: from, ct: e.ct})
-	}
+	s.shareMsgs[from] = m.cts
 	return nil
 }
 
@@ -240,21 +238,25 @@ func (s *Server) receiveSig(from uint32, m *message) error {
 func (s *Server) receiveUnmask(from uint32, m *message) error {
 	// Exactly one share per neighbour whose shares were delivered to `from`, of the right kind:
 	// b_u for survivors, the masking key for clients that dropped after sharing.
-	sent := s.sentTo[from]
-	if len(m.shares) != len(sent) {
-		return fmt.Errorf("%d shares, want %d", len(m.shares), len(sent))
-	}
-	for i, e := range m.shares {
-		if e.about != sent[i] {
-			return fmt.Errorf("share about client %d, want %d", e.about, sent[i])
+	i := 0
+	for _, u := range s.neighbours[from] {
+		if !s.inU2[u] {
+			continue // its shares were never delivered to `from`
+		}
+		if i >= len(m.shares) || m.shares[i].about != u {
+			return fmt.Errorf("shares do not cover exactly the %d neighbours that shared with client %d", i+1, from)
 		}
 		want := shareMaskKey
-		if s.inU3[e.about] {
+		if s.inU3[u] {
 			want = shareSelfMask
 		}
-		if e.kind != want {
-			return fmt.Errorf("share of kind %d about client %d, want kind %d", e.kind, e.about, want)
+		if m.shares[i].kind != want {
+			return fmt.Errorf("share of kind %d about client %d, want kind %d", m.shares[i].kind, u, want)
 		}
+		i++
+	}
+	if i != len(m.shares) {
+		return fmt.Errorf("%d shares, want %d", len(m.shares), i)
 	}
 	t := s.cfg.Threshold
 	for _, e := range m.shares {
@@ -308,43 +310,17 @@ func (s *Server) Advance() ([]Outgoing, error) {
 			return nil, s.abandon("%d clients advertised keys, need at least %d", len(u1), t+1)
 		}
 		s.inU1 = slices.Clone(s.eligible)
-		s.cts = make([][]cipherEntry, s.cfg.Clients)
-		out := make([]Outgoing, 0, len(u1))
-		for _, u := range u1 {
-			m := &message{Header: s.header(MsgKeyList, u), hasSigs: s.cfg.Malicious()}
-			for _, v := range s.neighbours[u] {
-				if s.inU1[v] {
-					m.keys = append(m.keys, s.keys[v])
-				}
-			}
-			out = append(out, Outgoing{To: u, Data: m.encode()})
-		}
-		return out, nil
+		s.shareMsgs = make([][]cipherEntry, s.cfg.Clients)
+		return s.keyLists(u1), nil
 	case StageShare:
 		u2 := s.nextStage(StageMasked)
 		if len(u2) < t+1 {
 			return nil, s.abandon("%d clients shared their keys, need at least %d", len(u2), t+1)
 		}
 		s.inU2 = slices.Clone(s.eligible)
-		s.sentTo = make([][]uint32, s.cfg.Clients)
 		s.acc = make([]uint32, s.cfg.Dim+1)
-		out := make([]Outgoing, 0, len(u2))
-		for _, v := range u2 {
-			m := &message{Header: s.header(MsgShares, v)}
-			for _, e := range s.cts[v] {
-				if s.inU2[e.id] {
-					m.cts = append(m.cts, e)
-				}
-			}
-			slices.SortFunc(m.cts, func(a, b cipherEntry) int { return int(a.id) - int(b.id) })
-			ids := make([]uint32, len(m.cts))
-			for i, e := range m.cts {
-				ids[i] = e.id
-			}
-			s.sentTo[v] = ids
-			out = append(out, Outgoing{To: v, Data: m.encode()})
-		}
-		s.cts = nil
+		out := s.routeShares(u2)
+		s.shareMsgs = nil
 		return out, nil
 	case StageMasked:
 		next := StageUnmask
@@ -361,10 +337,10 @@ func (s *Server) Advance() ([]Outgoing, error) {
 		if s.cfg.Malicious() {
 			typ = MsgConsistencyRequest
 		}
+		data := (&message{Header: s.header(typ, BroadcastID), ids: s.u3}).encode()
 		out := make([]Outgoing, 0, len(s.u3))
 		for _, u := range s.u3 {
-			m := &message{Header: s.header(typ, u), ids: s.u3}
-			out = append(out, Outgoing{To: u, Data: m.encode()})
+			out = append(out, Outgoing{To: u, Data: data})
 		}
 		return out, nil
 	case StageConsistency:
@@ -373,10 +349,10 @@ func (s *Server) Advance() ([]Outgoing, error) {
 			return nil, s.abandon("%d clients signed the survivor set, need at least %d", len(u4), t)
 		}
 		slices.SortFunc(s.sigs, func(a, b sigEntry) int { return int(a.id) - int(b.id) })
+		data := (&message{Header: s.header(MsgUnmaskRequest, BroadcastID), ids: s.u3, hasSigs: true, sigs: s.sigs}).encode()
 		out := make([]Outgoing, 0, len(u4))
 		for _, u := range u4 {
-			m := &message{Header: s.header(MsgUnmaskRequest, u), ids: s.u3, hasSigs: true, sigs: s.sigs}
-			out = append(out, Outgoing{To: u, Data: m.encode()})
+			out = append(out, Outgoing{To: u, Data: data})
 		}
 		return out, nil
 	case StageUnmask:
@@ -520,4 +496,94 @@ func (s *Server) unmask() error {
 	s.stage = StageDone
 	s.subjects = nil
 	return nil
+}
+
+// keyEntrySize is the encoded size of one KeyList entry.
+func (s *Server) keyEntrySize() int {
+	if s.cfg.Malicious() {
+		return 4 + 2*keySize + signatureSize
+	}
+	return 4 + 2*keySize
+}
+
+func (s *Server) appendKeyEntry(b []byte, v uint32) []byte {
+	k := &s.keys[v]
+	b = binary.BigEndian.AppendUint32(b, v)
+	b = append(b, k.channel[:]...)
+	b = append(b, k.msk[:]...)
+	if s.cfg.Malicious() {
+		b = append(b, k.sig...)
+	}
+	return b
+}
+
+// keyLists encodes each client's KeyList straight into one exactly sized buffer. On the complete
+// graph every list is U1, so one broadcast message is encoded and shared.
+func (s *Server) keyLists(u1 []uint32) []Outgoing {
+	es := s.keyEntrySize()
+	out := make([]Outgoing, 0, len(u1))
+	if s.g.complete {
+		// Everyone's list is U1 (each client skips its own entry): encode one broadcast.
+		b := make([]byte, 0, headerSize+5+es*len(u1))
+		b = appendHeader(b, s.header(MsgKeyList, BroadcastID))
+		b = binary.BigEndian.AppendUint32(b, uint32(len(u1)))
+		b = appendFlag(b, s.cfg.Malicious())
+		for _, v := range u1 {
+			b = s.appendKeyEntry(b, v)
+		}
+		for _, u := range u1 {
+			out = append(out, Outgoing{To: u, Data: b})
+		}
+		return out
+	}
+	for _, u := range u1 {
+		count := 0
+		for _, v := range s.neighbours[u] {
+			if s.inU1[v] {
+				count++
+			}
+		}
+		b := make([]byte, 0, headerSize+5+es*count)
+		b = appendHeader(b, s.header(MsgKeyList, u))
+		b = binary.BigEndian.AppendUint32(b, uint32(count))
+		b = appendFlag(b, s.cfg.Malicious())
+		for _, v := range s.neighbours[u] {
+			if s.inU1[v] {
+				b = s.appendKeyEntry(b, v)
+			}
+		}
+		out = append(out, Outgoing{To: u, Data: b})
+	}
+	return out
+}
+
+// routeShares builds each client's Shares message: the ciphertexts addressed to it by the
+// clients of U2, in increasing sender order (senders are visited in order, so no sorting).
+func (s *Server) routeShares(u2 []uint32) []Outgoing {
+	n := s.cfg.Clients
+	bufs := make([][]byte, n)
+	for _, v := range u2 {
+		count := 0
+		for _, u := range s.neighbours[v] {
+			if s.inU2[u] {
+				count++
+			}
+		}
+		b := make([]byte, 0, headerSize+4+count*(4+shareCipherSize))
+		b = appendHeader(b, s.header(MsgShares, v))
+		bufs[v] = binary.BigEndian.AppendUint32(b, uint32(count))
+	}
+	for _, u := range u2 {
+		for _, e := range s.shareMsgs[u] {
+			if s.inU2[e.id] {
+				bufs[e.id] = binary.BigEndian.AppendUint32(bufs[e.id], u)
+				bufs[e.id] = append(bufs[e.id], e.ct...)
+			}
+		}
+	}
+	out := make([]Outgoing, 0, len(u2))
+	for _, v := range u2 {
+		out = append(out, Outgoing{To: v, Data: bufs[v]})
+	}
+	return out
 }
