@@ -2,6 +2,7 @@ package data
 
 import (
 	"cmp"
+	"container/heap"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -172,25 +173,49 @@ func partitionDirichlet(r *rand.Rand, labels []int32, classes, clients int, alph
 		}
 	}
 	// Small alpha leaves clients empty; a client with no data cannot train, so each empty
-	// client takes one random example from the currently largest client. With clients ≤ n a
-	// donor with at least two examples always exists.
+	// client takes one random example from the currently largest client (a max-heap keeps
+	// that O(log clients) per move). With clients ≤ n a donor with at least two examples
+	// always exists.
+	donors := &bySize{parts: parts}
+	for c := range parts {
+		if len(parts[c]) > 0 {
+			donors.idx = append(donors.idx, c)
+		}
+	}
+	heap.Init(donors)
 	for c := range parts {
 		if len(parts[c]) > 0 {
 			continue
 		}
-		donor := 0
-		for d := range parts {
-			if len(parts[d]) > len(parts[donor]) {
-				donor = d
-			}
-		}
+		donor := donors.idx[0]
 		j := r.IntN(len(parts[donor]))
 		last := len(parts[donor]) - 1
 		parts[c] = append(parts[c], parts[donor][j])
 		parts[donor][j] = parts[donor][last]
 		parts[donor] = parts[donor][:last]
+		heap.Fix(donors, 0)
 	}
 	return parts
+}
+
+// bySize is a max-heap of client numbers ordered by their number of examples (ties: lower
+// client number first, for determinism).
+type bySize struct {
+	parts [][]int
+	idx   []int
+}
+
+func (h *bySize) Len() int { return len(h.idx) }
+func (h *bySize) Less(a, b int) bool {
+	na, nb := len(h.parts[h.idx[a]]), len(h.parts[h.idx[b]])
+	return na > nb || (na == nb && h.idx[a] < h.idx[b])
+}
+func (h *bySize) Swap(a, b int) { h.idx[a], h.idx[b] = h.idx[b], h.idx[a] }
+func (h *bySize) Push(x any)    { h.idx = append(h.idx, x.(int)) }
+func (h *bySize) Pop() any {
+	x := h.idx[len(h.idx)-1]
+	h.idx = h.idx[:len(h.idx)-1]
+	return x
 }
 
 // apportion splits n items in proportions p (summing to 1) into integer shares summing to n,
