@@ -9,6 +9,11 @@ import (
 
 // migrations[i] brings the schema from version i to version i+1. Append new steps; never edit
 // a released one. Each runs in its own transaction with the version bump.
+//
+// Layout matters for speed with blobs of megabytes: rounds is a rowid table, so finding a row
+// never reads its payload (an index b-tree such as a WITHOUT ROWID table compares whole
+// records, reading every overflow page), and the small columns come before the blobs, so
+// reading them does not walk the overflow chain of a model.
 var migrations = []string{
 	// 1: runs, rounds (round 0 is the initial model), clients, public material.
 	`CREATE TABLE runs (
@@ -17,17 +22,18 @@ var migrations = []string{
 		created_at TEXT NOT NULL
 	);
 	CREATE TABLE rounds (
+		id             INTEGER PRIMARY KEY,
 		run_id         INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
 		round          INTEGER NOT NULL CHECK (round >= 0),
-		model          BLOB NOT NULL,
 		model_len      INTEGER NOT NULL CHECK (model_len >= 0),
 		model_sha256   BLOB NOT NULL CHECK (length(model_sha256) = 32),
+		committed_at   TEXT NOT NULL,
 		metrics        BLOB CHECK (round = 0 OR metrics IS NOT NULL),
 		accountant     BLOB,
 		strategy_state BLOB,
-		committed_at   TEXT NOT NULL,
-		PRIMARY KEY (run_id, round)
-	) WITHOUT ROWID;
+		model          BLOB NOT NULL,
+		UNIQUE (run_id, round)
+	);
 	CREATE TABLE clients (
 		name        TEXT PRIMARY KEY,
 		cert_serial TEXT NOT NULL,
