@@ -21,8 +21,6 @@
 package pki
 
 import (
-	"bufio"
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -360,6 +358,17 @@ func PeerName(cs tls.ConnectionState) (string, error) {
 	return certName(cs.VerifiedChains[0][0])
 }
 
+// PeerIdentity returns the verified client name of a connection, as PeerName, and the serial
+// number of its certificate (lowercase hex, as in revoked.txt), for the run store's client
+// registry.
+func PeerIdentity(cs tls.ConnectionState) (name, serial string, err error) {
+	name, err = PeerName(cs)
+	if err != nil {
+		return "", "", err
+	}
+	return name, serialText(cs.VerifiedChains[0][0].SerialNumber), nil
+}
+
 // certName extracts the client identity from a client certificate.
 func certName(c *x509.Certificate) (string, error) {
 	var uriName string
@@ -429,8 +438,7 @@ func (r *revocationList) current() (map[string]bool, error) {
 	return serials, nil
 }
 
-// readRevoked parses revoked.txt: one hex serial per line; blank lines and text after '#'
-// are ignored. A missing file is an empty list.
+// readRevoked reads revoked.txt; a missing file is an empty list.
 func readRevoked(path string) (map[string]bool, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -439,10 +447,21 @@ func readRevoked(path string) (map[string]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read revocation list: %w", err)
 	}
+	serials, err := parseRevoked(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return serials, nil
+}
+
+// maxSerialHexDigits bounds a serial in revoked.txt (RFC 5280: at most 20 octets).
+const maxSerialHexDigits = 40
+
+// parseRevoked parses a revocation list: one hexadecimal serial per line (an optional 0x
+// prefix, any case); blank lines and text after '#' are ignored.
+func parseRevoked(data []byte) (map[string]bool, error) {
 	serials := map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
+	for n, line := range strings.Split(string(data), "\n") {
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
 		}
@@ -450,14 +469,12 @@ func readRevoked(path string) (map[string]bool, error) {
 		if line == "" {
 			continue
 		}
-		v, ok := new(big.Int).SetString(strings.TrimPrefix(strings.ToLower(line), "0x"), 16)
-		if !ok || v.Sign() < 0 {
-			return nil, fmt.Errorf("%s line %d: %q is not a hexadecimal serial number", path, n, line)
+		digits := strings.TrimPrefix(strings.ToLower(line), "0x")
+		v, ok := new(big.Int).SetString(digits, 16)
+		if !ok || len(digits) > maxSerialHexDigits || strings.ContainsAny(digits, "+-_") {
+			return nil, fmt.Errorf("line %d: %q is not a hexadecimal serial number", n+1, line)
 		}
 		serials[serialText(v)] = true
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return serials, nil
 }

@@ -291,6 +291,13 @@ func TestPeerNameUnverified(t *testing.T) {
 	if name, err := PeerName(cs); err != nil || name != "alice" {
 		t.Fatalf("PeerName = %q, %v", name, err)
 	}
+	want, err := ClientSerial(dir, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, serial, err := PeerIdentity(cs); err != nil || name != "alice" || serial != want || serial != Serial(cert) {
+		t.Fatalf("PeerIdentity = %q %q %v, want serial %s", name, serial, err, want)
+	}
 }
 
 func TestBadNames(t *testing.T) {
