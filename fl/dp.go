@@ -31,13 +31,13 @@ type DPConfig struct {
 }
 
 // AdaptiveClipper is the adaptive clipping rule: it gives the clip norm for the next round from
-// the number of clients whose update was within the norm, noising that count itself.
+// the centred count Σ(bᵢ − ½) of clients whose update was within the norm, noising that count.
 type AdaptiveClipper interface {
 	Clip() float64
 	// ValueNoiseMultiplier is the noise multiplier left for the update sum once the count query
 	// has taken its share of the privacy budget.
 	ValueNoiseMultiplier() float64
-	Update(unclippedCount, expectedClients float64) error
+	Update(indicatorSum float64) error
 }
 
 // DPFedAvg is the server half of DP-FedAvg: clip norm to clients, noise on the sum, the
@@ -154,7 +154,7 @@ func (d *DPFedAvg) Finalize(round int, sum []float64, count int, unclipped float
 			return nil, fmt.Errorf("round %d noise: %w", round, err)
 		}
 		if d.cfg.Adaptive != nil {
-			if err := d.cfg.Adaptive.Update(unclipped, denom); err != nil {
+			if err := d.cfg.Adaptive.Update(unclipped - float64(count)/2); err != nil {
 				return nil, fmt.Errorf("round %d adaptive clipping: %w", round, err)
 			}
 		}

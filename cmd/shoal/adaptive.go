@@ -1,12 +1,37 @@
 package main
 
 import (
-	"errors"
-
 	"shoal/fl"
+	"shoal/privacy"
 )
 
-// newAdaptiveClipper builds the adaptive clipping rule for the expected cohort size.
-func newAdaptiveClipper(s secOptions, expectedClients float64) (fl.AdaptiveClipper, error) {
-	return nil, errors.New("adaptive clipping is not wired yet")
+// adaptiveClip adapts privacy.AdaptiveClipper (Andrew et al. 2021) to the engine.
+type adaptiveClip struct {
+	a      *privacy.AdaptiveClipper
+	valueZ float64
+	src    *privacy.Source
+}
+
+// newAdaptiveClipper builds adaptive clipping toward the --adaptive-clip quantile with the
+// reference implementation's defaults, starting from --clip, for the expected cohort size.
+func newAdaptiveClipper(s secOptions, expectedClients float64, src *privacy.Source) (fl.AdaptiveClipper, error) {
+	cfg := privacy.DefaultAdaptiveClipConfig(expectedClients)
+	cfg.TargetQuantile = s.AdaptiveClip
+	cfg.InitialClip = s.Clip
+	a, err := privacy.NewAdaptiveClipper(cfg)
+	if err != nil {
+		return nil, err
+	}
+	z, err := a.ValueNoiseMultiplier(s.NoiseMultiplier)
+	if err != nil {
+		return nil, err
+	}
+	return &adaptiveClip{a: a, valueZ: z, src: src}, nil
+}
+
+func (c *adaptiveClip) Clip() float64                 { return c.a.Clip() }
+func (c *adaptiveClip) ValueNoiseMultiplier() float64 { return c.valueZ }
+func (c *adaptiveClip) Update(indicatorSum float64) error {
+	_, _, err := c.a.Update(indicatorSum, c.src)
+	return err
 }

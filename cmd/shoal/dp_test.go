@@ -37,6 +37,22 @@ func TestSimulateDPReportsEpsilon(t *testing.T) {
 	}
 }
 
+// Adaptive clipping moves the clip norm toward the target quantile of update norms: from a clip
+// far below every norm it must grow every round (noise aside, with count noise 0.05·qN).
+func TestSimulateAdaptiveClipGrows(t *testing.T) {
+	s := simulateJSON(t, "--dataset", "synthetic", "--model", "logreg", "--clients", "200", "--sampling", "poisson",
+		"--fraction", "0.5", "--rounds", "4", "--seed", "5", "--target-accuracy", "0", "--dp", "central",
+		"--noise-multiplier", "1.0", "--clip", "0.0001", "--adaptive-clip", "0.5")
+	for i := 1; i < len(s.History); i++ {
+		if s.History[i].ClipNorm <= s.History[i-1].ClipNorm {
+			t.Fatalf("clip norm did not grow from far below the median norm: %+v", s.History)
+		}
+	}
+	if s.History[0].ClipNorm != 0.0001 {
+		t.Fatalf("first round must use the initial clip: %+v", s.History[0])
+	}
+}
+
 func TestSimulateDPRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

@@ -88,7 +88,7 @@ func buildPrivacy(s secOptions, sampling string, q float64, clients int, seeded 
 	cfg := fl.DPConfig{Placement: s.DP, NoiseMultiplier: s.NoiseMultiplier, Clip: s.Clip, PerLayer: s.PerLayerClip,
 		SamplingRate: q, Clients: clients, Delta: s.Delta, MaxEpsilon: s.MaxEpsilon, Accountant: acct, Source: src}
 	if s.AdaptiveClip != 0 {
-		a, err := newAdaptiveClipper(s, q*float64(clients))
+		a, err := newAdaptiveClipper(s, q*float64(clients), src)
 		if err != nil {
 			return nil, usageErrorf("--adaptive-clip: %v", err)
 		}

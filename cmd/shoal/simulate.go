@@ -175,6 +175,7 @@ type historyEntry struct {
 	Seconds      float64 `json:"seconds"`
 	Epsilon      float64 `json:"epsilon,omitempty"`
 	Delta        float64 `json:"delta,omitempty"`
+	ClipNorm     float64 `json:"clip_norm,omitempty"`
 }
 
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -414,7 +415,7 @@ func summarize(history []fl.RoundReport, o simOptions, seconds float64) simSumma
 	s := simSummary{RoundsRun: len(history), Seconds: seconds, Seed: o.Seed, RunDir: o.Out, History: []historyEntry{}}
 	for _, r := range history {
 		s.History = append(s.History, historyEntry{Round: r.Round, Accuracy: r.Accuracy, Loss: r.Loss,
-			Participants: r.Participants, Dropped: r.Dropped, Seconds: r.Seconds, Epsilon: r.Epsilon, Delta: r.Delta})
+			Participants: r.Participants, Dropped: r.Dropped, Seconds: r.Seconds, Epsilon: r.Epsilon, Delta: r.Delta, ClipNorm: r.ClipNorm})
 		if s.RoundsToTarget == nil && o.TargetAccuracy > 0 && r.Accuracy >= o.TargetAccuracy {
 			round := r.Round
 			s.RoundsToTarget = &round
