@@ -16,15 +16,16 @@ import (
 // orders use the exact binomial expansion, fractional orders a quadrature of the integral; both
 // compute A_α − 1 (never A_α itself), so that tiny divergences at small q keep full precision.
 
-// rdpOrders is the grid of orders: fine geometric steps in α − 1 from 10⁻³ (needed when the
+// rdpOrders is the grid of orders: geometric steps (×1.1) in α − 1 from 10⁻³ (needed when the
 // noise is small and the steps many: the best order then lies just above 1) to 11, then
-// integers in geometric steps up to 10⁴ (needed when ε is small: large orders).
+// integers in geometric steps up to 10⁴ (needed when ε is small: large orders). The
+// accountant then refines the best grid order over the reals (see RDPAccountant.spent).
 var rdpOrders = func() []float64 {
 	var orders []float64
-	for b := 1e-3; b < 10; b *= 1.07 {
+	for b := 1e-3; b < 10; b *= 1.1 {
 		orders = append(orders, 1+b)
 	}
-	for a := 11.0; a <= 10000; a = math.Max(a+1, math.Round(a*1.05)) {
+	for a := 11.0; a <= 10000; a = math.Max(a+1, math.Round(a*1.1)) {
 		orders = append(orders, a)
 	}
 	return orders
