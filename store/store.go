@@ -231,7 +231,7 @@ func (s *Store) SaveInitialModel(runID int64, model []float32) error {
 		if err := runExists(tx, runID); err != nil {
 			return err
 		}
-		last, err := lastRoundNumber(tx, runID)
+		last, _, err := lastRoundInfo(tx, runID)
 		if err != nil {
 			return err
 		}
@@ -270,12 +270,15 @@ func (s *Store) CommitRound(runID int64, round int, model []float32, metrics, ac
 		if err := runExists(tx, runID); err != nil {
 			return err
 		}
-		last, err := lastRoundNumber(tx, runID)
+		last, lastLen, err := lastRoundInfo(tx, runID)
 		if err != nil {
 			return err
 		}
 		if round != last+1 {
 			return fmt.Errorf("out of order: last committed round is %d, want %d", last, last+1)
+		}
+		if lastLen >= 0 && lastLen != len(model) {
+			return fmt.Errorf("model has %d parameters, round %d had %d", len(model), last, lastLen)
 		}
 		_, err = tx.Exec(`INSERT INTO rounds(run_id, round, model, model_len, model_sha256, metrics, accountant, strategy_state, committed_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -530,10 +533,15 @@ func runExists(tx *sql.Tx, runID int64) error {
 	return err
 }
 
-func lastRoundNumber(tx *sql.Tx, runID int64) (int, error) {
-	var last int
-	err := tx.QueryRow("SELECT coalesce(max(round), 0) FROM rounds WHERE run_id = ?", runID).Scan(&last)
-	return last, err
+// lastRoundInfo returns the last stored round of a run (0 if none) and the parameter count of
+// its model (-1 if there is no stored round at all).
+func lastRoundInfo(tx *sql.Tx, runID int64) (round, modelLen int, err error) {
+	err = tx.QueryRow("SELECT round, model_len FROM rounds WHERE run_id = ? ORDER BY round DESC LIMIT 1", runID).
+		Scan(&round, &modelLen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, -1, nil
+	}
+	return round, modelLen, err
 }
 
 // encodeModel lays the model out as little-endian float32s (bit-exact, NaN payloads included)

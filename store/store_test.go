@@ -56,6 +56,13 @@ func TestRoundsLifecycle(t *testing.T) {
 	if err := s.CommitRound(run, 2, initial, []byte(`{}`), nil, nil); err == nil || !strings.Contains(err.Error(), "out of order") {
 		t.Fatalf("commit of round 2 first: %v", err)
 	}
+	if err := s.CommitRound(run, 1, []float32{1, 2}, []byte(`{}`), nil, nil); err == nil || !strings.Contains(err.Error(), "round 0 had 5") {
+		t.Fatalf("commit of a model of another size: %v", err)
+	}
+	if err := s.SaveInitialModel(run, initial[:3]); err != nil { // replaceable until round 1
+		t.Fatal(err)
+	}
+	initial = initial[:3]
 	for r := 1; r <= 3; r++ {
 		model := []float32{float32(r), float32(-r), 0.5}
 		metrics := []byte(fmt.Sprintf(`{"round":%d,"loss":%g}`, r, 1/float64(r)))
@@ -83,6 +90,9 @@ func TestRoundsLifecycle(t *testing.T) {
 		if err := s.CommitRound(run, bad.round, initial, bad.metrics, bad.acct, nil); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("CommitRound(round %d, %q, %q): %v, want %q", bad.round, bad.metrics, bad.acct, err, bad.want)
 		}
+	}
+	if err := s.CommitRound(run, 4, make([]float32, 4), []byte(`{}`), nil, nil); err == nil || !strings.Contains(err.Error(), "4 parameters, round 3 had 3") {
+		t.Fatalf("commit of a resized model: %v", err)
 	}
 	if err := s.CommitRound(run+1, 1, initial, []byte(`{}`), nil, nil); !errors.Is(err, ErrNoRun) {
 		t.Fatalf("commit to an unknown run: %v", err)
