@@ -88,20 +88,21 @@ func (g *GaussianNoise) AddScaled64(dst []float32, x []float64, scale float64, s
 	if len(x) != g.dim || len(dst) != g.dim {
 		return fmt.Errorf("%w: noise calibrated for %d coordinates, got input %d and output %d", errDim, g.dim, len(x), len(dst))
 	}
+	// Validate everything before writing anything, so a bad input leaves dst (which may be x)
+	// untouched.
+	for i, v := range x {
+		if !(math.Abs(v*g.invStep) <= maxLatticeCoord) { // also catches NaN
+			return g.coordErr(i, v)
+		}
+	}
 	var k [noiseChunk]int64
+	out := g.step * scale
 	for off := 0; off < len(x); off += noiseChunk {
 		n := min(noiseChunk, len(x)-off)
-		xs, ds := x[off:off+n], dst[off:off+n]
+		xs, ds, ks := x[off:off+n], dst[off:off+n], k[:n]
+		fillDiscreteGaussian(ks, src)
 		for i, v := range xs {
-			c := v * g.invStep
-			if !(math.Abs(c) <= maxLatticeCoord) { // also catches NaN
-				return g.coordErr(off+i, v)
-			}
-		}
-		fillDiscreteGaussian(k[:n], src)
-		out := g.step * scale
-		for i, v := range xs {
-			ds[i] = float32(float64(roundHalfEven(v*g.invStep)+k[i]) * out)
+			ds[i] = float32(float64(roundHalfEven(v*g.invStep)+ks[i]) * out)
 		}
 	}
 	return nil
@@ -112,19 +113,18 @@ func (g *GaussianNoise) Add32(dst, x []float32, src *Source) error {
 	if len(x) != g.dim || len(dst) != g.dim {
 		return fmt.Errorf("%w: noise calibrated for %d coordinates, got input %d and output %d", errDim, g.dim, len(x), len(dst))
 	}
+	for i, v := range x {
+		if !(math.Abs(float64(v)*g.invStep) <= maxLatticeCoord) {
+			return g.coordErr(i, float64(v))
+		}
+	}
 	var k [noiseChunk]int64
 	for off := 0; off < len(x); off += noiseChunk {
 		n := min(noiseChunk, len(x)-off)
-		xs, ds := x[off:off+n], dst[off:off+n]
+		xs, ds, ks := x[off:off+n], dst[off:off+n], k[:n]
+		fillDiscreteGaussian(ks, src)
 		for i, v := range xs {
-			c := float64(v) * g.invStep
-			if !(math.Abs(c) <= maxLatticeCoord) {
-				return g.coordErr(off+i, float64(v))
-			}
-		}
-		fillDiscreteGaussian(k[:n], src)
-		for i, v := range xs {
-			ds[i] = float32(float64(roundHalfEven(float64(v)*g.invStep)+k[i]) * g.step)
+			ds[i] = float32(float64(roundHalfEven(float64(v)*g.invStep)+ks[i]) * g.step)
 		}
 	}
 	return nil

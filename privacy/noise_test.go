@@ -294,6 +294,13 @@ func TestGaussianNoiseBadInput(t *testing.T) {
 	if err := g.Add32(make([]float32, 3), []float32{1, float32(math.Inf(-1)), 2}, src); !errors.Is(err, ErrNonFinite) {
 		t.Errorf("Inf input: err = %v, want ErrNonFinite", err)
 	}
+	// A bad value late in a long vector noised in place leaves the vector untouched.
+	big, _ := NewGaussianNoise(1, 1, 5000)
+	v := make([]float32, 5000)
+	v[4999] = float32(math.NaN())
+	if err := big.Add32(v, v, src); !errors.Is(err, ErrNonFinite) || v[0] != 0 || v[4000] != 0 {
+		t.Errorf("in-place noise of a vector with a late NaN: err = %v, v[0] = %v: input modified", err, v[0])
+	}
 	if err := g.Add64(make([]float32, 3), []float64{1, 2}, src); err == nil {
 		t.Error("wrong dimension: no error")
 	}

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package privacy
+
+import "testing"
+
+func reportCPU(b *testing.B) func() { return func() {} }
