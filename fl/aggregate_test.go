@@ -82,3 +82,24 @@ func BenchmarkMemoryRead(b *testing.B) {
 		}
 	}
 }
+
+func TestFirstNonFinite(t *testing.T) {
+	for _, n := range []int{0, 1, 5, 1000} {
+		v := make([]float32, n)
+		if got := firstNonFinite(v); got != -1 {
+			t.Fatalf("clean vector of %d: got %d", n, got)
+		}
+		for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+			for _, at := range []int{0, n / 2, n - 1} {
+				if n == 0 {
+					continue
+				}
+				w := make([]float32, n)
+				w[at] = bad
+				if got := firstNonFinite(w); got != at {
+					t.Fatalf("n=%d %v at %d: got %d", n, bad, at, got)
+				}
+			}
+		}
+	}
+}

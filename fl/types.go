@@ -133,12 +133,36 @@ func ValidateUpdate(res FitRes, dim int) error {
 	if res.NumExamples < 1 {
 		return fmt.Errorf("%w: example count %d, must be ≥ 1", ErrBadUpdate, res.NumExamples)
 	}
-	for i, v := range res.Update {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return fmt.Errorf("%w: parameter %d is %v", ErrBadUpdate, i, v)
-		}
+	if i := firstNonFinite(res.Update); i >= 0 {
+		return fmt.Errorf("%w: parameter %d is %v", ErrBadUpdate, i, res.Update[i])
 	}
 	return nil
+}
+
+// firstNonFinite returns the index of the first NaN or ±Inf in v, or −1. The fast path relies on
+// x·0 being 0 for finite x and NaN otherwise, so a clean vector costs one multiply-add per entry.
+func firstNonFinite(v []float32) int {
+	var a0, a1, a2, a3 float32
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		w := v[i : i+4 : i+4]
+		a0 += w[0] * 0
+		a1 += w[1] * 0
+		a2 += w[2] * 0
+		a3 += w[3] * 0
+	}
+	for ; i < len(v); i++ {
+		a0 += v[i] * 0
+	}
+	if a0+a1+a2+a3 == 0 {
+		return -1
+	}
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return i
+		}
+	}
+	return -1
 }
 
 // Strategy decides how a round is configured and how its updates become the next global model,

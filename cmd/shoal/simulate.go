@@ -13,6 +13,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,6 +60,7 @@ type simOptions struct {
 	Out                                     string
 	JSON                                    bool
 	LogLevel                                string
+	CPUProfile                              string
 	secOptions
 
 	seedGiven bool // --seed was set: the run may use seeded (reproducible) randomness for privacy
@@ -107,6 +109,7 @@ func simulateFlags(o *simOptions, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.Out, "out", "", "run directory (default runs/simulate-<UTC time>)")
 	fs.BoolVar(&o.JSON, "json", false, "print exactly one JSON summary object on stdout")
 	fs.StringVar(&o.LogLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	addSecurityFlags(fs, &o.secOptions)
 	return fs
 }
@@ -210,6 +213,17 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stderr, "shoal simulate: %s, %s on %s, %d clients (%s partition), %s, %d rounds, seed %d → %s\n",
 		run.desc, o.Model, o.Dataset, o.Clients, o.Partition, o.Strategy, o.Rounds, o.Seed, o.Out)
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	run.engine.OnRound = func(r fl.RoundReport) {
 		line := fmt.Sprintf("round %3d/%d  accuracy %.4f  loss %.4f  clients %d/%d  %.2fs",
