@@ -1,0 +1,493 @@
+package grpctransport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"shoal/fl"
+	shoalv1 "shoal/proto/shoal/v1"
+)
+
+// ClientConfig configures the client runtime.
+type ClientConfig struct {
+	// Server is the server's address, host:port.
+	Server string
+	// Name is the client's name; under TLS it must be the certificate's.
+	Name string
+	// TLS is the client's mutual-TLS configuration; nil is allowed only with Insecure.
+	TLS      *tls.Config
+	Insecure bool
+	// Local returns the trainer for a task of the given round (0 for evaluation) under the
+	// client id the server gave it, so a reproducible run can seed local shuffles exactly as
+	// the simulator does.
+	Local func(round int, id fl.ClientID) (fl.Client, error)
+	// SecureSum builds the run's secure-sum protocol from the name and parameters the server
+	// announces; nil refuses secure rounds.
+	SecureSum func(name string, params []byte) (fl.SecureSum, error)
+	// MaxPayload bounds what the server may send in one task (default 2 GiB).
+	MaxPayload uint64
+	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 250 ms and 30 s); each
+	// failed attempt doubles it, with full jitter.
+	MinBackoff, MaxBackoff time.Duration
+	Logger                 *slog.Logger
+	// DialOptions are added to the connection's options (tests).
+	DialOptions []grpc.DialOption
+}
+
+// ErrRefused is returned by RunClient when the server refuses the client for good (unknown or
+// revoked identity, wrong protocol version): retrying cannot help.
+var ErrRefused = errors.New("server refused the client")
+
+// RunClient connects to the server and answers its tasks until the server says the run is
+// complete (nil), the server refuses the client (ErrRefused), or ctx is done. A lost or failed
+// connection is retried with exponential backoff and jitter.
+func RunClient(ctx context.Context, cfg ClientConfig) error {
+	if cfg.Server == "" || cfg.Local == nil {
+		return errors.New("client: server address and local trainer are required")
+	}
+	if cfg.TLS == nil && !cfg.Insecure {
+		return errors.New("client: no TLS configuration; plaintext needs an explicit insecure setting")
+	}
+	if err := validName(cfg.Name); err != nil && (cfg.Insecure || cfg.Name != "") {
+		return fmt.Errorf("client: %w", err)
+	}
+	if cfg.MaxPayload == 0 {
+		cfg.MaxPayload = 2 << 30
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 250 * time.Millisecond
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(30*time.Second, cfg.MinBackoff)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rt := &runtime{cfg: cfg, log: log, seen: map[uint64]bool{}}
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
+	}
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20+messageOverhead), grpc.MaxCallSendMsgSize(16<<20+messageOverhead)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}, cfg.DialOptions...)
+	conn, err := grpc.NewClient(cfg.Server, opts...)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	defer conn.Close()
+	api := shoalv1.NewFederationClient(conn)
+
+	backoff := cfg.MinBackoff
+	for {
+		welcomed, complete, err := rt.session(ctx, api)
+		switch {
+		case complete:
+			log.Info("run complete")
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case permanent(err):
+			return fmt.Errorf("%w: %v", ErrRefused, err)
+		}
+		if welcomed {
+			backoff = cfg.MinBackoff
+		}
+		wait := rand.N(backoff) + time.Millisecond
+		log.Info("disconnected; retrying", "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, cfg.MaxBackoff)
+	}
+}
+
+func permanent(err error) bool {
+	switch status.Code(err) {
+	case codes.Unauthenticated, codes.PermissionDenied, codes.FailedPrecondition, codes.InvalidArgument:
+		return true
+	}
+	return false
+}
+
+// runtime is the client's state across sessions: the task ids it has answered and the
+// secure-sum half it holds.
+type runtime struct {
+	cfg ClientConfig
+	log *slog.Logger
+
+	seen      map[uint64]bool // task ids already received (replays are ignored)
+	lastRound uint32
+
+	protoName string
+	protocol  fl.SecureSum
+	sumRound  int
+	sumID     fl.ClientID
+	sum       fl.SumClient
+}
+
+// clientTask is a task whose payload has arrived, waiting for the worker.
+type clientTask struct {
+	task    *shoalv1.Task
+	payload []byte
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+type clientOut struct {
+	msg     *shoalv1.ClientMsg
+	payload []byte
+	hdr     *shoalv1.Header
+}
+
+// session runs one connection: hello, welcome, then tasks until it ends.
+func (rt *runtime) session(ctx context.Context, api shoalv1.FederationClient) (welcomed, complete bool, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := api.Connect(sctx)
+	if err != nil {
+		return false, false, err
+	}
+	if err := stream.Send(&shoalv1.ClientMsg{Body: &shoalv1.ClientMsg_Hello{Hello: &shoalv1.Hello{
+		ProtocolVersion: ProtocolVersion, Name: rt.cfg.Name}}}); err != nil {
+		return false, false, recvErr(stream, err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return false, false, err
+	}
+	w := first.GetWelcome()
+	if w == nil {
+		return false, false, errors.New("server did not start with a welcome")
+	}
+	if w.GetProtocolVersion() != ProtocolVersion || w.GetChunkSize() == 0 || w.GetChunkSize() > 16<<20 || w.GetHeartbeatMillis() == 0 {
+		return false, false, fmt.Errorf("unusable welcome: version %d, chunk size %d, heartbeat %d ms",
+			w.GetProtocolVersion(), w.GetChunkSize(), w.GetHeartbeatMillis())
+	}
+	log := rt.log.With("run", w.GetRunId(), "as", w.GetClientName())
+	log.Info("connected", "server", rt.cfg.Server)
+	if err := rt.setProtocol(w); err != nil {
+		log.Warn("secure rounds will be refused", "err", err)
+	}
+	heartbeat := time.Duration(w.GetHeartbeatMillis()) * time.Millisecond
+	chunkSize := int(w.GetChunkSize())
+
+	out := make(chan clientOut, 64)
+	queue := make(chan *clientTask, 16)
+	var wg sync.WaitGroup
+	sessionErr := make(chan error, 3)
+	wg.Go(func() { // writer
+		for {
+			select {
+			case o := <-out:
+				if err := stream.Send(o.msg); err != nil {
+					sessionErr <- err
+					cancel()
+					return
+				}
+				err := chunks(o.hdr, o.payload, chunkSize, func(c *shoalv1.Chunk) error {
+					return stream.Send(&shoalv1.ClientMsg{Body: &shoalv1.ClientMsg_Chunk{Chunk: c}})
+				})
+				if err != nil {
+					sessionErr <- err
+					cancel()
+					return
+				}
+			case <-sctx.Done():
+				return
+			}
+		}
+	})
+	emit := func(o clientOut) {
+		select {
+		case out <- o:
+		case <-sctx.Done():
+		}
+	}
+	wg.Go(func() { // heartbeats
+		tick := time.NewTicker(heartbeat)
+		defer tick.Stop()
+		var seq uint64
+		for {
+			select {
+			case <-tick.C:
+				seq++
+				emit(clientOut{msg: &shoalv1.ClientMsg{Body: &shoalv1.ClientMsg_Heartbeat{Heartbeat: &shoalv1.Heartbeat{Seq: seq}}}})
+			case <-sctx.Done():
+				return
+			}
+		}
+	})
+	wg.Go(func() { // worker: one task at a time, in order
+		for {
+			select {
+			case t := <-queue:
+				if t.ctx.Err() != nil {
+					continue // cancelled while waiting
+				}
+				res, payload := rt.work(t, log)
+				t.cancel()
+				emit(clientOut{msg: &shoalv1.ClientMsg{Body: &shoalv1.ClientMsg_Result{Result: res}}, payload: payload, hdr: res.GetHeader()})
+			case <-sctx.Done():
+				return
+			}
+		}
+	})
+	defer wg.Wait()
+	defer cancel()
+
+	// Receive loop: reassemble tasks, apply cancels, watch the server's liveness.
+	msgs := make(chan *shoalv1.ServerMsg)
+	recvDone := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvDone <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-sctx.Done():
+				recvDone <- sctx.Err()
+				return
+			}
+		}
+	}()
+	running := map[uint64]*clientTask{}
+	var asm *assembly
+	var asmTask *shoalv1.Task
+	silence := time.NewTimer(3 * heartbeat)
+	defer silence.Stop()
+	for {
+		select {
+		case err := <-sessionErr:
+			return true, false, err
+		case err := <-recvDone:
+			if errors.Is(err, io.EOF) {
+				err = errors.New("server ended the session")
+			}
+			return true, false, err
+		case <-silence.C:
+			return true, false, fmt.Errorf("server silent for %v", 3*heartbeat)
+		case <-ctx.Done():
+			return true, false, ctx.Err()
+		case m := <-msgs:
+			silence.Reset(3 * heartbeat)
+			switch b := m.GetBody().(type) {
+			case *shoalv1.ServerMsg_Heartbeat:
+			case *shoalv1.ServerMsg_Goodbye:
+				log.Info("server said goodbye", "reason", b.Goodbye.GetReason(), "run_complete", b.Goodbye.GetRunComplete())
+				return true, b.Goodbye.GetRunComplete(), errors.New("server said goodbye: " + b.Goodbye.GetReason())
+			case *shoalv1.ServerMsg_Cancel:
+				h := headerOf(b.Cancel.GetHeader())
+				if t := running[h.taskID]; t != nil {
+					t.cancel()
+					delete(running, h.taskID)
+				}
+				if asm != nil && asm.hdr.taskID == h.taskID {
+					asm, asmTask = nil, nil
+				}
+			case *shoalv1.ServerMsg_Task:
+				if asm != nil {
+					log.Warn("task arrived before the previous payload was complete; dropping the previous", "task", asm.hdr)
+				}
+				asm, asmTask = nil, nil
+				t := b.Task
+				h := headerOf(t.GetHeader())
+				if rt.seen[h.taskID] {
+					log.Warn("replayed task ignored", "task", h)
+					continue
+				}
+				rt.seen[h.taskID] = true
+				a, err := newAssembly(h, t.GetPayload(), rt.cfg.MaxPayload, chunkSize, false)
+				if err != nil {
+					return true, false, err
+				}
+				if a.done() {
+					rt.enqueue(sctx, t, nil, running, queue)
+				} else {
+					asm, asmTask = a, t
+				}
+			case *shoalv1.ServerMsg_Chunk:
+				if asm == nil {
+					log.Debug("chunk of a withdrawn task dropped", "task", headerOf(b.Chunk.GetHeader()))
+					continue
+				}
+				done, err := asm.add(b.Chunk)
+				if err != nil {
+					return true, false, err
+				}
+				if done {
+					rt.enqueue(sctx, asmTask, asm.bytes(), running, queue)
+					asm, asmTask = nil, nil
+				}
+			default:
+				return true, false, errors.New("unexpected message from the server")
+			}
+		}
+	}
+}
+
+func recvErr(stream grpc.BidiStreamingClient[shoalv1.ClientMsg, shoalv1.ServerMsg], err error) error {
+	if errors.Is(err, io.EOF) {
+		if _, rerr := stream.Recv(); rerr != nil {
+			return rerr
+		}
+	}
+	return err
+}
+
+func (rt *runtime) enqueue(ctx context.Context, t *shoalv1.Task, payload []byte, running map[uint64]*clientTask, queue chan<- *clientTask) {
+	tctx, cancel := context.WithCancel(ctx)
+	ct := &clientTask{task: t, payload: payload, ctx: tctx, cancel: cancel}
+	running[t.GetHeader().GetTaskId()] = ct
+	for id, r := range running {
+		if r.ctx.Err() != nil {
+			delete(running, id)
+		}
+	}
+	select {
+	case queue <- ct:
+	default:
+		cancel()
+		rt.log.Warn("task queue full; task dropped", "task", headerOf(t.GetHeader()))
+	}
+}
+
+func (rt *runtime) setProtocol(w *shoalv1.Welcome) error {
+	name := w.GetSecureSum()
+	if name == "" || name == rt.protoName && rt.protocol != nil {
+		return nil
+	}
+	if rt.cfg.SecureSum == nil {
+		return fmt.Errorf("the run uses secure sum %q, and this client has no secure-sum support", name)
+	}
+	p, err := rt.cfg.SecureSum(name, w.GetSecureSumParams())
+	if err != nil {
+		return fmt.Errorf("secure sum %q: %w", name, err)
+	}
+	rt.protoName, rt.protocol = name, p
+	return nil
+}
+
+// work does one task and returns its result (an error result when it failed).
+func (rt *runtime) work(t *clientTask, log *slog.Logger) (*shoalv1.Result, []byte) {
+	task := t.task
+	res := &shoalv1.Result{Header: task.GetHeader(), Kind: task.GetKind()}
+	fail := func(err error) (*shoalv1.Result, []byte) {
+		log.Warn("task failed", "kind", kindName(task.GetKind()), "task", headerOf(task.GetHeader()), "err", err)
+		res.Error = err.Error()
+		return res, nil
+	}
+	round := int(task.GetHeader().GetRound())
+	id := fl.ClientID(task.GetClientId())
+	log.Debug("task", "kind", kindName(task.GetKind()), "round", round, "stage", task.GetHeader().GetStage(), "bytes", len(t.payload))
+	switch task.GetKind() {
+	case shoalv1.TaskKind_TASK_KIND_FIT:
+		if task.GetHeader().GetRound() < rt.lastRound {
+			return fail(fmt.Errorf("fit task for round %d after round %d: stale", round, rt.lastRound))
+		}
+		rt.lastRound = task.GetHeader().GetRound()
+		params, err := bytesFloats(t.payload)
+		if err != nil {
+			return fail(err)
+		}
+		ins := fl.FitIns{Round: round, Params: params, Config: fitConfigFrom(task.GetFit()), Secure: task.GetSecure()}
+		if err := ins.Config.Validate(); err != nil {
+			return fail(fmt.Errorf("fit configuration: %w", err))
+		}
+		if ins.Secure && rt.protocol == nil {
+			return fail(errors.New("secure round, but this client has no secure-sum protocol for the run"))
+		}
+		local, err := rt.cfg.Local(round, id)
+		if err != nil {
+			return fail(err)
+		}
+		fr, err := safeFit(t.ctx, local, ins)
+		if err != nil {
+			return fail(err)
+		}
+		res.NumExamples, res.Loss, res.Unclipped = int64(fr.NumExamples), fr.Loss, fr.Unclipped
+		if ins.Secure {
+			weight := float64(fr.NumExamples)
+			if ins.Config.UnitWeights {
+				weight = 1
+			}
+			sc, err := rt.protocol.NewClient(round, id, fl.SumInput{Update: fr.Update, Weight: weight, Unclipped: fr.Unclipped})
+			if err != nil {
+				return fail(fmt.Errorf("secure sum input: %w", err))
+			}
+			rt.sum, rt.sumRound, rt.sumID = sc, round, id
+			res.Payload = &shoalv1.Payload{}
+			return res, nil
+		}
+		payload := floatBytes(fr.Update)
+		res.Payload = &shoalv1.Payload{Size: uint64(len(payload)), Crc32C: checksum(payload)}
+		return res, payload
+	case shoalv1.TaskKind_TASK_KIND_EVALUATE:
+		params, err := bytesFloats(t.payload)
+		if err != nil {
+			return fail(err)
+		}
+		local, err := rt.cfg.Local(0, id)
+		if err != nil {
+			return fail(err)
+		}
+		er, err := local.Evaluate(t.ctx, params)
+		if err != nil {
+			return fail(err)
+		}
+		res.Loss, res.Accuracy, res.NumExamples = er.Loss, er.Accuracy, int64(er.NumExamples)
+		res.Payload = &shoalv1.Payload{}
+		return res, nil
+	case shoalv1.TaskKind_TASK_KIND_EXCHANGE:
+		if rt.sum == nil || rt.sumRound != round || rt.sumID != id {
+			return fail(fmt.Errorf("exchange for round %d as client %d, but this client holds no input for it", round, id))
+		}
+		reply, err := safeHandle(rt.sum, t.payload)
+		if err != nil {
+			return fail(fmt.Errorf("secure sum stage %d: %w", task.GetHeader().GetStage(), err))
+		}
+		res.Payload = &shoalv1.Payload{Size: uint64(len(reply)), Crc32C: checksum(reply)}
+		return res, reply
+	}
+	return fail(fmt.Errorf("unknown task kind %d", task.GetKind()))
+}
+
+func safeFit(ctx context.Context, c fl.Client, ins fl.FitIns) (res fl.FitRes, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("local training crashed: %v", r)
+		}
+	}()
+	return c.Fit(ctx, ins)
+}
+
+func safeHandle(c fl.SumClient, msg []byte) (reply []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("protocol client crashed: %v", r)
+		}
+	}()
+	return c.Handle(msg)
+}
