@@ -11,6 +11,8 @@ import (
 type layer interface {
 	outShape() Shape
 	numParams() int
+	// bind points the layer at its blocks of the model's vectors; grads may be nil (in-place SGD
+	// never writes gradients), and then backward must be called with a step.
 	bind(params, grads []float32)
 	initParams(rng *rand.Rand)
 	// reserve sizes the layer's scratch buffers for batches of up to batch examples.
@@ -56,7 +58,10 @@ func (d *dense) numParams() int  { return d.in*d.out + d.out }
 func (d *dense) bind(p, g []float32) {
 	nw := d.in * d.out
 	d.w, d.b = p[:nw:nw], p[nw:nw+d.out:nw+d.out]
-	d.gw, d.gb = g[:nw:nw], g[nw:nw+d.out:nw+d.out]
+	d.gw, d.gb = nil, nil
+	if g != nil {
+		d.gw, d.gb = g[:nw:nw], g[nw:nw+d.out:nw+d.out]
+	}
 }
 func (d *dense) initParams(rng *rand.Rand) {
 	heNormal(d.w, d.in, d.gain, rng)
@@ -240,7 +245,10 @@ func (l *conv2d) numParams() int  { return l.patch()*l.filters + l.filters }
 func (l *conv2d) bind(p, g []float32) {
 	nw := l.patch() * l.filters
 	l.w, l.b = p[:nw:nw], p[nw:nw+l.filters:nw+l.filters]
-	l.gw, l.gb = g[:nw:nw], g[nw:nw+l.filters:nw+l.filters]
+	l.gw, l.gb = nil, nil
+	if g != nil {
+		l.gw, l.gb = g[:nw:nw], g[nw:nw+l.filters:nw+l.filters]
+	}
 }
 func (l *conv2d) initParams(rng *rand.Rand) {
 	heNormal(l.w, l.patch(), 2, rng)

@@ -25,7 +25,7 @@ type Model struct {
 	// offsets[i] is where layer i's block starts in params; blocks are in layer order.
 	offsets []int
 	params  []float32
-	grads   []float32
+	grads   []float32 // same layout as params; nil until a path that needs it runs
 
 	// Scratch, grown on demand by reserve and never shared between clones.
 	batchCap int
@@ -112,7 +112,7 @@ func newFromLayers(name string, in Shape, classes int, layers []layer, rng *rand
 	return m
 }
 
-// allocParams lays out the flat parameter and gradient vectors and binds every layer to its block.
+// allocParams lays out the flat parameter vector and binds every layer to its block.
 func (m *Model) allocParams() {
 	total := 0
 	m.offsets = make([]int, len(m.layers))
@@ -121,10 +121,27 @@ func (m *Model) allocParams() {
 		total += l.numParams()
 	}
 	m.params = make([]float32, total)
-	m.grads = make([]float32, total)
+	m.bindLayers()
+}
+
+// bindLayers points every layer at its blocks of params and (when allocated) grads.
+func (m *Model) bindLayers() {
 	for i, l := range m.layers {
 		o, n := m.offsets[i], l.numParams()
-		l.bind(m.params[o:o+n:o+n], m.grads[o:o+n:o+n])
+		var g []float32
+		if m.grads != nil {
+			g = m.grads[o : o+n : o+n]
+		}
+		l.bind(m.params[o:o+n:o+n], g)
+	}
+}
+
+// ensureGrads allocates the gradient vector on first use: plain SGD applies its updates in place
+// and never needs one, which halves the memory of a model (and of every Clone) on that path.
+func (m *Model) ensureGrads() {
+	if m.grads == nil {
+		m.grads = make([]float32, len(m.params))
+		m.bindLayers()
 	}
 }
 

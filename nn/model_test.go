@@ -260,6 +260,9 @@ func TestCloneIndependent(t *testing.T) {
 	if slices.Equal(m.Params(), c.Params()) {
 		t.Error("training did not change the clone")
 	}
+	if c.grads != nil {
+		t.Error("plain SGD allocated a gradient vector it does not need")
+	}
 }
 
 func TestEvaluateExact(t *testing.T) {

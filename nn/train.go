@@ -101,6 +101,7 @@ func (m *Model) Train(x []float32, y []int32, cfg TrainConfig, rng *rand.Rand) (
 	bs := min(cfg.BatchSize, n)
 	m.reserve(bs)
 	if cfg.Momentum > 0 {
+		m.ensureGrads()
 		if len(m.velocity) != len(m.params) {
 			m.velocity = make([]float32, len(m.params))
 		}
@@ -272,6 +273,7 @@ func (m *Model) Evaluate(x []float32, y []int32) (loss, accuracy float64, err er
 // gradient computes the mean loss over all the examples as one batch and leaves its gradient in
 // m.grads, without updating the parameters (for gradient checks and diagnostics).
 func (m *Model) gradient(x []float32, y []int32) float64 {
+	m.ensureGrads()
 	n := len(y)
 	m.reserve(n)
 	idx := make([]int, n)
