@@ -37,19 +37,21 @@ func BenchmarkAddPacked(b *testing.B) {
 	vals := make([]uint32, 100_001)
 	packed := make([]byte, packedSize(len(vals), 26))
 	acc := make([]uint32, len(vals))
-	b.SetBytes(int64(len(packed)))
+	t := startCPU(b, int64(len(packed)))
 	for b.Loop() {
 		addPacked(acc, packed, 26)
 	}
+	t.stop()
 }
 
 func BenchmarkPackRing(b *testing.B) {
 	vals := make([]uint32, 100_001)
 	packed := make([]byte, packedSize(len(vals), 26))
-	b.SetBytes(int64(len(packed)))
+	t := startCPU(b, int64(len(packed)))
 	for b.Loop() {
 		packRing(packed, vals, 26)
 	}
+	t.stop()
 }
 
 func BenchmarkEncodeInput(b *testing.B) {
@@ -58,10 +60,11 @@ func BenchmarkEncodeInput(b *testing.B) {
 	u, _, _ := inputs(cfg.Dim)(1)
 	dst := make([]uint32, cfg.Dim+1)
 	rs := testStream(b, 1)
-	b.SetBytes(int64(4 * cfg.Dim))
+	t := startCPU(b, int64(4*cfg.Dim))
 	for b.Loop() {
 		if err := cfg.encodeInput(u, 1, rs, dst); err != nil {
 			b.Fatal(err)
 		}
 	}
+	t.stop()
 }

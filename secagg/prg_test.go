@@ -62,18 +62,20 @@ var benchBuf = make([]byte, 16384)
 func BenchmarkPRGAES128CTR(b *testing.B) {
 	block, _ := aes.NewCipher(make([]byte, 16))
 	s := cipher.NewCTR(block, make([]byte, 16))
-	b.SetBytes(int64(len(benchBuf)))
+	t := startCPU(b, int64(len(benchBuf)))
 	for b.Loop() {
 		s.XORKeyStream(benchBuf, benchBuf)
 	}
+	t.stop()
 }
 
 func BenchmarkPRGChaCha20(b *testing.B) {
 	s, _ := chacha20.NewUnauthenticatedCipher(make([]byte, 32), make([]byte, 12))
-	b.SetBytes(int64(len(benchBuf)))
+	t := startCPU(b, int64(len(benchBuf)))
 	for b.Loop() {
 		s.XORKeyStream(benchBuf, benchBuf)
 	}
+	t.stop()
 }
 
 // BenchmarkMaskExpand measures expanding one 100,000-entry mask into an accumulator
@@ -82,10 +84,11 @@ func BenchmarkMaskExpand(b *testing.B) {
 	var e maskExpander
 	acc := make([]uint32, 100_001)
 	key := [prgKeySize]byte{1}
-	b.SetBytes(int64(4 * len(acc)))
+	t := startCPU(b, int64(4*len(acc)))
 	for b.Loop() {
 		_ = e.apply(acc, &key, +1)
 	}
+	t.stop()
 }
 
 func TestAddSubWordsMatchGeneric(t *testing.T) {
@@ -120,17 +123,19 @@ func TestAddSubWordsMatchGeneric(t *testing.T) {
 func BenchmarkAddWords(b *testing.B) {
 	dst := make([]uint32, chunkWords)
 	src := make([]byte, 4*chunkWords)
-	b.SetBytes(int64(len(src)))
+	t := startCPU(b, int64(len(src)))
 	for b.Loop() {
 		addWords(dst, src)
 	}
+	t.stop()
 }
 
 func BenchmarkAddWordsGeneric(b *testing.B) {
 	dst := make([]uint32, chunkWords)
 	src := make([]byte, 4*chunkWords)
-	b.SetBytes(int64(len(src)))
+	t := startCPU(b, int64(len(src)))
 	for b.Loop() {
 		addWordsGeneric(dst, src)
 	}
+	t.stop()
 }

@@ -29,25 +29,21 @@ func (c *Config) encodeInput(update []float32, weight float64, rs *byteStream, d
 	// integer part, and it needs no floating-point floor.
 	scale := levels / (2 * clip) * (1 << 32)
 	top := uint64(levels) << 32
+	// Reject NaN and ±Inf first (exponent all ones), so the rounding loop has no branches.
+	for i, x := range update {
+		if math.Float32bits(x)&0x7f800000 == 0x7f800000 {
+			return fmt.Errorf("secagg input: entry %d is %v", i, x)
+		}
+	}
 	var noise [1024]uint32
 	for off := 0; off < len(update); off += len(noise) {
 		n := min(len(noise), len(update)-off)
 		rs.fillUint32(noise[:n])
 		src := update[off : off+n]
 		out := dst[off : off+n]
+		noise := noise[:len(src)]
 		for i, x := range src {
-			v := float64(x)
-			if !(v >= -clip) { // below the range, or NaN
-				if v != v || math.IsInf(v, 0) {
-					return fmt.Errorf("secagg input: entry %d is %v", off+i, x)
-				}
-				v = -clip
-			} else if v > clip {
-				if math.IsInf(v, 0) {
-					return fmt.Errorf("secagg input: entry %d is %v", off+i, x)
-				}
-				v = clip
-			}
+			v := min(max(float64(x), -clip), clip)
 			yfix := uint64(int64((v + clip) * scale)) // < 2^48: the signed conversion is one instruction
 			out[i] = uint32(min(yfix+uint64(noise[i]), top) >> 32)
 		}
