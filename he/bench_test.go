@@ -4,7 +4,6 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -13,15 +12,9 @@ import (
 	"github.com/tuneinsight/lattigo/v6/ring"
 )
 
-// cpuTime is the process's user+system CPU time: on a shared machine it measures the
+// cpuTime is the process's CPU time (processCPU): on a shared machine it measures the
 // work done rather than the wait for a core.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func cpuTime() time.Duration { return processCPU() }
 
 // measureCPU wraps a benchmark body and reports cpu-ns/op next to ns/op.
 func measureCPU(body func(b *testing.B)) func(b *testing.B) {

@@ -94,7 +94,7 @@
 // round(z·2^49)·2^14 + uniform low bits, z ~ N(0, 1) from ChaCha8 seeded by crypto/rand.
 //
 // Precision follows: each decoded coordinate of the weighted sum carries noise of
-// standard deviation σ_s·√t/Δ = 2^−22·√t; MaxAbsError(t) = 6·σ_s·√t/Δ (2.5·10⁻⁶ for
+// standard deviation σ_s·√t/Δ = 2^−22·√t; MaxAbsError(t) = 7·σ_s·√t/Δ (2.9·10⁻⁶ for
 // t = 3) bounds it, and the tests assert it on sums of 10 to 1,000 updates in [−1, 1]
 // with weights up to 600. Σ|w·x_i| per coordinate and Σ w must stay below Capacity
 // (1.7·10¹⁰ for the default set); beyond it the decryption wraps modulo Q.

@@ -248,11 +248,12 @@ func (p *Params) CiphertextBytes() int { return 2 * p.polyBytes() }
 
 func (p *Params) polyBytes() int { return 8 + len(p.moduli)*(8+8*p.N()) }
 
-// MaxAbsError is the expected worst-case absolute error on one decrypted coordinate of
-// the weighted sum when threshold members each add smudging noise: about 6 standard
-// deviations of the summed smudging noise, divided by Δ.
+// MaxAbsError bounds the absolute error on a decrypted coordinate of the weighted sum
+// (and on the total weight) when threshold members each add smudging noise: 7 standard
+// deviations of the summed noise, divided by Δ. A coordinate exceeds it with probability
+// 2.6·10⁻¹², so even a 10⁸-value update stays within it except with probability 3·10⁻⁴.
 func (p *Params) MaxAbsError(threshold int) float64 {
-	return 6 * math.Exp2(float64(p.logSmudging-p.logScale)) * math.Sqrt(float64(threshold))
+	return 7 * math.Exp2(float64(p.logSmudging-p.logScale)) * math.Sqrt(float64(threshold))
 }
 
 // FreshNoiseStd estimates the standard deviation of one coefficient of the noise of a

@@ -108,9 +108,13 @@ type RoundStats struct {
 	EncryptSeconds   float64 // total over clients
 	AggregateSeconds float64 // decoding and adding every upload
 	DecryptSeconds   float64 // request, shares, combination and decoding
-	UploadBytes      int     // of one upload
-	RequestBytes     int
-	ShareBytes       int // of one member's share
+	// CPU time (user+system, all threads) of the same phases: robust on a busy machine.
+	EncryptCPUSeconds   float64
+	AggregateCPUSeconds float64
+	DecryptCPUSeconds   float64
+	UploadBytes         int // of one upload
+	RequestBytes        int
+	ShareBytes          int // of one member's share
 }
 
 // RunRound runs one encrypted round in-process: every update yielded is encrypted,
@@ -130,7 +134,7 @@ func RunRound(setup *PublicSetup, keys map[PartyID]*KeyMaterial, round uint64, d
 	}
 	stats := &RoundStats{}
 	for id, u := range updates {
-		t0 := time.Now()
+		t0, c0 := time.Now(), processCPU()
 		up, err := enc.Encrypt(round, id, u.Values, u.Weight)
 		if err != nil {
 			return nil, nil, fmt.Errorf("he: client %d: %w", id, err)
@@ -139,16 +143,18 @@ func RunRound(setup *PublicSetup, keys map[PartyID]*KeyMaterial, round uint64, d
 		if err != nil {
 			return nil, nil, err
 		}
-		t1 := time.Now()
+		t1, c1 := time.Now(), processCPU()
 		if err := agg.AddEncoded(b); err != nil {
 			return nil, nil, fmt.Errorf("he: upload of client %d: %w", id, err)
 		}
 		stats.AggregateSeconds += time.Since(t1).Seconds()
+		stats.AggregateCPUSeconds += (processCPU() - c1).Seconds()
 		stats.EncryptSeconds += t1.Sub(t0).Seconds()
+		stats.EncryptCPUSeconds += (c1 - c0).Seconds()
 		stats.UploadBytes = len(b)
 		stats.Uploads++
 	}
-	t0 := time.Now()
+	t0, c0 := time.Now(), processCPU()
 	req, err := agg.DecryptRequest(online)
 	if err != nil {
 		return nil, stats, err
@@ -194,6 +200,7 @@ func RunRound(setup *PublicSetup, keys map[PartyID]*KeyMaterial, round uint64, d
 		return nil, stats, err
 	}
 	stats.DecryptSeconds = time.Since(t0).Seconds()
+	stats.DecryptCPUSeconds = (processCPU() - c0).Seconds()
 	if res == nil {
 		return nil, stats, errors.New("he: no aggregate")
 	}
