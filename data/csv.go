@@ -49,7 +49,9 @@ func LoadCSV(r io.Reader, name, labelColumn string) (*Dataset, error) {
 		return nil, fmt.Errorf("%s: line 1: only the label column %q, want at least one feature column", name, labelColumn)
 	}
 	var x []float32
-	var labels []string
+	var labelIDs []int32          // per row: index into distinct, in order of first appearance
+	var distinct []string         // distinct label values
+	ids := make(map[string]int32) // label value → index into distinct
 	for {
 		record, err := cr.Read()
 		if err == io.EOF {
@@ -58,7 +60,7 @@ func LoadCSV(r io.Reader, name, labelColumn string) (*Dataset, error) {
 		if err != nil {
 			var perr *csv.ParseError
 			if errors.As(err, &perr) {
-				return nil, fmt.Errorf("%s: line %d, column %d: %w", name, perr.Line, perr.Column, perr.Err)
+				return nil, fmt.Errorf("%s: line %d, character %d: %w", name, perr.Line, perr.Column, perr.Err)
 			}
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -72,24 +74,30 @@ func LoadCSV(r io.Reader, name, labelColumn string) (*Dataset, error) {
 				if field == "" {
 					return nil, fmt.Errorf("%s: line %d, column %d (%s): empty label", name, line, i+1, header[i])
 				}
-				labels = append(labels, field)
+				id, ok := ids[field]
+				if !ok {
+					// Cloned: the field shares memory with the whole line, which must not stay alive.
+					id = int32(len(distinct))
+					distinct = append(distinct, strings.Clone(field))
+					ids[distinct[id]] = id
+				}
+				labelIDs = append(labelIDs, id)
 				continue
 			}
 			v, err := strconv.ParseFloat(field, 32)
 			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-				_, col := cr.FieldPos(i)
-				return nil, fmt.Errorf("%s: line %d, column %d (%s): value %q is not a finite number", name, line, col, header[i], field)
+				return nil, fmt.Errorf("%s: line %d, column %d (%s): value %q is not a finite number", name, line, i+1, header[i], field)
 			}
 			x = append(x, float32(v))
 		}
 	}
-	if len(labels) == 0 {
+	if len(labelIDs) == 0 {
 		return nil, fmt.Errorf("%s: no data rows after the header", name)
 	}
-	classNames, classOf := labelClasses(labels)
-	y := make([]int32, len(labels))
-	for i, l := range labels {
-		y[i] = classOf[l]
+	classNames, classOf := labelClasses(distinct)
+	y := make([]int32, len(labelIDs))
+	for i, id := range labelIDs {
+		y[i] = classOf[id]
 	}
 	return &Dataset{
 		Name: name, X: x, Y: y,
@@ -98,47 +106,39 @@ func LoadCSV(r io.Reader, name, labelColumn string) (*Dataset, error) {
 	}, nil
 }
 
-// labelClasses numbers the distinct labels in sorted order: numerically when all are integers
-// (so "10" comes after "9"), else as strings.
-func labelClasses(labels []string) (names []string, classOf map[string]int32) {
-	classOf = make(map[string]int32)
-	for _, l := range labels {
-		if _, ok := classOf[l]; !ok {
-			classOf[l] = 0
-			names = append(names, l)
-		}
-	}
+// labelClasses numbers the distinct label values in sorted order: numerically when all are
+// integers (so "10" comes after "9", and "9" and "09" are one class), else as strings. It returns
+// the class names and, for each distinct value, its class.
+func labelClasses(distinct []string) (names []string, classOf []int32) {
+	classOf = make([]int32, len(distinct))
+	values := make([]int64, len(distinct))
 	numeric := true
-	values := make(map[string]int64, len(names))
-	for _, l := range names {
+	for i, l := range distinct {
 		v, err := strconv.ParseInt(l, 10, 64)
 		if err != nil {
 			numeric = false
 			break
 		}
-		values[l] = v
+		values[i] = v
 	}
 	if numeric {
-		// Distinct strings may be one integer ("1", "01"): they are one class.
-		distinct := make([]int64, 0, len(values))
-		for _, v := range values {
-			distinct = append(distinct, v)
-		}
-		slices.Sort(distinct)
-		distinct = slices.Compact(distinct)
-		names = names[:0]
-		for _, v := range distinct {
+		sorted := slices.Clone(values)
+		slices.Sort(sorted)
+		sorted = slices.Compact(sorted)
+		for _, v := range sorted {
 			names = append(names, strconv.FormatInt(v, 10))
 		}
-		for l, v := range values {
-			i, _ := slices.BinarySearch(distinct, v)
-			classOf[l] = int32(i)
+		for i, v := range values {
+			class, _ := slices.BinarySearch(sorted, v)
+			classOf[i] = int32(class)
 		}
 		return names, classOf
 	}
+	names = slices.Clone(distinct)
 	slices.Sort(names)
-	for i, l := range names {
-		classOf[l] = int32(i)
+	for i, l := range distinct {
+		class, _ := slices.BinarySearch(names, l)
+		classOf[i] = int32(class)
 	}
 	return names, classOf
 }

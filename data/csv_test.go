@@ -59,7 +59,7 @@ func TestLoadCSVErrors(t *testing.T) {
 		{"only label", "label\nx\n", "at least one feature column"},
 		{"duplicate label", "label,a,label\n1,2,3\n", "appears twice"},
 		{"ragged", "a,label\n1,x\n2,y,3\n", "line 3: 3 fields, the header has 2"},
-		{"non-numeric", "a,b,label\n1,2,x\n3,abc,y\n", `line 3, column 3 (b): value "abc" is not a finite number`},
+		{"non-numeric", "a,b,label\n1,2,x\n3,abc,y\n", `line 3, column 2 (b): value "abc" is not a finite number`},
 		{"nan", "a,label\n1,x\nNaN,y\n", `line 3, column 1 (a): value "NaN"`},
 		{"inf", "a,label\n+Inf,x\n", `line 2, column 1 (a): value "+Inf"`},
 		{"overflow float32", "a,label\n1e39,x\n", `value "1e39"`},
