@@ -128,3 +128,16 @@ func BenchmarkRDPQueryCached10k(b *testing.B) {
 
 // BenchmarkPLDQuery10k is a PLD query for 10,000 steps.
 func BenchmarkPLDQuery10k(b *testing.B) { benchAccountant(b, "pld", 256.0/60000, 1.1, 10000) }
+
+// BenchmarkExactDiscreteGaussian is one draw of the exact CKS sampler at σ_K², the variance the
+// fast sampler produces: the per-coordinate cost that rules it out for a million parameters.
+func BenchmarkExactDiscreteGaussian(b *testing.B) {
+	src := NewSeededSource(1)
+	sigma2 := uint64(baseSigma * baseSigma * (1 + convStride*convStride))
+	defer reportCPU(b)()
+	for b.Loop() {
+		if _, err := SampleDiscreteGaussianExact(sigma2, src); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -339,3 +339,63 @@ func TestRoundHalfEven(t *testing.T) {
 		}
 	}
 }
+
+func TestExactDiscreteGaussianStatistics(t *testing.T) {
+	src := NewSeededSource(21)
+	// Moments and tails at σ₀² (where the lattice is fine enough for normal tails to apply).
+	m := newMoments(baseSigma, 2*baseSigma, 3*baseSigma)
+	for range 20000 {
+		k, err := SampleDiscreteGaussianExact(baseSigma*baseSigma, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.add(float64(k))
+	}
+	m.check(t, "exact sampler σ = 2048", baseSigma)
+	// σ² = 1: P[0], P[±1], P[±2] against exp(−k²/2)/Z.
+	counts := map[int64]int{}
+	const n = 200000
+	for range n {
+		k, _ := SampleDiscreteGaussianExact(1, src)
+		counts[k]++
+	}
+	var z float64
+	for k := -20; k <= 20; k++ {
+		z += math.Exp(-float64(k*k) / 2)
+	}
+	for k := int64(-3); k <= 3; k++ {
+		p := math.Exp(-float64(k*k)/2) / z
+		got := float64(counts[k]) / n
+		if se := math.Sqrt(p * (1 - p) / n); math.Abs(got-p) > 5*se {
+			t.Errorf("exact sampler σ²=1: P[%d] = %.5f, want %.5f ± %.5f", k, got, p, 5*se)
+		}
+	}
+	if _, err := SampleDiscreteGaussianExact(0, src); err == nil {
+		t.Error("σ² = 0 accepted")
+	}
+}
+
+// The fast sampler and the exact one agree on the base distribution: a two-sample test on
+// binned draws of N_Z(0, σ₀²).
+func TestFastBaseMatchesExactSampler(t *testing.T) {
+	src := NewSeededSource(22)
+	tab := getBaseTable()
+	const n = 20000
+	bin := func(k int64) int { return min(9, int(math.Abs(float64(k))/(0.5*baseSigma))) }
+	var fast, exact [10]float64
+	for range n {
+		fast[bin(int64(sampleBase(tab, src)))]++
+		k, _ := SampleDiscreteGaussianExact(baseSigma*baseSigma, src)
+		exact[bin(k)]++
+	}
+	var chi2 float64
+	for i := range fast {
+		if s := fast[i] + exact[i]; s > 0 {
+			chi2 += (fast[i] - exact[i]) * (fast[i] - exact[i]) / s
+		}
+	}
+	// 9 degrees of freedom: P[χ² > 33] ≈ 1e-4.
+	if chi2 > 33 {
+		t.Errorf("fast vs exact sampler: χ² = %.1f over %v vs %v", chi2, fast, exact)
+	}
+}
