@@ -11,5 +11,6 @@
 // synthetic data are experiment set-up, not secrets, so a seeded PCG is the right source.
 //
 // This package must not depend on any other Shoal package (it sits at the bottom of the
-// dependency graph, below nn, fl and sim), nor do I/O beyond reading the files it is asked for.
+// dependency graph, below nn, fl and sim), nor do I/O beyond reading the files it is asked for
+// and locating the GoMNIST module in the Go module cache.
 package data

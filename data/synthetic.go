@@ -28,6 +28,17 @@ const (
 // them client after client, Clients[k] and TestClients[k] index client k's parts. Deterministic
 // for a seed.
 func Synthetic(alpha, beta float64, clients int, seed uint64) (*Federated, error) {
+	return synthetic(alpha, beta, false, clients, seed)
+}
+
+// SyntheticIID generates the Synthetic-IID dataset of the same paper: every client shares one
+// model W, b (entries ~ N(0, 1)) and one feature distribution x ~ N(0, Σ); client sizes and the
+// 80/20 split are as in Synthetic. It is the IID baseline for Synthetic(α, β).
+func SyntheticIID(clients int, seed uint64) (*Federated, error) {
+	return synthetic(0, 0, true, clients, seed)
+}
+
+func synthetic(alpha, beta float64, iid bool, clients int, seed uint64) (*Federated, error) {
 	switch {
 	case !(alpha >= 0 && alpha <= maxSyntheticSpread):
 		return nil, fmt.Errorf("synthetic data: alpha = %v, want 0 ≤ alpha ≤ %g (the paper uses 0, 0.5, 1)", alpha, maxSyntheticSpread)
@@ -64,24 +75,38 @@ func Synthetic(alpha, beta float64, clients int, seed uint64) (*Federated, error
 	for _, n := range sizes {
 		nTrain += trainShare(n)
 	}
-	train := syntheticDataset(fmt.Sprintf("synthetic(%g,%g)-train", alpha, beta), nTrain)
-	test := syntheticDataset(fmt.Sprintf("synthetic(%g,%g)-test", alpha, beta), total-nTrain)
+	name := fmt.Sprintf("synthetic(%g,%g)", alpha, beta)
+	if iid {
+		name = "synthetic-iid"
+	}
+	train := syntheticDataset(name+"-train", nTrain)
+	test := syntheticDataset(name+"-test", total-nTrain)
 	fed := &Federated{Train: train, Test: test, Clients: make([][]int, clients), TestClients: make([][]int, clients)}
 
 	var mean [syntheticDim]float64
 	var w [syntheticDim * syntheticClasses]float64 // row-major: feature j, class c at j*10+c
 	var b, logits [syntheticClasses]float64
 	var x [syntheticDim]float64
-	trainAt, testAt := 0, 0
-	for k, n := range sizes {
-		for j := range mean {
-			mean[j] = featureShift[k] + r.NormFloat64()
-		}
+	if iid { // one global model; features centred at 0 for every client
 		for i := range w {
-			w[i] = modelMean[k] + r.NormFloat64()
+			w[i] = r.NormFloat64()
 		}
 		for c := range b {
-			b[c] = modelMean[k] + r.NormFloat64()
+			b[c] = r.NormFloat64()
+		}
+	}
+	trainAt, testAt := 0, 0
+	for k, n := range sizes {
+		if !iid {
+			for j := range mean {
+				mean[j] = featureShift[k] + r.NormFloat64()
+			}
+			for i := range w {
+				w[i] = modelMean[k] + r.NormFloat64()
+			}
+			for c := range b {
+				b[c] = modelMean[k] + r.NormFloat64()
+			}
 		}
 		nk := trainShare(n)
 		fed.Clients[k] = indexRange(trainAt, nk)

@@ -109,3 +109,37 @@ func TestSyntheticErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestSyntheticIID(t *testing.T) {
+	fed, err := SyntheticIID(20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fed.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	noniid, err := Synthetic(1, 1, 20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Mean total-variation distance between each client's label distribution and the pooled
+	// one: small when all clients share one model and feature distribution, large otherwise.
+	spread := func(f *Federated) float64 {
+		pooled := LabelHistogram(f.Train.Y, 10, nil)
+		sum := 0.0
+		for _, idx := range f.Clients {
+			h := LabelHistogram(f.Train.Y, 10, idx)
+			tv := 0.0
+			for c := range h {
+				tv += math.Abs(float64(h[c])/float64(len(idx)) - float64(pooled[c])/float64(f.Train.Len()))
+			}
+			sum += tv / 2
+		}
+		return sum / float64(len(f.Clients))
+	}
+	iid, skewed := spread(fed), spread(noniid)
+	if iid > 0.2 || skewed < 0.4 {
+		t.Errorf("label distance to pooled: IID %.2f (want < 0.2), Synthetic(1,1) %.2f (want > 0.4)", iid, skewed)
+	}
+	t.Logf("mean label TV distance to pooled: IID %.3f, Synthetic(1,1) %.3f", iid, skewed)
+}
