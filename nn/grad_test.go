@@ -120,7 +120,7 @@ func TestGradientDense(t *testing.T) {
 func TestGradientReLU(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	in := Shape{1, 1, 6}
-	m := newFromLayers("relu", in, 3, []layer{newDense(6, 9, true), &relu{Shape{1, 1, 9}}, newDense(9, 3, false)}, rng)
+	m := newFromLayers("relu", in, 3, []layer{newDense(6, 9, true), newDense(9, 3, false)}, rng)
 	x, y := randData(rng, 6, in, 3)
 	checkGradient(t, m, x, y, 1000, rng)
 }
@@ -128,8 +128,8 @@ func TestGradientReLU(t *testing.T) {
 func TestGradientConv(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	in := Shape{3, 5, 6} // several channels, not square, kernel wider than the padding
-	c := newConv2d(in, 4, 3)
-	c5 := newConv2d(c.outShape(), 2, 5)
+	c := newConv2d(in, 4, 3, false)
+	c5 := newConv2d(c.outShape(), 2, 5, true)
 	m := newFromLayers("conv", in, 3, []layer{c, c5, newDense(c5.outShape().Size(), 3, false)}, rng)
 	for i := range m.params { // non-zero biases so that they matter
 		if m.params[i] == 0 {
@@ -143,9 +143,9 @@ func TestGradientConv(t *testing.T) {
 func TestGradientMaxPool(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	in := Shape{2, 5, 6} // odd height: the last row is dropped
-	c := newConv2d(in, 3, 3)
+	c := newConv2d(in, 3, 3, true)
 	p := &maxPool2{in: c.outShape()}
-	c2 := newConv2d(p.outShape(), 2, 3)
+	c2 := newConv2d(p.outShape(), 2, 3, false)
 	m := newFromLayers("pool", in, 3, []layer{c, p, c2, newDense(c2.outShape().Size(), 3, false)}, rng)
 	x, y := randData(rng, 4, in, 3)
 	checkGradient(t, m, x, y, 2000, rng)

@@ -35,22 +35,23 @@ func heNormal(w []float32, fanIn int, gain float64, rng *rand.Rand) {
 	}
 }
 
-// dense is a fully connected layer y = x·W + b with W stored in×out row-major, so that the
-// forward pass and the weight gradient run along contiguous rows.
+// dense is a fully connected layer y = x·W + b, followed by a ReLU when relu is set, with W stored
+// in×out row-major so that the forward pass and the weight gradient run along contiguous rows.
 type dense struct {
 	in, out int
+	relu    bool
 	gain    float64
 	w, b    []float32
 	gw, gb  []float32
 	scratch []float32 // for the input gradient (gemmNTWide)
 }
 
-func newDense(in, out int, reluFollows bool) *dense {
+func newDense(in, out int, relu bool) *dense {
 	gain := 1.0
-	if reluFollows {
+	if relu {
 		gain = 2
 	}
-	return &dense{in: in, out: out, gain: gain}
+	return &dense{in: in, out: out, relu: relu, gain: gain}
 }
 
 func (d *dense) outShape() Shape { return Shape{1, 1, d.out} }
@@ -72,16 +73,22 @@ func (d *dense) reserve(batch int) {
 		d.scratch = make([]float32, n)
 	}
 }
-func (d *dense) cloneUnbound() layer { return &dense{in: d.in, out: d.out, gain: d.gain} }
+func (d *dense) cloneUnbound() layer { return newDense(d.in, d.out, d.relu) }
 
 func (d *dense) forward(in, out []float32, batch int) {
 	for r := 0; r < batch; r++ {
 		copy(out[r*d.out:(r+1)*d.out], d.b)
 	}
 	gemm(batch, d.out, d.in, in, d.in, 1, d.w, d.out, out, d.out, true)
+	if d.relu {
+		reluForward(out[:batch*d.out])
+	}
 }
 
 func (d *dense) backward(in, out, dOut, dIn []float32, batch int, step *sgdInPlace) {
+	if d.relu { // from here on dOut is the gradient before the ReLU
+		reluBackward(out, dOut[:batch*d.out])
+	}
 	if dIn != nil { // first, while W is unchanged
 		gemmNTWide(batch, d.in, d.out, dOut, d.out, d.w, d.out, dIn, d.in, false, d.scratch)
 	}
@@ -102,46 +109,31 @@ func (d *dense) backward(in, out, dOut, dIn []float32, batch int, step *sgdInPla
 	}
 }
 
-// relu is max(x, 0), elementwise.
-type relu struct{ shape Shape }
-
-func (r *relu) outShape() Shape         { return r.shape }
-func (r *relu) numParams() int          { return 0 }
-func (r *relu) bind(_, _ []float32)     {}
-func (r *relu) initParams(_ *rand.Rand) {}
-func (r *relu) reserve(int)             {}
-func (r *relu) cloneUnbound() layer     { return &relu{shape: r.shape} }
-
-func (r *relu) forward(in, out []float32, batch int) {
-	n := batch * r.shape.C * r.shape.H * r.shape.W
-	in, out = in[:n], out[:n]
+// reluForward sets v[i] = max(v[i], 0) in place: the activation fused into the layer that
+// produces v, applied while v is still in cache.
+func reluForward(v []float32) {
 	done := 0
-	if n8 := n &^ 7; useAsm && n8 > 0 {
-		reluAVX(n8, &in[0], &out[0])
+	if n8 := len(v) &^ 7; useAsm && n8 > 0 {
+		reluAVX(n8, &v[0], &v[0])
 		done = n8
 	}
-	for i := done; i < n; i++ {
-		out[i] = max(in[i], 0)
+	for i := done; i < len(v); i++ {
+		v[i] = max(v[i], 0)
 	}
 }
 
-func (r *relu) backward(_, out, dOut, dIn []float32, batch int, _ *sgdInPlace) {
-	if dIn == nil {
-		return
-	}
-	n := batch * r.shape.C * r.shape.H * r.shape.W
-	out, dOut, dIn = out[:n], dOut[:n], dIn[:n]
+// reluBackward zeroes the gradients g[i] where the activation out[i] is not positive, in place.
+func reluBackward(out, g []float32) {
+	out = out[:len(g)]
 	done := 0
-	if n8 := n &^ 7; useAsm && n8 > 0 {
+	if n8 := len(g) &^ 7; useAsm && n8 > 0 {
 		// Branch-free masking: the signs of the activations are random, a branch mispredicts.
-		reluBackAVX(n8, &out[0], &dOut[0], &dIn[0])
+		reluBackAVX(n8, &out[0], &g[0], &g[0])
 		done = n8
 	}
-	for i := done; i < n; i++ {
-		if out[i] > 0 {
-			dIn[i] = dOut[i]
-		} else {
-			dIn[i] = 0
+	for i := done; i < len(g); i++ {
+		if !(out[i] > 0) {
+			g[i] = 0
 		}
 	}
 }
@@ -223,20 +215,21 @@ func (p *maxPool2) backward(_, _, dOut, dIn []float32, batch int, _ *sgdInPlace)
 	}
 }
 
-// conv2d is a stride-1 convolution with 'same' zero padding over HWC images, computed per image
-// as im2col (HW × K·K·C) times the weights (K·K·C × F, rows ordered ky, kx, c).
+// conv2d is a stride-1 convolution with 'same' zero padding over HWC images followed by a ReLU,
+// computed per image as im2col (HW × K·K·C) times the weights (K·K·C × F, rows ordered ky, kx, c).
 type conv2d struct {
 	in      Shape
 	filters int
 	k       int
+	relu    bool
 	w, b    []float32
 	gw, gb  []float32
 	col     []float32 // im2col of one image; reused for the column gradient in backward
 	wT      []float32 // Wᵀ (F × K·K·C), rebuilt each backward pass
 }
 
-func newConv2d(in Shape, filters, k int) *conv2d {
-	return &conv2d{in: in, filters: filters, k: k}
+func newConv2d(in Shape, filters, k int, relu bool) *conv2d {
+	return &conv2d{in: in, filters: filters, k: k, relu: relu}
 }
 
 func (l *conv2d) outShape() Shape { return Shape{l.filters, l.in.H, l.in.W} }
@@ -251,10 +244,14 @@ func (l *conv2d) bind(p, g []float32) {
 	}
 }
 func (l *conv2d) initParams(rng *rand.Rand) {
-	heNormal(l.w, l.patch(), 2, rng)
+	gain := 1.0
+	if l.relu {
+		gain = 2
+	}
+	heNormal(l.w, l.patch(), gain, rng)
 	clear(l.b)
 }
-func (l *conv2d) cloneUnbound() layer { return newConv2d(l.in, l.filters, l.k) }
+func (l *conv2d) cloneUnbound() layer { return newConv2d(l.in, l.filters, l.k, l.relu) }
 
 func (l *conv2d) reserve(int) {
 	if n := l.in.H * l.in.W * l.patch(); len(l.col) < n {
@@ -333,10 +330,13 @@ func (l *conv2d) forward(in, out []float32, batch int) {
 			copy(y[r*f:(r+1)*f], l.b)
 		}
 		gemm(hw, f, kkc, l.col, kkc, 1, l.w, f, y, f, true)
+		if l.relu {
+			reluForward(y)
+		}
 	}
 }
 
-func (l *conv2d) backward(in, _, dOut, dIn []float32, batch int, step *sgdInPlace) {
+func (l *conv2d) backward(in, out, dOut, dIn []float32, batch int, step *sgdInPlace) {
 	hw, kkc, f := l.in.H*l.in.W, l.patch(), l.filters
 	inSize, outSize := hw*l.in.C, hw*f
 	if dIn != nil {
@@ -357,6 +357,9 @@ func (l *conv2d) backward(in, _, dOut, dIn []float32, batch int, step *sgdInPlac
 	}
 	for e := 0; e < batch; e++ {
 		dy := dOut[e*outSize : (e+1)*outSize]
+		if l.relu { // from here on dy is the gradient before the ReLU
+			reluBackward(out[e*outSize:(e+1)*outSize], dy)
+		}
 		l.im2col(in[e*inSize : (e+1)*inSize])
 		// dW (+)= colᵀ·dY.
 		gemm(kkc, f, hw, l.col, 1, kkc, dy, f, gw, f, step != nil || e > 0)

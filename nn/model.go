@@ -42,8 +42,8 @@ var architectures = map[string]func(in Shape, classes int) ([]layer, error){
 	},
 	"2nn": func(in Shape, classes int) ([]layer, error) {
 		return []layer{
-			newDense(in.Size(), 200, true), &relu{Shape{1, 1, 200}},
-			newDense(200, 200, true), &relu{Shape{1, 1, 200}},
+			newDense(in.Size(), 200, true),
+			newDense(200, 200, true),
 			newDense(200, classes, false),
 		}, nil
 	},
@@ -51,15 +51,15 @@ var architectures = map[string]func(in Shape, classes int) ([]layer, error){
 		if in.H < 4 || in.W < 4 {
 			return nil, fmt.Errorf("cnn needs an image input of at least 4×4, got %d×%d×%d (channels×height×width); use logreg or 2nn for flat features", in.C, in.H, in.W)
 		}
-		c1 := newConv2d(in, 32, 5)
+		c1 := newConv2d(in, 32, 5, true)
 		p1 := &maxPool2{in: c1.outShape()}
-		c2 := newConv2d(p1.outShape(), 64, 5)
+		c2 := newConv2d(p1.outShape(), 64, 5, true)
 		p2 := &maxPool2{in: c2.outShape()}
 		flat := p2.outShape().Size()
 		return []layer{
-			c1, &relu{c1.outShape()}, p1,
-			c2, &relu{c2.outShape()}, p2,
-			newDense(flat, 512, true), &relu{Shape{1, 1, 512}},
+			c1, p1,
+			c2, p2,
+			newDense(flat, 512, true),
 			newDense(512, classes, false),
 		}, nil
 	},
