@@ -87,8 +87,8 @@ func overhead(b *testing.B, ours, raw func()) {
 	b.ReportMetric(100*(float64(oursCPU)/float64(rawCPU)-1), "overhead-%")
 }
 
-// BenchmarkEncryptOverhead2NN: a client's Encrypt + MarshalBinary of the 2NN update (one
-// goroutine) against the raw Lattigo operations on the same 25 ciphertexts: Encryptor.
+// BenchmarkEncryptOverhead2NN: a client's Encrypt + AppendBinary (into its reused send
+// buffer) of the 2NN update (one goroutine) against the raw Lattigo operations on the same 25 ciphertexts: Encryptor.
 // Encrypt of a ready plaintext and Poly.MarshalBinary of both halves.
 func BenchmarkEncryptOverhead2NN(b *testing.B) {
 	f := bench2NN(b)
@@ -102,12 +102,13 @@ func BenchmarkEncryptOverhead2NN(b *testing.B) {
 	for i := 0; i < p.N(); i++ {
 		p.encodeValue(float64(f.update[i]), pt.Value.Coeffs, i)
 	}
+	var buf []byte
 	overhead(b, func() {
 		up, err := enc.Encrypt(1, 1, f.update, 3)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := up.MarshalBinary(); err != nil {
+		if buf, err = up.AppendBinary(buf[:0]); err != nil {
 			b.Fatal(err)
 		}
 	}, func() {
@@ -140,12 +141,13 @@ func BenchmarkClientEncrypt2NN(b *testing.B) {
 			if workers > 0 {
 				enc.SetWorkers(workers)
 			}
+			var buf []byte
 			for b.Loop() {
 				up, err := enc.Encrypt(1, 1, f.update, 3)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := up.MarshalBinary(); err != nil {
+				if buf, err = up.AppendBinary(buf[:0]); err != nil {
 					b.Fatal(err)
 				}
 			}

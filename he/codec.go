@@ -67,7 +67,12 @@ func malformed(format string, args ...any) error {
 type encoder struct{ b []byte }
 
 func newEncoder(t msgType, sizeHint int) *encoder {
-	e := &encoder{b: make([]byte, 0, 6+sizeHint)}
+	return appendEncoder(nil, t, sizeHint)
+}
+
+// appendEncoder starts a message at the end of dst, growing it once for the whole message.
+func appendEncoder(dst []byte, t msgType, sizeHint int) *encoder {
+	e := &encoder{b: slices.Grow(dst, 6+sizeHint)}
 	e.b = append(e.b, wireMagic...)
 	e.b = append(e.b, wireVersion, byte(t))
 	return e

@@ -38,12 +38,16 @@ func newPolys(p *Params, n int) []ring.Poly {
 }
 
 // MarshalBinary encodes the upload.
-func (u *Upload) MarshalBinary() ([]byte, error) {
+func (u *Upload) MarshalBinary() ([]byte, error) { return u.AppendBinary(nil) }
+
+// AppendBinary appends the encoded upload to dst (encoding.BinaryAppender): a client
+// that reuses its send buffer avoids allocating megabytes per round.
+func (u *Upload) AppendBinary(dst []byte) ([]byte, error) {
 	size := 16 + 8 + 8 + 8
-	if len(u.Ciphertexts) > 0 && len(u.Ciphertexts[0][0].Coeffs) > 0 {
-		size += len(u.Ciphertexts) * 2 * (8 + len(u.Ciphertexts[0][0].Coeffs)*(8+8*len(u.Ciphertexts[0][0].Coeffs[0])))
+	if len(u.Ciphertexts) > 0 {
+		size += len(u.Ciphertexts) * (u.Ciphertexts[0][0].BinarySize() + u.Ciphertexts[0][1].BinarySize())
 	}
-	e := newEncoder(typeUpload, size)
+	e := appendEncoder(dst, typeUpload, size)
 	e.ceremonyID(u.Ceremony)
 	e.u64(u.Round)
 	e.u64(uint64(u.From))
@@ -98,8 +102,11 @@ func DecodeUpload(p *Params, b []byte) (*Upload, error) {
 }
 
 // MarshalBinary encodes the request.
-func (r *DecryptRequest) MarshalBinary() ([]byte, error) {
-	e := newEncoder(typeDecryptRequest, 64+8*len(r.Active)+len(r.C1)*polySize(r.C1))
+func (r *DecryptRequest) MarshalBinary() ([]byte, error) { return r.AppendBinary(nil) }
+
+// AppendBinary appends the encoded request to dst (encoding.BinaryAppender).
+func (r *DecryptRequest) AppendBinary(dst []byte) ([]byte, error) {
+	e := appendEncoder(dst, typeDecryptRequest, 64+8*len(r.Active)+len(r.C1)*polySize(r.C1))
 	e.ceremonyID(r.Ceremony)
 	e.u64(r.Round)
 	e.u32(uint32(r.Dim))
@@ -160,8 +167,11 @@ func DecodeDecryptRequest(p *Params, b []byte) (*DecryptRequest, error) {
 }
 
 // MarshalBinary encodes the share.
-func (s *DecryptShare) MarshalBinary() ([]byte, error) {
-	e := newEncoder(typeDecryptShare, 48+len(s.Shares)*polySize(s.Shares))
+func (s *DecryptShare) MarshalBinary() ([]byte, error) { return s.AppendBinary(nil) }
+
+// AppendBinary appends the encoded share to dst (encoding.BinaryAppender).
+func (s *DecryptShare) AppendBinary(dst []byte) ([]byte, error) {
+	e := appendEncoder(dst, typeDecryptShare, 48+len(s.Shares)*polySize(s.Shares))
 	e.ceremonyID(s.Ceremony)
 	e.u64(s.Round)
 	e.u64(uint64(s.From))

@@ -133,16 +133,18 @@ func RunRound(setup *PublicSetup, keys map[PartyID]*KeyMaterial, round uint64, d
 		return nil, nil, err
 	}
 	stats := &RoundStats{}
+	var buf []byte // one client's send buffer, reused
 	for id, u := range updates {
 		t0, c0 := time.Now(), processCPU()
 		up, err := enc.Encrypt(round, id, u.Values, u.Weight)
 		if err != nil {
 			return nil, nil, fmt.Errorf("he: client %d: %w", id, err)
 		}
-		b, err := up.MarshalBinary()
+		b, err := up.AppendBinary(buf[:0])
 		if err != nil {
 			return nil, nil, err
 		}
+		buf = b
 		t1, c1 := time.Now(), processCPU()
 		if err := agg.AddEncoded(b); err != nil {
 			return nil, nil, fmt.Errorf("he: upload of client %d: %w", id, err)
