@@ -59,21 +59,26 @@ func tlsServer(t *testing.T, cfg *tls.Config) (addr string, results <-chan hands
 // dial connects with cfg and returns nil only if the server accepted the client (in TLS 1.3
 // the client learns of a refusal of its certificate on its first read).
 func dial(addr string, cfg *tls.Config) error {
+	_, err := dialState(addr, cfg)
+	return err
+}
+
+func dialState(addr string, cfg *tls.Config) (tls.ConnectionState, error) {
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	c, err := tls.DialWithDialer(d, "tcp", addr, cfg)
 	if err != nil {
-		return err
+		return tls.ConnectionState{}, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	buf := make([]byte, 3)
 	if _, err := io.ReadFull(c, buf); err != nil {
-		return err
+		return tls.ConnectionState{}, err
 	}
 	if string(buf) != "ok\n" {
-		return errors.New("unexpected reply " + string(buf))
+		return tls.ConnectionState{}, errors.New("unexpected reply " + string(buf))
 	}
-	return nil
+	return c.ConnectionState(), nil
 }
 
 func wait(t *testing.T, ch <-chan handshakeResult) handshakeResult {
@@ -171,7 +176,16 @@ func TestMutualTLS(t *testing.T) {
 
 	t.Run("revoked client refused, others still accepted", func(t *testing.T) {
 		carol := mustClient(t, dir, "carol", "localhost")
+		// With a session cache, the reconnection after revocation tries to resume: a session
+		// ticket must not outlive the certificate it was issued for.
+		carol.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 		expectAccepted(t, addr, ch, carol, "carol")
+		if cs, err := dialState(addr, carol); err != nil || !cs.DidResume {
+			t.Fatalf("second connection: resumed %v, %v", cs.DidResume, err)
+		}
+		if r := wait(t, ch); r.err != nil || r.name != "carol" {
+			t.Fatalf("resumed connection: %q %v", r.name, r.err)
+		}
 		if err := Revoke(dir, "carol"); err != nil {
 			t.Fatal(err)
 		}
