@@ -33,6 +33,7 @@ type Model struct {
 	dacts    [][]float32
 	velocity []float32
 	perm     []int
+	labels   []int32
 	step     sgdInPlace
 }
 

@@ -114,7 +114,10 @@ func (m *Model) Train(x []float32, y []int32, cfg TrainConfig, rng *rand.Rand) (
 	for i := range perm {
 		perm[i] = i
 	}
-	labels := make([]int32, bs)
+	if cap(m.labels) < bs {
+		m.labels = make([]int32, bs)
+	}
+	labels := m.labels[:bs]
 	// Without momentum the update is applied in place during backpropagation (see sgdInPlace).
 	inPlace := cfg.Momentum == 0
 	gradScale := float32(1)
@@ -137,7 +140,7 @@ func (m *Model) Train(x []float32, y []int32, cfg TrainConfig, rng *rand.Rand) (
 			top := len(m.layers)
 			loss, _ := softmaxCrossEntropy(m.acts[top][:b*m.classes], labels[:b], m.classes, m.dacts[top], gradScale)
 			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				return 0, fmt.Errorf("nn: train %s: diverged: loss is %v at epoch %d, example %d (lower the learning rate)", m.arch, loss, epoch+1, start)
+				return 0, fmt.Errorf("nn: train %s: diverged: loss is %v at epoch %d, step %d (lower the learning rate)", m.arch, loss, epoch+1, start/bs+1)
 			}
 			epochLoss += loss
 			m.backwardAndStep(b, &cfg, inPlace)
