@@ -256,7 +256,10 @@ func (m *Model) Evaluate(x []float32, y []int32) (loss, accuracy float64, err er
 	chunk := max(m.batchCap, min(256, evalBudget/perExample), 1)
 	m.reserve(chunk)
 	n := len(y)
-	idx := make([]int, chunk)
+	if cap(m.perm) < chunk {
+		m.perm = make([]int, chunk)
+	}
+	idx := m.perm[:chunk]
 	var total float64
 	correct := 0
 	for start := 0; start < n; start += chunk {
