@@ -141,3 +141,27 @@ func BenchmarkExactDiscreteGaussian(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPLDEngineRound is what the engine does each round with a PLD accountant after 1,000
+// rounds: EpsilonAfter (the --max-epsilon check), Compose, Epsilon.
+func BenchmarkPLDEngineRound(b *testing.B) {
+	a, err := NewPLDAccountant(DefaultPLDDiscretization)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := a.Compose(0.01, 1, 1000); err != nil {
+		b.Fatal(err)
+	}
+	defer reportCPU(b)()
+	for b.Loop() {
+		if _, err := a.EpsilonAfter(0.01, 1, 1, 1e-5); err != nil {
+			b.Fatal(err)
+		}
+		if err := a.Compose(0.01, 1, 1); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := a.Epsilon(1e-5); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

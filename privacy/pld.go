@@ -222,26 +222,61 @@ func (m mgfTerms) logMGF(lambda float64) float64 {
 	return maxT + math.Log(s)
 }
 
+// chernoffLambdas are the λ tried in Chernoff bounds: any λ > 0 gives a valid bound, and a
+// factor-2 grid is close enough to the best.
+var chernoffLambdas = func() (ls [17]float64) {
+	for i := range ls {
+		ls[i] = math.Ldexp(1, i-7)
+	}
+	return
+}()
+
+// stepMGF holds log E[e^{±λL}] of one step at each λ in chernoffLambdas.
+type stepMGF struct{ pos, neg [len(chernoffLambdas)]float64 }
+
+func (d lossPMF) chernoff(step float64) stepMGF {
+	terms := d.mgfTerms(step)
+	var m stepMGF
+	for i, l := range chernoffLambdas {
+		m.pos[i] = terms.logMGF(l)
+		m.neg[i] = terms.logMGF(-l)
+	}
+	return m
+}
+
 // composeWindow finds, by Chernoff bounds on the composition Σ_g T_g·(step loss of group g),
 // losses lo < hi with P[sum < lo] ≤ eta and P[sum > hi] ≤ eta.
-func composeWindow(steps []lossPMF, counts []int, step, eta float64) (lo, hi float64) {
+func composeWindow(mgfs []stepMGF, counts []int, eta float64) (lo, hi float64) {
 	logEta := math.Log(eta)
 	hi, lo = math.Inf(1), math.Inf(-1)
-	bs := make([]mgfTerms, len(steps))
-	for i, d := range steps {
-		bs[i] = d.mgfTerms(step)
-	}
-	for k := -7; k <= 9; k++ { // any λ > 0 gives a valid bound; a factor-2 grid is close enough
-		lambda := math.Ldexp(1, k)
+	for k, lambda := range chernoffLambdas {
 		var kp, km float64
-		for i, b := range bs {
-			kp += float64(counts[i]) * b.logMGF(lambda)
-			km += float64(counts[i]) * b.logMGF(-lambda)
+		for i, m := range mgfs {
+			kp += float64(counts[i]) * m.pos[k]
+			km += float64(counts[i]) * m.neg[k]
 		}
 		hi = math.Min(hi, (kp-logEta)/lambda)
 		lo = math.Max(lo, -(km-logEta)/lambda)
 	}
 	return lo, hi
+}
+
+// fftPlans keeps FFT plans (twiddle factors) by size across queries.
+type fftPlans map[int]*fourier.FFT
+
+func (p *fftPlans) get(n int) *fourier.FFT {
+	if *p == nil {
+		*p = fftPlans{}
+	}
+	if f, ok := (*p)[n]; ok {
+		return f
+	}
+	if len(*p) >= 4 {
+		clear(*p)
+	}
+	f := fourier.NewFFT(n)
+	(*p)[n] = f
+	return f
 }
 
 // cpow returns c^n by repeated squaring.
@@ -263,14 +298,14 @@ func cpow(c complex128, n int) complex128 {
 // composition above the window wraps around to lower losses, which could lower δ, so the
 // Chernoff bound eta on it is added to the mass at +∞; mass below the window wraps upwards,
 // which can only raise δ.
-func compose(steps []lossPMF, counts []int, step, eta float64) lossPMF {
-	lo, hi := composeWindow(steps, counts, step, eta)
+func compose(steps []lossPMF, mgfs []stepMGF, counts []int, step, eta float64, plans *fftPlans) lossPMF {
+	lo, hi := composeWindow(mgfs, counts, eta)
 	iLo, iHi := int(math.Floor(lo/step)), int(math.Ceil(hi/step))
 	m := 1
 	for m < iHi-iLo+1 {
 		m <<= 1
 	}
-	fft := fourier.NewFFT(m)
+	fft := plans.get(m)
 	buf := make([]float64, m)
 	var prod []complex128
 	finite := 1.0
@@ -363,9 +398,27 @@ func (d lossPMF) epsilon(delta, step float64) float64 {
 
 // PLDAccountant is the privacy-loss-distribution accountant: tight (its ε is a rigorous upper
 // bound that converges to the true ε as Δ → 0) and markedly below RDP over few steps.
+//
+// Queries are cached: the discretised step of each (q, z) and the last few answers, so that the
+// engine's EpsilonAfter-before, Epsilon-after pattern computes each composition once.
+// Like the RDP accountant, it is not safe for concurrent use.
 type PLDAccountant struct {
-	delta  float64
-	events events
+	delta   float64
+	events  events
+	steps   map[pldStepKey]pldStep
+	moments map[pldStepKey][3]float64 // mean, variance, range of one step (for gridFor)
+	answers map[string]float64        // recent ε by (groups, δ)
+	plans   fftPlans
+}
+
+type pldStep struct {
+	pmf lossPMF
+	mgf stepMGF
+}
+
+type pldStepKey struct {
+	q, z, step float64
+	remove     bool
 }
 
 // NewPLDAccountant returns an empty PLD accountant with grid step discretization (in units of
@@ -377,7 +430,8 @@ func NewPLDAccountant(discretization float64) (*PLDAccountant, error) {
 	if discretization > 0.1 {
 		return nil, fmt.Errorf("privacy: PLD discretization %v is too coarse (want ≤ 0.1)", discretization)
 	}
-	return &PLDAccountant{delta: discretization}, nil
+	return &PLDAccountant{delta: discretization, steps: map[pldStepKey]pldStep{},
+		moments: map[pldStepKey][3]float64{}, answers: map[string]float64{}}, nil
 }
 
 func (a *PLDAccountant) Kind() string { return "pld" }
@@ -410,12 +464,19 @@ func (a *PLDAccountant) gridFor(groups []Event) float64 {
 	var mean, variance, spread float64
 	for _, g := range groups {
 		for _, remove := range []bool{true, false} {
-			s := gaussianPLDStep{q: g.SamplingRate, z: g.NoiseMultiplier, remove: remove}
-			lo, hi := s.lossRange()
-			m, v := s.discretize(math.Max(a.delta, (hi-lo)/4096)).moments(math.Max(a.delta, (hi-lo)/4096))
-			mean = math.Max(mean, math.Abs(m)*float64(g.Steps))
-			variance = math.Max(variance, v*float64(g.Steps))
-			spread = math.Max(spread, hi-lo)
+			key := pldStepKey{q: g.SamplingRate, z: g.NoiseMultiplier, remove: remove}
+			mom, ok := a.moments[key]
+			if !ok {
+				s := gaussianPLDStep{q: g.SamplingRate, z: g.NoiseMultiplier, remove: remove}
+				lo, hi := s.lossRange()
+				coarse := math.Max(a.delta, (hi-lo)/4096)
+				m, v := s.discretize(coarse).moments(coarse)
+				mom = [3]float64{m, v, hi - lo}
+				a.moments[key] = mom
+			}
+			mean = math.Max(mean, math.Abs(mom[0])*float64(g.Steps))
+			variance = math.Max(variance, mom[1]*float64(g.Steps))
+			spread = math.Max(spread, mom[2])
 		}
 	}
 	width := 24*math.Sqrt(variance) + 2*spread + mean
@@ -429,21 +490,39 @@ func (a *PLDAccountant) epsilon(groups []Event, delta float64) (float64, error) 
 	if len(groups) == 0 {
 		return 0, nil
 	}
+	answerKey := fmt.Sprint(groups, delta)
+	if e, ok := a.answers[answerKey]; ok {
+		return e, nil
+	}
 	step := a.gridFor(groups)
 	var eps float64
 	for _, remove := range []bool{true, false} {
 		steps := make([]lossPMF, len(groups))
+		mgfs := make([]stepMGF, len(groups))
 		counts := make([]int, len(groups))
 		for i, g := range groups {
-			steps[i] = gaussianPLDStep{q: g.SamplingRate, z: g.NoiseMultiplier, remove: remove}.discretize(step)
-			counts[i] = g.Steps
+			key := pldStepKey{q: g.SamplingRate, z: g.NoiseMultiplier, step: step, remove: remove}
+			d, ok := a.steps[key]
+			if !ok {
+				pmf := gaussianPLDStep{q: g.SamplingRate, z: g.NoiseMultiplier, remove: remove}.discretize(step)
+				d = pldStep{pmf: pmf, mgf: pmf.chernoff(step)}
+				if len(a.steps) >= 16 {
+					clear(a.steps)
+				}
+				a.steps[key] = d
+			}
+			steps[i], mgfs[i], counts[i] = d.pmf, d.mgf, g.Steps
 		}
-		total := compose(steps, counts, step, 1e-6*delta)
+		total := compose(steps, mgfs, counts, step, 1e-6*delta, &a.plans)
 		e := total.epsilon(delta, step)
 		if math.IsInf(e, 1) {
 			return 0, fmt.Errorf("privacy: PLD accountant: δ = %v is below the probability (%.3g) of unbounded loss; use a larger δ", delta, total.inf)
 		}
 		eps = math.Max(eps, e)
 	}
+	if len(a.answers) >= 8 {
+		clear(a.answers)
+	}
+	a.answers[answerKey] = eps
 	return eps, nil
 }
