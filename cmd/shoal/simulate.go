@@ -380,10 +380,10 @@ func loadFederated(o simOptions, stderr io.Writer) (*data.Federated, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !(o.TestFraction > 0 && o.TestFraction < 1) {
-			return nil, usageErrorf("--test-fraction must be in (0, 1), got %v", o.TestFraction)
+		train, test, err := all.Split(o.TestFraction, o.Seed)
+		if err != nil {
+			return nil, usageErrorf("--test-fraction: %v", err)
 		}
-		train, test := splitHoldout(all, o.TestFraction, o.Seed)
 		fed = &data.Federated{Train: train, Test: test}
 	case "synthetic":
 		s, err := data.Synthetic(o.SyntheticAlpha, o.SyntheticBeta, o.Clients, o.Seed)
@@ -409,20 +409,6 @@ func loadFederated(o simOptions, stderr io.Writer) (*data.Federated, error) {
 		fed.TestClients = testParts
 	}
 	return fed, nil
-}
-
-// splitHoldout shuffles d with seed and splits off a fraction as the test set.
-func splitHoldout(d *data.Dataset, fraction float64, seed uint64) (train, test *data.Dataset) {
-	n := d.Len()
-	perm := mrand.New(mrand.NewPCG(seed, 0x5b1)).Perm(n)
-	nTest := max(1, int(math.Round(fraction*float64(n))))
-	subset := func(idx []int, name string) *data.Dataset {
-		x, y := d.Gather(idx, nil, nil)
-		s := *d
-		s.Name, s.X, s.Y = name, x, y
-		return &s
-	}
-	return subset(perm[nTest:], d.Name+"-train"), subset(perm[:nTest], d.Name+"-test")
 }
 
 func summarize(history []fl.RoundReport, o simOptions, seconds float64) simSummary {
@@ -472,4 +458,15 @@ func writeRunDir(o simOptions, run *simRun, history []fl.RoundReport, summary si
 		return err
 	}
 	return report.WriteJSON(o.Out, "summary.json", summary)
+}
+
+// splitHoldout splits off a test fraction of d, reproducibly for a seed. Datasets too small to
+// split keep every example for training and test on the same examples (the data package's
+// Split refuses them, and a client must still be able to run).
+func splitHoldout(d *data.Dataset, fraction float64, seed uint64) (train, test *data.Dataset) {
+	train, test, err := d.Split(fraction, seed)
+	if err != nil {
+		return d, d
+	}
+	return train, test
 }
