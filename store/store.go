@@ -47,6 +47,8 @@ var (
 	ErrCorrupt = errors.New("run store corrupt")
 	// ErrFutureSchema: the file was written by a newer Shoal.
 	ErrFutureSchema = errors.New("run store schema is newer than this program")
+	// ErrLocked: another live process (another server) has the store open.
+	ErrLocked = errors.New("run store is in use")
 )
 
 // ClientRecord is one entry of the client registry.
@@ -61,23 +63,25 @@ type ClientRecord struct {
 type Store struct {
 	db   *sql.DB
 	path string
+	lock *os.File // held while open; nil where locking is unavailable
 }
 
 // Open opens the run store at path, creating the file and its schema if it does not exist and
 // migrating an older schema. If path is an existing directory, the store is the file
 // DefaultFileName inside it. A file that is not a Shoal run store, or one written by a newer
-// schema, is refused with an error.
+// schema, is refused with an error. One process at a time may have a store open (a lock on
+// the file PATH-lock, released by the kernel if the process dies): a second gets ErrLocked.
 func Open(path string) (*Store, error) {
-	return open(path, true)
+	return open(path, true, true)
 }
 
 // OpenExisting is Open for a store that must already exist (resuming a run): a missing file is
 // an error wrapping fs.ErrNotExist instead of a new, empty store.
 func OpenExisting(path string) (*Store, error) {
-	return open(path, false)
+	return open(path, false, true)
 }
 
-func open(path string, create bool) (*Store, error) {
+func open(path string, create, exclusive bool) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("open run store: empty path")
 	}
@@ -99,6 +103,12 @@ func open(path string, create bool) (*Store, error) {
 		return nil, fmt.Errorf("open run store: %s is not a regular file", path)
 	}
 
+	var lock *os.File
+	if exclusive {
+		if lock, err = lockStore(path + "-lock"); err != nil {
+			return nil, fmt.Errorf("open run store %s: %w", path, err)
+		}
+	}
 	// Every pooled connection gets these pragmas; writes take the lock at BEGIN (immediate) so
 	// two writers serialise instead of failing half-way with SQLITE_BUSY.
 	q := url.Values{}
@@ -109,11 +119,13 @@ func open(path string, create bool) (*Store, error) {
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
+		unlock(lock)
 		return nil, fmt.Errorf("open run store %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, lock: lock}
 	if err := s.init(); err != nil {
 		db.Close()
+		unlock(lock)
 		return nil, fmt.Errorf("open run store %s: %w", path, err)
 	}
 	return s, nil
@@ -124,10 +136,21 @@ func (s *Store) Path() string { return s.path }
 
 // Close closes the store. Committed rounds are durable whether or not Close is called.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	err := s.db.Close()
+	unlock(s.lock)
+	s.lock = nil
+	if err != nil {
 		return fmt.Errorf("close run store %s: %w", s.path, err)
 	}
 	return nil
+}
+
+// unlock releases the store lock by closing its file (the lock file itself stays: removing it
+// could race with another process that just opened it).
+func unlock(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
 }
 
 func (s *Store) init() error {

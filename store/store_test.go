@@ -168,15 +168,18 @@ func sameBits(a, b []float32) bool {
 	return true
 }
 
-// TestConcurrentCommit: two writers racing for the same round, as two servers wrongly sharing a
-// store would, never both succeed.
+// TestConcurrentCommit: a second Open of a store in use is refused; and two writers racing for
+// the same round (forced past the lock) never both succeed.
 func TestConcurrentCommit(t *testing.T) {
 	s := openTemp(t)
 	run, err := s.CreateRun([]byte(`{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := Open(s.Path())
+	if _, err := Open(s.Path()); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("second Open of a store in use: %v", err)
+	}
+	other, err := open(s.Path(), false, false) // bypass the lock to race two writers on purpose
 	if err != nil {
 		t.Fatal(err)
 	}
