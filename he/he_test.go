@@ -206,3 +206,48 @@ func TestFreshNoiseEstimate(t *testing.T) {
 		t.Fatalf("noise σ %.0f outside ±15%% of the model's %.0f", measured, want)
 	}
 }
+
+func TestWeightSlotAtCiphertextBoundaries(t *testing.T) {
+	p := testParams(t)
+	committee := committeeIDs(2)
+	setup, keys, err := RunCeremony(p, committee, 2, crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dim := range []int{1, p.N() - 1, p.N(), p.N() + 1} {
+		r := randomRound(newRNG(uint64(dim)), 2, dim)
+		agg, _, err := RunRound(setup, keys, 1, dim, r.seq(nil), committee)
+		if err != nil {
+			t.Fatalf("dim %d: %v", dim, err)
+		}
+		if p.CiphertextsFor(dim) != (dim+p.N())/p.N() {
+			t.Fatalf("dim %d: %d ciphertexts", dim, p.CiphertextsFor(dim))
+		}
+		if e := maxAbsDiff(agg.Sum, r.sum); e > p.MaxAbsError(2) || math.Abs(agg.TotalWeight-r.weight) > p.MaxAbsError(2) {
+			t.Fatalf("dim %d: error %.3g, weight %v vs %v", dim, e, agg.TotalWeight, r.weight)
+		}
+	}
+}
+
+func TestEncodeDecodeExact(t *testing.T) {
+	p := DefaultParams()
+	coeffs := make([][]uint64, len(p.moduli))
+	for j := range coeffs {
+		coeffs[j] = make([]uint64, 1)
+	}
+	digits := make([]int64, len(p.moduli))
+	rng := newRNG(3)
+	values := []float64{0, 1, -1, 0.5, -0.25, 1e-30, -1e-30, p.Capacity(), -p.Capacity(), 3.141592653589793, 600 * 0.999}
+	for i := 0; i < 1000; i++ {
+		values = append(values, (rng.Float64()*2-1)*math.Pow(10, float64(rng.IntN(20)-10)))
+	}
+	for _, v := range values {
+		p.encodeValue(v, coeffs, 0)
+		got := p.decodeValue(coeffs, 0, digits)
+		// round(v·Δ)/Δ differs from v by at most half a unit in the last place of the
+		// fixed point, plus float64 rounding of the result.
+		if tol := math.Ldexp(0.5, -p.logScale) + math.Abs(v)*0x1p-52; math.Abs(got-v) > tol {
+			t.Fatalf("%v decodes to %v (error %.3g > %.3g)", v, got, math.Abs(got-v), tol)
+		}
+	}
+}
