@@ -462,7 +462,16 @@ func (rt *runtime) work(t *clientTask, log *slog.Logger) (*shoalv1.Result, []byt
 		return res, nil
 	case shoalv1.TaskKind_TASK_KIND_EXCHANGE:
 		if rt.sum == nil || rt.sumRound != round || rt.sumID != id {
-			return fail(fmt.Errorf("exchange for round %d as client %d, but this client holds no input for it", round, id))
+			// Addressed without an input of its own this round (protocol setup, a committee
+			// member not sampled): the protocol gives it a half with an empty input.
+			if rt.protocol == nil {
+				return fail(errors.New("secure-sum message, but this client has no secure-sum protocol for the run"))
+			}
+			sc, err := rt.protocol.NewClient(round, id, fl.SumInput{})
+			if err != nil {
+				return fail(fmt.Errorf("secure sum: %w", err))
+			}
+			rt.sum, rt.sumRound, rt.sumID = sc, round, id
 		}
 		reply, err := safeHandle(rt.sum, t.payload)
 		if err != nil {

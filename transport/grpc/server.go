@@ -339,6 +339,16 @@ func (s *Server) Evaluate(ctx context.Context, cohort []fl.ClientID, params []fl
 // Exchange carries one secure-sum stage to the round's participants and their replies back.
 func (s *Server) Exchange(ctx context.Context, round, stage int, msgs map[fl.ClientID][]byte, deliver func(fl.ClientID, []byte, error)) error {
 	roster, current := s.currentRoster()
+	if current != round {
+		// A round without a fit stage of its own (a protocol's setup, round 0) takes the
+		// roster NumClients fixed for it.
+		s.mu.Lock()
+		fresh := s.snapshot != nil
+		s.mu.Unlock()
+		if fresh {
+			roster, current = s.beginRound(round), round
+		}
+	}
 	ids := make([]fl.ClientID, 0, len(msgs))
 	for id := range msgs {
 		ids = append(ids, id)

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"strings"
+	"time"
+
+	"shoal/data"
+	"shoal/fl"
+	"shoal/nn"
+	"shoal/pki"
+	"shoal/securesum"
+	"shoal/trainer"
+	grpctransport "shoal/transport/grpc"
+)
+
+func init() {
+	register(command{words: "client", summary: "train on local data for a shoal server (gRPC, mutual TLS)", run: runClient})
+}
+
+type clientOptions struct {
+	Server, ServerName, Certs, Name string
+	Insecure                        bool
+	data                            simOptions // dataset flags, shared with simulate
+	PartitionIndex                  int
+	MaxBackoff                      time.Duration
+	LogLevel                        string
+}
+
+func clientFlags(o *clientOptions, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("shoal client", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.Server, "server", "127.0.0.1:7443", "server address host:port")
+	fs.StringVar(&o.ServerName, "server-name", "", "name in the server's certificate (default: the host of --server)")
+	fs.StringVar(&o.Certs, "certs", "", "certificate directory holding ca.pem and clients/NAME.pem (mutual TLS)")
+	fs.StringVar(&o.Name, "name", "", "this client's name (its certificate's)")
+	fs.BoolVar(&o.Insecure, "insecure", false, "connect in plaintext, identified only by --name (testing only)")
+	d := &o.data
+	fs.StringVar(&d.Dataset, "dataset", "mnist", "dataset: mnist, synthetic or csv")
+	fs.StringVar(&d.DataDir, "data-dir", "", "directory of the MNIST IDX files (default: the GoMNIST module's copy)")
+	fs.StringVar(&d.DataPath, "data", "", "CSV file of local data for --dataset csv")
+	fs.StringVar(&d.LabelColumn, "label-column", "label", "label column of the CSV file")
+	fs.Float64Var(&d.TestFraction, "test-fraction", 0.2, "fraction of the local data kept for local evaluation (CSV)")
+	fs.Float64Var(&d.SyntheticAlpha, "synthetic-alpha", 1, "α of Synthetic(α, β)")
+	fs.Float64Var(&d.SyntheticBeta, "synthetic-beta", 1, "β of Synthetic(α, β)")
+	fs.StringVar(&d.Model, "model", "2nn", "model: "+strings.Join(nn.Names(), ", ")+" (the server's)")
+	fs.StringVar(&d.Partition, "partition", "iid", "demo: partition of a built-in dataset: "+strings.Join(data.PartitionKinds(), ", "))
+	fs.Float64Var(&d.DirichletAlpha, "dirichlet-alpha", 0.5, "demo: concentration α of the dirichlet partition")
+	fs.IntVar(&d.Clients, "clients", 0, "demo: number of shards the dataset is split into")
+	fs.IntVar(&o.PartitionIndex, "partition-index", -1, "demo: take shard i (0-based) of --clients as local data")
+	fs.Uint64Var(&d.Seed, "seed", 0, "seed of the partition and of local shuffles (the server's, for a run that matches simulate); 0: random shuffles")
+	fs.DurationVar(&o.MaxBackoff, "max-backoff", 30*time.Second, "longest wait between reconnection attempts")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
+	return fs
+}
+
+func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o clientOptions
+	fs := clientFlags(&o, stderr)
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return usageErrorf("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected arguments %q", fs.Args())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return usageErrorf("--log-level: %v", err)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("name", o.Name)
+	switch {
+	case o.Name == "":
+		return usageErrorf("--name is required")
+	case o.Insecure && o.Certs != "":
+		return usageErrorf("--insecure and --certs exclude each other")
+	case !o.Insecure && o.Certs == "":
+		return usageErrorf("--certs DIR is required (mutual TLS); plaintext only with an explicit --insecure")
+	}
+	local, desc, err := loadLocal(o, stderr)
+	if err != nil {
+		return err
+	}
+	cfg := grpctransport.ClientConfig{Server: o.Server, Name: o.Name, Insecure: o.Insecure, Local: local,
+		SecureSum: secureFromSpec, MaxBackoff: o.MaxBackoff, Logger: logger}
+	if !o.Insecure {
+		host := o.ServerName
+		if host == "" {
+			if host, _, err = net.SplitHostPort(o.Server); err != nil {
+				return usageErrorf("--server %q: %v", o.Server, err)
+			}
+		}
+		if cfg.TLS, err = pki.ClientTLSConfig(o.Certs, o.Name, host); err != nil {
+			return fmt.Errorf("certificates: %w", err)
+		}
+	}
+	fmt.Fprintf(stderr, "shoal client %s: %s; server %s\n", o.Name, desc, o.Server)
+	if err := grpctransport.RunClient(ctx, cfg); err != nil {
+		return fmt.Errorf("client %s: %w", o.Name, err)
+	}
+	fmt.Fprintf(stderr, "shoal client %s: run complete\n", o.Name)
+	return nil
+}
+
+// loadLocal loads the client's local data and returns the trainer factory the runtime calls
+// per task. With --seed, local shuffles are seeded exactly as the simulator seeds its virtual
+// client of the same id, so a network run can reproduce a simulation.
+func loadLocal(o clientOptions, stderr io.Writer) (func(int, fl.ClientID) (fl.Client, error), string, error) {
+	d := o.data
+	var train, test *data.Dataset
+	var trainIdx, testIdx []int
+	switch {
+	case o.PartitionIndex >= 0:
+		if d.Clients < 1 || o.PartitionIndex >= d.Clients {
+			return nil, "", usageErrorf("--partition-index %d needs --clients > %d", o.PartitionIndex, o.PartitionIndex)
+		}
+		if d.Seed == 0 && !(d.Dataset == "synthetic") {
+			return nil, "", usageErrorf("--partition-index needs the run's --seed, so that clients take disjoint shards")
+		}
+		d.FederatedEval = true // also split the test set, for local evaluation
+		fed, err := loadFederated(d, stderr)
+		if err != nil {
+			return nil, "", err
+		}
+		train, trainIdx = fed.Train, fed.Clients[o.PartitionIndex]
+		if fed.TestClients != nil && o.PartitionIndex < len(fed.TestClients) {
+			test, testIdx = fed.Test, fed.TestClients[o.PartitionIndex]
+		}
+	case d.Dataset == "csv":
+		if d.DataPath == "" {
+			return nil, "", usageErrorf("--dataset csv needs --data FILE")
+		}
+		all, err := data.LoadCSVFile(d.DataPath, d.LabelColumn)
+		if err != nil {
+			return nil, "", err
+		}
+		if train, test, err = all.Split(d.TestFraction, d.Seed); err != nil {
+			return nil, "", usageErrorf("--test-fraction: %v", err)
+		}
+	case d.Dataset == "mnist":
+		var err error
+		if train, test, err = data.LoadMNIST(d.DataDir); err != nil {
+			return nil, "", err
+		}
+	case d.Dataset == "synthetic":
+		return nil, "", usageErrorf("--dataset synthetic is generated for a federation: give --clients and --partition-index")
+	default:
+		return nil, "", usageErrorf("unknown dataset %q (valid: mnist, synthetic, csv)", d.Dataset)
+	}
+	if trainIdx == nil {
+		trainIdx = seq(train.Len())
+	}
+	if test != nil && testIdx == nil {
+		testIdx = seq(test.Len())
+	}
+	x, y := train.Gather(trainIdx, nil, nil)
+	if len(y) == 0 {
+		return nil, "", fmt.Errorf("local data has no training examples")
+	}
+	var tx []float32
+	var ty []int32
+	if test != nil {
+		tx, ty = test.Gather(testIdx, nil, nil)
+	}
+	model, err := nn.New(d.Model, nn.Shape{C: train.C, H: train.H, W: train.W}, train.Classes, mrand.New(mrand.NewPCG(1, 2)))
+	if err != nil {
+		return nil, "", usageErrorf("--model: %v", err)
+	}
+	seed := d.Seed
+	local := func(round int, id fl.ClientID) (fl.Client, error) {
+		var rng *mrand.Rand
+		if seed != 0 {
+			rng = mrand.New(mrand.NewPCG(seed^0x5eed, uint64(round)<<32|uint64(id))) // as sim seeds client id
+		} else {
+			var b [16]byte
+			_, _ = rand.Read(b[:])
+			rng = mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])))
+		}
+		return &trainer.Client{Model: model, X: x, Y: y, TestX: tx, TestY: ty, Rand: rng}, nil
+	}
+	desc := fmt.Sprintf("%s on %d local %s examples (%d for evaluation)", d.Model, len(y), d.Dataset, len(ty))
+	return local, desc, nil
+}
+
+func seq(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}
+
+// secureFromSpec builds the client's copy of the run's secure-sum protocol from what the server
+// announced. Its randomness comes from crypto/rand.
+func secureFromSpec(name string, params []byte) (fl.SecureSum, error) {
+	switch name {
+	case "secagg", "secaggplus":
+		var s secureSumSpec
+		if err := json.Unmarshal(params, &s); err != nil {
+			return nil, fmt.Errorf("parameters of %s: %w", name, err)
+		}
+		return securesum.NewSecAgg(securesum.SecAggOptions{Plus: name == "secaggplus", Bits: s.Bits, ClipRange: s.ClipRange,
+			MaxWeight: s.MaxWeight, MaxDropout: s.MaxDropout, MaxCorrupt: s.MaxCorrupt, Degree: s.Degree})
+	}
+	return nil, fmt.Errorf("unknown secure-sum protocol %q", name)
+}
