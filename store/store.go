@@ -72,16 +72,29 @@ type Store struct {
 // schema, is refused with an error. One process at a time may have a store open (a lock on
 // the file PATH-lock, released by the kernel if the process dies): a second gets ErrLocked.
 func Open(path string) (*Store, error) {
-	return open(path, true, true)
+	return open(path, openMode{create: true, exclusive: true})
 }
 
 // OpenExisting is Open for a store that must already exist (resuming a run): a missing file is
 // an error wrapping fs.ErrNotExist instead of a new, empty store.
 func OpenExisting(path string) (*Store, error) {
-	return open(path, false, true)
+	return open(path, openMode{exclusive: true})
 }
 
-func open(path string, create, exclusive bool) (*Store, error) {
+// OpenReadOnly opens an existing store for reading while a server may be writing to it (for
+// reports and inspection): no lock, no schema changes, every write refused. The file must be
+// at this program's schema version.
+func OpenReadOnly(path string) (*Store, error) {
+	return open(path, openMode{readOnly: true})
+}
+
+type openMode struct {
+	create    bool // create the file if missing
+	exclusive bool // take the one-process lock
+	readOnly  bool // query_only, no migration
+}
+
+func open(path string, mode openMode) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("open run store: empty path")
 	}
@@ -91,7 +104,7 @@ func open(path string, create, exclusive bool) (*Store, error) {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if !create {
+		if !mode.create {
 			return nil, fmt.Errorf("open run store: %s does not exist: %w", path, fs.ErrNotExist)
 		}
 		if _, err := os.Stat(filepath.Dir(path)); err != nil {
@@ -104,7 +117,7 @@ func open(path string, create, exclusive bool) (*Store, error) {
 	}
 
 	var lock *os.File
-	if exclusive {
+	if mode.exclusive {
 		if lock, err = lockStore(path + "-lock"); err != nil {
 			return nil, fmt.Errorf("open run store %s: %w", path, err)
 		}
@@ -116,6 +129,9 @@ func open(path string, create, exclusive bool) (*Store, error) {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Set("_txlock", "immediate")
+	if mode.readOnly {
+		q.Add("_pragma", "query_only(1)")
+	}
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -123,7 +139,7 @@ func open(path string, create, exclusive bool) (*Store, error) {
 		return nil, fmt.Errorf("open run store %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path, lock: lock}
-	if err := s.init(); err != nil {
+	if err := s.init(mode.readOnly); err != nil {
 		db.Close()
 		unlock(lock)
 		return nil, fmt.Errorf("open run store %s: %w", path, err)
@@ -153,7 +169,7 @@ func unlock(f *os.File) {
 	}
 }
 
-func (s *Store) init() error {
+func (s *Store) init(readOnly bool) error {
 	ctx := context.Background()
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
@@ -173,6 +189,21 @@ func (s *Store) init() error {
 		return errors.New("not a Shoal run store (an SQLite database of another program)")
 	case appID != 0 && appID != applicationID:
 		return fmt.Errorf("not a Shoal run store (SQLite application_id %#x)", appID)
+	case readOnly && appID == 0:
+		return errors.New("not a Shoal run store (empty file)")
+	}
+	if readOnly {
+		var version int
+		if err := conn.QueryRowContext(ctx, "SELECT version FROM schema_version WHERE id = 1").Scan(&version); err != nil {
+			return fmt.Errorf("read schema version: %w", explain(err))
+		}
+		switch {
+		case version > SchemaVersion:
+			return fmt.Errorf("%w: file has schema version %d, this program knows up to %d; use a newer shoal", ErrFutureSchema, version, SchemaVersion)
+		case version < SchemaVersion:
+			return fmt.Errorf("file has schema version %d, this program needs %d: open it read-write once to migrate", version, SchemaVersion)
+		}
+		return nil
 	}
 	// WAL is a property of the file, set once; it survives reopening.
 	var mode string

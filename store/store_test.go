@@ -179,7 +179,7 @@ func TestConcurrentCommit(t *testing.T) {
 	if _, err := Open(s.Path()); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
 		t.Fatalf("second Open of a store in use: %v", err)
 	}
-	other, err := open(s.Path(), false, false) // bypass the lock to race two writers on purpose
+	other, err := open(s.Path(), openMode{}) // bypass the lock to race two writers on purpose
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,9 +335,8 @@ func TestFutureSchemaRefused(t *testing.T) {
 	if !errors.Is(err, ErrFutureSchema) || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d", SchemaVersion+1)) {
 		t.Fatalf("Open of a future schema: %v", err)
 	}
-	// Reopening at the current version is idempotent.
-	if _, err := s.db.Exec("SELECT 1"); err == nil {
-		t.Fatal("closed store still usable")
+	if _, err := OpenReadOnly(path); !errors.Is(err, ErrFutureSchema) {
+		t.Fatalf("OpenReadOnly of a future schema: %v", err)
 	}
 }
 
@@ -447,4 +446,45 @@ func TestTruncatedFile(t *testing.T) {
 		t.Fatalf("truncated store: %v, want an error wrapping ErrCorrupt", err)
 	}
 	t.Logf("truncated store: %v", err)
+}
+
+// TestReadOnlyWhileServing: a reader opens the store while the writer holds it, sees committed
+// rounds as they land, and cannot write.
+func TestReadOnlyWhileServing(t *testing.T) {
+	w := openTemp(t)
+	run, err := w.CreateRun([]byte(`{"x":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.CommitRound(run, 1, []float32{1, 2}, []byte(`{"round":1}`), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenReadOnly(w.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got, _, _, _, err := r.LastRound(run); err != nil || got != 1 {
+		t.Fatalf("reader LastRound: %d %v", got, err)
+	}
+	if err := w.CommitRound(run, 2, []float32{3, 4}, []byte(`{"round":2}`), nil, nil); err != nil {
+		t.Fatalf("writer blocked by reader: %v", err)
+	}
+	if h, err := r.History(run); err != nil || len(h) != 2 {
+		t.Fatalf("reader History: %d %v", len(h), err)
+	}
+	if err := r.CommitRound(run, 3, []float32{5, 6}, []byte(`{}`), nil, nil); err == nil {
+		t.Fatal("read-only store committed a round")
+	}
+	if err := r.RegisterClient("eve", ""); err == nil {
+		t.Fatal("read-only store registered a client")
+	}
+	if _, err := OpenReadOnly(filepath.Join(t.TempDir(), "missing.db")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("OpenReadOnly of a missing file: %v", err)
+	}
+	empty := filepath.Join(t.TempDir(), "empty.db")
+	os.WriteFile(empty, nil, 0o644)
+	if _, err := OpenReadOnly(empty); err == nil || !strings.Contains(err.Error(), "not a Shoal run store") {
+		t.Fatalf("OpenReadOnly of an empty file: %v", err)
+	}
 }
