@@ -107,6 +107,9 @@ func RestoreAccountant(data []byte) (Accountant, error) {
 	return acct, nil
 }
 
+// maxSteps bounds the steps an accountant composes (far beyond any run; keeps counts exact).
+const maxSteps = 1 << 40
+
 // events is the composition history shared by both accountants: runs of identical steps,
 // merged when consecutive ones share their parameters.
 type events []Event
@@ -117,6 +120,9 @@ func (es *events) add(e Event) error {
 	}
 	if e.Steps == 0 {
 		return nil
+	}
+	if es.steps() > maxSteps-e.Steps {
+		return fmt.Errorf("privacy: composing %d more steps would pass the limit of %d steps", e.Steps, maxSteps)
 	}
 	if n := len(*es); n > 0 && (*es)[n-1].SamplingRate == e.SamplingRate && (*es)[n-1].NoiseMultiplier == e.NoiseMultiplier {
 		(*es)[n-1].Steps += e.Steps
@@ -151,7 +157,7 @@ outer:
 }
 
 // RDPAccountant is the Rényi-DP accountant. Per-step RDP curves are cached per (q, z), so a
-// query after 10,000 steps costs the same as after one.
+// query after 10,000 steps costs the same as after one. It is not safe for concurrent use.
 type RDPAccountant struct {
 	conv   EpsilonConversion
 	events events
@@ -207,6 +213,9 @@ func (a *RDPAccountant) curve(q, z float64) []float64 {
 	c := make([]float64, len(rdpOrders))
 	for i, o := range rdpOrders {
 		c[i] = sampledGaussianRDP(q, z, o)
+	}
+	if len(a.cache) >= 64 {
+		clear(a.cache)
 	}
 	a.cache[key] = c
 	return c

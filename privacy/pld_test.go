@@ -217,3 +217,26 @@ func TestAccountantBadInput(t *testing.T) {
 		t.Error("unknown accountant kind accepted")
 	}
 }
+
+// Heterogeneous composition: Gaussian mechanisms with different noise compose to a Gaussian
+// with 1/z² = Σ T_i/z_i², checked for both accountants' PLD and against RDP's closed form.
+func TestPLDHeterogeneousComposition(t *testing.T) {
+	a, err := NewPLDAccountant(DefaultPLDDiscretization)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []Event{{1, 2, 10}, {1, 3, 20}, {1, 1.5, 5}} {
+		if err := a.Compose(e.SamplingRate, e.NoiseMultiplier, e.Steps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	invZ2 := 10/4.0 + 20/9.0 + 5/2.25
+	want := exactGaussianEpsilon(1/math.Sqrt(invZ2), 1, 1e-5)
+	got, err := a.Epsilon(1e-5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got < want*(1-1e-9) || got > want*1.005 {
+		t.Errorf("heterogeneous PLD ε = %.6g, exact %.6g", got, want)
+	}
+}
