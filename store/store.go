@@ -221,15 +221,14 @@ func explain(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := err.Error()
-	for _, hint := range []struct{ match, say string }{
-		{"file is not a database", "not an SQLite database, or its header is damaged"},
-		{"database disk image is malformed", "the database file is damaged"},
-		{"unable to open database file", "cannot open the database file"},
-	} {
-		if strings.Contains(strings.ToLower(msg), hint.match) {
-			return fmt.Errorf("%w: %s: %w", ErrCorrupt, hint.say, err)
-		}
+	msg := strings.ToLower(err.Error())
+	switch {
+	case strings.Contains(msg, "file is not a database"):
+		return fmt.Errorf("%w: not an SQLite database, or its header is damaged: %w", ErrCorrupt, err)
+	case strings.Contains(msg, "database disk image is malformed"):
+		return fmt.Errorf("%w: the database file is damaged: %w", ErrCorrupt, err)
+	case strings.Contains(msg, "unable to open database file"):
+		return fmt.Errorf("cannot open the database file (permissions? read-only directory?): %w", err)
 	}
 	return err
 }
