@@ -15,11 +15,19 @@ import (
 // x + float-noise, whose set of reachable outputs depends on x. Here the released value is the
 // integer round(x/γ) + K, computed exactly in int64; every integer is reachable from every
 // input, and each output's probability is exactly the discrete Gaussian pmf (to the 2⁻¹¹¹
-// max-log distance proved for the sampler), whose privacy loss between neighbouring inputs c, c′
-// is exactly the Gaussian one, ⟨k − c, c′ − c⟩/σ_K² + ‖c′ − c‖²/(2σ_K²). Canonne, Kamath,
-// Steinke (2020, Prop. 5 and Thm. 14) show that then every Rényi divergence is at most the
-// continuous Gaussian's, so the accountants' bounds hold. Conversion to float32 afterwards is
+// max-log distance proved for the sampler). Conversion to float32 afterwards is
 // post-processing of the integer and cannot leak more.
+//
+// Why the accountants apply. For neighbouring lattice points c, c′ = c + v the privacy loss is
+// exactly the Gaussian one, a function of ⟨K, v⟩ only. Without sampling (q = 1), Canonne,
+// Kamath, Steinke (2020) prove the discrete Gaussian's Rényi divergences are at most the
+// continuous Gaussian's, in any dimension. With Poisson sampling the RDP quantities are
+// moments E[g(⟨K, v⟩)] of a function g analytic in a strip of half-width ≥ π·σ_K·z lattice
+// steps around the real axis; summing it over the lattice instead of integrating is a
+// trapezoidal rule, off by a relative e^{−2π²σ_K·z} per coordinate — nothing, at σ_K ≈ 2·10⁶.
+// The PLD accountant's tail probabilities are a step function on the lattice rather than a
+// smooth one, which can shift them by a relative ~1/σ_K ≈ 5·10⁻⁷; that is the one place where
+// the continuous idealisation is not exact, and it is far inside δ's precision.
 //
 // The rounding is a deterministic function of the data, so it enlarges the L2 sensitivity from
 // Δ to at most Δ + 1.25·γ·√d (each coordinate moves by ≤ ½ + ⅛ lattice steps, the ⅛ covering

@@ -399,3 +399,38 @@ func TestFastBaseMatchesExactSampler(t *testing.T) {
 		t.Errorf("fast vs exact sampler: χ² = %.1f over %v vs %v", chi2, fast, exact)
 	}
 }
+
+// The exact sampler's building blocks: Bernoulli(e^{−γ}) and the discrete Laplace.
+func TestExactSamplerBuildingBlocks(t *testing.T) {
+	src := NewSeededSource(23)
+	const n = 100000
+	for _, g := range [][2]int64{{3, 10}, {17, 10}, {0, 1}, {5, 2}} {
+		hits := 0
+		for range n {
+			if bernoulliExpNeg(big.NewInt(g[0]), big.NewInt(g[1]), src) {
+				hits++
+			}
+		}
+		p := math.Exp(-float64(g[0]) / float64(g[1]))
+		if se := math.Sqrt(p*(1-p)/n) + 1e-12; math.Abs(float64(hits)/n-p) > 5*se {
+			t.Errorf("Bernoulli(exp(−%d/%d)) rate %.5f, want %.5f", g[0], g[1], float64(hits)/n, p)
+		}
+	}
+	const scale = 3
+	counts := map[int64]int{}
+	for range n {
+		counts[sampleDiscreteLaplace(scale, src)]++
+	}
+	z := (1 + math.Exp(-1.0/scale)) / (1 - math.Exp(-1.0/scale))
+	for y := int64(-4); y <= 4; y++ {
+		p := math.Exp(-math.Abs(float64(y))/scale) / z
+		if se := math.Sqrt(p * (1 - p) / n); math.Abs(float64(counts[y])/n-p) > 5*se {
+			t.Errorf("discrete Laplace(t=3): P[%d] = %.5f, want %.5f", y, float64(counts[y])/n, p)
+		}
+	}
+	for range 1000 {
+		if u := uniformBelow(7, src); u >= 7 {
+			t.Fatalf("uniformBelow(7) = %d", u)
+		}
+	}
+}
