@@ -354,7 +354,7 @@ func TestExactDiscreteGaussianStatistics(t *testing.T) {
 	m.check(t, "exact sampler σ = 2048", baseSigma)
 	// σ² = 1: P[0], P[±1], P[±2] against exp(−k²/2)/Z.
 	counts := map[int64]int{}
-	const n = 200000
+	const n = 100000
 	for range n {
 		k, _ := SampleDiscreteGaussianExact(1, src)
 		counts[k]++
