@@ -236,6 +236,52 @@ func ClientSerial(dir, name string) (string, error) {
 	return serialText(cert.SerialNumber), nil
 }
 
+// ClientInfo describes one issued client certificate.
+type ClientInfo struct {
+	Name     string
+	Serial   string
+	NotAfter time.Time
+	Revoked  bool
+	// Valid: signed by the current CA, not expired, not revoked.
+	Valid bool
+}
+
+// ListClients describes the client certificates in dir/clients, ordered by name.
+func ListClients(dir string) ([]ClientInfo, error) {
+	caCert, err := readCert(filepath.Join(dir, CAFile))
+	if err != nil {
+		return nil, fmt.Errorf("list clients: load CA: %w", err)
+	}
+	revoked, err := readRevoked(filepath.Join(dir, RevokedFile))
+	if err != nil {
+		return nil, fmt.Errorf("list clients: %w", err)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, ClientsDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list clients: %w", err)
+	}
+	var out []ClientInfo
+	now := time.Now()
+	for _, e := range entries { // ReadDir sorts by file name
+		name, ok := strings.CutSuffix(e.Name(), ".pem")
+		if !ok || strings.HasSuffix(name, "-key") || ValidName(name) != nil {
+			continue
+		}
+		cert, err := readCert(filepath.Join(dir, ClientsDir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("list clients: %w", err)
+		}
+		serial := serialText(cert.SerialNumber)
+		info := ClientInfo{Name: name, Serial: serial, NotAfter: cert.NotAfter, Revoked: revoked[serial]}
+		info.Valid = !info.Revoked && cert.CheckSignatureFrom(caCert) == nil && now.Before(cert.NotAfter)
+		out = append(out, info)
+	}
+	return out, nil
+}
+
 // Serial returns a certificate's serial number as written in revoked.txt (lowercase hex).
 func Serial(cert *x509.Certificate) string { return serialText(cert.SerialNumber) }
 

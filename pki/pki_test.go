@@ -449,3 +449,39 @@ func TestIssueServerAndRevocationFile(t *testing.T) {
 	}
 	expectAccepted(t, addr, ch, alice, "alice")
 }
+
+func TestListClients(t *testing.T) {
+	dir := newCA(t)
+	if got, err := ListClients(dir); err != nil || len(got) != 0 {
+		t.Fatalf("ListClients of a new CA: %v %v", got, err)
+	}
+	for _, n := range []string{"carol", "alice", "bob-key2"} {
+		if err := IssueClient(dir, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Revoke(dir, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ListClients(dir)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("ListClients: %+v %v", got, err)
+	}
+	if got[0].Name != "alice" || got[1].Name != "bob-key2" || got[2].Name != "carol" {
+		t.Fatalf("order: %+v", got)
+	}
+	if !got[0].Valid || got[0].Revoked || !got[2].Revoked || got[2].Valid {
+		t.Fatalf("states: %+v", got)
+	}
+	if s, _ := ClientSerial(dir, "alice"); got[0].Serial != s {
+		t.Fatalf("serial %s, want %s", got[0].Serial, s)
+	}
+	// After a forced re-init, old certificates are listed as invalid.
+	if err := InitCA(dir, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = ListClients(dir)
+	if got[0].Valid {
+		t.Fatal("certificate of the replaced CA listed as valid")
+	}
+}

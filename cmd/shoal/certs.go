@@ -9,6 +9,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"shoal/pki"
 )
@@ -17,6 +18,7 @@ func init() {
 	register(command{words: "certs init", summary: "create a CA and a server certificate for mutual TLS", run: runCertsInit})
 	register(command{words: "certs client", summary: "issue a client certificate (the client's identity)", run: runCertsClient})
 	register(command{words: "certs revoke", summary: "revoke a client's certificate (the server refuses it at once)", run: runCertsRevoke})
+	register(command{words: "certs list", summary: "list issued client certificates: serial, expiry, revoked, valid", run: runCertsList})
 	register(command{words: "certs server", summary: "issue a new server certificate for other hosts, same CA", run: runCertsServer})
 }
 
@@ -197,5 +199,49 @@ func runCertsRevoke(ctx context.Context, args []string, stdout, stderr io.Writer
 		return certsWriteJSON(stdout, out)
 	}
 	fmt.Fprintf(stdout, "revoked client %q (serial %s) in %s; a running server refuses it from its next handshake\n", f.name, serial, out.RevokedFile)
+	return nil
+}
+
+type certsListEntryJSON struct {
+	Name     string    `json:"name"`
+	Serial   string    `json:"serial"`
+	NotAfter time.Time `json:"not_after"`
+	Revoked  bool      `json:"revoked"`
+	Valid    bool      `json:"valid"`
+}
+
+func runCertsList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseCertsFlags("certs list", args, stderr, false, false, false)
+	if err != nil {
+		return err
+	}
+	clients, err := pki.ListClients(f.dir)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		out := struct {
+			Clients []certsListEntryJSON `json:"clients"`
+		}{Clients: []certsListEntryJSON{}}
+		for _, c := range clients {
+			out.Clients = append(out.Clients, certsListEntryJSON{c.Name, c.Serial, c.NotAfter.UTC(), c.Revoked, c.Valid})
+		}
+		return certsWriteJSON(stdout, out)
+	}
+	if len(clients) == 0 {
+		fmt.Fprintf(stdout, "no client certificates in %s\n", filepath.Join(f.dir, pki.ClientsDir))
+		return nil
+	}
+	fmt.Fprintf(stdout, "%-24s %-34s %-10s %s\n", "NAME", "SERIAL", "EXPIRES", "STATE")
+	for _, c := range clients {
+		state := "valid"
+		switch {
+		case c.Revoked:
+			state = "revoked"
+		case !c.Valid:
+			state = "invalid (other CA or expired)"
+		}
+		fmt.Fprintf(stdout, "%-24s %-34s %-10s %s\n", c.Name, c.Serial, c.NotAfter.UTC().Format(time.DateOnly), state)
+	}
 	return nil
 }

@@ -147,6 +147,22 @@ func TestCertsCommands(t *testing.T) {
 		t.Fatalf("bob after alice's revocation: %q %v", name, err)
 	}
 
+	code, out, errb = runCerts(t, "list", "--dir", dir, "--json")
+	if code != 0 {
+		t.Fatalf("list: exit %d: %s", code, errb)
+	}
+	var list struct {
+		Clients []certsListEntryJSON `json:"clients"`
+	}
+	decodeOne(t, out, &list)
+	if len(list.Clients) != 2 || list.Clients[0].Name != "alice" || !list.Clients[0].Revoked || list.Clients[0].Valid ||
+		list.Clients[1].Name != "bob" || !list.Clients[1].Valid || list.Clients[0].Serial != alice.Serial {
+		t.Fatalf("list: %+v", list)
+	}
+	if code, out, _ := runCerts(t, "list", "--dir", dir); code != 0 || !strings.Contains(out, "revoked") || !strings.Contains(out, "valid") {
+		t.Fatalf("list (text): exit %d %q", code, out)
+	}
+
 	// A new server certificate for another host, from the same CA.
 	if code, _, errb := runCerts(t, "server", "--dir", dir, "--hosts", "10.0.0.7"); code != 0 {
 		t.Fatalf("server: exit %d: %s", code, errb)
@@ -175,6 +191,7 @@ func TestCertsBadUsage(t *testing.T) {
 		{"client", "--name", "alice"},
 		{"revoke", "--dir", dir, "--name", "a b"},
 		{"server", "--dir", dir, "--hosts", "host:443"},
+		{"list"},
 	} {
 		if code, _, errb := runCerts(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, errb)
@@ -187,6 +204,7 @@ func TestCertsBadUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"client", "--dir", dir, "--name", "alice"},
 		{"revoke", "--dir", dir, "--name", "alice"},
+		{"list", "--dir", dir},
 	} {
 		if code, _, errb := runCerts(t, args...); code != 1 || errb == "" {
 			t.Errorf("%v: exit %d, want 1 (%s)", args, code, errb)
