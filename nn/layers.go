@@ -40,18 +40,21 @@ func heNormal(w []float32, fanIn int, gain float64, rng *rand.Rand) {
 type dense struct {
 	in, out int
 	relu    bool
-	gain    float64
 	w, b    []float32
 	gw, gb  []float32
 	scratch []float32 // for the input gradient (gemmNTWide)
 }
 
 func newDense(in, out int, relu bool) *dense {
-	gain := 1.0
+	return &dense{in: in, out: out, relu: relu}
+}
+
+// initGain is the He/LeCun gain for weights feeding a ReLU or not.
+func initGain(relu bool) float64 {
 	if relu {
-		gain = 2
+		return 2
 	}
-	return &dense{in: in, out: out, relu: relu, gain: gain}
+	return 1
 }
 
 func (d *dense) outShape() Shape { return Shape{1, 1, d.out} }
@@ -65,7 +68,7 @@ func (d *dense) bind(p, g []float32) {
 	}
 }
 func (d *dense) initParams(rng *rand.Rand) {
-	heNormal(d.w, d.in, d.gain, rng)
+	heNormal(d.w, d.in, initGain(d.relu), rng)
 	clear(d.b)
 }
 func (d *dense) reserve(batch int) {
@@ -244,11 +247,7 @@ func (l *conv2d) bind(p, g []float32) {
 	}
 }
 func (l *conv2d) initParams(rng *rand.Rand) {
-	gain := 1.0
-	if l.relu {
-		gain = 2
-	}
-	heNormal(l.w, l.patch(), gain, rng)
+	heNormal(l.w, l.patch(), initGain(l.relu), rng)
 	clear(l.b)
 }
 func (l *conv2d) cloneUnbound() layer { return newConv2d(l.in, l.filters, l.k, l.relu) }

@@ -66,6 +66,13 @@ var architectures = map[string]func(in Shape, classes int) ([]layer, error){
 	},
 }
 
+// Limits that keep a mistyped shape from becoming a multi-gigabyte allocation (and keep
+// per-example indices within int32).
+const (
+	maxExampleSize = 1 << 24
+	maxClasses     = 1 << 16
+)
+
 // Names lists the architectures New knows, sorted.
 func Names() []string {
 	names := make([]string, 0, len(architectures))
@@ -89,8 +96,12 @@ func New(name string, in Shape, classes int, rng *rand.Rand) (*Model, error) {
 	if in.C <= 0 || in.H <= 0 || in.W <= 0 {
 		return nil, fmt.Errorf("nn: model %s: input shape %d×%d×%d must be positive", name, in.C, in.H, in.W)
 	}
-	if classes < 2 {
-		return nil, fmt.Errorf("nn: model %s: need at least 2 classes, got %d", name, classes)
+	if in.C > maxExampleSize || in.H > maxExampleSize || in.W > maxExampleSize ||
+		int64(in.C)*int64(in.H)*int64(in.W) > maxExampleSize {
+		return nil, fmt.Errorf("nn: model %s: input shape %d×%d×%d exceeds %d values per example", name, in.C, in.H, in.W, maxExampleSize)
+	}
+	if classes < 2 || classes > maxClasses {
+		return nil, fmt.Errorf("nn: model %s: need between 2 and %d classes, got %d", name, maxClasses, classes)
 	}
 	if rng == nil {
 		return nil, errors.New("nn: New needs a random source for the initial weights")

@@ -52,7 +52,8 @@ func TestNewErrors(t *testing.T) {
 		{"resnet", mnist, 10, "valid: 2nn, cnn, logreg"},
 		{"cnn", Shape{1, 1, 784}, 10, "image input"},
 		{"2nn", Shape{0, 28, 28}, 10, "must be positive"},
-		{"logreg", mnist, 1, "at least 2 classes"},
+		{"logreg", mnist, 1, "between 2 and"},
+		{"logreg", Shape{1 << 20, 1 << 20, 1 << 20}, 10, "exceeds"},
 	}
 	for _, c := range cases {
 		_, err := New(c.name, c.in, c.classes, rng)
