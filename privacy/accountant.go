@@ -156,6 +156,11 @@ outer:
 	return out
 }
 
+var (
+	_ Accountant = (*RDPAccountant)(nil)
+	_ Accountant = (*PLDAccountant)(nil)
+)
+
 // RDPAccountant is the Rényi-DP accountant. Per-step RDP curves are cached per (q, z), so a
 // query after 10,000 steps costs the same as after one. It is not safe for concurrent use.
 type RDPAccountant struct {
@@ -242,6 +247,9 @@ func (a *RDPAccountant) spent(groups []Event, delta float64) (RDPSpent, error) {
 	eps, order, err := RDPToEpsilon(rdpOrders, total, delta, a.conv)
 	if err != nil {
 		return RDPSpent{}, err
+	}
+	if math.IsNaN(order) {
+		return RDPSpent{}, fmt.Errorf("privacy: RDP accountant: ε is unbounded at every order (noise far too small for %d steps)", a.events.steps())
 	}
 	at := func(alpha float64) float64 {
 		var r float64
