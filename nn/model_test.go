@@ -349,6 +349,11 @@ func TestTrainEvaluateErrors(t *testing.T) {
 	if _, err := m.Train(x, y, ok, nil); err == nil {
 		t.Error("Train with nil rng: no error")
 	}
+	bad := m.Clone()
+	bad.Params()[5] = float32(math.Inf(-1))
+	if _, err := bad.Train(x, y, ok, rng); err == nil || !strings.Contains(err.Error(), "parameter 5 is -Inf") {
+		t.Errorf("Train from a non-finite model: error %v", err)
+	}
 	if err := m.SetParams(make([]float32, 3)); err == nil {
 		t.Error("SetParams with the wrong length: no error")
 	}

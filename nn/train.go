@@ -84,9 +84,10 @@ func firstNonFinite(v []float32) int {
 // Train runs minibatch SGD (momentum and weight decay, momentum state fresh for each call) over
 // the n = len(y) examples in x (n×in row-major, float32), shuffled each epoch with rng. The last
 // batch of an epoch may be smaller. Returns the mean training cross-entropy over the last epoch
-// (without the proximal term). Errors on mismatched sizes, labels out of range, non-finite
-// inputs, bad config (non-positive batch/epochs/lr), or a non-finite loss (diverged); after a
-// divergence the parameters are unusable and should be reset by the caller.
+// (without the proximal term). Errors, before any training, on mismatched sizes, labels out of
+// range, non-finite inputs or starting parameters, bad config (non-positive batch/epochs/lr);
+// and on a non-finite loss (diverged), after which the parameters are unusable and should be
+// reset by the caller.
 func (m *Model) Train(x []float32, y []int32, cfg TrainConfig, rng *rand.Rand) (float64, error) {
 	if err := cfg.validate(len(m.params)); err != nil {
 		return 0, fmt.Errorf("nn: train %s: %w", m.arch, err)
@@ -96,6 +97,9 @@ func (m *Model) Train(x []float32, y []int32, cfg TrainConfig, rng *rand.Rand) (
 	}
 	if rng == nil {
 		return 0, fmt.Errorf("nn: train %s: need a random source for shuffling", m.arch)
+	}
+	if i := firstNonFinite(m.params); i >= 0 {
+		return 0, fmt.Errorf("nn: train %s: the starting model is not finite: parameter %d is %v", m.arch, i, m.params[i])
 	}
 	n := len(y)
 	bs := min(cfg.BatchSize, n)
