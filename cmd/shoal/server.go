@@ -49,6 +49,10 @@ type serverOptions struct {
 	Heartbeat     time.Duration `json:"heartbeat"`
 	ChunkSize     int           `json:"chunk_size"`
 	WaitTimeout   time.Duration `json:"wait_timeout"`
+	// MinSampled is the sampler's minimum cohort (simulate's --min-clients); the server's
+	// --min-clients is how many connected clients it waits for (WaitFor).
+	MinSampled int `json:"min_sampled"`
+	WaitFor    int `json:"wait_for"`
 }
 
 // simulationOnly are simulate flags that describe simulated behaviour; the server refuses them.
@@ -57,7 +61,8 @@ var simulationOnly = []string{"dropout", "straggler-fraction", "straggler-delay"
 func serverFlags(o *serverOptions, stderr io.Writer) *flag.FlagSet {
 	fs := simulateFlags(&o.simOptions, stderr)
 	fs.Init("shoal server", flag.ContinueOnError)
-	fs.Lookup("min-clients").Usage = "wait for this many connected clients before round 1 (and sample at least this many per round)"
+	fs.Lookup("min-clients").Usage = "wait for this many connected clients before round 1"
+	fs.IntVar(&o.MinSampled, "min-sampled", 2, "minimum clients sampled per round (fraction sampling; simulate's --min-clients)")
 	fs.Lookup("out").Usage = "run directory (default runs/server-<UTC time>)"
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7443", "address to serve clients on")
 	fs.StringVar(&o.Certs, "certs", "", "certificate directory from 'shoal certs init' (mutual TLS)")
@@ -95,6 +100,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageErrorf("--log-level: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	waitFor := max(o.MinClients, 1)
+	o.MinClients, o.WaitFor = o.MinSampled, waitFor // the engine's sampler takes simulate's meaning
 	switch {
 	case o.Insecure && o.Certs != "":
 		return usageErrorf("--insecure and --certs exclude each other")
@@ -313,7 +320,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	history := append([]fl.RoundReport(nil), resumed...)
 	runErr := func() error {
 		if setup, ok := engine.SecureSum.(fl.SecureSumSetup); ok && start == 0 {
-			if err := waitClients(ctx, srv, o.MinClients, o.WaitTimeout, stderr); err != nil {
+			if err := waitClients(ctx, srv, waitFor, o.WaitTimeout, stderr); err != nil {
 				return err
 			}
 			_ = setup
@@ -325,7 +332,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		for round := start + 1; round <= o.Rounds; round++ {
 			need := max(o.MinResults, 1)
 			if round == start+1 {
-				need = max(need, o.MinClients)
+				need = max(need, waitFor)
 			}
 			if err := waitClients(ctx, srv, need, o.WaitTimeout, stderr); err != nil {
 				return err
@@ -343,14 +350,14 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if err != nil {
 				return fmt.Errorf("round %d: %w", round, err)
 			}
-			history = append(history, rep)
-			printRound(stderr, rep, o.Rounds)
-			metrics.ObserveRound(rep)
-			if st != nil {
+			if st != nil { // committed before it is reported: a printed round survives a crash
 				if err := commitRound(st, runID, rep, run.params, pcg, engine); err != nil {
 					return err
 				}
 			}
+			history = append(history, rep)
+			printRound(stderr, rep, o.Rounds)
+			metrics.ObserveRound(rep)
 			if o.TargetAccuracy > 0 && rep.Accuracy >= o.TargetAccuracy {
 				engine.StopReason = fmt.Sprintf("reached the target accuracy %g", o.TargetAccuracy)
 				return nil
@@ -431,7 +438,6 @@ func (o *serverOptions) restore(cfg []byte) error {
 	o.Listen, o.Certs, o.Insecure, o.Store, o.Resume = keep.Listen, keep.Certs, keep.Insecure, keep.Store, true
 	o.MetricsListen, o.JSON, o.LogLevel, o.Heartbeat = keep.MetricsListen, keep.JSON, keep.LogLevel, keep.Heartbeat
 	o.FitTimeout, o.StageTimeout, o.OverSelect, o.WaitTimeout = keep.FitTimeout, keep.StageTimeout, keep.OverSelect, keep.WaitTimeout
-	o.MinClients = keep.MinClients
 	if keep.Out != "" {
 		o.Out = keep.Out
 	}

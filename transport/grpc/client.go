@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -121,10 +122,19 @@ func RunClient(ctx context.Context, cfg ClientConfig) error {
 	}
 }
 
+// permanent reports a refusal that retrying cannot cure: the server refused the identity or
+// the protocol, or the TLS handshake failed on certificates (unknown CA, revoked, wrong name).
 func permanent(err error) bool {
 	switch status.Code(err) {
 	case codes.Unauthenticated, codes.PermissionDenied, codes.FailedPrecondition, codes.InvalidArgument:
 		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"x509:", "tls: bad certificate", "tls: unknown certificate", "tls: certificate required",
+		"tls: revoked", "certificate is not", "certificate signed by unknown authority"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
 	}
 	return false
 }

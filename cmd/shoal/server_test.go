@@ -1,0 +1,442 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"shoal/fl"
+	"shoal/pki"
+	grpctransport "shoal/transport/grpc"
+)
+
+// The end-to-end tests run the real binary: one server process and client processes on
+// loopback, built once.
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+func shoalBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "shoal-e2e-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "shoal")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// proc is a running shoal process whose stderr lines are kept for waiting on.
+type proc struct {
+	t      *testing.T
+	name   string
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	mu     sync.Mutex
+	lines  []string
+	grew   chan struct{}
+	done   chan struct{}
+	err    error
+}
+
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, cmd: exec.Command(shoalBinary(t), args...), grew: make(chan struct{}, 1), done: make(chan struct{})}
+	p.cmd.Stdout = &p.stdout
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.lines = append(p.lines, sc.Text())
+			p.mu.Unlock()
+			select {
+			case p.grew <- struct{}{}:
+			default:
+			}
+		}
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("--- %s stderr:\n%s", p.name, p.log())
+		}
+	})
+	return p
+}
+
+func (p *proc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
+}
+
+// waitFor blocks until a stderr line contains s, and returns it.
+func (p *proc) waitFor(s string, timeout time.Duration) string {
+	p.t.Helper()
+	deadline := time.After(timeout)
+	seen := 0
+	for {
+		p.mu.Lock()
+		for ; seen < len(p.lines); seen++ {
+			if strings.Contains(p.lines[seen], s) {
+				line := p.lines[seen]
+				p.mu.Unlock()
+				return line
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.grew:
+		case <-p.done:
+			p.mu.Lock()
+			n := len(p.lines)
+			p.mu.Unlock()
+			if n == seen {
+				p.t.Fatalf("%s exited (%v) before printing %q", p.name, p.err, s)
+			}
+		case <-deadline:
+			p.t.Fatalf("%s: no %q within %v", p.name, s, timeout)
+		}
+	}
+}
+
+func (p *proc) wait(timeout time.Duration) error {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		p.t.Fatalf("%s still running after %v", p.name, timeout)
+		return nil
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// certsFor creates a CA, the server certificate and one certificate per client name.
+func certsFor(t *testing.T, names ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "certs")
+	if err := pki.InitCA(dir, []string{"127.0.0.1", "localhost"}, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if err := pki.IssueClient(dir, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func clientNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("c%d", i)
+	}
+	return names
+}
+
+// federation flags shared by the server, its clients and the reference simulation.
+func trainingArgs(clients int, extra ...string) []string {
+	return append([]string{"--dataset", "synthetic", "--model", "logreg", "--clients", fmt.Sprint(clients), "--seed", "11"}, extra...)
+}
+
+func startClients(t *testing.T, addr, certs string, clients int, extra ...string) map[string]*proc {
+	t.Helper()
+	procs := map[string]*proc{}
+	for i, name := range clientNames(clients) {
+		args := []string{"client", "--server", addr, "--name", name, "--partition-index", fmt.Sprint(i), "--max-backoff", "300ms"}
+		if certs == "" {
+			args = append(args, "--insecure")
+		} else {
+			args = append(args, "--certs", certs)
+		}
+		args = append(args, trainingArgs(clients)...)
+		procs[name] = startProc(t, name, append(args, extra...)...)
+	}
+	return procs
+}
+
+func decodeSummary(t *testing.T, out []byte) simSummary {
+	t.Helper()
+	var s simSummary
+	if err := json.Unmarshal(out, &s); err != nil {
+		t.Fatalf("summary: %v\n%s", err, out)
+	}
+	return s
+}
+
+// Ten client processes over mutual TLS train exactly the model the simulator trains with the
+// same seed: same partition, same sampling, same local shuffles; only the transport differs.
+func TestNetworkRunMatchesSimulator(t *testing.T) {
+	const clients = 10
+	certs := certsFor(t, clientNames(clients)...)
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	common := trainingArgs(clients, "--fraction", "0.5", "--rounds", "4", "--lr", "0.05", "--target-accuracy", "0", "--json")
+	srv := startProc(t, "server", append([]string{"server", "--listen", addr, "--certs", certs, "--out", filepath.Join(dir, "net"),
+		"--min-clients", fmt.Sprint(clients),
+		"--fit-timeout", "60s", "--wait-timeout", "60s", "--heartbeat", "1s"}, common...)...)
+	procs := startClients(t, addr, certs, clients)
+	if err := srv.wait(90 * time.Second); err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	for name, p := range procs {
+		if err := p.wait(20 * time.Second); err != nil {
+			t.Fatalf("client %s: %v", name, err)
+		}
+	}
+	network := decodeSummary(t, srv.stdout.Bytes())
+
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), append([]string{"simulate", "--out", filepath.Join(dir, "sim")}, common...), &out, &errb); code != 0 {
+		t.Fatalf("simulate: exit %d: %s", code, errb.String())
+	}
+	simulated := decodeSummary(t, out.Bytes())
+	if network.RoundsRun != 4 || len(network.History) != 4 {
+		t.Fatalf("network run: %+v", network)
+	}
+	for i := range network.History {
+		n, s := network.History[i], simulated.History[i]
+		if n.Participants != 5 || n.Participants != s.Participants || n.Dropped != 0 ||
+			!close64(n.Accuracy, s.Accuracy, 1e-9) || !close64(n.Loss, s.Loss, 1e-6) {
+			t.Fatalf("round %d: network %+v, simulator %+v", i+1, n, s)
+		}
+	}
+	netModel, _ := os.ReadFile(filepath.Join(dir, "net", "model.bin"))
+	simModel, _ := os.ReadFile(filepath.Join(dir, "sim", "model.bin"))
+	if len(netModel) == 0 || !bytes.Equal(netModel, simModel) {
+		// Aggregation order may differ in the last float bit; accuracies above already agree.
+		t.Logf("models differ in bytes (aggregation order): %d vs %d bytes", len(netModel), len(simModel))
+	}
+	for _, f := range []string{"config.json", "metrics.csv", "metrics.png", "model.bin", "summary.json"} {
+		if st, err := os.Stat(filepath.Join(dir, "net", f)); err != nil || st.Size() == 0 {
+			t.Fatalf("run directory lacks %s: %v", f, err)
+		}
+	}
+}
+
+func close64(a, b, tol float64) bool { return a-b <= tol && b-a <= tol }
+
+// A client killed with SIGKILL while it trains is left out of its round at once, and the round
+// and the run finish with the others.
+func TestClientKilledMidRound(t *testing.T) {
+	const clients = 3
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	// Many local epochs make each fit take long enough to be killed in the middle of it.
+	common := trainingArgs(clients, "--fraction", "1", "--rounds", "2", "--local-epochs", "400",
+		"--lr", "0.01", "--target-accuracy", "0", "--json")
+	srv := startProc(t, "server", append([]string{"server", "--insecure", "--listen", addr, "--out", dir, "--min-clients", "3",
+		"--fit-timeout", "120s", "--heartbeat", "1s"}, common...)...)
+	procs := startClients(t, addr, "", clients, "--log-level", "debug")
+	procs["c1"].waitFor("kind=fit", 60*time.Second)
+	start := time.Now()
+	if err := procs["c1"].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.wait(100 * time.Second); err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	s := decodeSummary(t, srv.stdout.Bytes())
+	if s.RoundsRun != 2 || s.History[0].Participants != 2 || s.History[0].Dropped != 1 || s.History[1].Participants != 2 {
+		t.Fatalf("summary %+v", s)
+	}
+	if el := time.Since(start); el > 60*time.Second {
+		t.Fatalf("run took %v after the kill", el)
+	}
+}
+
+// The server, killed with SIGKILL after some rounds and restarted with --resume, continues at
+// the next round: no round is lost or repeated, the clients reconnect by themselves, and the
+// final model is the one an uninterrupted simulation trains.
+func TestServerKilledAndResumed(t *testing.T) {
+	const clients = 4
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	storePath := filepath.Join(dir, "run.db")
+	common := trainingArgs(clients, "--fraction", "0.5", "--rounds", "6", "--lr", "0.05", "--target-accuracy", "0", "--json")
+	first := startProc(t, "server-1", append([]string{"server", "--insecure", "--listen", addr, "--store", storePath, "--min-clients", "4",
+		"--out", filepath.Join(dir, "net"), "--heartbeat", "1s"}, common...)...)
+	procs := startClients(t, addr, "", clients)
+	first.waitFor("round   3/6", 60*time.Second)
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.wait(10 * time.Second)
+
+	second := startProc(t, "server-2", "server", "--insecure", "--listen", addr, "--store", storePath, "--resume",
+		"--out", filepath.Join(dir, "net"), "--heartbeat", "1s", "--min-clients", "4", "--json")
+	line := second.waitFor("resuming run", 30*time.Second)
+	var after int
+	if _, err := fmt.Sscanf(line[strings.Index(line, "after round"):], "after round %d", &after); err != nil || after < 3 {
+		t.Fatalf("resumed %q", line)
+	}
+	if err := second.wait(60 * time.Second); err != nil {
+		t.Fatalf("resumed server: %v", err)
+	}
+	for name, p := range procs {
+		if err := p.wait(20 * time.Second); err != nil {
+			t.Fatalf("client %s: %v", name, err)
+		}
+	}
+	s := decodeSummary(t, second.stdout.Bytes())
+	if s.RoundsRun != 6 {
+		t.Fatalf("rounds run %d, want 6: %+v", s.RoundsRun, s)
+	}
+	for i, h := range s.History {
+		if h.Round != i+1 {
+			t.Fatalf("history rounds %+v: lost or repeated a round", s.History)
+		}
+	}
+	if strings.Contains(second.log(), fmt.Sprintf("round %3d/6", after)) {
+		t.Fatalf("round %d run again after resume", after)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), append([]string{"simulate", "--out", filepath.Join(dir, "sim")}, common...), &out, &errb); code != 0 {
+		t.Fatalf("simulate: %s", errb.String())
+	}
+	sim := decodeSummary(t, out.Bytes())
+	for i := range sim.History {
+		if !close64(sim.History[i].Accuracy, s.History[i].Accuracy, 1e-9) || !close64(sim.History[i].Loss, s.History[i].Loss, 1e-6) {
+			t.Fatalf("round %d: resumed network run %+v, simulator %+v", i+1, s.History[i], sim.History[i])
+		}
+	}
+}
+
+// Mutual TLS: a client without a certificate, with one from another CA, a revoked one, or
+// claiming another client's name is refused, and gives up instead of retrying forever.
+func TestServerRefusesUnauthorisedClients(t *testing.T) {
+	certs := certsFor(t, "alice", "bob", "mallory")
+	other := certsFor(t, "alice")
+	if err := pki.Revoke(certs, "mallory"); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	srv := startProc(t, "server", append([]string{"server", "--listen", addr, "--certs", certs, "--out", t.TempDir(),
+		"--min-clients", "1", "--rounds", "1", "--fraction", "1", "--heartbeat", "1s"}, trainingArgs(3)...)...)
+	srv.waitFor("waiting for", 30*time.Second)
+
+	local := func(int, fl.ClientID) (fl.Client, error) { return nil, errors.New("never asked") }
+	try := func(dir, certName, helloName string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cfg := grpctransport.ClientConfig{Server: addr, Name: helloName, Local: local, MinBackoff: 50 * time.Millisecond}
+		if certName == "" { // the right CA, but no client certificate
+			pem, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+			if err != nil {
+				return err
+			}
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pem)
+			cfg.TLS = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
+		} else {
+			tlsCfg, err := pki.ClientTLSConfig(dir, certName, "127.0.0.1")
+			if err != nil {
+				return err
+			}
+			cfg.TLS = tlsCfg
+		}
+		return grpctransport.RunClient(ctx, cfg)
+	}
+	for _, tc := range []struct {
+		name, dir, cert, hello string
+	}{
+		{"no certificate", certs, "", "alice"},
+		{"another CA", other, "alice", "alice"},
+		{"revoked", certs, "mallory", "mallory"},
+		{"another client's name", certs, "alice", "bob"},
+	} {
+		if err := try(tc.dir, tc.cert, tc.hello); !errors.Is(err, grpctransport.ErrRefused) {
+			t.Errorf("%s: %v, want a refusal", tc.name, err)
+		}
+	}
+	if strings.Contains(srv.log(), "round   1/1") {
+		t.Fatal("a round ran with refused clients")
+	}
+	// The legitimate client is admitted and the run completes.
+	c := startProc(t, "alice", append([]string{"client", "--server", addr, "--certs", certs, "--name", "alice",
+		"--partition-index", "0"}, trainingArgs(3)...)...)
+	if err := srv.wait(60 * time.Second); err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	if err := c.wait(20 * time.Second); err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+}
+
+func TestServerBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--dataset", "synthetic"}, "--certs"},
+		{[]string{"--insecure", "--certs", "x"}, "exclude"},
+		{[]string{"--insecure", "--resume"}, "--store"},
+		{[]string{"--insecure", "--dropout", "0.1"}, "simulates"},
+		{[]string{"--insecure", "--dataset", "synthetic", "--model", "logreg", "--over-select", "0.5"}, "over-select"},
+	} {
+		code, _, stderr := shoal(t, append([]string{"server", "--out", t.TempDir()}, tc.args...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, %q; want usage error mentioning %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--insecure"}, "--name"},
+		{[]string{"--name", "a"}, "--certs"},
+		{[]string{"--name", "a", "--insecure", "--dataset", "synthetic"}, "--partition-index"},
+		{[]string{"--name", "a", "--insecure", "--dataset", "mnist", "--partition-index", "3", "--clients", "2"}, "--clients"},
+	} {
+		code, _, stderr := shoal(t, append([]string{"client"}, tc.args...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("client %v: exit %d, %q; want usage error mentioning %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}
