@@ -240,3 +240,44 @@ func TestPLDHeterogeneousComposition(t *testing.T) {
 		t.Errorf("heterogeneous PLD ε = %.6g, exact %.6g", got, want)
 	}
 }
+
+// optimisticStep discretises one step by rounding every loss down to the grid: pointwise lower
+// losses, so the composed δ(ε) — and ε — is a lower bound on the truth (up to the 10⁻¹⁸ tails).
+func optimisticStep(s gaussianPLDStep, delta float64) lossPMF {
+	lo, hi := s.lossRange()
+	iLo, iHi := int(math.Floor(lo/delta)), int(math.Ceil(hi/delta))
+	out := lossPMF{offset: iLo, p: make([]float64, iHi-iLo+1)}
+	for i := iLo; i < iHi; i++ {
+		pm, _ := s.lossMass(float64(i)*delta, float64(i+1)*delta)
+		out.p[i-iLo] += pm
+	}
+	return out
+}
+
+// TestPLDSandwich brackets the true ε of many subsampled steps between the accountant's
+// connect-the-dots value and an independent lower bound (losses rounded down on a 4× finer
+// grid): the accountant is never below the lower bound, and the bracket is tight.
+func TestPLDSandwich(t *testing.T) {
+	for _, tc := range []struct {
+		q, z  float64
+		steps int
+	}{{0.05, 0.9, 100}, {0.2, 1.5, 50}} {
+		upper := pldEpsilon(t, DefaultPLDDiscretization, tc.q, tc.z, tc.steps, 1e-5)
+		fine := DefaultPLDDiscretization / 4
+		var lower float64
+		for _, remove := range []bool{true, false} {
+			d := optimisticStep(gaussianPLDStep{q: tc.q, z: tc.z, remove: remove}, fine)
+			var plans fftPlans
+			total := compose([]lossPMF{d}, []stepMGF{d.chernoff(fine)}, []int{tc.steps}, fine, 1e-11, &plans)
+			total.inf = 0 // drop the pessimistic Chernoff allowance: this is the lower bound
+			lower = math.Max(lower, total.epsilon(1e-5, fine))
+		}
+		t.Logf("q=%v z=%v T=%d: lower %.5f ≤ PLD %.5f", tc.q, tc.z, tc.steps, lower, upper)
+		if upper < lower {
+			t.Errorf("q=%v z=%v T=%d: PLD ε = %.6f is below the lower bound %.6f", tc.q, tc.z, tc.steps, upper, lower)
+		}
+		if upper > lower+0.005*lower+1e-3 {
+			t.Errorf("q=%v z=%v T=%d: PLD ε = %.6f far above the lower bound %.6f", tc.q, tc.z, tc.steps, upper, lower)
+		}
+	}
+}
