@@ -89,9 +89,14 @@
 // clients — about 40-bit statistical security per decryption. Every extra decryption of
 // an aggregate (a retry with another active set, at most MaxSharesPerRound) and every
 // round adds its distance (union bound). Lattigo's own flooding sampler works in float64
-// and cannot draw σ ≥ 2^50 with random low bits, so the shares are computed as
-// c1·s'_j (exactly KeySwitchProtocol.GenShare with skOut = 0) plus the package's sampler:
-// round(z·2^49)·2^14 + uniform low bits, z ~ N(0, 1) from ChaCha8 seeded by crypto/rand.
+// and cannot draw σ ≥ 2^50 with every low bit random, so the shares are computed as
+// c1·s'_j (exactly KeySwitchProtocol.GenShare with skOut = 0) plus the package's own
+// sampler: a sum of rounded Gaussians round(z_0·2^63) + round(z_1·2^40) + round(z_2·2^17),
+// z_k ~ N(0, 1) from ChaCha8 seeded by crypto/rand, each component smoothing the output
+// grid of the one before (NormFloat64 has 32-bit resolution, so z·2^63 alone would only
+// take values 2^34 apart and leave the low bits of e_ct readable). The total σ is
+// 2^63·(1 + 2^−46); TestSmudgingNoiseIsFullResolution checks σ and the uniformity of the
+// low bits at every scale.
 //
 // Precision follows: each decoded coordinate of the weighted sum carries noise of
 // standard deviation σ_s·√t/Δ = 2^−22·√t; MaxAbsError(t) = 7·σ_s·√t/Δ (2.9·10⁻⁶ for

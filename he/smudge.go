@@ -3,22 +3,55 @@ package he
 import (
 	crand "crypto/rand"
 	"fmt"
+	"math"
 	"math/rand/v2"
 
 	"github.com/tuneinsight/lattigo/v6/ring"
 )
 
-// smudger adds Gaussian noise of standard deviation 2^logSigma to polynomials in the
-// coefficient domain. Lattigo's Gaussian sampler works in float64 and so cannot give
-// σ ≥ 2^50 with all low bits random; here a sample is round(z·2^49)·2^k + u with
-// z ~ N(0,1) and u uniform on [−2^(k−1), 2^(k−1)), k = logSigma − 49, reduced modulo
-// each prime with two modular multiplications and no big integers.
+// smudger adds noise of standard deviation ≈ 2^logSigma to polynomials in the coefficient
+// domain, with every integer resolution down to 1: a smudging distribution with holes
+// (values confined to a coarse grid) would not hide the low bits of the ciphertext noise.
+//
+// Go's NormFloat64 (a ziggurat) returns j·w for a 32-bit j, so z·σ lies on a grid of
+// spacing about σ·2^−29.2. A sample is therefore a sum of components
+//
+//	round(z_0·σ_0) + round(z_1·σ_1) + … ,  z_k ~ N(0, 1) independent,
+//
+// with σ_0 = 2^logSigma and each next σ_{k+1} = 2^⌈log2(grid_k) + 6⌉ at least 64 times the
+// grid of the previous one, until the grid is below 1. A Gaussian 64 grid steps wide
+// smooths a grid to within exp(−2π²·64²) of uniform, so the sum is a discrete Gaussian of
+// variance Σσ_k² (= σ_0²·(1 + 2^−46) for the default) up to a negligible distance. Large
+// components are computed as round(z·2^49)·2^(log σ − 49) and reduced modulo each prime
+// with one modular multiplication: no big integers, no allocation per coefficient.
+// The randomness is a ChaCha8 stream seeded from crypto/rand.
 type smudger struct {
-	p        *Params
-	rng      *rand.Rand
-	hiShift  int // k: bits filled by the uniform part (0 when σ < 2^50)
-	hiScale  float64
-	lowRange uint64
+	p     *Params
+	rng   *rand.Rand
+	comps []smudgeComponent
+}
+
+type smudgeComponent struct {
+	scale float64 // 2^min(logSigma, 49)
+	shift int     // logSigma − min(logSigma, 49): the sample is round(z·scale)·2^shift
+}
+
+// zigguratGridLog2 is log2 of the widest spacing of NormFloat64's outputs: the largest
+// layer width 3.4426 divided by 2^31.
+var zigguratGridLog2 = math.Log2(3.442619855899) - 31
+
+func smudgeComponents(logSigma int) []smudgeComponent {
+	var comps []smudgeComponent
+	ls := logSigma
+	for {
+		a := min(ls, 49)
+		comps = append(comps, smudgeComponent{scale: math.Exp2(float64(a)), shift: ls - a})
+		grid := float64(ls) + zigguratGridLog2 // log2 of this component's spacing
+		if grid < 0 {
+			return comps
+		}
+		ls = int(math.Ceil(grid + 6))
+	}
 }
 
 // newSmudger seeds a ChaCha8 stream (a CSPRNG) from crypto/rand.
@@ -27,64 +60,46 @@ func newSmudger(p *Params) (*smudger, error) {
 	if _, err := crand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("he: seeding smudging noise: %w", err)
 	}
-	s := &smudger{p: p, rng: rand.New(rand.NewChaCha8(seed))}
-	if p.logSmudging > 49 {
-		s.hiShift = p.logSmudging - 49
-		s.hiScale = 1 << 49
-		s.lowRange = uint64(1) << s.hiShift
-	} else {
-		s.hiScale = float64(uint64(1) << p.logSmudging)
-	}
-	return s, nil
+	return &smudger{p: p, rng: rand.New(rand.NewChaCha8(seed)), comps: smudgeComponents(p.logSmudging)}, nil
 }
 
-// addTo adds one independent noise sample to every coefficient of pol (level = all primes).
+// addTo adds one independent noise sample to every coefficient of pol (all primes).
 func (s *smudger) addTo(pol ring.Poly) {
 	p := s.p
 	coeffs := pol.Coeffs
 	n := p.N()
 	for i := 0; i < n; i++ {
-		z := s.rng.NormFloat64() * s.hiScale
-		var hi int64
-		if z >= 0 {
-			hi = int64(z + 0.5)
-		} else {
-			hi = -int64(-z + 0.5)
-		}
-		var low int64
-		if s.hiShift > 0 {
-			low = int64(s.rng.Uint64N(s.lowRange)) - int64(s.lowRange>>1)
-		}
-		negHi := hi < 0
-		if negHi {
-			hi = -hi
-		}
-		for j, q := range p.moduli {
-			r := uint64(hi)
-			if r >= q { // only for primes below 2^53
-				r %= q
+		for _, c := range s.comps {
+			z := s.rng.NormFloat64() * c.scale
+			neg := z < 0
+			h := uint64(math.Abs(z) + 0.5) // |z·scale| < 2^53: exact
+			for j, q := range p.moduli {
+				r := h
+				if r >= q { // only for primes below 2^53
+					r %= q
+				}
+				if c.shift > 0 {
+					r = ring.BRed(r, p.pow2Mod[j][c.shift], q, p.bredConst[j])
+				}
+				if neg && r != 0 {
+					r = q - r
+				}
+				v := coeffs[j][i] + r
+				if v >= q {
+					v -= q
+				}
+				coeffs[j][i] = v
 			}
-			if s.hiShift > 0 {
-				r = ring.BRed(r, p.pow2Mod[j][s.hiShift], q, p.bredConst[j])
-			}
-			if negHi && r != 0 {
-				r = q - r
-			}
-			if low >= 0 && uint64(low) < q {
-				r += uint64(low)
-			} else if low < 0 && uint64(-low) < q {
-				r += q - uint64(-low)
-			} else {
-				r += reduceSigned(low, q)
-			}
-			if r >= q {
-				r -= q
-			}
-			c := coeffs[j][i] + r
-			if c >= q {
-				c -= q
-			}
-			coeffs[j][i] = c
 		}
 	}
+}
+
+// smudgingSigma is the standard deviation of the smudger's samples.
+func smudgingSigma(logSigma int) float64 {
+	var v float64
+	for _, c := range smudgeComponents(logSigma) {
+		s := c.scale * math.Exp2(float64(c.shift))
+		v += s * s
+	}
+	return math.Sqrt(v)
 }
