@@ -132,10 +132,10 @@ func log1pExp(x float64) float64 {
 //	A_α − 1 = ∫ φ_z(x) [(1 + y)^α − 1 − αy] dx,  y = q(e^{(2x−1)/(2z²)} − 1),
 //
 // which holds because E[y] = 0; the bracket is ≥ 0 (convexity), so the sum has no cancellation.
-// The integrand is analytic in the strip |Im x| < πz²/2 and decays like a Gaussian, where the
-// trapezoidal rule with step h converges like e^{−2π·strip/h}: h = min(z/10, πz²/40) makes that
-// error below e⁻⁶⁰, and the range [−30z, α+30z] holds all but e⁻⁴⁰⁰ of the mass (the two
-// modes sit near 0 and near α).
+// The integrand is analytic in the strip |Im x| < πz² (its nearest singularities are where
+// (1−q) + q·e^u vanishes) and decays like a Gaussian, where the trapezoidal rule with step h
+// converges like e^{−2π·πz²/h}: h = min(z/10, πz²/40) makes that error below e⁻²⁰⁰, and the
+// range [−30z, α+30z] holds all but e⁻⁴⁰⁰ of the mass (the two modes sit near 0 and near α).
 func logAFractional(q, z, alpha float64) float64 {
 	h := math.Min(z/10, math.Pi*z*z/40)
 	lo, hi := -30*z, alpha+30*z
