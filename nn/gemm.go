@@ -1,10 +1,12 @@
 package nn
 
-// The three matrix products the layers need, all row-major float32:
+// The matrix products the layers need, all row-major float32:
 //
-//	gemm:   C(m×n) (+)= A(m×k)·B(k×n), with A read through strides so that A may be a transposed view
-//	        (A(i,p) = a[i*ars+p*acs]); this covers both X·W (forward) and Xᵀ·dY (weight gradients).
-//	gemmNT: C(m×n) (+)= A(m×k)·B(n×k)ᵀ, as dot products of contiguous rows (input gradients dY·Wᵀ).
+//	gemm:       C(m×n) (+)= A(m×k)·B(k×n), with A read through strides so that A may be a transposed
+//	            view (A(i,p) = a[i*ars+p*acs]); this covers both X·W (forward) and Xᵀ·dY (weight
+//	            gradients).
+//	gemmNT:     C(m×n) (+)= A(m×k)·B(n×k)ᵀ, as dot products of contiguous rows (input gradients dY·Wᵀ).
+//	gemmNTWide: the same product computed as (B·Aᵀ)ᵀ with gemm, faster for batch-sized m.
 //
 // acc=false overwrites C, acc=true adds to it. Slices must be long enough for the shapes: that is
 // an internal invariant, checked here so that a bug panics in Go rather than corrupting memory
