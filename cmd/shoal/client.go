@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ type clientOptions struct {
 	PartitionIndex                  int
 	MaxBackoff                      time.Duration
 	LogLevel                        string
+	FaultExitAt                     string
 }
 
 func clientFlags(o *clientOptions, stderr io.Writer) *flag.FlagSet {
@@ -60,6 +62,7 @@ func clientFlags(o *clientOptions, stderr io.Writer) *flag.FlagSet {
 	fs.Uint64Var(&d.Seed, "seed", 0, "seed of the partition and of local shuffles (the server's, for a run that matches simulate); 0: random shuffles")
 	fs.DurationVar(&o.MaxBackoff, "max-backoff", 30*time.Second, "longest wait between reconnection attempts")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
+	fs.StringVar(&o.FaultExitAt, "fault-exit-at", "", "fault injection for tests: exit abruptly on receiving the task ROUND/fit or ROUND/STAGE (secure-sum stage)")
 	return fs
 }
 
@@ -94,6 +97,19 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	cfg := grpctransport.ClientConfig{Server: o.Server, Name: o.Name, Insecure: o.Insecure, Local: local,
 		SecureSum: secureFromSpec, MaxBackoff: o.MaxBackoff, Logger: logger}
+	if o.FaultExitAt != "" {
+		var round int
+		var at string
+		if _, err := fmt.Sscanf(strings.Replace(o.FaultExitAt, "/", " ", 1), "%d %s", &round, &at); err != nil {
+			return usageErrorf("--fault-exit-at %q: want ROUND/fit or ROUND/STAGE", o.FaultExitAt)
+		}
+		cfg.OnTask = func(kind string, r, stage int) {
+			if r == round && (kind == "fit" && at == "fit" || kind == "exchange" && at == fmt.Sprint(stage)) {
+				fmt.Fprintf(stderr, "shoal client %s: fault injection: exiting at round %d %s\n", o.Name, r, at)
+				os.Exit(3)
+			}
+		}
+	}
 	if !o.Insecure {
 		host := o.ServerName
 		if host == "" {

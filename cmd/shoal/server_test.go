@@ -440,3 +440,44 @@ func TestServerBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// SecAgg+ over the network with two clients crashing in the middle of round 2's protocol (they
+// shared their keys, then died before sending their masked input): the round completes with the
+// survivors, and the model follows the plain run in which the same two clients die at the same
+// round — the secure sum equals the plain sum of the survivors up to quantisation.
+func TestSecureSumSurvivesTwoCrashedClients(t *testing.T) {
+	const clients = 6
+	common := trainingArgs(clients, "--fraction", "1", "--rounds", "3", "--lr", "0.05", "--target-accuracy", "0", "--json")
+	runWith := func(secure bool) simSummary {
+		addr := freeAddr(t)
+		args := append([]string{"server", "--insecure", "--listen", addr, "--out", t.TempDir(), "--min-clients", "6",
+			"--fit-timeout", "60s", "--stage-timeout", "30s", "--heartbeat", "1s"}, common...)
+		exitAt := "2/fit"
+		if secure {
+			args = append(args, "--secure-sum", "secaggplus", "--max-dropout", "0.34")
+			exitAt = "2/2" // stage 2: the masked input
+		}
+		srv := startProc(t, "server", args...)
+		for i, name := range clientNames(clients) {
+			cargs := append([]string{"client", "--insecure", "--server", addr, "--name", name, "--partition-index", fmt.Sprint(i),
+				"--max-backoff", "300ms"}, trainingArgs(clients)...)
+			if i >= 4 {
+				cargs = append(cargs, "--fault-exit-at", exitAt)
+			}
+			startProc(t, name, cargs...)
+		}
+		if err := srv.wait(90 * time.Second); err != nil {
+			t.Fatalf("server (secure %v): %v", secure, err)
+		}
+		return decodeSummary(t, srv.stdout.Bytes())
+	}
+	secure, plain := runWith(true), runWith(false)
+	if secure.RoundsRun != 3 || secure.History[1].Participants != 4 || secure.History[1].Dropped != 2 || secure.History[2].Participants != 4 {
+		t.Fatalf("secure run: %+v", secure.History)
+	}
+	for i := range plain.History {
+		if !close64(secure.History[i].Loss, plain.History[i].Loss, 2e-3) {
+			t.Fatalf("round %d: secure loss %v, plain loss %v", i+1, secure.History[i].Loss, plain.History[i].Loss)
+		}
+	}
+}

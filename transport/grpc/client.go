@@ -47,6 +47,8 @@ type ClientConfig struct {
 	Logger                 *slog.Logger
 	// DialOptions are added to the connection's options (tests).
 	DialOptions []grpc.DialOption
+	// OnTask, if set, is called before each task is worked on (fault injection, progress).
+	OnTask func(kind string, round, stage int)
 }
 
 // ErrRefused is returned by RunClient when the server refuses the client for good (unknown or
@@ -412,6 +414,9 @@ func (rt *runtime) work(t *clientTask, log *slog.Logger) (*shoalv1.Result, []byt
 	round := int(task.GetHeader().GetRound())
 	id := fl.ClientID(task.GetClientId())
 	log.Debug("task", "kind", kindName(task.GetKind()), "round", round, "stage", task.GetHeader().GetStage(), "bytes", len(t.payload))
+	if rt.cfg.OnTask != nil {
+		rt.cfg.OnTask(kindName(task.GetKind()), round, int(task.GetHeader().GetStage()))
+	}
 	switch task.GetKind() {
 	case shoalv1.TaskKind_TASK_KIND_FIT:
 		if task.GetHeader().GetRound() < rt.lastRound {
