@@ -134,7 +134,8 @@ func (d *DPFedAvg) ConfigureFit(_ int, cfg FitConfig) FitConfig {
 	cfg.PerLayerClip = d.cfg.PerLayer
 	cfg.UnitWeights = true
 	if d.cfg.Placement == PlacementLocal {
-		cfg.LocalNoiseStd = float32(d.cfg.NoiseMultiplier * s)
+		// Locally, a client's update may be replaced by any other in the S-ball: sensitivity 2S.
+		cfg.LocalNoiseStd = float32(2 * d.cfg.NoiseMultiplier * s)
 	}
 	return cfg
 }

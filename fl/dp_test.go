@@ -85,8 +85,8 @@ func TestDPFedAvgLocalPlacement(t *testing.T) {
 	c.Placement = PlacementLocal
 	d, _ := NewDPFedAvg(c)
 	cfg := d.ConfigureFit(1, FitConfig{})
-	if math.Abs(float64(cfg.LocalNoiseStd)-0.6) > 1e-6 {
-		t.Fatalf("local noise std %v, want z·S = 0.6", cfg.LocalNoiseStd)
+	if math.Abs(float64(cfg.LocalNoiseStd)-1.2) > 1e-6 {
+		t.Fatalf("local noise std %v, want 2·z·S = 1.2 (replace-one sensitivity 2S)", cfg.LocalNoiseStd)
 	}
 	mean, _ := d.Finalize(1, []float64{3, 6}, 3, 0)
 	if mean[0] != 1 || mean[1] != 2 {

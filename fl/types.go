@@ -25,7 +25,8 @@ type FitConfig struct {
 	// PerLayerClip splits ClipNorm across layers in proportion to their sizes' square roots.
 	PerLayerClip bool `json:"per_layer_clip,omitempty"`
 	// LocalNoiseStd, when > 0, is the standard deviation of the Gaussian noise each client adds
-	// to its clipped update (local differential privacy).
+	// to its clipped update (local differential privacy: 2·z·ClipNorm, for the replace-one
+	// sensitivity 2·ClipNorm).
 	LocalNoiseStd float32 `json:"local_noise_std,omitempty"`
 	// UnitWeights gives every client weight 1 instead of its example count (user-level DP).
 	UnitWeights bool `json:"unit_weights,omitempty"`

@@ -120,7 +120,8 @@ func (c *Client) privatize(cfg fl.FitConfig, res *fl.FitRes) error {
 			return err
 		}
 	}
-	noise, err := privacy.NewGaussianNoise(float64(cfg.LocalNoiseStd), clip, len(res.Update))
+	// Sensitivity 2S: locally, the neighbouring update is any other vector in the S-ball.
+	noise, err := privacy.NewGaussianNoise(float64(cfg.LocalNoiseStd), 2*clip, len(res.Update))
 	if err != nil {
 		return fmt.Errorf("local noise: %w", err)
 	}
