@@ -1,6 +1,7 @@
-// Package nn is Shoal's small float32 training engine: dense, 2-D convolution, 2×2 max-pooling,
-// ReLU and softmax cross-entropy layers, trained by minibatch SGD with momentum, weight decay and
-// an optional FedProx proximal term. It builds the models of McMahan et al. 2017 by name
+// Package nn is Shoal's small float32 training engine: dense and 2-D convolution layers (each
+// optionally followed by a ReLU, fused into it), 2×2 max-pooling and a softmax cross-entropy
+// loss, trained by minibatch SGD with momentum, weight decay and an optional FedProx proximal
+// term. It builds the models of McMahan et al. 2017 by name
 // ("logreg", "2nn", "cnn").
 //
 // All parameters of a Model live in one contiguous []float32 (Model.Params) and each layer holds

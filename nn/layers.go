@@ -218,8 +218,8 @@ func (p *maxPool2) backward(_, _, dOut, dIn []float32, batch int, _ *sgdInPlace)
 	}
 }
 
-// conv2d is a stride-1 convolution with 'same' zero padding over HWC images followed by a ReLU,
-// computed per image as im2col (HW × K·K·C) times the weights (K·K·C × F, rows ordered ky, kx, c).
+// conv2d is a stride-1 convolution with 'same' zero padding over HWC images, followed by a ReLU
+// when relu is set, computed per image as im2col (HW × K·K·C) times the weights (K·K·C × F, rows ordered ky, kx, c).
 type conv2d struct {
 	in      Shape
 	filters int
