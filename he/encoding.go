@@ -92,3 +92,46 @@ func reduceSigned(a int64, q uint64) uint64 {
 	}
 	return q - r
 }
+
+// decodeRange decodes coefficients 0 … len(dst)−1 into dst. Two-prime parameters (the
+// default) take a straight-line path; others use decodeValue.
+func (p *Params) decodeRange(coeffs [][]uint64, dst []float64, digits []int64) {
+	if len(p.moduli) != 2 {
+		for i := range dst {
+			dst[i] = p.decodeValue(coeffs, i, digits)
+		}
+		return
+	}
+	q0, q1 := p.moduli[0], p.moduli[1]
+	half0, half1 := q0>>1, q1>>1
+	inv, bred1 := p.prefixInv[1], p.bredConst[1]
+	q0f := p.prefixFloat[1]
+	scale := math.Ldexp(1, -p.logScale)
+	r0, r1 := coeffs[0][:len(dst)], coeffs[1][:len(dst)]
+	for i := range dst {
+		x0 := r0[i]
+		// a0 = centred x0; y = (x1 − a0)·q0⁻¹ mod q1, then centred.
+		var a0 int64
+		var a0mod1 uint64
+		if x0 > half0 {
+			a0 = int64(x0) - int64(q0)
+			a0mod1 = reduceSigned(a0, q1)
+		} else {
+			a0 = int64(x0)
+			a0mod1 = x0
+			if a0mod1 >= q1 {
+				a0mod1 -= q1
+			}
+		}
+		y := r1[i] + q1 - a0mod1
+		if y >= q1 {
+			y -= q1
+		}
+		y = ring.BRed(y, inv, q1, bred1)
+		a1 := int64(y)
+		if y > half1 {
+			a1 -= int64(q1)
+		}
+		dst[i] = (float64(a1)*q0f + float64(a0)) * scale
+	}
+}

@@ -241,9 +241,13 @@ func TestEncodeDecodeExact(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		values = append(values, (rng.Float64()*2-1)*math.Pow(10, float64(rng.IntN(20)-10)))
 	}
+	one := make([]float64, 1)
 	for _, v := range values {
 		p.encodeValue(v, coeffs, 0)
 		got := p.decodeValue(coeffs, 0, digits)
+		if p.decodeRange(coeffs, one, digits); one[0] != got {
+			t.Fatalf("decodeRange %v, decodeValue %v", one[0], got)
+		}
 		// round(v·Δ)/Δ differs from v by at most half a unit in the last place of the
 		// fixed point, plus float64 rounding of the result.
 		if tol := math.Ldexp(0.5, -p.logScale) + math.Abs(v)*0x1p-52; math.Abs(got-v) > tol {

@@ -171,7 +171,8 @@ type Aggregator struct {
 	contributors []PartyID
 	seen         map[PartyID]bool
 	req          *DecryptRequest
-	shares       map[PartyID]*DecryptShare
+	shares       map[PartyID]bool // active members whose share is in shareSum
+	shareSum     []ring.Poly      // Σ of the received shares, per ciphertext
 	result       *Aggregate
 }
 
@@ -363,36 +364,88 @@ func (a *Aggregator) DecryptRequest(active []PartyID) (*DecryptRequest, error) {
 		c1[k] = a.sum[k][1]
 	}
 	a.req = &DecryptRequest{Ceremony: c.ID, Round: a.round, Dim: a.dim, Contributors: len(a.contributors), Active: set, C1: c1}
-	a.shares = make(map[PartyID]*DecryptShare, len(set))
+	a.shares = make(map[PartyID]bool, len(set))
+	if a.shareSum == nil {
+		a.shareSum = newPolys(a.p, len(a.sum))
+	} else {
+		for k := range a.shareSum {
+			a.shareSum[k].Zero()
+		}
+	}
 	return a.req, nil
 }
 
-// AddShare records one active member's decryption share for the current request.
+// checkShareHeader validates who sent a share for the current request.
+func (a *Aggregator) checkShareHeader(ceremony CeremonyID, round uint64, from PartyID, n int) error {
+	if a.req == nil {
+		return errors.New("he: decryption share before a request")
+	}
+	if ceremony != a.req.Ceremony || round != a.round {
+		return fmt.Errorf("he: decryption share from %d is for another ceremony or round", from)
+	}
+	if !slices.Contains(a.req.Active, from) {
+		return fmt.Errorf("he: decryption share from %d, which is not in the active set %v", from, a.req.Active)
+	}
+	if a.shares[from] {
+		return fmt.Errorf("he: duplicate decryption share from %d", from)
+	}
+	if n != len(a.sum) {
+		return fmt.Errorf("he: decryption share from %d has %d polynomials, want %d", from, n, len(a.sum))
+	}
+	return nil
+}
+
+// AddShare adds one active member's decryption share for the current request.
 func (a *Aggregator) AddShare(s *DecryptShare) error {
 	if s == nil {
 		return errors.New("he: nil decryption share")
 	}
-	if a.req == nil {
-		return errors.New("he: decryption share before a request")
-	}
-	if s.Ceremony != a.req.Ceremony || s.Round != a.round {
-		return fmt.Errorf("he: decryption share from %d is for another ceremony or round", s.From)
-	}
-	if !slices.Contains(a.req.Active, s.From) {
-		return fmt.Errorf("he: decryption share from %d, which is not in the active set %v", s.From, a.req.Active)
-	}
-	if a.shares[s.From] != nil {
-		return fmt.Errorf("he: duplicate decryption share from %d", s.From)
-	}
-	if len(s.Shares) != len(a.sum) {
-		return fmt.Errorf("he: decryption share from %d has %d polynomials, want %d", s.From, len(s.Shares), len(a.sum))
+	if err := a.checkShareHeader(s.Ceremony, s.Round, s.From, len(s.Shares)); err != nil {
+		return err
 	}
 	for k := range s.Shares {
 		if err := checkPolyValues(a.p, s.Shares[k]); err != nil {
 			return fmt.Errorf("he: decryption share from %d: %w", s.From, err)
 		}
 	}
-	a.shares[s.From] = s
+	rq := a.p.rlwe.RingQ()
+	for k := range s.Shares {
+		rq.Add(a.shareSum[k], s.Shares[k], a.shareSum[k])
+	}
+	a.shares[s.From] = true
+	return nil
+}
+
+// AddShareEncoded decodes a share straight into the running sum of shares, validating
+// while adding and rolling back on a malformed polynomial (like AddEncoded).
+func (a *Aggregator) AddShareEncoded(b []byte) error {
+	d, err := newDecoder(b, typeDecryptShare)
+	if err != nil {
+		return err
+	}
+	ceremony, round, from := d.ceremonyID(), d.u64("round"), PartyID(d.u64("sender"))
+	n := d.count(a.p.CiphertextsFor(MaxDim), "share count")
+	if d.err != nil {
+		return d.err
+	}
+	if err := a.checkShareHeader(ceremony, round, from, n); err != nil {
+		return err
+	}
+	pb := a.p.polyBytes()
+	if want := d.off + n*pb; want != len(b) {
+		return malformed("decryption share from %d is %d bytes, want %d", from, len(b), want)
+	}
+	body := b[d.off:]
+	for k := 0; k < n; k++ {
+		if done, err := addPolyChecked(a.p, body[k*pb:(k+1)*pb], a.shareSum[k]); err != nil {
+			subPolyBytes(a.p, body[k*pb:(k+1)*pb], a.shareSum[k], done)
+			for kk := 0; kk < k; kk++ {
+				subPolyBytes(a.p, body[kk*pb:(kk+1)*pb], a.shareSum[kk], len(a.p.moduli)*a.p.N())
+			}
+			return malformed("decryption share from %d, polynomial %d: %v", from, k, err)
+		}
+	}
+	a.shares[from] = true
 	return nil
 }
 
@@ -408,7 +461,7 @@ func (a *Aggregator) Finish() (*Aggregate, error) {
 	if len(a.shares) < len(a.req.Active) {
 		var missing []PartyID
 		for _, id := range a.req.Active {
-			if a.shares[id] == nil {
+			if !a.shares[id] {
 				missing = append(missing, id)
 			}
 		}
@@ -421,18 +474,13 @@ func (a *Aggregator) Finish() (*Aggregate, error) {
 	digits := make([]int64, len(p.moduli))
 	out := &Aggregate{Round: a.round, Contributors: slices.Clone(a.contributors), Sum: make([]float64, a.dim)}
 	for k := range a.sum {
-		acc.Copy(a.sum[k][0])
-		for _, s := range a.shares {
-			rq.Add(acc, s.Shares[k], acc)
+		rq.Add(a.sum[k][0], a.shareSum[k], acc)
+		lo := k * n
+		if count := min(n, a.dim-lo); count > 0 {
+			p.decodeRange(acc.Coeffs, out.Sum[lo:lo+count], digits)
 		}
-		for i := 0; i < n; i++ {
-			idx := k*n + i
-			switch {
-			case idx < a.dim:
-				out.Sum[idx] = p.decodeValue(acc.Coeffs, i, digits)
-			case idx == a.dim:
-				out.TotalWeight = p.decodeValue(acc.Coeffs, i, digits)
-			}
+		if w := a.dim - lo; w >= 0 && w < n {
+			out.TotalWeight = p.decodeValue(acc.Coeffs, w, digits)
 		}
 	}
 	a.result = out
@@ -551,9 +599,10 @@ func (d *Decryptor) Share(req *DecryptRequest) (*DecryptShare, error) {
 	out := &DecryptShare{Ceremony: c.ID, Round: req.Round, From: d.km.Self, Shares: make([]ring.Poly, len(req.C1))}
 	for k := range req.C1 {
 		share := rq.NewPoly()
-		rq.NTT(req.C1[k], share)
-		rq.MulCoeffsMontgomery(share, additive.Value.Q, share)
-		rq.INTT(share, share)
+		// Lazy transforms leave values in [0, 2q); addTo reduces them.
+		rq.NTTLazy(req.C1[k], share)
+		rq.MulCoeffsMontgomeryLazy(share, additive.Value.Q, share)
+		rq.INTTLazy(share, share)
 		sm.addTo(share)
 		out.Shares[k] = share
 	}

@@ -184,16 +184,13 @@ func RunRound(setup *PublicSetup, keys map[PartyID]*KeyMaterial, round uint64, d
 		if err != nil {
 			return nil, stats, fmt.Errorf("he: member %d: %w", id, err)
 		}
-		b, err := share.MarshalBinary()
+		b, err := share.AppendBinary(buf[:0])
 		if err != nil {
 			return nil, stats, err
 		}
+		buf = b
 		stats.ShareBytes = len(b)
-		s, err := DecodeDecryptShare(p, b)
-		if err != nil {
-			return nil, stats, err
-		}
-		if err := agg.AddShare(s); err != nil {
+		if err := agg.AddShareEncoded(b); err != nil {
 			return nil, stats, err
 		}
 	}

@@ -26,9 +26,10 @@ import (
 // with one modular multiplication: no big integers, no allocation per coefficient.
 // The randomness is a ChaCha8 stream seeded from crypto/rand.
 type smudger struct {
-	p     *Params
-	rng   *rand.Rand
-	comps []smudgeComponent
+	p        *Params
+	rng      *rand.Rand
+	comps    []smudgeComponent
+	bigShift []int // shifts of the components with shift > 0, in order
 }
 
 type smudgeComponent struct {
@@ -60,36 +61,76 @@ func newSmudger(p *Params) (*smudger, error) {
 	if _, err := crand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("he: seeding smudging noise: %w", err)
 	}
-	return &smudger{p: p, rng: rand.New(rand.NewChaCha8(seed)), comps: smudgeComponents(p.logSmudging)}, nil
+	sm := &smudger{p: p, rng: rand.New(rand.NewChaCha8(seed)), comps: smudgeComponents(p.logSmudging)}
+	for _, c := range sm.comps {
+		if c.shift > 0 {
+			sm.bigShift = append(sm.bigShift, c.shift)
+		}
+	}
+	if len(sm.bigShift) > 4 {
+		return nil, fmt.Errorf("he: smudging σ = 2^%d needs %d wide components", p.logSmudging, len(sm.bigShift))
+	}
+	return sm, nil
 }
 
-// addTo adds one independent noise sample to every coefficient of pol (all primes).
+// addTo adds one independent noise sample to every coefficient of pol (all primes);
+// pol's coefficients may be lazily reduced (in [0, 2q)), the result is fully reduced.
+// Components that fit an int64 (shift 0) are summed exactly first, so each prime costs
+// one signed reduction plus one modular multiplication per shifted component.
 func (s *smudger) addTo(pol ring.Poly) {
 	p := s.p
 	coeffs := pol.Coeffs
 	n := p.N()
+	var bigH [4]uint64 // |round(z·scale)| of the shifted components (at most 4 for σ ≤ 2^100)
+	var bigNeg [4]bool
 	for i := 0; i < n; i++ {
+		var low int64
+		nb := 0
 		for _, c := range s.comps {
 			z := s.rng.NormFloat64() * c.scale
-			neg := z < 0
-			h := uint64(math.Abs(z) + 0.5) // |z·scale| < 2^53: exact
-			for j, q := range p.moduli {
-				r := h
-				if r >= q { // only for primes below 2^53
-					r %= q
-				}
-				if c.shift > 0 {
-					r = ring.BRed(r, p.pow2Mod[j][c.shift], q, p.bredConst[j])
-				}
-				if neg && r != 0 {
-					r = q - r
-				}
-				v := coeffs[j][i] + r
-				if v >= q {
-					v -= q
-				}
-				coeffs[j][i] = v
+			if c.shift == 0 {
+				low += int64(math.Round(z)) // |z| < 2^53 and the small components sum below 2^63
+				continue
 			}
+			bigNeg[nb] = z < 0
+			bigH[nb] = uint64(math.Abs(z) + 0.5)
+			nb++
+		}
+		for j, q := range p.moduli {
+			var r uint64
+			if low >= 0 && uint64(low) < q {
+				r = uint64(low)
+			} else if low < 0 && uint64(-low) < q {
+				r = q - uint64(-low)
+			} else {
+				r = reduceSigned(low, q)
+			}
+			for b := 0; b < nb; b++ {
+				h := bigH[b]
+				if h >= q { // only for primes below 2^53
+					h %= q
+				}
+				t := ring.BRed(h, p.pow2Mod[j][s.bigShift[b]], q, p.bredConst[j])
+				if bigNeg[b] {
+					t = q - t // t ∈ [1, q] here; q − 0 = q is reduced below
+				}
+				r += t
+				if r >= q {
+					r -= q
+				}
+				if r >= q {
+					r -= q
+				}
+			}
+			c := coeffs[j][i]
+			if c >= q { // inputs may be lazily reduced, in [0, 2q)
+				c -= q
+			}
+			v := c + r
+			if v >= q {
+				v -= q
+			}
+			coeffs[j][i] = v
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package he
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	crand "crypto/rand"
 	"encoding/binary"
@@ -432,5 +433,44 @@ func TestRejectedUploadLeavesAggregateUnchanged(t *testing.T) {
 	// The same sender may retry with a valid upload.
 	if err := a.AddEncoded(relabel(nil, f.uploads[0], 99)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestEncodedSharesValidatedAndRolledBack(t *testing.T) {
+	f := newFixture(t, 3, 2, 3, 2*4096+5)
+	a := f.aggregator(t)
+	req, err := a.DecryptRequest(f.committee[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var encoded [][]byte
+	for _, id := range req.Active {
+		d, _ := NewDecryptor(f.keys[id])
+		s, err := d.Share(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := s.MarshalBinary()
+		encoded = append(encoded, b)
+	}
+	bad := bytes.Clone(encoded[0])
+	binary.LittleEndian.PutUint64(bad[len(bad)-8:], f.p.moduli[len(f.p.moduli)-1])
+	if err := a.AddShareEncoded(bad); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("corrupted share: %v", err)
+	}
+	for _, b := range encoded {
+		if err := a.AddShareEncoded(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.AddShareEncoded(encoded[0]); err == nil {
+		t.Fatal("duplicate share accepted")
+	}
+	agg, err := a.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := maxAbsDiff(agg.Sum, f.plain.sum); e > f.p.MaxAbsError(2) {
+		t.Fatalf("error %.3g after a rejected share", e)
 	}
 }
