@@ -219,7 +219,12 @@ func (p *maxPool2) backward(_, _, dOut, dIn []float32, batch int, _ *sgdInPlace)
 }
 
 // conv2d is a stride-1 convolution with 'same' zero padding over HWC images, followed by a ReLU
-// when relu is set, computed per image as im2col (HW × K·K·C) times the weights (K·K·C × F, rows ordered ky, kx, c).
+// when relu is set. Weights are K·K·C × F, rows ordered (ky, kx, c).
+//
+// The forward pass and the weight gradient are implicit GEMMs on a zero-padded copy of the image:
+// with the padded row width Wp = W + K − 1, the K·C values under kernel row ky at output pixel x
+// are contiguous in the padded image, so for each kernel row the patch matrix is a strided view
+// (no im2col copy). The input gradient goes through a column matrix and col2im.
 type conv2d struct {
 	in      Shape
 	filters int
@@ -227,7 +232,9 @@ type conv2d struct {
 	relu    bool
 	w, b    []float32
 	gw, gb  []float32
-	col     []float32 // im2col of one image; reused for the column gradient in backward
+	pad     []float32 // (H+K−1) × Wp × C: the padded image; the border is never written
+	dyPad   []float32 // H × Wp × F: dY with zero columns past W, for the weight gradient
+	col     []float32 // HW × K·K·C column gradient for the input gradient
 	wT      []float32 // Wᵀ (F × K·K·C), rebuilt each backward pass
 }
 
@@ -253,6 +260,13 @@ func (l *conv2d) initParams(rng *rand.Rand) {
 func (l *conv2d) cloneUnbound() layer { return newConv2d(l.in, l.filters, l.k, l.relu) }
 
 func (l *conv2d) reserve(int) {
+	wp := l.in.W + l.k - 1
+	if n := (l.in.H + l.k - 1) * wp * l.in.C; len(l.pad) < n {
+		l.pad = make([]float32, n)
+	}
+	if n := l.in.H * wp * l.filters; len(l.dyPad) < n {
+		l.dyPad = make([]float32, n)
+	}
 	if n := l.in.H * l.in.W * l.patch(); len(l.col) < n {
 		l.col = make([]float32, n)
 	}
@@ -261,40 +275,12 @@ func (l *conv2d) reserve(int) {
 	}
 }
 
-// im2col writes the patches of one HWC image into l.col, zero outside the image.
-func (l *conv2d) im2col(x []float32) {
-	h, w, c, k := l.in.H, l.in.W, l.in.C, l.k
-	pad, kkc := k/2, l.patch()
-	col := l.col[:h*w*kkc]
+// padImage copies one HWC image into the interior of l.pad; the zero border stays as allocated.
+func (l *conv2d) padImage(x []float32) {
+	h, w, c, p := l.in.H, l.in.W, l.in.C, l.k/2
+	wp := w + l.k - 1
 	for y := 0; y < h; y++ {
-		for xx := 0; xx < w; xx++ {
-			row := col[(y*w+xx)*kkc : (y*w+xx+1)*kkc]
-			for ky := 0; ky < k; ky++ {
-				sy := y + ky - pad
-				dst := row[ky*k*c : (ky+1)*k*c]
-				if sy < 0 || sy >= h {
-					clear(dst)
-					continue
-				}
-				// The kx range that stays inside the image is one contiguous run of the input row.
-				lo, hi := max(0, pad-xx), min(k, w+pad-xx)
-				src := x[(sy*w+xx+lo-pad)*c : (sy*w+xx+hi-pad)*c]
-				if len(dst) <= 16 {
-					// Short runs (few channels, e.g. the first layer on grey images): an element
-					// loop costs less than the calls to clear and copy.
-					for i := range dst {
-						dst[i] = 0
-					}
-					for i, v := range src {
-						dst[lo*c+i] = v
-					}
-					continue
-				}
-				clear(dst[:lo*c])
-				copy(dst[lo*c:hi*c], src)
-				clear(dst[hi*c:])
-			}
-		}
+		copy(l.pad[((y+p)*wp+p)*c:((y+p)*wp+p+w)*c], x[y*w*c:(y+1)*w*c])
 	}
 }
 
@@ -320,15 +306,22 @@ func (l *conv2d) col2imAdd(dx []float32) {
 }
 
 func (l *conv2d) forward(in, out []float32, batch int) {
-	hw, kkc, f := l.in.H*l.in.W, l.patch(), l.filters
-	inSize, outSize := hw*l.in.C, hw*f
+	h, w, c, k, f := l.in.H, l.in.W, l.in.C, l.k, l.filters
+	hw, kc, rowLen := h*w, k*c, (w+k-1)*c
+	inSize, outSize := hw*c, hw*f
 	for e := 0; e < batch; e++ {
-		l.im2col(in[e*inSize : (e+1)*inSize])
+		l.padImage(in[e*inSize : (e+1)*inSize])
 		y := out[e*outSize : (e+1)*outSize]
 		for r := 0; r < hw; r++ {
 			copy(y[r*f:(r+1)*f], l.b)
 		}
-		gemm(hw, f, kkc, l.col, kkc, 1, l.w, f, y, f, true)
+		for oy := 0; oy < h; oy++ {
+			yRow := y[oy*w*f : (oy+1)*w*f]
+			for ky := 0; ky < k; ky++ {
+				// Output row oy += patches under kernel row ky (W × K·C, row stride C) · W[ky].
+				gemm(w, f, kc, l.pad[(oy+ky)*rowLen:], c, 1, l.w[ky*kc*f:], f, yRow, f, true)
+			}
+		}
 		if l.relu {
 			reluForward(y)
 		}
@@ -352,16 +345,28 @@ func (l *conv2d) backward(in, out, dOut, dIn []float32, batch int, step *sgdInPl
 		step.decay()
 		gw, gb = l.w, l.b
 	} else {
+		clear(gw)
 		clear(gb)
 	}
+	h, w, c, k := l.in.H, l.in.W, l.in.C, l.k
+	wp, kc := w+k-1, k*c
+	// The weight gradient runs over padded-width positions q = y·Wp + x, so that the patch
+	// matrix is one strided view per kernel row; dY is zero at x ≥ W, so the extra positions
+	// (K−1 per row) add nothing.
+	positions := (h-1)*wp + w
 	for e := 0; e < batch; e++ {
 		dy := dOut[e*outSize : (e+1)*outSize]
 		if l.relu { // from here on dy is the gradient before the ReLU
 			reluBackward(out[e*outSize:(e+1)*outSize], dy)
 		}
-		l.im2col(in[e*inSize : (e+1)*inSize])
-		// dW (+)= colᵀ·dY.
-		gemm(kkc, f, hw, l.col, 1, kkc, dy, f, gw, f, step != nil || e > 0)
+		l.padImage(in[e*inSize : (e+1)*inSize])
+		for oy := 0; oy < h; oy++ {
+			copy(l.dyPad[oy*wp*f:(oy*wp+w)*f], dy[oy*w*f:(oy+1)*w*f])
+		}
+		for ky := 0; ky < k; ky++ {
+			// dW[ky] += patchesᵀ (K·C × positions, read transposed) · dY.
+			gemm(kc, f, positions, l.pad[ky*wp*c:], 1, c, l.dyPad, f, gw[ky*kc*f:], f, true)
+		}
 		for r := 0; r < hw; r++ {
 			row := dy[r*f : (r+1)*f]
 			for j, v := range row {
