@@ -105,10 +105,7 @@ func (d *dense) backward(in, out, dOut, dIn []float32, batch int, step *sgdInPla
 	// dW = Xᵀ·dY: A is X read transposed (row stride 1, column stride in).
 	gemm(d.in, d.out, batch, in, 1, d.in, dOut, d.out, gw, d.out, step != nil)
 	for r := 0; r < batch; r++ {
-		row := dOut[r*d.out : (r+1)*d.out]
-		for j, v := range row {
-			gb[j] += v
-		}
+		axpy(1, dOut[r*d.out:(r+1)*d.out], gb)
 	}
 }
 
@@ -368,10 +365,7 @@ func (l *conv2d) backward(in, out, dOut, dIn []float32, batch int, step *sgdInPl
 			gemm(kc, f, positions, l.pad[ky*wp*c:], 1, c, l.dyPad, f, gw[ky*kc*f:], f, true)
 		}
 		for r := 0; r < hw; r++ {
-			row := dy[r*f : (r+1)*f]
-			for j, v := range row {
-				gb[j] += v
-			}
+			axpy(1, dy[r*f:(r+1)*f], gb)
 		}
 		if dIn != nil {
 			// dCol = dY·Wᵀ, then scattered back onto the image.
