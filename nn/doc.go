@@ -6,7 +6,7 @@
 // All parameters of a Model live in one contiguous []float32 (Model.Params) and each layer holds
 // views into it, so the federated code can aggregate, clip, add noise to, quantize or encrypt the
 // flat vector directly. Activations are kept in NHWC order internally so that a convolution is
-// one im2col plus one GEMM per image.
+// a GEMM over strided views of a padded image (see conv2d).
 //
 // The matrix kernels are hand-written: AVX-512 or AVX2/FMA assembly on amd64 CPUs that have it
 // (chosen by CPUID), portable Go everywhere else (see gemm.go); measured 11–23× faster than
