@@ -2,6 +2,7 @@ package secagg
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -200,6 +201,17 @@ func advertiseTranscript(round uint64, id uint32, channel, msk *[keySize]byte) [
 	return append(b, msk[:]...)
 }
 
+// seedCommitment binds a client to its self-mask seed b_u, so that the server detects a seed
+// reconstructed from bad shares instead of silently producing a wrong sum. b_u is 256 uniformly
+// random bits, so its hash reveals nothing.
+func seedCommitment(round uint64, id uint32, seed *[secretSize]byte) [keySize]byte {
+	b := make([]byte, 0, 64)
+	b = append(b, "shoal/secagg/v1 seed"...)
+	b = binary.BigEndian.AppendUint64(b, round)
+	b = binary.BigEndian.AppendUint32(b, id)
+	return sha256.Sum256(append(b, seed[:]...))
+}
+
 func consistencyTranscript(round uint64, survivors []uint32) []byte {
 	b := make([]byte, 0, 40+4*len(survivors))
 	b = append(b, "shoal/secagg/v1 consistency"...)
@@ -216,7 +228,8 @@ func (c *Client) Start() ([]byte, error) {
 	c.channel = newKeyPair(c.rs)
 	c.mask = newKeyPair(c.rs)
 	_, _ = c.rs.Read(c.seed[:])
-	m := &message{Header: Header{Type: MsgAdvertiseKeys}, channel: c.channel.public, msk: c.mask.public}
+	m := &message{Header: Header{Type: MsgAdvertiseKeys}, channel: c.channel.public, msk: c.mask.public,
+		commit: seedCommitment(c.cfg.Round, c.id, &c.seed)}
 	if c.cfg.Malicious() {
 		m.sig = ed25519.Sign(c.signKey, advertiseTranscript(c.cfg.Round, c.id, &m.channel, &m.msk))
 	}

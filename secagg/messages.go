@@ -29,7 +29,7 @@ const BroadcastID uint32 = 0xFFFFFFFE
 type MsgType uint8
 
 const (
-	MsgAdvertiseKeys      MsgType = 1 // client → server: channel and masking public keys
+	MsgAdvertiseKeys      MsgType = 1 // client → server: channel and masking public keys, seed commitment
 	MsgKeyList            MsgType = 2 // server → client: neighbours' public keys
 	MsgShareKeys          MsgType = 3 // client → server: encrypted shares for each neighbour
 	MsgShares             MsgType = 4 // server → client: encrypted shares addressed to it
@@ -95,6 +95,7 @@ type shareEntry struct {
 type message struct {
 	Header
 	channel, msk [keySize]byte // AdvertiseKeys
+	commit       [keySize]byte // AdvertiseKeys: commitment to the self-mask seed b_u
 	sig          []byte        // AdvertiseKeys (malicious variant), ConsistencySig
 	keys         []keyEntry    // KeyList
 	hasSigs      bool          // KeyList, UnmaskRequest
@@ -154,6 +155,7 @@ func (m *message) encode() []byte {
 	case MsgAdvertiseKeys:
 		b = append(b, m.channel[:]...)
 		b = append(b, m.msk[:]...)
+		b = append(b, m.commit[:]...)
 		b = appendFlag(b, m.sig != nil)
 		b = append(b, m.sig...)
 	case MsgKeyList:
@@ -310,6 +312,7 @@ func decode(data []byte) (*message, error) {
 	case MsgAdvertiseKeys:
 		copy(m.channel[:], r.bytes(keySize, "channel key"))
 		copy(m.msk[:], r.bytes(keySize, "masking key"))
+		copy(m.commit[:], r.bytes(keySize, "seed commitment"))
 		if r.flag("signature") {
 			m.sig = r.bytes(signatureSize, "signature")
 		}

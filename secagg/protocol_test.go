@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 	mrand "math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -382,5 +383,44 @@ func TestQuantisationUnbiasedAndClipped(t *testing.T) {
 	}
 	if _, err := EncodeInput(&cfg, make([]float32, cfg.Dim), math.Inf(1), mrand.NewChaCha8([32]byte{})); err == nil {
 		t.Fatal("infinite weight accepted")
+	}
+}
+
+// A client that reveals a corrupted share of a survivor's seed makes the server abandon the
+// round with a clear error, instead of releasing a wrong sum; so does a seed that does not match
+// the commitment its owner advertised.
+func TestBadSeedShareDetected(t *testing.T) {
+	for _, tamper := range []string{"share", "commitment"} {
+		c := newSmallCluster(t, 6, false)
+		keyLists, _ := c.start(t)
+		shares, _ := c.step(t, keyLists)
+		unmask, _ := c.step(t, shares)
+		if tamper == "commitment" {
+			c.srv.commits[2][0] ^= 1
+		}
+		for i, o := range unmask {
+			r, err := c.clients[o.To].Handle(o.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 && tamper == "share" {
+				m, err := decode(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.shares[0].chunks[2] = fieldAdd(m.shares[0].chunks[2], 1)
+				r = m.encode()
+			}
+			if err := c.srv.Receive(o.To, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := c.srv.Advance()
+		if !errors.Is(err, ErrAbandoned) || !strings.Contains(err.Error(), tamper) {
+			t.Fatalf("tampered %s: %v", tamper, err)
+		}
+		if _, err := c.srv.Result(); err == nil {
+			t.Fatal("a result was released")
+		}
 	}
 }

@@ -71,6 +71,7 @@ type Server struct {
 	got        []bool // answered the current stage
 	eligible   []bool // may answer the current stage
 	keys       []keyEntry
+	commits    [][keySize]byte // seed commitments from AdvertiseKeys
 	inU1, inU2 []bool
 	inU3       []bool
 	shareMsgs  [][]cipherEntry // ShareKeys entries by sender (sorted by recipient)
@@ -92,7 +93,7 @@ func NewServer(cfg Config) (*Server, error) {
 	n := cfg.Clients
 	s := &Server{cfg: &cfg, g: newGraph(&cfg), stage: StageAdvertise,
 		dropped: make([]bool, n), got: make([]bool, n), eligible: make([]bool, n),
-		keys: make([]keyEntry, n)}
+		keys: make([]keyEntry, n), commits: make([][keySize]byte, n)}
 	s.neighbours = make([][]uint32, n)
 	for u := range uint32(n) {
 		s.neighbours[u] = s.g.neighbours(u)
@@ -196,6 +197,7 @@ func (s *Server) receiveKeys(from uint32, m *message) error {
 		return fmt.Errorf("signature in the semi-honest variant")
 	}
 	s.keys[from] = keyEntry{id: from, channel: m.channel, msk: m.msk, sig: m.sig}
+	s.commits[from] = m.commit
 	return nil
 }
 
@@ -448,6 +450,9 @@ func (s *Server) unmask() error {
 			return s.abandon("client %d: %v", u, err)
 		}
 		if s.inU3[u] {
+			if seedCommitment(s.cfg.Round, u, &secret) != s.commits[u] {
+				return s.abandon("self-mask seed of client %d reconstructed from its neighbours' shares does not match its commitment (bad shares)", u)
+			}
 			key, err := selfMaskKey(&secret, s.cfg.Round, u)
 			if err != nil {
 				return s.abandon("%v", err)
