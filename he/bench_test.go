@@ -242,13 +242,26 @@ func BenchmarkServerAggregate1000x2NN(b *testing.B) {
 // GenAdditiveShare, KeySwitchProtocol.GenShare with Lattigo's own flooding (σ = 2^49,
 // its float64 sampler's limit) and ring Add of the shares.
 func BenchmarkDecryptOverhead2NN(b *testing.B) {
+	benchDecryptOverhead(b, ring.DiscreteGaussian{Sigma: 1 << 49, Bound: 6 * (1 << 49)})
+}
+
+// BenchmarkDecryptOverheadEqualNoise2NN is the same comparison with Lattigo asked for the
+// same flooding as ours, σ = 2^63 (its sampler then switches to big integers).
+func BenchmarkDecryptOverheadEqualNoise2NN(b *testing.B) {
+	benchDecryptOverhead(b, ring.DiscreteGaussian{Sigma: 0x1p63, Bound: 6 * 0x1p63})
+}
+
+func benchDecryptOverhead(b *testing.B, flooding ring.DiscreteGaussian) {
 	f := bench2NN(b)
 	p := f.p
 	committee := f.setup.Ceremony.Committee
 	active := committee[:3]
 	up, _ := DecodeUpload(p, f.uploads[0])
 	points := []multiparty.ShamirPublicPoint{1, 2, 3, 4, 5}
-	ks, _ := multiparty.NewKeySwitchProtocol(p.rlwe, ring.DiscreteGaussian{Sigma: 1 << 49, Bound: 6 * (1 << 49)})
+	ks, err := multiparty.NewKeySwitchProtocol(p.rlwe, flooding)
+	if err != nil {
+		b.Fatal(err)
+	}
 	rq := p.rlwe.RingQ()
 	zero := rlwe.NewSecretKey(p.rlwe)
 	var a *Aggregator
