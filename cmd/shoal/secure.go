@@ -26,6 +26,8 @@ type secOptions struct {
 	StageDropout    float64
 	DropoutStage    string
 	StageTimeout    time.Duration
+	HECommittee     int
+	HEThreshold     int
 
 	DP              string
 	Clip            float64
@@ -38,14 +40,16 @@ type secOptions struct {
 }
 
 func addSecurityFlags(fs *flag.FlagSet, s *secOptions) {
-	fs.StringVar(&s.SecureSum, "secure-sum", "none", "secure aggregation: none, secagg (Bonawitz et al. 2017), secaggplus (Bell et al. 2020)")
+	fs.StringVar(&s.SecureSum, "secure-sum", "none", "secure aggregation: none, secagg (Bonawitz et al. 2017), secaggplus (Bell et al. 2020), he (threshold CKKS)")
+	fs.IntVar(&s.HECommittee, "he-committee", 5, "HE: decryption committee size K (clients 0..K−1)")
+	fs.IntVar(&s.HEThreshold, "he-threshold", 3, "HE: committee members T needed to decrypt the aggregate")
 	fs.IntVar(&s.SecAggBits, "secagg-bits", 16, "SecAgg: quantisation bits per entry")
 	fs.Float64Var(&s.SecAggClipRange, "secagg-clip-range", 0.5, "SecAgg: entries of the (weight-scaled) update are clipped to ±this")
 	fs.Float64Var(&s.MaxDropout, "max-dropout", 0.1, "SecAgg: fraction of the cohort that may drop out mid-protocol (chooses degree and threshold)")
 	fs.Float64Var(&s.MaxCorrupt, "max-corrupt", 0.1, "SecAgg: fraction of clients that may collude with the server")
 	fs.IntVar(&s.SecAggDegree, "secagg-degree", 0, "SecAgg+: force the graph degree (0: planned)")
 	fs.Float64Var(&s.StageDropout, "stage-dropout", 0, "probability that a client in the secure-sum protocol drops at --dropout-stage")
-	fs.StringVar(&s.DropoutStage, "dropout-stage", "masked", "protocol stage of --stage-dropout (secagg: advertise, share, masked, unmask)")
+	fs.StringVar(&s.DropoutStage, "dropout-stage", "", "protocol stage of --stage-dropout (secagg: advertise, share, masked (default), unmask; he: upload (default), ping, decrypt)")
 	fs.DurationVar(&s.StageTimeout, "stage-timeout", 0, "deadline of each secure-sum stage (0: none)")
 
 	fs.StringVar(&s.DP, "dp", "off", "differential privacy: off, central (server noises the sum) or local (each client noises its update)")
@@ -104,7 +108,7 @@ func buildPrivacy(s secOptions, sampling string, q float64, clients int, seeded 
 // buildSecureSum returns the configured protocol (nil for none) and the index of the dropout
 // stage. maxWeight is the largest client weight; seed, when non-zero, makes the protocol's
 // randomness reproducible (simulation with --seed only).
-func buildSecureSum(s secOptions, maxWeight float64, seed uint64) (fl.SecureSum, int, error) {
+func buildSecureSum(s secOptions, maxWeight float64, clients int, seed uint64) (fl.SecureSum, int, error) {
 	var proto fl.SecureSum
 	switch s.SecureSum {
 	case "none", "":
@@ -123,8 +127,27 @@ func buildSecureSum(s secOptions, maxWeight float64, seed uint64) (fl.SecureSum,
 			return nil, 0, usageErrorf("%v", err)
 		}
 		proto = p
+		if s.DropoutStage == "" {
+			s.DropoutStage = "masked"
+		}
+	case "he":
+		if s.HECommittee > clients {
+			return nil, 0, usageErrorf("--he-committee %d is larger than the federation (%d clients)", s.HECommittee, clients)
+		}
+		o := securesum.HEOptions{Committee: s.HECommittee, Threshold: s.HEThreshold}
+		if seed != 0 {
+			o.Rand = seededReaders(seed)
+		}
+		p, err := securesum.NewHE(o)
+		if err != nil {
+			return nil, 0, usageErrorf("%v", err)
+		}
+		proto = p
+		if s.DropoutStage == "" {
+			s.DropoutStage = "upload"
+		}
 	default:
-		return nil, 0, usageErrorf("unknown --secure-sum %q (valid: none, secagg, secaggplus)", s.SecureSum)
+		return nil, 0, usageErrorf("unknown --secure-sum %q (valid: none, secagg, secaggplus, he)", s.SecureSum)
 	}
 	stage := slices.Index(proto.Stages(), s.DropoutStage)
 	if stage < 0 {

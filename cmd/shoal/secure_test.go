@@ -47,6 +47,22 @@ func TestSimulateSecureSumMatchesPlain(t *testing.T) {
 	}
 }
 
+// Threshold HE: the server decrypts only the aggregate, and learning is unchanged.
+func TestSimulateHEMatchesPlain(t *testing.T) {
+	base := []string{"--dataset", "synthetic", "--model", "logreg", "--clients", "12", "--fraction", "0.5",
+		"--rounds", "2", "--lr", "0.05", "--seed", "11", "--target-accuracy", "0"}
+	plain := simulateJSON(t, base...)
+	sec := simulateJSON(t, append(base, "--secure-sum", "he", "--he-committee", "4", "--he-threshold", "3")...)
+	if d := math.Abs(sec.FinalAccuracy - plain.FinalAccuracy); d > 0.005 {
+		t.Fatalf("he accuracy %.4f vs plain %.4f", sec.FinalAccuracy, plain.FinalAccuracy)
+	}
+	for _, h := range sec.History {
+		if h.Participants != 6 {
+			t.Fatalf("he round %+v", h)
+		}
+	}
+}
+
 func TestSimulateSecureSumRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -54,6 +70,9 @@ func TestSimulateSecureSumRefusals(t *testing.T) {
 	}{
 		{[]string{"--secure-sum", "secagg", "--strategy", "fedmedian"}, "reveals only their sum"},
 		{[]string{"--secure-sum", "magic"}, "valid: none, secagg"},
+		{[]string{"--secure-sum", "he", "--clients", "3", "--he-committee", "5"}, "larger than the federation"},
+		{[]string{"--secure-sum", "he", "--he-committee", "3", "--he-threshold", "4"}, "threshold"},
+		{[]string{"--secure-sum", "he", "--strategy", "krum"}, "reveals only their sum"},
 		{[]string{"--secure-sum", "secagg", "--dropout-stage", "lunch"}, "advertise, share, masked, unmask"},
 		{[]string{"--stage-dropout", "0.1"}, "needs a --secure-sum"},
 		{[]string{"--secure-sum", "secagg", "--secagg-bits", "40"}, "bits"},

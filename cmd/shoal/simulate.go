@@ -317,7 +317,7 @@ func buildSimulation(o simOptions, logger *slog.Logger, stderr io.Writer) (*simR
 	if o.seedGiven {
 		protoSeed = o.Seed
 	}
-	secure, dropStage, err := buildSecureSum(o.secOptions, maxClientWeight(fed), protoSeed)
+	secure, dropStage, err := buildSecureSum(o.secOptions, maxClientWeight(fed), len(fed.Clients), protoSeed)
 	if err != nil {
 		return nil, err
 	}
