@@ -18,5 +18,3 @@ func threadCPU() time.Duration {
 	}
 	return time.Duration(ts.Nano())
 }
-
-const cpuClock = "thread CPU time"

@@ -8,5 +8,3 @@ var processStart = time.Now()
 
 // threadCPU falls back to wall-clock time where per-thread CPU time is not available.
 func threadCPU() time.Duration { return time.Since(processStart) }
-
-const cpuClock = "wall-clock time"
