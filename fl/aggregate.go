@@ -68,8 +68,17 @@ func weightedSumRange(dst []float64, updates [][]float32, weights []float64, lo,
 	for b := lo; b < hi; b += aggBlock {
 		e := min(b+aggBlock, hi)
 		acc := dst[b:e]
-		for i, u := range updates {
-			AddScaled(acc, u[b:e], weights[i])
+		i := 0
+		for ; i+4 <= len(updates); i += 4 {
+			u := [4][]float32{updates[i][b:e], updates[i+1][b:e], updates[i+2][b:e], updates[i+3][b:e]}
+			w := [4]float64{weights[i], weights[i+1], weights[i+2], weights[i+3]}
+			done := addScaled4Fast(acc, u, w)
+			for k := range 4 {
+				AddScaled(acc[done:], u[k][done:], w[k])
+			}
+		}
+		for ; i < len(updates); i++ {
+			AddScaled(acc, updates[i][b:e], weights[i])
 		}
 	}
 }
