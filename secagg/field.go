@@ -115,17 +115,28 @@ func newShamirDealer(secrets []uint64, t int, r *byteStream) (*shamirDealer, err
 	return d, nil
 }
 
-// shareAt writes the values of all polynomials at x (x != 0) into out, by Horner's rule.
+// shareAt writes the values of all polynomials at x (0 < x ≤ MaxClients) into out, by Horner's
+// rule with lazy reduction: since x < 2^17, an accumulator below 2^63 times x is below 2^80,
+// whose folded form plus a coefficient stays below 2^63, so each step needs no final compare.
 func (d *shamirDealer) shareAt(x uint64, out []uint64) {
 	s := d.secrets
-	for i := range s {
+	out = out[:s]
+	for i := range out {
 		out[i] = 0
 	}
 	for j := d.t - 1; j >= 0; j-- {
 		row := d.coeffs[j*s : j*s+s]
-		for i := range s {
-			out[i] = fieldAdd(fieldMul(out[i], x), row[i])
+		for i, c := range row {
+			hi, lo := bits.Mul64(out[i], x)
+			out[i] = (lo & fieldP) + (hi<<3 | lo>>61) + c
 		}
+	}
+	for i, v := range out {
+		v = (v & fieldP) + (v >> 61)
+		if v >= fieldP {
+			v -= fieldP
+		}
+		out[i] = v
 	}
 }
 

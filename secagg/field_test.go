@@ -194,3 +194,29 @@ func TestShareAEADBinding(t *testing.T) {
 		t.Fatal("tampered share opened")
 	}
 }
+
+// shareAt's lazy reduction must agree with plain modular Horner up to the largest x.
+func TestShareAtMatchesReference(t *testing.T) {
+	rs := testStream(t, 8)
+	secrets := []uint64{fieldP - 1, fieldP - 2, 0, 1}
+	d, err := newShamirDealer(secrets, 300, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range d.coeffs[len(secrets) : 2*len(secrets)] { // worst-case coefficients too
+		d.coeffs[len(secrets)+i] = fieldP - 1
+	}
+	out := make([]uint64, len(secrets))
+	for _, x := range []uint64{1, 2, 3, 1000, MaxClients - 1, MaxClients} {
+		d.shareAt(x, out)
+		for s := range secrets {
+			var want uint64
+			for j := d.t - 1; j >= 0; j-- {
+				want = fieldAdd(fieldMul(want, x), d.coeffs[j*len(secrets)+s])
+			}
+			if out[s] != want {
+				t.Fatalf("x=%d poly %d: %d, want %d", x, s, out[s], want)
+			}
+		}
+	}
+}
