@@ -36,6 +36,7 @@ type clientOptions struct {
 	MaxBackoff                      time.Duration
 	LogLevel                        string
 	FaultExitAt                     string
+	Replicas                        int
 }
 
 func clientFlags(o *clientOptions, stderr io.Writer) *flag.FlagSet {
@@ -62,6 +63,7 @@ func clientFlags(o *clientOptions, stderr io.Writer) *flag.FlagSet {
 	fs.Uint64Var(&d.Seed, "seed", 0, "seed of the partition and of local shuffles (the server's, for a run that matches simulate); 0: random shuffles")
 	fs.DurationVar(&o.MaxBackoff, "max-backoff", 30*time.Second, "longest wait between reconnection attempts")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
+	fs.IntVar(&o.Replicas, "replicas", 1, "load testing: run this many clients in one process, named NAME-i, on shards --partition-index+i")
 	fs.StringVar(&o.FaultExitAt, "fault-exit-at", "", "fault injection for tests: exit abruptly on receiving the task ROUND/fit or ROUND/STAGE (secure-sum stage)")
 	return fs
 }
@@ -91,39 +93,67 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case !o.Insecure && o.Certs == "":
 		return usageErrorf("--certs DIR is required (mutual TLS); plaintext only with an explicit --insecure")
 	}
-	local, desc, err := loadLocal(o, stderr)
+	if o.Replicas < 1 || o.Replicas > 100_000 {
+		return usageErrorf("--replicas must be in [1, 100000], got %d", o.Replicas)
+	}
+	locals, desc, err := loadLocal(o, stderr)
 	if err != nil {
 		return err
 	}
-	cfg := grpctransport.ClientConfig{Server: o.Server, Name: o.Name, Insecure: o.Insecure, Local: local,
-		SecureSum: secureFromSpec, MaxBackoff: o.MaxBackoff, Logger: logger}
+	var onTask func(kind string, round, stage int)
 	if o.FaultExitAt != "" {
 		var round int
 		var at string
 		if _, err := fmt.Sscanf(strings.Replace(o.FaultExitAt, "/", " ", 1), "%d %s", &round, &at); err != nil {
 			return usageErrorf("--fault-exit-at %q: want ROUND/fit or ROUND/STAGE", o.FaultExitAt)
 		}
-		cfg.OnTask = func(kind string, r, stage int) {
+		onTask = func(kind string, r, stage int) {
 			if r == round && (kind == "fit" && at == "fit" || kind == "exchange" && at == fmt.Sprint(stage)) {
 				fmt.Fprintf(stderr, "shoal client %s: fault injection: exiting at round %d %s\n", o.Name, r, at)
 				os.Exit(3)
 			}
 		}
 	}
-	if !o.Insecure {
-		host := o.ServerName
-		if host == "" {
-			if host, _, err = net.SplitHostPort(o.Server); err != nil {
-				return usageErrorf("--server %q: %v", o.Server, err)
-			}
-		}
-		if cfg.TLS, err = pki.ClientTLSConfig(o.Certs, o.Name, host); err != nil {
-			return fmt.Errorf("certificates: %w", err)
+	host := o.ServerName
+	if !o.Insecure && host == "" {
+		if host, _, err = net.SplitHostPort(o.Server); err != nil {
+			return usageErrorf("--server %q: %v", o.Server, err)
 		}
 	}
+	configs := make([]grpctransport.ClientConfig, len(locals))
+	for i, local := range locals {
+		name := o.Name
+		if len(locals) > 1 {
+			name = fmt.Sprintf("%s-%d", o.Name, i)
+		}
+		cfg := grpctransport.ClientConfig{Server: o.Server, Name: name, Insecure: o.Insecure, Local: local,
+			SecureSum: secureFromSpec, MaxBackoff: o.MaxBackoff, Logger: logger.With("replica", name), OnTask: onTask}
+		if !o.Insecure {
+			if cfg.TLS, err = pki.ClientTLSConfig(o.Certs, name, host); err != nil {
+				return fmt.Errorf("certificates: %w", err)
+			}
+		}
+		configs[i] = cfg
+	}
 	fmt.Fprintf(stderr, "shoal client %s: %s; server %s\n", o.Name, desc, o.Server)
-	if err := grpctransport.RunClient(ctx, cfg); err != nil {
-		return fmt.Errorf("client %s: %w", o.Name, err)
+	errs := make(chan error, len(configs))
+	for _, cfg := range configs {
+		go func() {
+			err := grpctransport.RunClient(ctx, cfg)
+			if err != nil {
+				err = fmt.Errorf("client %s: %w", cfg.Name, err)
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range configs {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return first
 	}
 	fmt.Fprintf(stderr, "shoal client %s: run complete\n", o.Name)
 	return nil
@@ -132,14 +162,14 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // loadLocal loads the client's local data and returns the trainer factory the runtime calls
 // per task. With --seed, local shuffles are seeded exactly as the simulator seeds its virtual
 // client of the same id, so a network run can reproduce a simulation.
-func loadLocal(o clientOptions, stderr io.Writer) (func(int, fl.ClientID) (fl.Client, error), string, error) {
+func loadLocal(o clientOptions, stderr io.Writer) ([]func(int, fl.ClientID) (fl.Client, error), string, error) {
 	d := o.data
 	var train, test *data.Dataset
-	var trainIdx, testIdx []int
+	var trainIdx, testIdx [][]int // per replica
 	switch {
 	case o.PartitionIndex >= 0:
-		if d.Clients < 1 || o.PartitionIndex >= d.Clients {
-			return nil, "", usageErrorf("--partition-index %d needs --clients > %d", o.PartitionIndex, o.PartitionIndex)
+		if last := o.PartitionIndex + o.Replicas - 1; d.Clients < 1 || last >= d.Clients {
+			return nil, "", usageErrorf("--partition-index %d (and --replicas %d) needs --clients > %d", o.PartitionIndex, o.Replicas, last)
 		}
 		if d.Seed == 0 && !(d.Dataset == "synthetic") {
 			return nil, "", usageErrorf("--partition-index needs the run's --seed, so that clients take disjoint shards")
@@ -149,9 +179,14 @@ func loadLocal(o clientOptions, stderr io.Writer) (func(int, fl.ClientID) (fl.Cl
 		if err != nil {
 			return nil, "", err
 		}
-		train, trainIdx = fed.Train, fed.Clients[o.PartitionIndex]
-		if fed.TestClients != nil && o.PartitionIndex < len(fed.TestClients) {
-			test, testIdx = fed.Test, fed.TestClients[o.PartitionIndex]
+		train = fed.Train
+		for i := range o.Replicas {
+			k := o.PartitionIndex + i
+			trainIdx = append(trainIdx, fed.Clients[k])
+			if fed.TestClients != nil && k < len(fed.TestClients) {
+				test = fed.Test
+				testIdx = append(testIdx, fed.TestClients[k])
+			}
 		}
 	case d.Dataset == "csv":
 		if d.DataPath == "" {
@@ -174,39 +209,51 @@ func loadLocal(o clientOptions, stderr io.Writer) (func(int, fl.ClientID) (fl.Cl
 	default:
 		return nil, "", usageErrorf("unknown dataset %q (valid: mnist, synthetic, csv)", d.Dataset)
 	}
+	if o.Replicas > 1 && trainIdx == nil {
+		return nil, "", usageErrorf("--replicas needs --partition-index: each replica takes its own shard")
+	}
 	if trainIdx == nil {
-		trainIdx = seq(train.Len())
-	}
-	if test != nil && testIdx == nil {
-		testIdx = seq(test.Len())
-	}
-	x, y := train.Gather(trainIdx, nil, nil)
-	if len(y) == 0 {
-		return nil, "", fmt.Errorf("local data has no training examples")
-	}
-	var tx []float32
-	var ty []int32
-	if test != nil {
-		tx, ty = test.Gather(testIdx, nil, nil)
-	}
-	model, err := nn.New(d.Model, nn.Shape{C: train.C, H: train.H, W: train.W}, train.Classes, mrand.New(mrand.NewPCG(1, 2)))
-	if err != nil {
-		return nil, "", usageErrorf("--model: %v", err)
-	}
-	seed := d.Seed
-	local := func(round int, id fl.ClientID) (fl.Client, error) {
-		var rng *mrand.Rand
-		if seed != 0 {
-			rng = mrand.New(mrand.NewPCG(seed^0x5eed, uint64(round)<<32|uint64(id))) // as sim seeds client id
-		} else {
-			var b [16]byte
-			_, _ = rand.Read(b[:])
-			rng = mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])))
+		trainIdx = [][]int{seq(train.Len())}
+		if test != nil {
+			testIdx = [][]int{seq(test.Len())}
 		}
-		return &trainer.Client{Model: model, X: x, Y: y, TestX: tx, TestY: ty, Rand: rng}, nil
 	}
-	desc := fmt.Sprintf("%s on %d local %s examples (%d for evaluation)", d.Model, len(y), d.Dataset, len(ty))
-	return local, desc, nil
+	locals := make([]func(int, fl.ClientID) (fl.Client, error), len(trainIdx))
+	var desc string
+	for i := range trainIdx {
+		x, y := train.Gather(trainIdx[i], nil, nil)
+		if len(y) == 0 {
+			return nil, "", fmt.Errorf("local data has no training examples")
+		}
+		var tx []float32
+		var ty []int32
+		if test != nil && i < len(testIdx) {
+			tx, ty = test.Gather(testIdx[i], nil, nil)
+		}
+		model, err := nn.New(d.Model, nn.Shape{C: train.C, H: train.H, W: train.W}, train.Classes, mrand.New(mrand.NewPCG(1, 2)))
+		if err != nil {
+			return nil, "", usageErrorf("--model: %v", err)
+		}
+		seed := d.Seed
+		locals[i] = func(round int, id fl.ClientID) (fl.Client, error) {
+			var rng *mrand.Rand
+			if seed != 0 {
+				rng = mrand.New(mrand.NewPCG(seed^0x5eed, uint64(round)<<32|uint64(id))) // as sim seeds client id
+			} else {
+				var b [16]byte
+				_, _ = rand.Read(b[:])
+				rng = mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])))
+			}
+			return &trainer.Client{Model: model, X: x, Y: y, TestX: tx, TestY: ty, Rand: rng}, nil
+		}
+		if i == 0 {
+			desc = fmt.Sprintf("%s on %d local %s examples (%d for evaluation)", d.Model, len(y), d.Dataset, len(ty))
+		}
+	}
+	if len(locals) > 1 {
+		desc = fmt.Sprintf("%d replicas, the first: %s", len(locals), desc)
+	}
+	return locals, desc, nil
 }
 
 func seq(n int) []int {

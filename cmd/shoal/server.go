@@ -16,9 +16,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -123,6 +125,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if o.Resume {
 			st, err = store.OpenExisting(o.Store)
 		} else {
+			if err := os.MkdirAll(filepath.Dir(o.Store), 0o755); err != nil {
+				return fmt.Errorf("run store: %w", err)
+			}
 			st, err = store.Open(o.Store)
 		}
 		if err != nil {
@@ -235,6 +240,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	var metrics *grpctransport.Metrics
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if metrics, err = grpctransport.NewMetrics(reg); err != nil {
 		return err
 	}

@@ -331,7 +331,8 @@ func (rt *runtime) session(ctx context.Context, api shoalv1.FederationClient) (w
 					continue
 				}
 				rt.seen[h.taskID] = true
-				a, err := newAssembly(h, t.GetPayload(), rt.cfg.MaxPayload, chunkSize, false)
+				// The server is authenticated and the size bounded by MaxPayload: preallocate.
+				a, err := newAssembly(h, t.GetPayload(), rt.cfg.MaxPayload, chunkSize, true)
 				if err != nil {
 					return true, false, err
 				}

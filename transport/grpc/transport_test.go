@@ -724,3 +724,21 @@ func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
 	return len(b), nil
 }
+
+func mustFedAvg(tb testing.TB) fl.Strategy {
+	s, err := strategy.New("fedavg", strategy.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func mustSampler(tb testing.TB) fl.Sampler {
+	s, err := fl.NewFractionSampler(1, 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func newRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
