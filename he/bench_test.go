@@ -284,12 +284,8 @@ func benchDecryptOverhead(b *testing.B, flooding ring.DiscreteGaussian) {
 		}
 		rb, _ := req.MarshalBinary()
 		for _, id := range active {
-			r, err := DecodeDecryptRequest(p, rb)
-			if err != nil {
-				b.Fatal(err)
-			}
 			d, _ := NewDecryptor(f.keys[id])
-			s, err := d.Share(r)
+			s, err := d.ShareEncoded(rb)
 			if err != nil {
 				b.Fatal(err)
 			}

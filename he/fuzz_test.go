@@ -158,3 +158,29 @@ func aggregateIsZero(a *Aggregator) bool {
 	}
 	return true
 }
+
+// FuzzDecryptorShareEncoded feeds arbitrary bytes to a member's streaming request
+// decoder: it must never panic, and a rejected request must not use the member's budget.
+func FuzzDecryptorShareEncoded(f *testing.F) {
+	_, seeds := fuzzSeeds(f)
+	f.Add(seeds["decrypt request"])
+	f.Add(seeds["decrypt request"][:64])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, msgs := fuzzSeeds(t)
+		km, err := DecodeKeyMaterial(msgs["key material"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := NewDecryptor(km)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.ShareEncoded(b); err != nil {
+			for round, n := range d.served {
+				if n != 0 {
+					t.Fatalf("rejected request counted for round %d", round)
+				}
+			}
+		}
+	})
+}

@@ -129,29 +129,36 @@ func polySize(ps []ring.Poly) int {
 	return ps[0].BinarySize()
 }
 
-// DecodeDecryptRequest decodes and validates a decryption request for parameters p.
-func DecodeDecryptRequest(p *Params, b []byte) (*DecryptRequest, error) {
-	d, err := newDecoder(b, typeDecryptRequest)
-	if err != nil {
-		return nil, err
-	}
+// decodeRequestHeader reads a request's fields up to its polynomials and checks that the
+// ciphertext count matches the dimension.
+func decodeRequestHeader(d *decoder, p *Params) (*DecryptRequest, int) {
 	r := &DecryptRequest{Ceremony: d.ceremonyID(), Round: d.u64("round")}
 	r.Dim = d.count(MaxDim, "dimension")
 	r.Contributors = d.count(1<<31-1, "contributors")
 	nActive := d.count(maxCommittee, "active set size")
 	if d.err != nil {
-		return nil, d.err
+		return nil, 0
 	}
 	r.Active = make([]PartyID, nActive)
 	for i := range r.Active {
 		r.Active[i] = PartyID(d.u64("active member"))
 	}
 	nct := d.count(p.CiphertextsFor(MaxDim), "ciphertext count")
+	if d.err == nil && (r.Dim < 1 || nct != p.CiphertextsFor(r.Dim)) {
+		d.fail("%d ciphertexts cannot carry dimension %d", nct, r.Dim)
+	}
+	return r, nct
+}
+
+// DecodeDecryptRequest decodes and validates a decryption request for parameters p.
+func DecodeDecryptRequest(p *Params, b []byte) (*DecryptRequest, error) {
+	d, err := newDecoder(b, typeDecryptRequest)
+	if err != nil {
+		return nil, err
+	}
+	r, nct := decodeRequestHeader(d, p)
 	if d.err != nil {
 		return nil, d.err
-	}
-	if r.Dim < 1 || nct != p.CiphertextsFor(r.Dim) {
-		return nil, malformed("%d ciphertexts cannot carry dimension %d", nct, r.Dim)
 	}
 	if want := d.off + nct*p.polyBytes(); want != len(b) {
 		return nil, malformed("decryption request is %d bytes, want %d", len(b), want)

@@ -541,70 +541,121 @@ func NewDecryptor(km *KeyMaterial) (*Decryptor, error) {
 // sets that are not exactly Threshold distinct members including this one, aggregates
 // of fewer than MinContributors uploads, and more than MaxSharesPerRound requests per round.
 func (d *Decryptor) Share(req *DecryptRequest) (*DecryptShare, error) {
-	c := &d.km.Setup.Ceremony
-	p := d.p
 	if req == nil {
 		return nil, errors.New("he: nil decryption request")
 	}
+	for k := range req.C1 {
+		if err := checkPolyValues(d.p, req.C1[k]); err != nil {
+			return nil, fmt.Errorf("he: request ciphertext %d: %w", k, err)
+		}
+	}
+	additive, sm, err := d.begin(req, len(req.C1))
+	if err != nil {
+		return nil, err
+	}
+	out := &DecryptShare{Ceremony: req.Ceremony, Round: req.Round, From: d.km.Self, Shares: make([]ring.Poly, len(req.C1))}
+	for k := range req.C1 {
+		out.Shares[k] = d.shareOf(req.C1[k], additive, sm)
+	}
+	return out, nil
+}
+
+// ShareEncoded answers an encoded decryption request, reading each c1 into one reused
+// buffer instead of decoding the whole request first. The request is validated in full
+// before any share is computed.
+func (d *Decryptor) ShareEncoded(b []byte) (*DecryptShare, error) {
+	p := d.p
+	dec, err := newDecoder(b, typeDecryptRequest)
+	if err != nil {
+		return nil, err
+	}
+	req, nct := decodeRequestHeader(dec, p)
+	if dec.err != nil {
+		return nil, dec.err
+	}
+	pb := p.polyBytes()
+	if want := dec.off + nct*pb; want != len(b) {
+		return nil, malformed("decryption request is %d bytes, want %d", len(b), want)
+	}
+	body := b[dec.off:]
+	for k := 0; k < nct; k++ {
+		if err := checkPoly(p, body[k*pb:(k+1)*pb]); err != nil {
+			return nil, malformed("request ciphertext %d: %v", k, err)
+		}
+	}
+	additive, sm, err := d.begin(req, nct)
+	if err != nil {
+		return nil, err
+	}
+	out := &DecryptShare{Ceremony: req.Ceremony, Round: req.Round, From: d.km.Self, Shares: make([]ring.Poly, nct)}
+	c1 := p.rlwe.RingQ().NewPoly()
+	for k := 0; k < nct; k++ {
+		readPoly(p, body[k*pb:(k+1)*pb], &c1)
+		out.Shares[k] = d.shareOf(c1, additive, sm)
+	}
+	return out, nil
+}
+
+// begin checks a request (all but its polynomials), counts it against the round's
+// budget and returns this member's additive share for the active set and a fresh
+// smudging sampler.
+func (d *Decryptor) begin(req *DecryptRequest, nct int) (*rlwe.SecretKey, *smudger, error) {
+	c := &d.km.Setup.Ceremony
+	p := d.p
 	if req.Ceremony != c.ID {
-		return nil, errors.New("he: decryption request for another ceremony")
+		return nil, nil, errors.New("he: decryption request for another ceremony")
 	}
 	if req.Contributors < MinContributors {
-		return nil, fmt.Errorf("he: refusing to decrypt an aggregate of %d uploads", req.Contributors)
+		return nil, nil, fmt.Errorf("he: refusing to decrypt an aggregate of %d uploads", req.Contributors)
 	}
 	if len(req.Active) != c.Threshold {
-		return nil, fmt.Errorf("%w: active set of %d, threshold %d", ErrNotEnoughMembers, len(req.Active), c.Threshold)
+		return nil, nil, fmt.Errorf("%w: active set of %d, threshold %d", ErrNotEnoughMembers, len(req.Active), c.Threshold)
 	}
 	points := make([]multiparty.ShamirPublicPoint, 0, len(req.Active))
 	for _, id := range req.Active {
 		j := c.index(id)
 		if j < 0 {
-			return nil, fmt.Errorf("he: active member %d is not on the committee", id)
+			return nil, nil, fmt.Errorf("he: active member %d is not on the committee", id)
 		}
 		pt := shamirPoint(j)
 		if slices.Contains(points, pt) {
-			return nil, fmt.Errorf("he: active member %d listed twice", id)
+			return nil, nil, fmt.Errorf("he: active member %d listed twice", id)
 		}
 		points = append(points, pt)
 	}
 	if !slices.Contains(req.Active, d.km.Self) {
-		return nil, fmt.Errorf("he: member %d is not in the active set", d.km.Self)
+		return nil, nil, fmt.Errorf("he: member %d is not in the active set", d.km.Self)
 	}
-	if req.Dim < 1 || req.Dim > MaxDim || len(req.C1) != p.CiphertextsFor(req.Dim) {
-		return nil, fmt.Errorf("he: request has %d ciphertexts for dimension %d", len(req.C1), req.Dim)
-	}
-	for k := range req.C1 {
-		if err := checkPolyValues(p, req.C1[k]); err != nil {
-			return nil, fmt.Errorf("he: request ciphertext %d: %w", k, err)
-		}
+	if req.Dim < 1 || req.Dim > MaxDim || nct != p.CiphertextsFor(req.Dim) {
+		return nil, nil, fmt.Errorf("he: request has %d ciphertexts for dimension %d", nct, req.Dim)
 	}
 	if d.served[req.Round] >= MaxSharesPerRound {
-		return nil, fmt.Errorf("he: already gave %d decryption shares for round %d", MaxSharesPerRound, req.Round)
+		return nil, nil, fmt.Errorf("he: already gave %d decryption shares for round %d", MaxSharesPerRound, req.Round)
 	}
 	additive := rlwe.NewSecretKey(p.rlwe)
 	if err := d.combiner.GenAdditiveShare(points, shamirPoint(c.index(d.km.Self)), d.km.share, additive); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotEnoughMembers, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrNotEnoughMembers, err)
 	}
 	sm, err := newSmudger(p)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d.served[req.Round]++
-	// The collective key switch to the zero key (Mouchet et al. 2021, CKS): member i
-	// sends h_i = c1·s'_i + e_i, so that c0 + Σ h_i = m + e_ct + Σ e_i. This is what
-	// Lattigo's KeySwitchProtocol.GenShare computes with skOut = 0, without its
-	// float64-bound Gaussian sampler: e_i comes from the smudger alone, whose
-	// σ = 2^LogSmudging dwarfs the σ = 3.2 that GenShare would add.
-	rq := p.rlwe.RingQ()
-	out := &DecryptShare{Ceremony: c.ID, Round: req.Round, From: d.km.Self, Shares: make([]ring.Poly, len(req.C1))}
-	for k := range req.C1 {
-		share := rq.NewPoly()
-		// Lazy transforms leave values in [0, 2q); addTo reduces them.
-		rq.NTTLazy(req.C1[k], share)
-		rq.MulCoeffsMontgomeryLazy(share, additive.Value.Q, share)
-		rq.INTTLazy(share, share)
-		sm.addTo(share)
-		out.Shares[k] = share
-	}
-	return out, nil
+	return additive, sm, nil
+}
+
+// shareOf is the collective key switch to the zero key (Mouchet et al. 2021, CKS) for one
+// ciphertext: h = c1·s' + e, so that c0 + Σ h = m + e_ct + Σ e. This is what Lattigo's
+// KeySwitchProtocol.GenShare computes with skOut = 0, without its float64-bound Gaussian
+// sampler: e comes from the smudger alone, whose σ = 2^LogSmudging dwarfs the σ = 3.2
+// GenShare would add.
+func (d *Decryptor) shareOf(c1 ring.Poly, additive *rlwe.SecretKey, sm *smudger) ring.Poly {
+	rq := d.p.rlwe.RingQ()
+	share := rq.NewPoly()
+	// Lazy transforms leave values in [0, 2q); addTo reduces them.
+	rq.NTTLazy(c1, share)
+	rq.MulCoeffsMontgomeryLazy(share, additive.Value.Q, share)
+	rq.INTTLazy(share, share)
+	sm.addTo(share)
+	return share
 }

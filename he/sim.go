@@ -161,7 +161,6 @@ func RunRound(setup *PublicSetup, keys map[PartyID]*KeyMaterial, round uint64, d
 	if err != nil {
 		return nil, stats, err
 	}
-	p := setup.Params()
 	reqBytes, err := req.MarshalBinary()
 	if err != nil {
 		return nil, stats, err
@@ -176,11 +175,7 @@ func RunRound(setup *PublicSetup, keys map[PartyID]*KeyMaterial, round uint64, d
 		if err != nil {
 			return nil, stats, err
 		}
-		r, err := DecodeDecryptRequest(p, reqBytes)
-		if err != nil {
-			return nil, stats, err
-		}
-		share, err := dec.Share(r)
+		share, err := dec.ShareEncoded(reqBytes)
 		if err != nil {
 			return nil, stats, fmt.Errorf("he: member %d: %w", id, err)
 		}

@@ -474,3 +474,45 @@ func TestEncodedSharesValidatedAndRolledBack(t *testing.T) {
 		t.Fatalf("error %.3g after a rejected share", e)
 	}
 }
+
+func TestShareEncodedMatchesShareAndRejectsMalformed(t *testing.T) {
+	f := newFixture(t, 3, 2, 3, 100)
+	a := f.aggregator(t)
+	req, err := a.DecryptRequest(f.committee[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, _ := req.MarshalBinary()
+	d0, _ := NewDecryptor(f.keys[req.Active[0]])
+	bad := bytes.Clone(rb)
+	binary.LittleEndian.PutUint64(bad[len(bad)-8:], f.p.moduli[len(f.p.moduli)-1])
+	for _, b := range [][]byte{bad, rb[:len(rb)-1], append(bytes.Clone(rb), 0)} {
+		if _, err := d0.ShareEncoded(b); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("malformed request: %v", err)
+		}
+	}
+	if d0.served[req.Round] != 0 {
+		t.Fatal("a rejected request counted against the member's budget")
+	}
+	s0, err := d0.ShareEncoded(rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, _ := NewDecryptor(f.keys[req.Active[1]])
+	s1, err := d1.Share(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*DecryptShare{s0, s1} {
+		if err := a.AddShare(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agg, err := a.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := maxAbsDiff(agg.Sum, f.plain.sum); e > f.p.MaxAbsError(2) {
+		t.Fatalf("error %.3g", e)
+	}
+}
