@@ -23,7 +23,7 @@ var cryptoRead = rand.Read
 
 // sendQueue bounds the messages waiting to go out on one session; a client that lets it fill
 // up (it stopped reading) is cut off.
-const sendQueue = 256
+const sendQueue = 64
 
 // outbound is one message to send, followed by payload as chunks under hdr unless t has
 // finished (been cancelled) in the meantime.
@@ -95,7 +95,6 @@ func (s *Server) Connect(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoa
 	}}}, nil, nil)
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); ss.writeLoop(stream) }()
-	go ss.heartbeatLoop()
 	ss.log.Info("client connected")
 
 	// Receive in a goroutine of its own, so that a session closed from elsewhere (heartbeat
@@ -268,25 +267,33 @@ func (ss *session) writeLoop(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, 
 
 var errSkip = errors.New("task withdrawn")
 
-// heartbeatLoop sends heartbeats and cuts the client off when it has been silent for three
-// intervals.
-func (ss *session) heartbeatLoop() {
-	interval := ss.srv.cfg.Heartbeat
+// heartbeats runs for the server's lifetime: one ticker for all sessions (not a goroutine per
+// connection) sends heartbeats and cuts off clients silent for three intervals.
+func (s *Server) heartbeats() {
+	interval := s.cfg.Heartbeat
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var seq uint64
 	for {
 		select {
 		case <-tick.C:
-			if silent := time.Since(time.Unix(0, ss.lastSeen.Load())); silent > 3*interval {
-				ss.srv.cfg.Metrics.refuse("heartbeat")
-				ss.close(fmt.Errorf("%w: no message for %v", fl.ErrDropped, silent.Round(time.Millisecond)))
-				return
-			}
-			seq++
-			ss.send(&shoalv1.ServerMsg{Body: &shoalv1.ServerMsg_Heartbeat{Heartbeat: &shoalv1.Heartbeat{Seq: seq}}}, nil, nil)
-		case <-ss.done:
+		case <-s.closing:
 			return
+		}
+		seq++
+		s.mu.Lock()
+		sessions := make([]*session, 0, len(s.sessions))
+		for _, ss := range s.sessions {
+			sessions = append(sessions, ss)
+		}
+		s.mu.Unlock()
+		for _, ss := range sessions {
+			if silent := time.Since(time.Unix(0, ss.lastSeen.Load())); silent > 3*interval {
+				s.cfg.Metrics.refuse("heartbeat")
+				ss.close(fmt.Errorf("%w: no message for %v", fl.ErrDropped, silent.Round(time.Millisecond)))
+				continue
+			}
+			ss.send(&shoalv1.ServerMsg{Body: &shoalv1.ServerMsg_Heartbeat{Heartbeat: &shoalv1.Heartbeat{Seq: seq}}}, nil, nil)
 		}
 	}
 }
