@@ -29,10 +29,11 @@ type HEOptions struct {
 	Rand func(round int, id fl.ClientID) io.Reader
 }
 
-// KeyStore keeps committee members' secret key material. Each member reads only its own.
+// KeyStore keeps committee members' secret key material (the latest ceremony's). Each member
+// reads only its own.
 type KeyStore interface {
 	Save(id fl.ClientID, ceremony he.CeremonyID, km []byte) error
-	Load(id fl.ClientID, ceremony he.CeremonyID) ([]byte, error)
+	Load(id fl.ClientID) ([]byte, error)
 }
 
 // MemoryKeyStore is a KeyStore in memory (simulation: every virtual client's "disk").
@@ -51,7 +52,7 @@ func (s *MemoryKeyStore) Save(id fl.ClientID, _ he.CeremonyID, km []byte) error 
 	return nil
 }
 
-func (s *MemoryKeyStore) Load(id fl.ClientID, _ he.CeremonyID) ([]byte, error) {
+func (s *MemoryKeyStore) Load(id fl.ClientID) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	km, ok := s.m[id]
@@ -77,6 +78,11 @@ type HE struct {
 	// public material, checked against its hash in every message).
 	cacheMu sync.Mutex
 	cache   map[[32]byte]*he.PublicSetup
+
+	// Client side: each committee member's decryptor, kept across rounds so that its limit on
+	// decryption requests per round holds (every extra decryption averages the smudging noise).
+	decMu      sync.Mutex
+	decryptors map[fl.ClientID]*he.Decryptor
 }
 
 // NewHE validates the options.
@@ -94,7 +100,7 @@ func NewHE(o HEOptions) (*HE, error) {
 	if o.Keys == nil {
 		o.Keys = &MemoryKeyStore{}
 	}
-	return &HE{o: o, params: p, cache: map[[32]byte]*he.PublicSetup{}}, nil
+	return &HE{o: o, params: p, cache: map[[32]byte]*he.PublicSetup{}, decryptors: map[fl.ClientID]*he.Decryptor{}}, nil
 }
 
 func (h *HE) Name() string { return "he" }
@@ -478,6 +484,9 @@ func (c *heClient) Handle(msg []byte) ([]byte, error) {
 		if err := c.h.o.Keys.Save(c.id, km.Setup.Ceremony.ID, b); err != nil {
 			return nil, fmt.Errorf("he: save key material: %w", err)
 		}
+		c.h.decMu.Lock()
+		delete(c.h.decryptors, c.id) // a new ceremony replaces the member's key
+		c.h.decMu.Unlock()
 		c.member = nil
 		return []byte{heAck}, nil
 	case heUploadRequest:
@@ -515,27 +524,38 @@ func (c *heClient) upload(b []byte) ([]byte, error) {
 }
 
 func (c *heClient) share(b []byte) ([]byte, error) {
-	req, err := he.DecodeDecryptRequest(c.h.params, b)
+	dec, err := c.h.decryptor(c.id)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := c.h.o.Keys.Load(c.id, req.Ceremony)
+	sh, err := dec.ShareEncoded(b)
 	if err != nil {
-		return nil, fmt.Errorf("he: client %d: %w", c.id, err)
+		return nil, err
+	}
+	return sh.MarshalBinary()
+}
+
+// decryptor returns committee member id's decryptor, loading its key material once.
+func (h *HE) decryptor(id fl.ClientID) (*he.Decryptor, error) {
+	h.decMu.Lock()
+	defer h.decMu.Unlock()
+	if d, ok := h.decryptors[id]; ok {
+		return d, nil
+	}
+	raw, err := h.o.Keys.Load(id)
+	if err != nil {
+		return nil, fmt.Errorf("he: client %d: %w", id, err)
 	}
 	km, err := he.DecodeKeyMaterial(raw)
 	if err != nil {
 		return nil, err
 	}
-	dec, err := he.NewDecryptor(km)
+	d, err := he.NewDecryptor(km)
 	if err != nil {
 		return nil, err
 	}
-	sh, err := dec.Share(req)
-	if err != nil {
-		return nil, err
-	}
-	return sh.MarshalBinary()
+	h.decryptors[id] = d
+	return d, nil
 }
 
 // publicSetup decodes the setup a round request carries, once per distinct setup.
