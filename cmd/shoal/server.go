@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 
 	"shoal/fl"
 	"shoal/pki"
@@ -264,7 +265,21 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		creds = append(creds, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
 	if st != nil {
-		srvCfg.Admit = func(name string) error { return st.RegisterClient(name, "") }
+		// The store's client registry records who took part, with the certificate serial.
+		srvCfg.Admit = func(ctx context.Context, name string) error {
+			serial := ""
+			if p, ok := peer.FromContext(ctx); ok {
+				if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+					if _, s, err := pki.PeerIdentity(info.State); err == nil {
+						serial = s
+					}
+				}
+			}
+			if err := st.RegisterClient(name, serial); err != nil {
+				return fmt.Errorf("client registry: %w", err)
+			}
+			return nil
+		}
 	}
 	if engine.SecureSum != nil {
 		// The clients' protocol halves must quantise with the server's maximum weight.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -106,6 +107,7 @@ func benchRoundTrip(b *testing.B, dim, clients int, secure bool) {
 		global[j] = float32(j%1000) * 1e-3
 	}
 	in0, out0 := metrics.WireBytes()
+	cpu0 := cpuSeconds()
 	b.ResetTimer()
 	for i := range b.N {
 		rep, err := e.RunRound(context.Background(), i+1, global)
@@ -119,4 +121,15 @@ func benchRoundTrip(b *testing.B, dim, clients int, secure bool) {
 	b.ReportMetric(float64(out-out0)/payload, "wire/payload-out")
 	b.ReportMetric(float64(in-in0)/payload, "wire/payload-in")
 	b.ReportMetric(2*payload/1e6/b.Elapsed().Seconds(), "payload-MB/s")
+	// Both ends run in this process, on a shared machine: CPU time per payload GB (server and
+	// clients together, including the clients' echo) is steadier than wall time.
+	b.ReportMetric((cpuSeconds()-cpu0)/(2*payload/1e9), "cpu-s/GB")
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
 }

@@ -326,6 +326,9 @@ func (rt *runtime) session(ctx context.Context, api shoalv1.FederationClient) (w
 				asm, asmTask = nil, nil
 				t := b.Task
 				h := headerOf(t.GetHeader())
+				if h.run != w.GetRunId() {
+					return true, false, fmt.Errorf("task of run %q on a session of run %q", h.run, w.GetRunId())
+				}
 				if rt.seen[h.taskID] {
 					log.Warn("replayed task ignored", "task", h)
 					continue

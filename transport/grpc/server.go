@@ -60,8 +60,9 @@ type ServerConfig struct {
 	RunID string
 	// Authenticate names each new client (required).
 	Authenticate Authenticator
-	// Admit, if set, may refuse a named client (unknown, revoked) before it joins.
-	Admit func(name string) error
+	// Admit, if set, may refuse a named client (unknown, revoked) before it joins; ctx is the
+	// stream's (its peer carries the TLS state, for the certificate serial).
+	Admit func(ctx context.Context, name string) error
 	// ChunkSize is the payload bytes per chunk message (default DefaultChunkSize).
 	ChunkSize int
 	// MaxResultPayload bounds a secure-sum reply (default 64 MiB + 32 bytes per parameter of

@@ -75,7 +75,7 @@ func (s *Server) Connect(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoa
 		return status.Errorf(codes.Unauthenticated, "client refused: %v", err)
 	}
 	if s.cfg.Admit != nil {
-		if err := s.cfg.Admit(name); err != nil {
+		if err := s.cfg.Admit(ctx, name); err != nil {
 			s.cfg.Metrics.refuse("not-admitted")
 			s.log.Warn("client not admitted", "client", name, "err", err)
 			return status.Errorf(codes.PermissionDenied, "client %s not admitted: %v", name, err)

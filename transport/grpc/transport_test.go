@@ -604,7 +604,7 @@ func TestBadAnswersRefusedOthersCarryOn(t *testing.T) {
 // A session must open with a hello, from an acceptable name, at the right version; a client
 // silent past three heartbeats is cut off.
 func TestSessionAdmission(t *testing.T) {
-	s, addr := startServer(t, ServerConfig{Admit: func(name string) error {
+	s, addr := startServer(t, ServerConfig{Admit: func(_ context.Context, name string) error {
 		if name == "revoked" {
 			return errors.New("revoked")
 		}
