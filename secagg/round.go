@@ -91,6 +91,10 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 	}
 	srvTime += threadCPU() - t0
 	rep.Stages[StageAdvertise].ServerSeconds += (threadCPU() - t0).Seconds()
+	var encBuf []uint32
+	if spec.Check {
+		encBuf = make([]uint32, cfg.Dim+1)
+	}
 	clients := make([]*Client, n)
 	rngs := make([]io.Reader, n)
 	gone := make([]bool, n)
@@ -202,9 +206,13 @@ func RunRound(spec RoundSpec) (*RoundReport, error) {
 			t0 := threadCPU() // the client's clock starts once the engine hands it its input
 			if st == StageMasked {
 				if spec.Check {
-					enc, err = EncodeInput(&cfg, upd, w, rngs[id])
-					if err == nil {
-						err = c.SetEncodedInput(enc)
+					// One scratch buffer for all clients: the client copies it.
+					var rs *byteStream
+					if rs, err = newByteStream(rngs[id]); err == nil {
+						enc = encBuf
+						if err = cfg.encodeInput(upd, w, rs, enc); err == nil {
+							err = c.SetEncodedInput(enc)
+						}
 					}
 				} else {
 					err = c.SetInput(upd, w)
