@@ -275,6 +275,14 @@ func secureFromSpec(name string, params []byte) (fl.SecureSum, error) {
 		}
 		return securesum.NewSecAgg(securesum.SecAggOptions{Plus: name == "secaggplus", Bits: s.Bits, ClipRange: s.ClipRange,
 			MaxWeight: s.MaxWeight, MaxDropout: s.MaxDropout, MaxCorrupt: s.MaxCorrupt, Degree: s.Degree})
+	case "he":
+		var s secureSumSpec
+		if err := json.Unmarshal(params, &s); err != nil {
+			return nil, fmt.Errorf("parameters of %s: %w", name, err)
+		}
+		// The committee member's key material stays in this process's memory: a restarted
+		// client takes part in the next ceremony, not in decrypting under the old keys.
+		return securesum.NewHE(securesum.HEOptions{Committee: s.Committee, Threshold: s.Threshold})
 	}
 	return nil, fmt.Errorf("unknown secure-sum protocol %q", name)
 }

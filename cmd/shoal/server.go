@@ -340,15 +340,20 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	began := time.Now()
 	history := append([]fl.RoundReport(nil), resumed...)
 	runErr := func() error {
-		if setup, ok := engine.SecureSum.(fl.SecureSumSetup); ok && start == 0 {
+		if err := engine.Validate(); err != nil {
+			return err
+		}
+		if setup, ok := engine.SecureSum.(fl.SecureSumSetup); ok {
+			// The one-time setup (HE key ceremony) runs as round 0 among the connected clients,
+			// again after a resume: the new process holds no setup, and a new ceremony replaces
+			// the committee's keys.
 			if err := waitClients(ctx, srv, waitFor, o.WaitTimeout, stderr); err != nil {
 				return err
 			}
-			_ = setup
-			return errors.New("secure sums with a setup ceremony (threshold HE) are not supported over the network yet")
-		}
-		if err := engine.Validate(); err != nil {
-			return err
+			if err := runSetup(ctx, engine, setup); err != nil {
+				return fmt.Errorf("secure-sum setup (%s): %w", engine.SecureSum.Name(), err)
+			}
+			fmt.Fprintf(stderr, "secure-sum setup (%s) done\n", engine.SecureSum.Name())
 		}
 		for round := start + 1; round <= o.Rounds; round++ {
 			need := max(o.MinResults, 1)
@@ -407,10 +412,47 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	in, out := metrics.WireBytes()
 	fmt.Fprintf(stderr, "final test accuracy %.4f, loss %.4f after %d rounds in %.1fs (%s in, %s out on the wire); run directory %s\n",
 		summary.FinalAccuracy, summary.FinalLoss, summary.RoundsRun, elapsed, byteSize(in), byteSize(out), o.Out)
+	if summary.Epsilon != nil {
+		fmt.Fprintf(stderr, "privacy spent: (ε = %.4g, δ = %g) — %s\n", *summary.Epsilon, *summary.Delta, engine.Privacy.Describe())
+	}
 	if o.JSON {
 		return json.NewEncoder(stdout).Encode(summary)
 	}
 	return nil
+}
+
+// runSetup drives a protocol's setup stage by stage as round 0, as the engine does before its
+// own round loop (the server runs rounds one by one to resume at any of them).
+func runSetup(ctx context.Context, engine *fl.Engine, setup fl.SecureSumSetup) error {
+	sum, err := setup.NewSetup(setup.SetupClients(engine.Transport.NumClients()))
+	if err != nil {
+		return err
+	}
+	for stage := 0; ; stage++ {
+		msgs, done, err := sum.Next()
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		stageCtx, cancel := ctx, context.CancelFunc(func() {})
+		if engine.Config.StageTimeout > 0 {
+			stageCtx, cancel = context.WithTimeout(ctx, engine.Config.StageTimeout)
+		}
+		_ = engine.Transport.Exchange(stageCtx, 0, stage, msgs, func(id fl.ClientID, reply []byte, err error) {
+			if err == nil {
+				err = sum.Receive(id, reply)
+			}
+			if err != nil {
+				sum.Drop(id)
+			}
+		})
+		cancel()
+		if ctx.Err() != nil {
+			return fmt.Errorf("setup stage %d: %w", stage, ctx.Err())
+		}
+	}
 }
 
 // serverState is what the server commits with every round besides model, metrics and
@@ -504,7 +546,8 @@ func printRound(w io.Writer, r fl.RoundReport, rounds int) {
 // secureSpec is what a client needs to build its half of the run's secure sum.
 func secureSpec(s secOptions, maxWeight float64) ([]byte, error) {
 	return json.Marshal(secureSumSpec{Bits: s.SecAggBits, ClipRange: s.SecAggClipRange, MaxWeight: maxWeight,
-		MaxDropout: s.MaxDropout, MaxCorrupt: s.MaxCorrupt, Degree: s.SecAggDegree})
+		MaxDropout: s.MaxDropout, MaxCorrupt: s.MaxCorrupt, Degree: s.SecAggDegree,
+		Committee: s.HECommittee, Threshold: s.HEThreshold})
 }
 
 type secureSumSpec struct {
@@ -514,6 +557,8 @@ type secureSumSpec struct {
 	MaxDropout float64 `json:"max_dropout"`
 	MaxCorrupt float64 `json:"max_corrupt"`
 	Degree     int     `json:"degree"`
+	Committee  int     `json:"he_committee"`
+	Threshold  int     `json:"he_threshold"`
 }
 
 func randomHex(n int) string {

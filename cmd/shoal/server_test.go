@@ -535,3 +535,36 @@ func TestClientLocalData(t *testing.T) {
 		t.Fatalf("csv: %d training and %d test examples, want 40 and 10", len(tc.Y), len(tc.TestY))
 	}
 }
+
+// Threshold HE over the network: the key ceremony runs as round 0 between client processes,
+// the server adds ciphertexts, the committee decrypts the sum; the model follows the
+// simulator's round for round.
+func TestThresholdHEOverNetwork(t *testing.T) {
+	const clients = 5
+	common := trainingArgs(clients, "--fraction", "0.6", "--rounds", "2", "--lr", "0.05", "--target-accuracy", "0",
+		"--secure-sum", "he", "--he-committee", "3", "--he-threshold", "2", "--json")
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	srv := startProc(t, "server", append([]string{"server", "--insecure", "--listen", addr, "--out", filepath.Join(dir, "net"),
+		"--min-clients", fmt.Sprint(clients), "--heartbeat", "1s"}, common...)...)
+	startClients(t, addr, "", clients)
+	if err := srv.wait(90 * time.Second); err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	srv.waitFor("secure-sum setup (he) done", time.Second)
+	network := decodeSummary(t, srv.stdout.Bytes())
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), append([]string{"simulate", "--out", filepath.Join(dir, "sim")}, common...), &out, &errb); code != 0 {
+		t.Fatalf("simulate: %s", errb.String())
+	}
+	sim := decodeSummary(t, out.Bytes())
+	if network.RoundsRun != 2 {
+		t.Fatalf("network run %+v", network)
+	}
+	for i := range sim.History {
+		n, s := network.History[i], sim.History[i]
+		if n.Participants != 3 || n.Participants != s.Participants || !close64(n.Accuracy, s.Accuracy, 1e-9) || !close64(n.Loss, s.Loss, 1e-6) {
+			t.Fatalf("round %d: network %+v, simulator %+v", i+1, n, s)
+		}
+	}
+}

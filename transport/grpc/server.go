@@ -129,7 +129,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, closing: make(chan struct{}), changed: make(chan struct{}),
-		sessions: map[string]*session{}, needed: map[int]int{}}
+		sessions: map[string]*session{}, needed: map[int]int{}, rosterRound: -1}
 	var seed [8]byte
 	_, _ = cryptoRead(seed[:])
 	// Task ids start at a random point so a restarted server never accepts a previous
