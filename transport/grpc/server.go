@@ -1,6 +1,7 @@
 package grpctransport
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -282,7 +283,9 @@ var (
 // clients' tasks are cancelled and delivered as over-selected.
 func (s *Server) Fit(ctx context.Context, cohort []fl.ClientID, ins fl.FitIns, deliver func(fl.FitOutcome)) error {
 	roster := s.beginRound(ins.Round)
-	payload := floatBytes(ins.Params)
+	// One copy per round, shared by every client's sender: the engine updates the model as
+	// soon as Fit returns, while a sender may still be writing a withdrawn task's chunk.
+	payload := bytes.Clone(floatBytes(ins.Params))
 	s.lastDim.Store(int64(len(ins.Params)))
 	crc := checksum(payload)
 	exact := int64(len(payload))
@@ -320,7 +323,7 @@ func (s *Server) Fit(ctx context.Context, cohort []fl.ClientID, ins fl.FitIns, d
 // Evaluate sends the evaluation task to the cohort of the current round.
 func (s *Server) Evaluate(ctx context.Context, cohort []fl.ClientID, params []float32, deliver func(fl.EvalOutcome)) error {
 	roster, round := s.currentRoster()
-	payload := floatBytes(params)
+	payload := bytes.Clone(floatBytes(params))
 	crc := checksum(payload)
 	jobs := make([]job, len(cohort))
 	for i, id := range cohort {
@@ -367,7 +370,7 @@ func (s *Server) Exchange(ctx context.Context, round, stage int, msgs map[fl.Cli
 	jobs := make([]job, len(ids))
 	for i, id := range ids {
 		jobs[i] = job{sess: at(roster, id), kind: shoalv1.TaskKind_TASK_KIND_EXCHANGE, client: id, round: round, stage: stage,
-			payload: msgs[id], crc: checksum(msgs[id]), exact: -1, limit: limit}
+			payload: bytes.Clone(msgs[id]), crc: checksum(msgs[id]), exact: -1, limit: limit}
 	}
 	start := time.Now()
 	defer func() { s.cfg.Metrics.stage("exchange", time.Since(start).Seconds()) }()
