@@ -99,6 +99,7 @@ func RunClient(ctx context.Context, cfg ClientConfig) error {
 	api := shoalv1.NewFederationClient(conn)
 
 	backoff := cfg.MinBackoff
+	refusals := 0 // consecutive sessions the server ended before its welcome
 	for {
 		welcomed, complete, err := rt.session(ctx, api)
 		switch {
@@ -111,7 +112,15 @@ func RunClient(ctx context.Context, cfg ClientConfig) error {
 			return fmt.Errorf("%w: %v", ErrRefused, err)
 		}
 		if welcomed {
-			backoff = cfg.MinBackoff
+			backoff, refusals = cfg.MinBackoff, 0
+		} else if handshakeFailure(err) {
+			// A TLS 1.3 server checks the client's certificate after the client thinks the
+			// handshake is done; the alert saying why may be lost when it closes. Refused
+			// that way again and again, the client gives up.
+			if refusals++; refusals >= maxHandshakeFailures {
+				return fmt.Errorf("%w: the server ended %d connections in a row before accepting them (certificate not accepted?): %v",
+					ErrRefused, refusals, err)
+			}
 		}
 		wait := rand.N(backoff) + time.Millisecond
 		log.Info("disconnected; retrying", "err", err, "in", wait.Round(time.Millisecond))
@@ -122,6 +131,16 @@ func RunClient(ctx context.Context, cfg ClientConfig) error {
 		}
 		backoff = min(2*backoff, cfg.MaxBackoff)
 	}
+}
+
+// maxHandshakeFailures is how many connections in a row the server may close during the
+// handshake before the client takes it as a refusal.
+const maxHandshakeFailures = 5
+
+func handshakeFailure(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "server preface") || strings.Contains(msg, "handshake") ||
+		strings.Contains(msg, "tls:") || strings.Contains(msg, "connection reset")
 }
 
 // permanent reports a refusal that retrying cannot cure: the server refused the identity or
