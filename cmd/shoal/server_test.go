@@ -577,3 +577,43 @@ func TestThresholdHEOverNetwork(t *testing.T) {
 		}
 	}
 }
+
+// Threshold HE survives a server SIGKILL: the resumed server runs a new key ceremony with the
+// same clients, and the run still follows the simulator round for round.
+func TestThresholdHEResumed(t *testing.T) {
+	const clients = 5
+	common := trainingArgs(clients, "--fraction", "0.6", "--rounds", "4", "--lr", "0.05", "--target-accuracy", "0",
+		"--secure-sum", "he", "--he-committee", "3", "--he-threshold", "2", "--json")
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	storePath := filepath.Join(dir, "run.db")
+	first := startProc(t, "server-1", append([]string{"server", "--insecure", "--listen", addr, "--store", storePath,
+		"--out", filepath.Join(dir, "net"), "--min-clients", fmt.Sprint(clients), "--heartbeat", "1s"}, common...)...)
+	startClients(t, addr, "", clients)
+	first.waitFor("round   2/4", 60*time.Second)
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.wait(10 * time.Second)
+	second := startProc(t, "server-2", "server", "--insecure", "--listen", addr, "--store", storePath, "--resume",
+		"--out", filepath.Join(dir, "net"), "--min-clients", fmt.Sprint(clients), "--heartbeat", "1s", "--json")
+	if err := second.wait(60 * time.Second); err != nil {
+		t.Fatalf("resumed server: %v", err)
+	}
+	second.waitFor("secure-sum setup (he) done", time.Second)
+	network := decodeSummary(t, second.stdout.Bytes())
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), append([]string{"simulate", "--out", filepath.Join(dir, "sim")}, common...), &out, &errb); code != 0 {
+		t.Fatalf("simulate: %s", errb.String())
+	}
+	sim := decodeSummary(t, out.Bytes())
+	if network.RoundsRun != 4 {
+		t.Fatalf("resumed run %+v", network)
+	}
+	for i := range sim.History {
+		n, s := network.History[i], sim.History[i]
+		if n.Round != i+1 || !close64(n.Accuracy, s.Accuracy, 1e-9) || !close64(n.Loss, s.Loss, 1e-6) {
+			t.Fatalf("round %d: resumed network %+v, simulator %+v", i+1, n, s)
+		}
+	}
+}
