@@ -1,6 +1,7 @@
 package fl
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -26,6 +27,10 @@ type DPConfig struct {
 	MaxEpsilon      float64 // stop before a round that would spend more (0: no limit)
 	Accountant      privacy.Accountant
 	Source          *privacy.Source // randomness of the server's noise
+	// NoiseSeed, when non-zero, derives each round's noise from (seed, round) instead of Source:
+	// reproducible, and a resumed run draws exactly the noise an uninterrupted one would. For
+	// --seed simulations and tests only.
+	NoiseSeed uint64
 	// Adaptive, if set, moves S toward a quantile of the update norms (Andrew et al. 2021).
 	Adaptive AdaptiveClipper
 }
@@ -37,7 +42,7 @@ type AdaptiveClipper interface {
 	// ValueNoiseMultiplier is the noise multiplier left for the update sum once the count query
 	// has taken its share of the privacy budget.
 	ValueNoiseMultiplier() float64
-	Update(indicatorSum float64) error
+	Update(indicatorSum float64, src *privacy.Source) error
 }
 
 // DPFedAvg is the server half of DP-FedAvg: clip norm to clients, noise on the sum, the
@@ -65,7 +70,7 @@ func NewDPFedAvg(cfg DPConfig) (*DPFedAvg, error) {
 		return nil, fmt.Errorf("maximum ε must be ≥ 0, got %v", cfg.MaxEpsilon)
 	case cfg.Accountant == nil:
 		return nil, errors.New("DP needs an accountant")
-	case cfg.Source == nil && cfg.Placement == PlacementCentral:
+	case cfg.Source == nil && cfg.NoiseSeed == 0 && cfg.Placement == PlacementCentral:
 		return nil, errors.New("central DP needs a noise source")
 	}
 	if cfg.Adaptive != nil && cfg.Placement != PlacementCentral {
@@ -145,17 +150,21 @@ func (d *DPFedAvg) ConfigureFit(_ int, cfg FitConfig) FitConfig {
 func (d *DPFedAvg) Finalize(round int, sum []float64, count int, unclipped float64) ([]float32, error) {
 	mean := make([]float32, len(sum))
 	denom := d.expected()
+	src := d.cfg.Source
+	if d.cfg.NoiseSeed != 0 {
+		src = privacy.NewSeededSource(d.cfg.NoiseSeed ^ uint64(round)*0x9e3779b97f4a7c15)
+	}
 	if d.cfg.Placement == PlacementCentral {
 		s := d.clip()
 		noise, err := privacy.NewGaussianNoise(d.valueNoise()*s, s, len(sum))
 		if err != nil {
 			return nil, fmt.Errorf("round %d noise: %w", round, err)
 		}
-		if err := noise.Add64(mean, sum, d.cfg.Source); err != nil {
+		if err := noise.Add64(mean, sum, src); err != nil {
 			return nil, fmt.Errorf("round %d noise: %w", round, err)
 		}
 		if d.cfg.Adaptive != nil {
-			if err := d.cfg.Adaptive.Update(unclipped - float64(count)/2); err != nil {
+			if err := d.cfg.Adaptive.Update(unclipped-float64(count)/2, src); err != nil {
 				return nil, fmt.Errorf("round %d adaptive clipping: %w", round, err)
 			}
 		}
@@ -179,4 +188,60 @@ func (d *DPFedAvg) Account(int) (float64, float64, error) {
 	}
 	eps, err := d.cfg.Accountant.Epsilon(d.cfg.Delta)
 	return eps, d.cfg.Delta, err
+}
+
+// StatefulClipper is an AdaptiveClipper whose current clip can be saved with the run.
+type StatefulClipper interface {
+	AdaptiveClipper
+	MarshalJSON() ([]byte, error)
+	UnmarshalJSON([]byte) error
+}
+
+type dpState struct {
+	Accountant json.RawMessage `json:"accountant"`
+	Adaptive   json.RawMessage `json:"adaptive,omitempty"`
+}
+
+// MarshalState saves what a resumed run needs to continue the privacy count exactly: the
+// accountant's composition history and the adaptive clip.
+func (d *DPFedAvg) MarshalState() ([]byte, error) {
+	var st dpState
+	var err error
+	if st.Accountant, err = d.cfg.Accountant.MarshalJSON(); err != nil {
+		return nil, fmt.Errorf("save accountant: %w", err)
+	}
+	if a, ok := d.cfg.Adaptive.(StatefulClipper); ok {
+		if st.Adaptive, err = a.MarshalJSON(); err != nil {
+			return nil, fmt.Errorf("save adaptive clip: %w", err)
+		}
+	} else if d.cfg.Adaptive != nil {
+		return nil, errors.New("adaptive clipper cannot save its state")
+	}
+	return json.Marshal(st)
+}
+
+// RestoreState continues from a state saved by MarshalState.
+func (d *DPFedAvg) RestoreState(b []byte) error {
+	var st dpState
+	if err := json.Unmarshal(b, &st); err != nil || len(st.Accountant) == 0 {
+		return fmt.Errorf("privacy state: not a saved DP state")
+	}
+	acct, err := privacy.RestoreAccountant(st.Accountant)
+	if err != nil {
+		return err
+	}
+	if acct.Kind() != d.cfg.Accountant.Kind() {
+		return fmt.Errorf("privacy state: saved by a %s accountant, this run uses %s", acct.Kind(), d.cfg.Accountant.Kind())
+	}
+	if d.cfg.Adaptive != nil {
+		a, ok := d.cfg.Adaptive.(StatefulClipper)
+		if !ok || len(st.Adaptive) == 0 {
+			return errors.New("privacy state: no adaptive clip saved for an adaptive run")
+		}
+		if err := a.UnmarshalJSON(st.Adaptive); err != nil {
+			return err
+		}
+	}
+	d.cfg.Accountant = acct
+	return nil
 }

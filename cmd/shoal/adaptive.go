@@ -9,12 +9,11 @@ import (
 type adaptiveClip struct {
 	a      *privacy.AdaptiveClipper
 	valueZ float64
-	src    *privacy.Source
 }
 
 // newAdaptiveClipper builds adaptive clipping toward the --adaptive-clip quantile with the
 // reference implementation's defaults, starting from --clip, for the expected cohort size.
-func newAdaptiveClipper(s secOptions, expectedClients float64, src *privacy.Source) (fl.AdaptiveClipper, error) {
+func newAdaptiveClipper(s secOptions, expectedClients float64) (fl.AdaptiveClipper, error) {
 	cfg := privacy.DefaultAdaptiveClipConfig(expectedClients)
 	cfg.TargetQuantile = s.AdaptiveClip
 	cfg.InitialClip = s.Clip
@@ -26,12 +25,25 @@ func newAdaptiveClipper(s secOptions, expectedClients float64, src *privacy.Sour
 	if err != nil {
 		return nil, err
 	}
-	return &adaptiveClip{a: a, valueZ: z, src: src}, nil
+	return &adaptiveClip{a: a, valueZ: z}, nil
+}
+
+// MarshalJSON saves the current clip with the run.
+func (c *adaptiveClip) MarshalJSON() ([]byte, error) { return c.a.MarshalJSON() }
+
+// UnmarshalJSON restores a clip saved with the run.
+func (c *adaptiveClip) UnmarshalJSON(b []byte) error {
+	a, err := privacy.RestoreAdaptiveClipper(b)
+	if err != nil {
+		return err
+	}
+	c.a = a
+	return nil
 }
 
 func (c *adaptiveClip) Clip() float64                 { return c.a.Clip() }
 func (c *adaptiveClip) ValueNoiseMultiplier() float64 { return c.valueZ }
-func (c *adaptiveClip) Update(indicatorSum float64) error {
-	_, _, err := c.a.Update(indicatorSum, c.src)
+func (c *adaptiveClip) Update(indicatorSum float64, src *privacy.Source) error {
+	_, _, err := c.a.Update(indicatorSum, src)
 	return err
 }

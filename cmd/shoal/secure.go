@@ -83,16 +83,15 @@ func buildPrivacy(s secOptions, sampling string, q float64, clients int, seeded 
 	if err != nil {
 		return nil, usageErrorf("--accountant: %v", err)
 	}
-	src := privacy.NewSeededSource(seed ^ 0xd9)
-	if !seeded {
-		if src, err = privacy.NewSource(); err != nil {
-			return nil, err
-		}
-	}
 	cfg := fl.DPConfig{Placement: s.DP, NoiseMultiplier: s.NoiseMultiplier, Clip: s.Clip, PerLayer: s.PerLayerClip,
-		SamplingRate: q, Clients: clients, Delta: s.Delta, MaxEpsilon: s.MaxEpsilon, Accountant: acct, Source: src}
+		SamplingRate: q, Clients: clients, Delta: s.Delta, MaxEpsilon: s.MaxEpsilon, Accountant: acct}
+	if seeded {
+		cfg.NoiseSeed = seed ^ 0xd9 | 1
+	} else if cfg.Source, err = privacy.NewSource(); err != nil {
+		return nil, err
+	}
 	if s.AdaptiveClip != 0 {
-		a, err := newAdaptiveClipper(s, q*float64(clients), src)
+		a, err := newAdaptiveClipper(s, q*float64(clients))
 		if err != nil {
 			return nil, usageErrorf("--adaptive-clip: %v", err)
 		}

@@ -120,6 +120,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	start := 0
 	var resumed []fl.RoundReport
 	var resumedState serverState
+	var resumedPrivacy []byte // the DP state of the last committed round
 	var resumedModel []float32
 	if o.Store != "" {
 		var err error
@@ -146,11 +147,11 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := o.restore(cfg); err != nil {
 			return fmt.Errorf("resume: stored configuration: %w", err)
 		}
-		round, model, _, state, err := st.LastRound(runID)
+		round, model, acct, state, err := st.LastRound(runID)
 		if err != nil {
 			return fmt.Errorf("resume: %w", err)
 		}
-		start, resumedModel = round, model
+		start, resumedModel, resumedPrivacy = round, model, acct
 		if len(state) > 0 {
 			if err := json.Unmarshal(state, &resumedState); err != nil {
 				return fmt.Errorf("resume: server state of round %d: %w", round, err)
@@ -227,14 +228,22 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else if start > 0 && isStateful(engine.Strategy.Name()) {
 		logger.Warn("resuming a stateful server optimiser without its state (it restarts from zero)", "strategy", engine.Strategy.Name())
 	}
-	if engine.Privacy != nil {
-		if o.AdaptiveClip != 0 && start > 0 {
-			return usageErrorf("--resume with --adaptive-clip: the adaptive clip norm is not restorable yet")
+	if engine.Privacy != nil && start > 0 {
+		dp, ok := engine.Privacy.(*fl.DPFedAvg)
+		restored := false
+		if ok && len(resumedPrivacy) > 0 {
+			// The saved accountant and adaptive clip continue exactly where round start left them.
+			restored = dp.RestoreState(resumedPrivacy) == nil
 		}
-		// Every committed round was accounted; composing them again restores the accountant.
-		for r := 1; r <= start; r++ {
-			if _, _, err := engine.Privacy.Account(r); err != nil {
-				return fmt.Errorf("resume: privacy accountant: %w", err)
+		if !restored {
+			if o.AdaptiveClip != 0 {
+				return fmt.Errorf("resume: the stored round %d has no adaptive-clip state to continue from", start)
+			}
+			// Every committed round was accounted; composing them again restores the accountant.
+			for r := 1; r <= start; r++ {
+				if _, _, err := engine.Privacy.Account(r); err != nil {
+					return fmt.Errorf("resume: privacy accountant: %w", err)
+				}
 			}
 		}
 	}
@@ -482,8 +491,10 @@ func commitRound(st *store.Store, runID int64, rep fl.RoundReport, params []floa
 		return err
 	}
 	var accountant []byte
-	if rep.Delta > 0 {
-		accountant, _ = json.Marshal(map[string]any{"epsilon": rep.Epsilon, "delta": rep.Delta, "rounds": rep.Round})
+	if dp, ok := engine.Privacy.(*fl.DPFedAvg); ok {
+		if accountant, err = dp.MarshalState(); err != nil {
+			return fmt.Errorf("privacy state: %w", err)
+		}
 	}
 	if err := st.CommitRound(runID, rep.Round, params, metricsJSON, accountant, stateJSON); err != nil {
 		return fmt.Errorf("commit round %d: %w", rep.Round, err)

@@ -309,11 +309,24 @@ func TestClientKilledMidRound(t *testing.T) {
 // the next round: no round is lost or repeated, the clients reconnect by themselves, and the
 // final model is the one an uninterrupted simulation trains.
 func TestServerKilledAndResumed(t *testing.T) {
+	killAndResume(t, "--fraction", "0.5")
+}
+
+// The same with stateful server parts: server momentum, adaptive clipping and the privacy
+// accountant all continue exactly (same ε, same clip, same model as an uninterrupted run). With
+// four clients the count noise (0.05·q·N) only allows a weak noise multiplier: this tests the
+// bookkeeping, not a useful ε.
+func TestServerKilledAndResumedWithDP(t *testing.T) {
+	killAndResume(t, "--sampling", "poisson", "--fraction", "0.75", "--strategy", "fedavgm", "--dp", "central",
+		"--noise-multiplier", "0.25", "--clip", "0.05", "--adaptive-clip", "0.5")
+}
+
+func killAndResume(t *testing.T, extra ...string) {
 	const clients = 4
 	addr := freeAddr(t)
 	dir := t.TempDir()
 	storePath := filepath.Join(dir, "run.db")
-	common := trainingArgs(clients, "--fraction", "0.5", "--rounds", "6", "--lr", "0.05", "--target-accuracy", "0", "--json")
+	common := trainingArgs(clients, append([]string{"--rounds", "6", "--lr", "0.05", "--target-accuracy", "0", "--json"}, extra...)...)
 	first := startProc(t, "server-1", append([]string{"server", "--insecure", "--listen", addr, "--store", storePath, "--min-clients", "4",
 		"--out", filepath.Join(dir, "net"), "--heartbeat", "1s"}, common...)...)
 	procs := startClients(t, addr, "", clients)
@@ -356,7 +369,8 @@ func TestServerKilledAndResumed(t *testing.T) {
 	}
 	sim := decodeSummary(t, out.Bytes())
 	for i := range sim.History {
-		if !close64(sim.History[i].Accuracy, s.History[i].Accuracy, 1e-9) || !close64(sim.History[i].Loss, s.History[i].Loss, 1e-6) {
+		if !close64(sim.History[i].Accuracy, s.History[i].Accuracy, 1e-9) || !close64(sim.History[i].Loss, s.History[i].Loss, 1e-6) ||
+			!close64(sim.History[i].Epsilon, s.History[i].Epsilon, 1e-12) || !close64(sim.History[i].ClipNorm, s.History[i].ClipNorm, 1e-9) {
 			t.Fatalf("round %d: resumed network run %+v, simulator %+v", i+1, s.History[i], sim.History[i])
 		}
 	}
