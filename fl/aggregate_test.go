@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"syscall"
+	"shoal/internal/cputime"
 	"testing"
 	"time"
 )
@@ -54,7 +54,7 @@ func BenchmarkWeightedSum(b *testing.B) {
 			}
 			dst := make([]float64, shape.dim)
 			b.SetBytes(int64(4 * shape.clients * shape.dim))
-			c0 := cpuTime()
+			c0 := cputime.Process()
 			for b.Loop() {
 				WeightedSum(dst, updates, weights)
 			}
@@ -77,7 +77,7 @@ func BenchmarkMemoryRead(b *testing.B) {
 	}
 	block := make([]float32, aggBlock)
 	b.SetBytes(4 * clients * dim)
-	c0 := cpuTime()
+	c0 := cputime.Process()
 	defer reportCPU(b, c0)
 	for b.Loop() {
 		for lo := 0; lo < dim; lo += aggBlock {
@@ -110,14 +110,6 @@ func TestFirstNonFinite(t *testing.T) {
 	}
 }
 
-// cpuTime is the process's user+system CPU time: on a shared machine it measures the work done,
-// where wall time also counts other processes holding the cores.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func reportCPU(b *testing.B, start time.Duration) {
-	b.ReportMetric(float64(cpuTime()-start)/1e6/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(cputime.Process()-start)/1e6/float64(b.N), "cpu-ms/op")
 }

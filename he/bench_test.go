@@ -4,6 +4,7 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"runtime"
+	"shoal/internal/cputime"
 	"sync"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ import (
 
 // cpuTime is the process's CPU time (processCPU): on a shared machine it measures the
 // work done rather than the wait for a core.
-func cpuTime() time.Duration { return processCPU() }
+func cpuTime() time.Duration { return cputime.Process() }
 
 // measureCPU wraps a benchmark body and reports cpu-ns/op next to ns/op.
 func measureCPU(body func(b *testing.B)) func(b *testing.B) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"shoal/internal/cputime"
 	"time"
 )
 
@@ -135,7 +136,7 @@ func RunRound(setup *PublicSetup, keys map[PartyID]*KeyMaterial, round uint64, d
 	stats := &RoundStats{}
 	var buf []byte // one client's send buffer, reused
 	for id, u := range updates {
-		t0, c0 := time.Now(), processCPU()
+		t0, c0 := time.Now(), cputime.Process()
 		up, err := enc.Encrypt(round, id, u.Values, u.Weight)
 		if err != nil {
 			return nil, nil, fmt.Errorf("he: client %d: %w", id, err)
@@ -145,18 +146,18 @@ func RunRound(setup *PublicSetup, keys map[PartyID]*KeyMaterial, round uint64, d
 			return nil, nil, err
 		}
 		buf = b
-		t1, c1 := time.Now(), processCPU()
+		t1, c1 := time.Now(), cputime.Process()
 		if err := agg.AddEncoded(b); err != nil {
 			return nil, nil, fmt.Errorf("he: upload of client %d: %w", id, err)
 		}
 		stats.AggregateSeconds += time.Since(t1).Seconds()
-		stats.AggregateCPUSeconds += (processCPU() - c1).Seconds()
+		stats.AggregateCPUSeconds += (cputime.Process() - c1).Seconds()
 		stats.EncryptSeconds += t1.Sub(t0).Seconds()
 		stats.EncryptCPUSeconds += (c1 - c0).Seconds()
 		stats.UploadBytes = len(b)
 		stats.Uploads++
 	}
-	t0, c0 := time.Now(), processCPU()
+	t0, c0 := time.Now(), cputime.Process()
 	req, err := agg.DecryptRequest(online)
 	if err != nil {
 		return nil, stats, err
@@ -194,7 +195,7 @@ func RunRound(setup *PublicSetup, keys map[PartyID]*KeyMaterial, round uint64, d
 		return nil, stats, err
 	}
 	stats.DecryptSeconds = time.Since(t0).Seconds()
-	stats.DecryptCPUSeconds = (processCPU() - c0).Seconds()
+	stats.DecryptCPUSeconds = (cputime.Process() - c0).Seconds()
 	if res == nil {
 		return nil, stats, errors.New("he: no aggregate")
 	}

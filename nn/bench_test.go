@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 	"math/rand/v2"
+	"shoal/internal/cputime"
 	"testing"
 	"time"
 
@@ -28,13 +29,13 @@ func benchTrain(b *testing.B, arch string, batch int) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	for b.Loop() {
 		if _, err := m.Train(x, y, cfg, rng); err != nil {
 			b.Fatal(err)
 		}
 	}
-	reportRates(b, n, cpuTime()-cpu0)
+	reportRates(b, n, cputime.Process()-cpu0)
 }
 
 // reportRates reports examples per wall-second and, where measurable, per CPU-second.
@@ -54,13 +55,13 @@ func benchEvaluate(b *testing.B, arch string) {
 	m, _ := New(arch, mnist, 10, rng)
 	const n = 10000
 	x, y := randData(rng, n, mnist, 10)
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	for b.Loop() {
 		if _, _, err := m.Evaluate(x, y); err != nil {
 			b.Fatal(err)
 		}
 	}
-	reportRates(b, n, cpuTime()-cpu0)
+	reportRates(b, n, cputime.Process()-cpu0)
 }
 
 func BenchmarkEvaluate2NN10k(b *testing.B) { benchEvaluate(b, "2nn") }
@@ -93,11 +94,11 @@ func BenchmarkGemm(b *testing.B) {
 		}
 		run := func(name string, f func()) {
 			b.Run(fmt.Sprintf("%s/%s", s.name, name), func(b *testing.B) {
-				cpu0 := cpuTime()
+				cpu0 := cputime.Process()
 				for b.Loop() {
 					f()
 				}
-				reportGFLOPs(b, flops, cpuTime()-cpu0)
+				reportGFLOPs(b, flops, cputime.Process()-cpu0)
 			})
 		}
 		savedAsm, saved512 := useAsm, useAVX512
@@ -141,11 +142,11 @@ func BenchmarkGemmNT(b *testing.B) {
 			b.Run(s.name+"/"+name, func(b *testing.B) {
 				useAsm, useAVX512 = asm, avx512
 				defer func() { useAsm, useAVX512 = savedAsm, saved512 }()
-				cpu0 := cpuTime()
+				cpu0 := cputime.Process()
 				for b.Loop() {
 					f()
 				}
-				reportGFLOPs(b, flops, cpuTime()-cpu0)
+				reportGFLOPs(b, flops, cputime.Process()-cpu0)
 			})
 		}
 		wide := func() { gemmNTWide(m, n, k, a, k, bm, k, c, n, false, scratch) }

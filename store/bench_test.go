@@ -4,24 +4,14 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
-	"syscall"
+	"shoal/internal/cputime"
 	"testing"
 	"time"
 )
 
-// cpuTime is the process's user+system CPU time. Benchmarks report it per operation next to
-// wall time because this machine is shared: wall time includes waiting for a CPU.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // reportCPU adds a cpu-ms/op metric measured from start.
 func reportCPU(b *testing.B, start time.Duration) {
-	b.ReportMetric(float64(cpuTime()-start)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+	b.ReportMetric(float64(cputime.Process()-start)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 }
 
 // benchParams is the size of the reference model (the MNIST MLP 784-256-...-10 of 199,210
@@ -71,7 +61,7 @@ func BenchmarkCommitRound(b *testing.B) {
 			}
 			b.SetBytes(int64(4*len(model) + len(state)))
 			b.ResetTimer()
-			start := cpuTime()
+			start := cputime.Process()
 			for r := 1; r <= b.N; r++ {
 				model[0] = float32(r)
 				if err := s.CommitRound(run, r, model, metrics, acct, state); err != nil {
@@ -99,7 +89,7 @@ func BenchmarkLastRound(b *testing.B) {
 	}
 	b.SetBytes(4 * benchParams)
 	b.ResetTimer()
-	start := cpuTime()
+	start := cputime.Process()
 	for b.Loop() {
 		if r, m, _, _, err := s.LastRound(run); err != nil || r != 20 || len(m) != benchParams {
 			b.Fatal(r, err)
@@ -119,7 +109,7 @@ func BenchmarkDurableFileWrite(b *testing.B) {
 	defer f.Close()
 	b.SetBytes(int64(len(blob)))
 	b.ResetTimer()
-	start := cpuTime()
+	start := cputime.Process()
 	for b.Loop() {
 		if _, err := f.Write(blob); err != nil {
 			b.Fatal(err)

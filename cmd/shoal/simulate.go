@@ -224,20 +224,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
-	run.engine.OnRound = func(r fl.RoundReport) {
-		line := fmt.Sprintf("round %3d/%d  accuracy %.4f  loss %.4f  clients %d/%d  %.2fs",
-			r.Round, o.Rounds, r.Accuracy, r.Loss, r.Participants, r.Sampled, r.Seconds)
-		if r.Delta > 0 {
-			line += fmt.Sprintf("  ε %.3f", r.Epsilon)
-		}
-		if r.FedAccuracy > 0 {
-			line += fmt.Sprintf("  fed-accuracy %.4f", r.FedAccuracy)
-		}
-		if r.Abandoned != "" {
-			line += "  (abandoned: " + r.Abandoned + ")"
-		}
-		fmt.Fprintln(stderr, line)
-	}
+	run.engine.OnRound = func(r fl.RoundReport) { printRound(stderr, r, o.Rounds) }
 	history, runErr := run.engine.Run(ctx, run.params)
 	elapsed := time.Since(start).Seconds()
 	summary := summarize(history, o, elapsed)
