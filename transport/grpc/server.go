@@ -80,8 +80,11 @@ type ServerConfig struct {
 }
 
 // Server is the networked fl.Transport: it serves the Federation service and runs the engine's
-// tasks on the connected clients. Client ids are indices into the round's roster: the connected
-// clients in natural order of their names, fixed when NumClients is called at the round's start.
+// tasks on the connected clients. Client ids are indices into a roster that only grows: the
+// clients connected when the first round starts, in natural order of their names, then every
+// later newcomer appended (newcomers of one round in name order). A client keeps its id when it
+// disconnects and comes back, and a disconnected client's id answers "not connected", so the
+// ids of the others never shift (a threshold-HE committee stays the same clients).
 type Server struct {
 	shoalv1.UnimplementedFederationServer
 	cfg  ServerConfig
@@ -97,8 +100,10 @@ type Server struct {
 	mu          sync.Mutex
 	changed     chan struct{} // closed and replaced whenever a client joins or leaves
 	sessions    map[string]*session
-	snapshot    []*session // taken by NumClients for the next round
-	roster      []*session // the current round's participants by client id
+	order       []string        // every client name the roster has held, in id order
+	known       map[string]bool // the names in order
+	snapshot    []*session      // taken by NumClients for the next round
+	roster      []*session      // the current round's participants by client id
 	rosterRound int
 	needed      map[int]int // over-selection: updates a round needs
 }
@@ -130,7 +135,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, closing: make(chan struct{}), changed: make(chan struct{}),
-		sessions: map[string]*session{}, needed: map[int]int{}, rosterRound: -1}
+		sessions: map[string]*session{}, known: map[string]bool{}, needed: map[int]int{}, rosterRound: -1}
 	var seed [8]byte
 	_, _ = cryptoRead(seed[:])
 	// Task ids start at a random point so a restarted server never accepts a previous
@@ -232,21 +237,33 @@ func (s *Server) WaitForClients(ctx context.Context, n int) error {
 	}
 }
 
-// NumClients fixes the next round's roster (the connected clients in natural name order) and
-// returns its size; the engine samples client ids among them.
+// NumClients fixes the next round's roster (see Server) and returns its size; the engine
+// samples client ids among them.
 func (s *Server) NumClients() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.snapshot = s.sortedSessions()
+	s.snapshot = s.rosterSessions()
 	return len(s.snapshot)
 }
 
-func (s *Server) sortedSessions() []*session {
-	out := make([]*session, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		out = append(out, ss)
+// rosterSessions appends the newly connected names to the roster order and returns each id's
+// session (nil for a client that is not connected now).
+func (s *Server) rosterSessions() []*session {
+	var fresh []string
+	for name := range s.sessions {
+		if !s.known[name] {
+			fresh = append(fresh, name)
+		}
 	}
-	slices.SortFunc(out, func(a, b *session) int { return naturalCompare(a.name, b.name) })
+	slices.SortFunc(fresh, naturalCompare)
+	for _, name := range fresh {
+		s.known[name] = true
+		s.order = append(s.order, name)
+	}
+	out := make([]*session, len(s.order))
+	for i, name := range s.order {
+		out[i] = s.sessions[name]
+	}
 	return out
 }
 
@@ -255,7 +272,7 @@ func (s *Server) beginRound(round int) []*session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.snapshot == nil {
-		s.snapshot = s.sortedSessions()
+		s.snapshot = s.rosterSessions()
 	}
 	s.roster, s.rosterRound, s.snapshot = s.snapshot, round, nil
 	for r := range s.needed {

@@ -742,3 +742,50 @@ func mustSampler(tb testing.TB) fl.Sampler {
 }
 
 func newRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
+
+// Roster ids are stable: a client that leaves keeps its id (answering "not connected") and a
+// newcomer gets the next id, so the ids of the others never shift between rounds.
+func TestRosterIdsStayStable(t *testing.T) {
+	s, addr := startServer(t, ServerConfig{})
+	var mu sync.Mutex
+	ids := map[string]fl.ClientID{}
+	local := func(name string) func(int, fl.ClientID) (fl.Client, error) {
+		return func(_ int, id fl.ClientID) (fl.Client, error) {
+			mu.Lock()
+			ids[name] = id
+			mu.Unlock()
+			return &fakeClient{id: id, n: 1}, nil
+		}
+	}
+	startClient(t, addr, "a", local("a"), nil)
+	b := startClient(t, addr, "b", local("b"), nil)
+	startClient(t, addr, "c", local("c"), nil)
+	waitClients(t, s, 3)
+	e := newEngine(t, s, 1)
+	global := make([]float32, 4)
+	if rep, err := e.RunRound(context.Background(), 1, global); err != nil || rep.Participants != 3 {
+		t.Fatalf("round 1: %+v %v", rep, err)
+	}
+	b.cancel()
+	<-b.done
+	b.done <- nil // for the cleanup
+	for deadline := time.Now().Add(10 * time.Second); len(s.Connected()) != 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("b never left")
+		}
+	}
+	startClient(t, addr, "d", local("d"), nil)
+	waitClients(t, s, 3)
+	rep, err := e.RunRound(context.Background(), 2, global)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Sampled != 4 || rep.Participants != 3 || rep.Dropped != 1 {
+		t.Fatalf("round 2: %+v (want 4 ids, 3 answering, b's id not connected)", rep)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if ids["a"] != 0 || ids["c"] != 2 || ids["d"] != 3 {
+		t.Fatalf("ids after b left and d joined: %v (want a 0, c 2, d 3)", ids)
+	}
+}
