@@ -166,7 +166,7 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 
 	dim := len(global)
 	sum := make([]float64, dim)
-	var totalWeight, trainLoss, unclipped float64
+	var totalWeight, trainLoss, lossWeight, unclipped float64
 	var updates []Update
 	var holders []ClientID // clients holding an input for the secure sum
 	keep := e.Strategy.NeedsIndividualUpdates()
@@ -180,10 +180,8 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 	cfg := e.Strategy.ConfigureFit(round, e.Config.Fit)
 	if e.Privacy != nil {
 		cfg = e.Privacy.ConfigureFit(round, cfg)
-		rep.ClipNorm = float64(cfg.ClipNorm)
-	}
-	if e.Privacy != nil {
 		cfg.UnitWeights = true // user-level DP: every client counts the same (DP-FedAvg)
+		rep.ClipNorm = float64(cfg.ClipNorm)
 	}
 	ins := FitIns{Round: round, Params: global, Config: cfg, Secure: e.SecureSum != nil}
 	if len(cohort) > 0 {
@@ -207,6 +205,7 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 				w = 1
 			}
 			trainLoss += w * o.Res.Loss
+			lossWeight += w
 			rep.Participants++
 			if ins.Secure {
 				holders = append(holders, o.Client)
@@ -226,17 +225,19 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 			log.Warn("fit stage ended early", "err", err)
 		}
 	}
-	if rep.Participants > 0 {
-		rep.TrainLoss = trainLoss / float64(rep.Participants)
+	if lossWeight > 0 {
+		rep.TrainLoss = trainLoss / lossWeight
 	}
 	count := rep.Participants
 	if ins.Secure && rep.Participants >= e.Config.MinResults {
 		res, err := e.secureSum(ctx, round, dim, holders)
 		switch {
-		case errors.Is(err, ErrRoundAbandoned):
-			rep.Abandoned = err.Error()
+		case err != nil && ctx.Err() != nil:
+			return rep, fmt.Errorf("secure sum %s: %w", e.SecureSum.Name(), ctx.Err())
 		case err != nil:
-			return rep, fmt.Errorf("secure sum %s: %w", e.SecureSum.Name(), err)
+			// Whatever went wrong inside the protocol, nothing was released: the round is lost,
+			// the server keeps serving.
+			rep.Abandoned = err.Error()
 		default:
 			sum, totalWeight, unclipped, count = res.Sum, res.Weight, res.Unclipped, res.Count
 		}
