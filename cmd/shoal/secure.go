@@ -180,6 +180,21 @@ func maxClientWeight(fed *data.Federated) float64 {
 	return float64(m)
 }
 
+// protection lists, for the run summary, what protects the clients' updates: the secure-sum
+// protocol and the DP mechanism, each with its parameters and threat model.
+func protection(e *fl.Engine) []string {
+	out := []string{"no secure aggregation: the server sees every client's update"}
+	if e.SecureSum != nil {
+		out[0] = e.SecureSum.Describe()
+	}
+	if e.Privacy != nil {
+		out = append(out, e.Privacy.Describe())
+	} else {
+		out = append(out, "no differential privacy: the released models carry no (ε, δ) guarantee")
+	}
+	return out
+}
+
 // describeSecurity is the one-line threat model of a run for the progress header.
 func describeSecurity(proto fl.SecureSum) string {
 	if proto == nil {

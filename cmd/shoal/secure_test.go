@@ -27,8 +27,14 @@ func TestSimulateSecureSumMatchesPlain(t *testing.T) {
 	base := []string{"--dataset", "synthetic", "--model", "logreg", "--clients", "20", "--fraction", "0.5",
 		"--rounds", "3", "--lr", "0.05", "--seed", "11", "--target-accuracy", "0"}
 	plain := simulateJSON(t, base...)
+	if len(plain.Protection) != 2 || !strings.Contains(plain.Protection[0], "sees every") {
+		t.Fatalf("plain run's protection statement: %q", plain.Protection)
+	}
 	for _, proto := range []string{"secagg", "secaggplus"} {
 		sec := simulateJSON(t, append(base, "--secure-sum", proto, "--secagg-clip-range", "4")...)
+		if !strings.Contains(sec.Protection[0], "learns only the sum") {
+			t.Fatalf("%s protection statement: %q", proto, sec.Protection)
+		}
 		if d := math.Abs(sec.FinalAccuracy - plain.FinalAccuracy); d > 0.01 {
 			t.Fatalf("%s accuracy %.4f vs plain %.4f", proto, sec.FinalAccuracy, plain.FinalAccuracy)
 		}

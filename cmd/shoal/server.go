@@ -412,6 +412,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	default:
 	}
 	summary := summarize(history, o.simOptions, elapsed)
+	summary.Protection = protection(run.engine)
 	if err := writeRunDir(o.simOptions, run, history, summary); err != nil {
 		return err
 	}

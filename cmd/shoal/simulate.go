@@ -156,16 +156,19 @@ func parseWithConfig(fs *flag.FlagSet, args []string) error {
 
 // simSummary is the --json contract of shoal simulate.
 type simSummary struct {
-	RoundsRun      int            `json:"rounds_run"`
-	RoundsToTarget *int           `json:"rounds_to_target"`
-	FinalAccuracy  float64        `json:"final_accuracy"`
-	FinalLoss      float64        `json:"final_loss"`
-	Seconds        float64        `json:"seconds"`
-	Epsilon        *float64       `json:"epsilon,omitempty"` // (ε, δ) spent by the run, under DP
-	Delta          *float64       `json:"delta,omitempty"`
-	Seed           uint64         `json:"seed"`
-	RunDir         string         `json:"run_dir"`
-	History        []historyEntry `json:"history"`
+	RoundsRun      int      `json:"rounds_run"`
+	RoundsToTarget *int     `json:"rounds_to_target"`
+	FinalAccuracy  float64  `json:"final_accuracy"`
+	FinalLoss      float64  `json:"final_loss"`
+	Seconds        float64  `json:"seconds"`
+	Epsilon        *float64 `json:"epsilon,omitempty"` // (ε, δ) spent by the run, under DP
+	Delta          *float64 `json:"delta,omitempty"`
+	// Protection states what protects the clients' updates in this run: the secure-sum
+	// protocol and the DP mechanism with their parameters and threat models.
+	Protection []string       `json:"protection"`
+	Seed       uint64         `json:"seed"`
+	RunDir     string         `json:"run_dir"`
+	History    []historyEntry `json:"history"`
 }
 
 type historyEntry struct {
@@ -228,6 +231,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	history, runErr := run.engine.Run(ctx, run.params)
 	elapsed := time.Since(start).Seconds()
 	summary := summarize(history, o, elapsed)
+	summary.Protection = protection(run.engine)
 	if err := writeRunDir(o, run, history, summary); err != nil {
 		return err
 	}
