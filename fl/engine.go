@@ -165,7 +165,7 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 	rep.Sampled = len(cohort)
 
 	dim := len(global)
-	sum := make([]float64, dim)
+	var sum []float64 // the plain sum; a secure round gets its sum from the protocol instead
 	var totalWeight, trainLoss, lossWeight, unclipped float64
 	var updates []Update
 	var holders []ClientID // clients holding an input for the secure sum
@@ -184,6 +184,9 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 		rep.ClipNorm = float64(cfg.ClipNorm)
 	}
 	ins := FitIns{Round: round, Params: global, Config: cfg, Secure: e.SecureSum != nil}
+	if !ins.Secure {
+		sum = make([]float64, dim)
+	}
 	if len(cohort) > 0 {
 		err := e.Transport.Fit(fitCtx, cohort, ins, func(o FitOutcome) {
 			if o.Err == nil && ins.Secure {

@@ -20,16 +20,22 @@ var useAsm = hasAVX2FMA()
 // 512-bit FMA units, such as AMD Zen 5 and Intel server cores, up to twice the throughput).
 var useAVX512 = useAsm && hasAVX512()
 
+// emptyProduct is C = A·B with k = 0: C becomes zero, or stays as it is when accumulating.
+func emptyProduct(m, n int, c []float32, ldc int, acc bool) {
+	if acc {
+		return
+	}
+	for i := 0; i < m; i++ {
+		clear(c[i*ldc : i*ldc+n])
+	}
+}
+
 func gemm(m, n, k int, a []float32, ars, acs int, b []float32, ldb int, c []float32, ldc int, acc bool) {
 	if m == 0 || n == 0 {
 		return
 	}
 	if k == 0 {
-		if !acc {
-			for i := 0; i < m; i++ {
-				clear(c[i*ldc : i*ldc+n])
-			}
-		}
+		emptyProduct(m, n, c, ldc, acc)
 		return
 	}
 	if (m-1)*ars+(k-1)*acs >= len(a) || (k-1)*ldb+n > len(b) || (m-1)*ldc+n > len(c) {
@@ -47,11 +53,7 @@ func gemmNT(m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32
 		return
 	}
 	if k == 0 {
-		if !acc {
-			for i := 0; i < m; i++ {
-				clear(c[i*ldc : i*ldc+n])
-			}
-		}
+		emptyProduct(m, n, c, ldc, acc)
 		return
 	}
 	if (m-1)*lda+k > len(a) || (n-1)*ldb+k > len(b) || (m-1)*ldc+n > len(c) {

@@ -280,10 +280,8 @@ func (m *Model) Evaluate(x []float32, y []int32) (loss, accuracy float64, err er
 	return total / float64(n), float64(correct) / float64(n), nil
 }
 
-// gradient computes the mean loss over all the examples as one batch and leaves its gradient in
-// m.grads, without updating the parameters (for gradient checks and diagnostics).
-func (m *Model) gradient(x []float32, y []int32) float64 {
-	m.ensureGrads()
+// forwardAll runs the forward pass over all the examples as one batch and returns their number.
+func (m *Model) forwardAll(x []float32, y []int32) int {
 	n := len(y)
 	m.reserve(n)
 	idx := make([]int, n)
@@ -292,6 +290,14 @@ func (m *Model) gradient(x []float32, y []int32) float64 {
 	}
 	m.gather(x, idx)
 	m.forward(n)
+	return n
+}
+
+// gradient computes the mean loss over all the examples as one batch and leaves its gradient in
+// m.grads, without updating the parameters (for gradient checks and diagnostics).
+func (m *Model) gradient(x []float32, y []int32) float64 {
+	m.ensureGrads()
+	n := m.forwardAll(x, y)
 	top := len(m.layers)
 	loss, _ := softmaxCrossEntropy(m.acts[top][:n*m.classes], y, m.classes, m.dacts[top], 1)
 	for i := len(m.layers) - 1; i >= 0; i-- {
@@ -302,14 +308,7 @@ func (m *Model) gradient(x []float32, y []int32) float64 {
 
 // meanLoss is the mean loss over all the examples as one batch, without touching gradients.
 func (m *Model) meanLoss(x []float32, y []int32) float64 {
-	n := len(y)
-	m.reserve(n)
-	idx := make([]int, n)
-	for i := range idx {
-		idx[i] = i
-	}
-	m.gather(x, idx)
-	m.forward(n)
+	n := m.forwardAll(x, y)
 	loss, _ := softmaxCrossEntropy(m.logits()[:n*m.classes], y, m.classes, nil, 1)
 	return loss / float64(n)
 }

@@ -212,15 +212,9 @@ func (s *heSetupServer) Next() (map[fl.ClientID][]byte, bool, error) {
 			if err != nil {
 				return nil, false, err
 			}
-			var parts [][]byte
-			for _, sh := range shares {
-				b, err := sh.MarshalBinary()
-				if err != nil {
-					return nil, false, err
-				}
-				parts = append(parts, b)
+			if msgs[id], err = frameSealed(shares); err != nil {
+				return nil, false, err
 			}
-			msgs[id] = frame(heSealed, parts)
 		}
 	default:
 		setup, err := s.srv.Setup()
@@ -450,15 +444,7 @@ func (c *heClient) Handle(msg []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		var parts [][]byte
-		for _, s := range sealed {
-			b, err := s.MarshalBinary()
-			if err != nil {
-				return nil, err
-			}
-			parts = append(parts, b)
-		}
-		return frame(heSealed, parts), nil
+		return frameSealed(sealed)
 	case heSealed:
 		if c.member == nil {
 			return nil, errors.New("he: sealed shares before the ceremony")
@@ -575,6 +561,19 @@ func (h *HE) publicSetup(b []byte) (*he.PublicSetup, error) {
 	}
 	h.cache[key] = s
 	return s, nil
+}
+
+// frameSealed packs sealed Shamir shares into one message.
+func frameSealed(shares []*he.SealedShare) ([]byte, error) {
+	parts := make([][]byte, len(shares))
+	for i, sh := range shares {
+		b, err := sh.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		parts[i] = b
+	}
+	return frame(heSealed, parts), nil
 }
 
 // frame packs parts as kind, count, then length-prefixed parts.

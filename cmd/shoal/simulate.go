@@ -449,14 +449,3 @@ func writeRunDir(o simOptions, run *simRun, history []fl.RoundReport, summary si
 	}
 	return report.WriteJSON(o.Out, "summary.json", summary)
 }
-
-// splitHoldout splits off a test fraction of d, reproducibly for a seed. Datasets too small to
-// split keep every example for training and test on the same examples (the data package's
-// Split refuses them, and a client must still be able to run).
-func splitHoldout(d *data.Dataset, fraction float64, seed uint64) (train, test *data.Dataset) {
-	train, test, err := d.Split(fraction, seed)
-	if err != nil {
-		return d, d
-	}
-	return train, test
-}
