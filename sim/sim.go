@@ -102,16 +102,23 @@ func New(proto *nn.Model, fed *data.Federated, cfg Config) (*Simulation, error) 
 // NumClients is the number of registered virtual clients.
 func (s *Simulation) NumClients() int { return len(s.fed.Clients) }
 
-// client materialises virtual client id on worker w's model and buffers.
-func (s *Simulation) client(w *worker, id fl.ClientID, round int) *trainer.Client {
+// fitClient materialises virtual client id with its training data on worker w's model and
+// buffers. Its seeded noise source is made only when the round asks for local noise.
+func (s *Simulation) fitClient(w *worker, id fl.ClientID, ins fl.FitIns) *trainer.Client {
 	w.x, w.y = s.fed.Train.Gather(s.fed.Clients[id], w.x, w.y)
 	c := &trainer.Client{
 		Model: w.model, X: w.x, Y: w.y, UpdateStages: s.cfg.UpdateStages,
-		Rand: rand.New(rand.NewPCG(s.cfg.Seed^0x5eed, uint64(round)<<32|uint64(id))),
+		Rand: rand.New(rand.NewPCG(s.cfg.Seed^0x5eed, uint64(ins.Round)<<32|uint64(id))),
 	}
-	if s.cfg.SeededNoise {
-		c.NoiseSource = privacy.NewSeededSource(s.cfg.Seed ^ uint64(round)<<32 ^ uint64(id)*0x9e3779b97f4a7c15)
+	if s.cfg.SeededNoise && ins.Config.LocalNoiseStd > 0 {
+		c.NoiseSource = privacy.NewSeededSource(s.cfg.Seed ^ uint64(ins.Round)<<32 ^ uint64(id)*0x9e3779b97f4a7c15)
 	}
+	return c
+}
+
+// evalClient materialises virtual client id with its local test data only.
+func (s *Simulation) evalClient(w *worker, id fl.ClientID) *trainer.Client {
+	c := &trainer.Client{Model: w.model}
 	if s.fed.Test != nil && s.fed.TestClients != nil && int(id) < len(s.fed.TestClients) {
 		w.tx, w.ty = s.fed.Test.Gather(s.fed.TestClients[id], w.tx, w.ty)
 		c.TestX, c.TestY = w.tx, w.ty
@@ -153,7 +160,7 @@ func (s *Simulation) Fit(ctx context.Context, cohort []fl.ClientID, ins fl.FitIn
 		func(o fl.FitOutcome) fl.ClientID { return o.Client },
 		func(id fl.ClientID, err error) fl.FitOutcome { return fl.FitOutcome{Client: id, Err: err} },
 		func(w *worker, id fl.ClientID) fl.FitOutcome {
-			res, err := s.client(w, id, ins.Round).Fit(ctx, ins)
+			res, err := s.fitClient(w, id, ins).Fit(ctx, ins)
 			if err == nil && s.cfg.Fault != nil {
 				err = s.cfg.Fault(id, &res)
 			}
@@ -297,7 +304,7 @@ func (s *Simulation) Evaluate(ctx context.Context, cohort []fl.ClientID, params 
 		func(o fl.EvalOutcome) fl.ClientID { return o.Client },
 		func(id fl.ClientID, err error) fl.EvalOutcome { return fl.EvalOutcome{Client: id, Err: err} },
 		func(w *worker, id fl.ClientID) fl.EvalOutcome {
-			res, err := s.client(w, id, 0).Evaluate(ctx, params)
+			res, err := s.evalClient(w, id).Evaluate(ctx, params)
 			return fl.EvalOutcome{Client: id, Res: res, Err: err}
 		})
 }

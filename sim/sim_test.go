@@ -180,3 +180,24 @@ func mustStrategy(t *testing.T, name string) fl.Strategy {
 	}
 	return s
 }
+
+// Federated evaluation scores the new model on each sampled client's local test data.
+func TestFederatedEvaluation(t *testing.T) {
+	fed := federation(t, 10, 20)
+	parts, err := data.Partition("iid", fed.Test.Y, fed.Test.Classes, 10, 0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fed.TestClients = parts
+	e, params := engine(t, fed, Config{Seed: 3}, 0.5)
+	e.Config.FederatedEval = true
+	hist, err := e.Run(context.Background(), params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := hist[len(hist)-1]
+	// The local test parts are IID samples of the pooled test set: both estimates agree roughly.
+	if last.FedAccuracy <= 0 || math.Abs(last.FedAccuracy-last.Accuracy) > 0.15 {
+		t.Fatalf("federated accuracy %v vs central %v", last.FedAccuracy, last.Accuracy)
+	}
+}
