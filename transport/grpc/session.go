@@ -85,14 +85,16 @@ func (s *Server) Connect(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoa
 		done: make(chan struct{}), tasks: map[uint64]*task{}}
 	ss.log = s.log.With("client", name, "session", ss.serial)
 	ss.lastSeen.Store(time.Now().UnixNano())
-	if !s.join(ss) {
-		return status.Error(codes.Unavailable, "server is shutting down")
-	}
+	// The welcome is queued before the session becomes visible to the engine: once joined, a
+	// round may queue a task on it at once, and the client must see the welcome first.
 	ss.send(&shoalv1.ServerMsg{Body: &shoalv1.ServerMsg_Welcome{Welcome: &shoalv1.Welcome{
 		ProtocolVersion: ProtocolVersion, RunId: s.cfg.RunID, ClientName: name, ChunkSize: uint32(s.cfg.ChunkSize),
 		MaxResultPayload: s.maxResult(), HeartbeatMillis: uint32(s.cfg.Heartbeat.Milliseconds()),
 		SecureSum: s.cfg.SecureSum, SecureSumParams: s.cfg.SecureSumParams,
 	}}}, nil, nil)
+	if !s.join(ss) {
+		return status.Error(codes.Unavailable, "server is shutting down")
+	}
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); ss.writeLoop(stream) }()
 	ss.log.Info("client connected")
