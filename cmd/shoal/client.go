@@ -21,7 +21,7 @@ import (
 	"shoal/pki"
 	"shoal/securesum"
 	"shoal/trainer"
-	grpctransport "shoal/transport/grpc"
+	"shoal/transport/grpctransport"
 )
 
 func init() {

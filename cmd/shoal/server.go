@@ -30,7 +30,7 @@ import (
 	"shoal/pki"
 	"shoal/report"
 	"shoal/store"
-	grpctransport "shoal/transport/grpc"
+	"shoal/transport/grpctransport"
 )
 
 func init() {

@@ -24,7 +24,7 @@ import (
 	"shoal/fl"
 	"shoal/pki"
 	"shoal/trainer"
-	grpctransport "shoal/transport/grpc"
+	"shoal/transport/grpctransport"
 )
 
 // The end-to-end tests run the real binary: one server process and client processes on
