@@ -42,7 +42,15 @@ func LoadMNIST(dir string) (train, test *Dataset, err error) {
 	return loadMNIST(dir, 60000, 10000)
 }
 
-// loadMNIST loads MNIST-format files holding exactly wantTrain and wantTest examples.
+// LoadMNISTTest loads only the 10,000 test images, for a process that evaluates and never trains
+// (a server).
+func LoadMNISTTest(dir string) (*Dataset, error) {
+	_, test, err := loadMNIST(dir, 0, 10000)
+	return test, err
+}
+
+// loadMNIST loads MNIST-format files holding exactly wantTrain and wantTest examples; with
+// wantTrain 0 it reads only the test files.
 func loadMNIST(dir string, wantTrain, wantTest int) (train, test *Dataset, err error) {
 	if dir == "" {
 		if dir, err = MNISTDir(); err != nil {
@@ -62,6 +70,9 @@ func loadMNIST(dir string, wantTrain, wantTest int) (train, test *Dataset, err e
 	var errs [4]error
 	var wg sync.WaitGroup
 	for i := range 2 {
+		if i == 0 && wantTrain == 0 {
+			continue // the caller evaluates only
+		}
 		wg.Go(func() { images[i], errs[2*i] = readMNISTImages(paths[2*i]) })
 		wg.Go(func() { labels[i], errs[2*i+1] = readMNISTLabels(paths[2*i+1]) })
 	}
@@ -69,13 +80,15 @@ func loadMNIST(dir string, wantTrain, wantTest int) (train, test *Dataset, err e
 	if err := errors.Join(errs[:]...); err != nil {
 		return nil, nil, fmt.Errorf("load MNIST from %s: %w", dir, err)
 	}
-	if train, err = mnistDataset("mnist-train", images[0], labels[0], wantTrain); err != nil {
-		return nil, nil, fmt.Errorf("load MNIST: %w", err)
+	if wantTrain > 0 {
+		if train, err = mnistDataset("mnist-train", images[0], labels[0], wantTrain); err != nil {
+			return nil, nil, fmt.Errorf("load MNIST: %w", err)
+		}
 	}
 	if test, err = mnistDataset("mnist-test", images[1], labels[1], wantTest); err != nil {
 		return nil, nil, fmt.Errorf("load MNIST: %w", err)
 	}
-	slog.Debug("loaded MNIST", "dir", dir, "train", train.Len(), "test", test.Len(), "duration", time.Since(start))
+	slog.Debug("loaded MNIST", "dir", dir, "test", test.Len(), "train", wantTrain, "duration", time.Since(start))
 	return train, test, nil
 }
 

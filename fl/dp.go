@@ -15,6 +15,29 @@ const (
 	PlacementLocal   = "local"   // each client noises its own clipped update: trusts no one
 )
 
+// ErrBudgetExhausted is returned by ServerPrivacy.CheckBudget when the next round would spend
+// more privacy than allowed; the engine stops before it.
+var ErrBudgetExhausted = errors.New("privacy budget exhausted")
+
+// ServerPrivacy is the server half of a differential-privacy mechanism: it sets the clip norm
+// the clients use, turns the cohort's sum into the (noised) mean the strategy sees, and accounts.
+// DPFedAvg is the mechanism of today; distributed DP (noise shares under the secure sum) is the
+// next one this seam is for.
+type ServerPrivacy interface {
+	// Describe states the mechanism, its placement and parameters for the run report.
+	Describe() string
+	// CheckBudget returns an error wrapping ErrBudgetExhausted if running the round would take
+	// the spent ε past the allowed maximum.
+	CheckBudget(round int) error
+	// ConfigureFit sets ClipNorm (and LocalNoiseStd, UnitWeights) in the clients' configuration.
+	ConfigureFit(round int, cfg FitConfig) FitConfig
+	// Finalize turns the sum of count clipped updates (each weighted 1) into the mean estimate,
+	// adding central noise, and updates adaptive clipping from the unclipped count.
+	Finalize(round int, sum []float64, count int, unclipped float64) ([]float32, error)
+	// Account records that round ran and returns the (ε, δ) spent so far.
+	Account(round int) (epsilon, delta float64, err error)
+}
+
 // DPConfig configures DP-FedAvg (McMahan et al. 2018) in the engine.
 type DPConfig struct {
 	Placement       string
@@ -31,25 +54,23 @@ type DPConfig struct {
 	// reproducible, and a resumed run draws exactly the noise an uninterrupted one would. For
 	// --seed simulations and tests only.
 	NoiseSeed uint64
-	// Adaptive, if set, moves S toward a quantile of the update norms (Andrew et al. 2021).
-	Adaptive AdaptiveClipper
-}
-
-// AdaptiveClipper is the adaptive clipping rule: it gives the clip norm for the next round from
-// the centred count Σ(bᵢ − ½) of clients whose update was within the norm, noising that count.
-type AdaptiveClipper interface {
-	Clip() float64
-	// ValueNoiseMultiplier is the noise multiplier left for the update sum once the count query
-	// has taken its share of the privacy budget.
-	ValueNoiseMultiplier() float64
-	Update(indicatorSum float64, src *privacy.Source) error
+	// Adaptive, if set, moves S toward a quantile of the update norms (Andrew et al. 2021); its
+	// noised count takes a share of the privacy budget, so the update sum gets less noise.
+	Adaptive *privacy.AdaptiveClipper
 }
 
 // DPFedAvg is the server half of DP-FedAvg: clip norm to clients, noise on the sum, the
 // fixed-denominator mean, and the accountant. It implements ServerPrivacy.
 type DPFedAvg struct {
 	cfg DPConfig
+	// valueZ is the noise multiplier of the update sum: z, or less under adaptive clipping.
+	valueZ float64
 }
+
+var (
+	_ ServerPrivacy = (*DPFedAvg)(nil)
+	_ Stateful      = (*DPFedAvg)(nil)
+)
 
 // NewDPFedAvg validates the configuration.
 func NewDPFedAvg(cfg DPConfig) (*DPFedAvg, error) {
@@ -73,10 +94,18 @@ func NewDPFedAvg(cfg DPConfig) (*DPFedAvg, error) {
 	case cfg.Source == nil && cfg.NoiseSeed == 0 && cfg.Placement == PlacementCentral:
 		return nil, errors.New("central DP needs a noise source")
 	}
-	if cfg.Adaptive != nil && cfg.Placement != PlacementCentral {
-		return nil, errors.New("adaptive clipping needs central DP (its noised count is added by the server)")
+	d := &DPFedAvg{cfg: cfg, valueZ: cfg.NoiseMultiplier}
+	if cfg.Adaptive != nil {
+		if cfg.Placement != PlacementCentral {
+			return nil, errors.New("adaptive clipping needs central DP (its noised count is added by the server)")
+		}
+		z, err := cfg.Adaptive.ValueNoiseMultiplier(cfg.NoiseMultiplier)
+		if err != nil {
+			return nil, err
+		}
+		d.valueZ = z
 	}
-	return &DPFedAvg{cfg: cfg}, nil
+	return d, nil
 }
 
 func (d *DPFedAvg) expected() float64 { return d.cfg.SamplingRate * float64(d.cfg.Clients) }
@@ -95,14 +124,6 @@ func (d *DPFedAvg) clip() float64 {
 		return d.cfg.Adaptive.Clip()
 	}
 	return d.cfg.Clip
-}
-
-// valueNoise is the noise multiplier applied to the update sum.
-func (d *DPFedAvg) valueNoise() float64 {
-	if d.cfg.Adaptive != nil {
-		return d.cfg.Adaptive.ValueNoiseMultiplier()
-	}
-	return d.cfg.NoiseMultiplier
 }
 
 // Describe states the mechanism for the run report.
@@ -156,7 +177,7 @@ func (d *DPFedAvg) Finalize(round int, sum []float64, count int, unclipped float
 	}
 	if d.cfg.Placement == PlacementCentral {
 		s := d.clip()
-		noise, err := privacy.NewGaussianNoise(d.valueNoise()*s, s, len(sum))
+		noise, err := privacy.NewGaussianNoise(d.valueZ*s, s, len(sum))
 		if err != nil {
 			return nil, fmt.Errorf("round %d noise: %w", round, err)
 		}
@@ -164,7 +185,7 @@ func (d *DPFedAvg) Finalize(round int, sum []float64, count int, unclipped float
 			return nil, fmt.Errorf("round %d noise: %w", round, err)
 		}
 		if d.cfg.Adaptive != nil {
-			if err := d.cfg.Adaptive.Update(unclipped-float64(count)/2, src); err != nil {
+			if _, _, err := d.cfg.Adaptive.Update(unclipped-float64(count)/2, src); err != nil {
 				return nil, fmt.Errorf("round %d adaptive clipping: %w", round, err)
 			}
 		}
@@ -190,37 +211,28 @@ func (d *DPFedAvg) Account(int) (float64, float64, error) {
 	return eps, d.cfg.Delta, err
 }
 
-// StatefulClipper is an AdaptiveClipper whose current clip can be saved with the run.
-type StatefulClipper interface {
-	AdaptiveClipper
-	MarshalJSON() ([]byte, error)
-	UnmarshalJSON([]byte) error
-}
-
 type dpState struct {
 	Accountant json.RawMessage `json:"accountant"`
 	Adaptive   json.RawMessage `json:"adaptive,omitempty"`
 }
 
-// MarshalState saves what a resumed run needs to continue the privacy count exactly: the
+// SaveState saves what a resumed run needs to continue the privacy count exactly: the
 // accountant's composition history and the adaptive clip.
-func (d *DPFedAvg) MarshalState() ([]byte, error) {
+func (d *DPFedAvg) SaveState() ([]byte, error) {
 	var st dpState
 	var err error
 	if st.Accountant, err = d.cfg.Accountant.MarshalJSON(); err != nil {
 		return nil, fmt.Errorf("save accountant: %w", err)
 	}
-	if a, ok := d.cfg.Adaptive.(StatefulClipper); ok {
-		if st.Adaptive, err = a.MarshalJSON(); err != nil {
+	if d.cfg.Adaptive != nil {
+		if st.Adaptive, err = d.cfg.Adaptive.MarshalJSON(); err != nil {
 			return nil, fmt.Errorf("save adaptive clip: %w", err)
 		}
-	} else if d.cfg.Adaptive != nil {
-		return nil, errors.New("adaptive clipper cannot save its state")
 	}
 	return json.Marshal(st)
 }
 
-// RestoreState continues from a state saved by MarshalState.
+// RestoreState continues from a state saved by SaveState.
 func (d *DPFedAvg) RestoreState(b []byte) error {
 	var st dpState
 	if err := json.Unmarshal(b, &st); err != nil || len(st.Accountant) == 0 {
@@ -233,14 +245,15 @@ func (d *DPFedAvg) RestoreState(b []byte) error {
 	if acct.Kind() != d.cfg.Accountant.Kind() {
 		return fmt.Errorf("privacy state: saved by a %s accountant, this run uses %s", acct.Kind(), d.cfg.Accountant.Kind())
 	}
+	if (d.cfg.Adaptive != nil) != (len(st.Adaptive) > 0) {
+		return errors.New("privacy state: adaptive clipping is on in only one of the saved run and this one")
+	}
 	if d.cfg.Adaptive != nil {
-		a, ok := d.cfg.Adaptive.(StatefulClipper)
-		if !ok || len(st.Adaptive) == 0 {
-			return errors.New("privacy state: no adaptive clip saved for an adaptive run")
-		}
-		if err := a.UnmarshalJSON(st.Adaptive); err != nil {
+		a, err := privacy.RestoreAdaptiveClipper(st.Adaptive)
+		if err != nil {
 			return err
 		}
+		d.cfg.Adaptive = a
 	}
 	d.cfg.Accountant = acct
 	return nil

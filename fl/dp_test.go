@@ -3,7 +3,6 @@ package fl
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -131,7 +130,7 @@ func TestEngineStopsAtPrivacyBudget(t *testing.T) {
 		Strategy:  meanStrategy{},
 		Sampler:   &PoissonSampler{Q: 0.01},
 		Transport: constTransport{n: 2000},
-		Rand:      rand.New(rand.NewPCG(1, 1)),
+		Source:    rand.NewPCG(1, 1),
 		Privacy:   d,
 	}
 	hist, err := e.Run(context.Background(), make([]float32, 4))
@@ -180,43 +179,49 @@ func (constTransport) Exchange(context.Context, int, int, map[ClientID][]byte, f
 	return nil
 }
 
-type fakeClipper struct{ clip float64 }
-
-func (f *fakeClipper) Clip() float64                         { return f.clip }
-func (f *fakeClipper) ValueNoiseMultiplier() float64         { return 1.3 }
-func (f *fakeClipper) Update(float64, *privacy.Source) error { f.clip *= 2; return nil }
-func (f *fakeClipper) MarshalJSON() ([]byte, error)          { return []byte(fmt.Sprint(f.clip)), nil }
-func (f *fakeClipper) UnmarshalJSON(b []byte) error {
-	_, err := fmt.Sscan(string(b), &f.clip)
-	return err
-}
-
 // A run resumed from the saved state reports the same ε and uses the same clip as one that never
 // stopped.
 func TestDPFedAvgStateResumes(t *testing.T) {
 	c := dpConfig(t)
-	c.Adaptive = &fakeClipper{clip: 0.25}
-	d, _ := NewDPFedAvg(c)
+	c.Adaptive = adaptiveClipper(t)
+	d, err := NewDPFedAvg(c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for r := 1; r <= 3; r++ {
 		_, _ = d.Finalize(r, make([]float64, 4), 5, 3)
 		_, _, _ = d.Account(r)
 	}
-	state, err := d.MarshalState()
+	state, err := d.SaveState()
 	if err != nil {
 		t.Fatal(err)
 	}
 	c2 := dpConfig(t)
-	c2.Adaptive = &fakeClipper{clip: 0.25}
-	d2, _ := NewDPFedAvg(c2)
+	c2.Adaptive = adaptiveClipper(t)
+	d2, err := NewDPFedAvg(c2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := d2.RestoreState(state); err != nil {
 		t.Fatal(err)
 	}
 	e1, _, _ := d.Account(4)
 	e2, _, _ := d2.Account(4)
-	if e1 != e2 || d2.clip() != d.clip() || d2.clip() != 2 {
+	if e1 != e2 || d2.clip() != d.clip() || d2.clip() == 0.25 {
 		t.Fatalf("resumed ε %v clip %v, original ε %v clip %v", e2, d2.clip(), e1, d.clip())
 	}
 	if err := d2.RestoreState([]byte("{}")); err == nil {
 		t.Fatal("empty state accepted")
 	}
+}
+
+func adaptiveClipper(t *testing.T) *privacy.AdaptiveClipper {
+	t.Helper()
+	cfg := privacy.DefaultAdaptiveClipConfig(100)
+	cfg.InitialClip = 0.25
+	a, err := privacy.NewAdaptiveClipper(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

@@ -50,24 +50,40 @@ type RoundReport struct {
 	Seconds      float64 `json:"seconds"`
 }
 
-// Engine runs federated rounds. One Engine serves both simulation and deployment: only the
-// Transport differs.
+// Engine runs a whole federated training: the one-time secure-sum setup, then round after
+// round until the configured rounds, the target accuracy or the privacy budget end it. One Engine
+// serves both simulation and deployment: only the Transport differs. It is the only round loop
+// in Shoal.
 type Engine struct {
 	Config    EngineConfig
 	Strategy  Strategy
 	Sampler   Sampler
 	Transport Transport
-	Evaluate  Evaluator // may be nil
+	// Source is the random stream cohorts are sampled from; its position is checkpointed.
+	Source   SamplerSource
+	Evaluate Evaluator // may be nil
 	// SecureSum, if set, replaces the plain sum: the server then never sees an individual update.
 	SecureSum SecureSum
 	// Privacy, if set, clips, noises and accounts every round (differential privacy).
 	Privacy ServerPrivacy
-	Rand    *rand.Rand
 	Logger  *slog.Logger
-	// OnRound, if set, is called after every round (progress output, checkpoints).
+
+	// BeforeRound, if set, is called before the secure-sum setup (round 0) and before every
+	// round; an error stops the run (a deployment waits here for its clients).
+	BeforeRound func(ctx context.Context, round int) error
+	// Commit, if set, receives the checkpoint after every round, before the round is reported:
+	// a deployment persists it, and an error stops the run (a round is never reported as done
+	// unless it is committed).
+	Commit func(cp Checkpoint, rep RoundReport) error
+	// OnRound, if set, is called after every round (progress output).
 	OnRound func(RoundReport)
+	// OnSetup, if set, is called once the secure-sum setup has completed.
+	OnSetup func()
 	// StopReason says why the last Run stopped before its configured rounds ("" otherwise).
 	StopReason string
+
+	resume *Checkpoint // set by Restore: the next Run continues after it
+	rng    *rand.Rand  // draws from Source
 }
 
 // Validate checks that the engine can run.
@@ -79,8 +95,8 @@ func (e *Engine) Validate() error {
 		return errors.New("engine: no client sampler")
 	case e.Transport == nil:
 		return errors.New("engine: no transport")
-	case e.Rand == nil:
-		return errors.New("engine: no random source")
+	case e.Source == nil:
+		return errors.New("engine: no sampler source")
 	case e.Config.Rounds < 1:
 		return fmt.Errorf("rounds must be ≥ 1, got %d", e.Config.Rounds)
 	case e.Config.TargetAccuracy < 0 || e.Config.TargetAccuracy > 1:
@@ -111,36 +127,59 @@ func (e *Engine) logger() *slog.Logger {
 	return e.Logger
 }
 
-// Run trains global in place for the configured rounds (or until the target accuracy) and
-// returns the history. A cancelled ctx stops after the current round with ctx's error.
+// Run trains global in place and returns the history of the rounds it ran. After Restore it
+// starts from the checkpoint's model and continues with the round after it. A cancelled ctx
+// stops before the next round (or stage) with ctx's error; a Commit error stops the run.
 func (e *Engine) Run(ctx context.Context, global []float32) ([]RoundReport, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
-	var history []RoundReport
+	first := 1
+	if cp := e.resume; cp != nil {
+		if len(cp.Model) != len(global) {
+			return nil, fmt.Errorf("checkpoint of round %d holds a model of %d parameters, this run's has %d", cp.Round, len(cp.Model), len(global))
+		}
+		copy(global, cp.Model)
+		first = cp.Round + 1
+		e.resume = nil
+	}
+	e.rng = rand.New(e.Source)
 	e.StopReason = ""
 	if setup, ok := e.SecureSum.(SecureSumSetup); ok {
+		// A resumed run holds no setup of its own: it runs a new one (a new HE ceremony).
+		if err := e.before(ctx, 0); err != nil {
+			return nil, err
+		}
 		if err := e.runSetup(ctx, setup); err != nil {
 			return nil, fmt.Errorf("secure-sum setup (%s): %w", e.SecureSum.Name(), err)
 		}
+		if e.OnSetup != nil {
+			e.OnSetup()
+		}
 	}
-	for round := 1; round <= e.Config.Rounds; round++ {
+	var history []RoundReport
+	for round := first; round <= e.Config.Rounds; round++ {
 		if err := ctx.Err(); err != nil {
 			return history, fmt.Errorf("stopped before round %d: %w", round, err)
 		}
-		if e.Privacy != nil {
-			if err := e.Privacy.CheckBudget(round); err != nil {
-				if errors.Is(err, ErrBudgetExhausted) {
-					e.StopReason = err.Error()
-					e.logger().Info("stopping: privacy budget", "round", round, "reason", err)
-					break
-				}
-				return history, fmt.Errorf("round %d: %w", round, err)
-			}
+		if stop, err := e.budgetSpent(round); stop || err != nil {
+			return history, err
+		}
+		if err := e.before(ctx, round); err != nil {
+			return history, err
 		}
 		rep, err := e.RunRound(ctx, round, global)
 		if err != nil {
 			return history, fmt.Errorf("round %d: %w", round, err)
+		}
+		if e.Commit != nil {
+			cp, err := e.checkpoint(round, global)
+			if err == nil {
+				err = e.Commit(cp, rep)
+			}
+			if err != nil {
+				return history, fmt.Errorf("commit round %d: %w", round, err)
+			}
 		}
 		history = append(history, rep)
 		if e.OnRound != nil {
@@ -154,6 +193,36 @@ func (e *Engine) Run(ctx context.Context, global []float32) ([]RoundReport, erro
 	return history, nil
 }
 
+func (e *Engine) before(ctx context.Context, round int) error {
+	if e.BeforeRound == nil {
+		return nil
+	}
+	if err := e.BeforeRound(ctx, round); err != nil {
+		if round == 0 {
+			return fmt.Errorf("before the secure-sum setup: %w", err)
+		}
+		return fmt.Errorf("before round %d: %w", round, err)
+	}
+	return nil
+}
+
+// budgetSpent reports whether the privacy budget forbids round (setting StopReason).
+func (e *Engine) budgetSpent(round int) (bool, error) {
+	if e.Privacy == nil {
+		return false, nil
+	}
+	err := e.Privacy.CheckBudget(round)
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, ErrBudgetExhausted):
+		e.StopReason = err.Error()
+		e.logger().Info("stopping: privacy budget", "round", round, "reason", err)
+		return true, nil
+	}
+	return true, fmt.Errorf("round %d: %w", round, err)
+}
+
 // RunRound runs one round: sample, fit, validate and aggregate, update, evaluate. Client
 // failures are recorded and the round goes on without them; only errors of the server itself
 // (strategy, evaluation, cancellation) are returned.
@@ -161,12 +230,15 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 	start := time.Now()
 	log := e.logger().With("round", round)
 	rep := RoundReport{Round: round}
-	cohort := e.Sampler.Sample(round, e.Transport.NumClients(), e.Rand)
+	if e.rng == nil {
+		e.rng = rand.New(e.Source)
+	}
+	cohort := e.Sampler.Sample(round, e.Transport.NumClients(), e.rng)
 	rep.Sampled = len(cohort)
 
 	dim := len(global)
 	var sum []float64 // the plain sum; a secure round gets its sum from the protocol instead
-	var totalWeight, trainLoss, lossWeight, unclipped float64
+	var totalWeight, trainLoss, lossWeight, unclipped, maxWeight float64
 	var updates []Update
 	var holders []ClientID // clients holding an input for the secure sum
 	keep := e.Strategy.NeedsIndividualUpdates()
@@ -203,15 +275,13 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 				log.Log(ctx, level, "client left out of round", "client", o.Client, "err", o.Err)
 				return
 			}
-			w := float64(o.Res.NumExamples)
-			if cfg.UnitWeights {
-				w = 1
-			}
+			w := cfg.Weight(o.Res.NumExamples)
 			trainLoss += w * o.Res.Loss
 			lossWeight += w
 			rep.Participants++
 			if ins.Secure {
 				holders = append(holders, o.Client)
+				maxWeight = max(maxWeight, w)
 				return
 			}
 			AddScaled(sum, o.Res.Update, w)
@@ -233,7 +303,7 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 	}
 	count := rep.Participants
 	if ins.Secure && rep.Participants >= e.Config.MinResults {
-		res, err := e.secureSum(ctx, round, dim, holders)
+		res, err := e.secureSum(ctx, round, dim, holders, maxWeight)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return rep, fmt.Errorf("secure sum %s: %w", e.SecureSum.Name(), ctx.Err())
@@ -317,8 +387,8 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 // secureSum runs the secure-sum protocol among the clients holding inputs: stage by stage, the
 // server half's messages go out through the transport, replies come back, and clients that do
 // not answer in time (or answer badly) are dropped from the protocol.
-func (e *Engine) secureSum(ctx context.Context, round, dim int, holders []ClientID) (SumResult, error) {
-	srv, err := e.SecureSum.NewServer(round, holders, dim)
+func (e *Engine) secureSum(ctx context.Context, round, dim int, holders []ClientID, maxWeight float64) (SumResult, error) {
+	srv, err := e.SecureSum.NewServer(round, holders, dim, maxWeight)
 	if err != nil {
 		return SumResult{}, err
 	}

@@ -50,7 +50,7 @@ func (f *fakeTransport) Exchange(context.Context, int, int, map[fl.ClientID][]by
 
 func newEngine(t *testing.T, tr fl.Transport, strat string) *fl.Engine {
 	t.Helper()
-	s, err := strategy.New(strat, strategy.Options{})
+	s, err := strategy.New(strat, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func newEngine(t *testing.T, tr fl.Transport, strat string) *fl.Engine {
 		Strategy:  s,
 		Sampler:   sampler,
 		Transport: tr,
-		Rand:      rand.New(rand.NewPCG(1, 1)),
+		Source:    rand.NewPCG(1, 1),
 	}
 }
 

@@ -1,16 +1,14 @@
 package fl
 
 import (
+	"context"
 	"errors"
+	"fmt"
 )
 
 // ErrRoundAbandoned marks a round that released nothing (too few survivors for a secure sum,
 // for example); the engine leaves the global model unchanged and goes on.
 var ErrRoundAbandoned = errors.New("round abandoned")
-
-// ErrBudgetExhausted is returned by ServerPrivacy.CheckBudget when the next round would spend
-// more privacy than allowed; the engine stops before it.
-var ErrBudgetExhausted = errors.New("privacy budget exhausted")
 
 // SumInput is one client's contribution to a secure sum. It never leaves the client in the
 // clear: the client's SumClient holds it.
@@ -38,8 +36,10 @@ type SecureSum interface {
 	Describe() string
 	// Stages names the protocol's exchanges in order (for reports and dropout injection).
 	Stages() []string
-	// NewServer begins the server's half of a round among the clients that hold inputs.
-	NewServer(round int, clients []ClientID, dim int) (SumServer, error)
+	// NewServer begins the server's half of a round among the clients that hold inputs;
+	// maxWeight is the largest of their aggregation weights (1 under unit weights), which a
+	// quantising protocol scales by.
+	NewServer(round int, clients []ClientID, dim int, maxWeight float64) (SumServer, error)
 	// NewClient begins client id's half of a round, holding its input; the server's first
 	// message tells it the rest. A client addressed in a round without an input of its own (a
 	// decryption-committee member not sampled this round, or any client during setup, round 0)
@@ -78,19 +78,24 @@ type SumClient interface {
 	Handle(msg []byte) (reply []byte, err error)
 }
 
-// ServerPrivacy is the server half of a differential-privacy mechanism: it sets the clip norm
-// the clients use, turns the cohort's sum into the (noised) mean the strategy sees, and accounts.
-type ServerPrivacy interface {
-	// Describe states the mechanism, its placement and parameters for the run report.
-	Describe() string
-	// CheckBudget returns an error wrapping ErrBudgetExhausted if running the round would take
-	// the spent ε past the allowed maximum.
-	CheckBudget(round int) error
-	// ConfigureFit sets ClipNorm (and LocalNoiseStd, UnitWeights) in the clients' configuration.
-	ConfigureFit(round int, cfg FitConfig) FitConfig
-	// Finalize turns the sum of count clipped updates (each weighted 1) into the mean estimate,
-	// adding central noise, and updates adaptive clipping from the unclipped count.
-	Finalize(round int, sum []float64, count int, unclipped float64) ([]float32, error)
-	// Account records that round ran and returns the (ε, δ) spent so far.
-	Account(round int) (epsilon, delta float64, err error)
+// HandleSafely passes msg to a client's protocol half and turns a panic inside it into an
+// error, so that a malformed server message can cost the client its round, never its process.
+// The simulator and the network client both call it.
+func HandleSafely(c SumClient, msg []byte) (reply []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("protocol client crashed: %v", r)
+		}
+	}()
+	return c.Handle(msg)
+}
+
+// FitSafely runs a client's local training and turns a panic inside it into an error.
+func FitSafely(ctx context.Context, c Client, ins FitIns) (res FitRes, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("local training crashed: %v", r)
+		}
+	}()
+	return c.Fit(ctx, ins)
 }

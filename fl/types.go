@@ -32,6 +32,17 @@ type FitConfig struct {
 	UnitWeights bool `json:"unit_weights,omitempty"`
 }
 
+// Weight is a client's aggregation weight for a round in which it trained on numExamples
+// examples: the count itself (FedAvg), or 1 under UnitWeights (user-level DP, where every
+// client's contribution must be bounded by the clip alone). The engine, the simulator and the
+// network client all weigh through this one rule.
+func (c FitConfig) Weight(numExamples int) float64 {
+	if c.UnitWeights {
+		return 1
+	}
+	return float64(numExamples)
+}
+
 // Validate reports a configuration local training cannot run with.
 func (c FitConfig) Validate() error {
 	switch {

@@ -21,45 +21,9 @@ type HEOptions struct {
 	Params    *he.Params // nil: he.DefaultParams()
 	Committee int        // K decryption-committee members (clients 0..K−1 of the federation)
 	Threshold int        // T of them decrypt together
-	// Keys is where each committee member keeps its key material (its own disk in deployment);
-	// nil means in memory, which is what a simulation has.
-	Keys KeyStore
 	// Rand returns the randomness of party id (−1: the server) for the ceremony; nil means
 	// crypto/rand.
 	Rand func(round int, id fl.ClientID) io.Reader
-}
-
-// KeyStore keeps committee members' secret key material (the latest ceremony's). Each member
-// reads only its own.
-type KeyStore interface {
-	Save(id fl.ClientID, ceremony he.CeremonyID, km []byte) error
-	Load(id fl.ClientID) ([]byte, error)
-}
-
-// MemoryKeyStore is a KeyStore in memory (simulation: every virtual client's "disk").
-type MemoryKeyStore struct {
-	mu sync.Mutex
-	m  map[fl.ClientID][]byte
-}
-
-func (s *MemoryKeyStore) Save(id fl.ClientID, _ he.CeremonyID, km []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = map[fl.ClientID][]byte{}
-	}
-	s.m[id] = slices.Clone(km)
-	return nil
-}
-
-func (s *MemoryKeyStore) Load(id fl.ClientID) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	km, ok := s.m[id]
-	if !ok {
-		return nil, fmt.Errorf("no key material for client %d", id)
-	}
-	return km, nil
 }
 
 // HE is the fl.SecureSum of threshold homomorphic aggregation: a one-time key ceremony among
@@ -96,9 +60,6 @@ func NewHE(o HEOptions) (*HE, error) {
 	}
 	if o.Threshold < 1 || o.Threshold > o.Committee {
 		return nil, fmt.Errorf("he: threshold must be in [1, committee = %d], got %d", o.Committee, o.Threshold)
-	}
-	if o.Keys == nil {
-		o.Keys = &MemoryKeyStore{}
 	}
 	return &HE{o: o, params: p, cache: map[[32]byte]*he.PublicSetup{}, decryptors: map[fl.ClientID]*he.Decryptor{}}, nil
 }
@@ -277,7 +238,7 @@ func (s *heSetupServer) Drop(fl.ClientID)              { s.dropped = true }
 func (s *heSetupServer) Result() (fl.SumResult, error) { return fl.SumResult{}, nil }
 
 // NewServer begins a round: the holders upload, then T online committee members decrypt.
-func (h *HE) NewServer(round int, clients []fl.ClientID, dim int) (fl.SumServer, error) {
+func (h *HE) NewServer(round int, clients []fl.ClientID, dim int, _ float64) (fl.SumServer, error) {
 	h.mu.Lock()
 	setup, wire := h.setup, h.wire
 	h.mu.Unlock()
@@ -463,15 +424,14 @@ func (c *heClient) Handle(msg []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		b, err := km.MarshalBinary()
+		// The member's key stays in this process's memory: a restarted client takes part in the
+		// next ceremony, not in decrypting under the old key.
+		d, err := he.NewDecryptor(km)
 		if err != nil {
 			return nil, err
 		}
-		if err := c.h.o.Keys.Save(c.id, km.Setup.Ceremony.ID, b); err != nil {
-			return nil, fmt.Errorf("he: save key material: %w", err)
-		}
 		c.h.decMu.Lock()
-		delete(c.h.decryptors, c.id) // a new ceremony replaces the member's key
+		c.h.decryptors[c.id] = d // a new ceremony replaces the member's key
 		c.h.decMu.Unlock()
 		c.member = nil
 		return []byte{heAck}, nil
@@ -521,27 +481,14 @@ func (c *heClient) share(b []byte) ([]byte, error) {
 	return sh.MarshalBinary()
 }
 
-// decryptor returns committee member id's decryptor, loading its key material once.
+// decryptor returns committee member id's decryptor from the last ceremony it completed.
 func (h *HE) decryptor(id fl.ClientID) (*he.Decryptor, error) {
 	h.decMu.Lock()
 	defer h.decMu.Unlock()
 	if d, ok := h.decryptors[id]; ok {
 		return d, nil
 	}
-	raw, err := h.o.Keys.Load(id)
-	if err != nil {
-		return nil, fmt.Errorf("he: client %d: %w", id, err)
-	}
-	km, err := he.DecodeKeyMaterial(raw)
-	if err != nil {
-		return nil, err
-	}
-	d, err := he.NewDecryptor(km)
-	if err != nil {
-		return nil, err
-	}
-	h.decryptors[id] = d
-	return d, nil
+	return nil, fmt.Errorf("he: client %d holds no key from a completed ceremony", id)
 }
 
 // publicSetup decodes the setup a round request carries, once per distinct setup.

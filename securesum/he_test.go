@@ -87,7 +87,7 @@ func TestHEAdapterCeremonyRoundsAndThreshold(t *testing.T) {
 		{"two members offline", map[fl.ClientID]int{0: 1, 3: 1}, false}, // 2 < T: nothing decrypted
 		{"member leaves after ping", map[fl.ClientID]int{0: 2}, false},  // an active member's share missing
 	} {
-		srv, err := p.NewServer(5, holders, dim)
+		srv, err := p.NewServer(5, holders, dim, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +123,7 @@ func TestHEAdapterRefusals(t *testing.T) {
 		}
 	}
 	p, _ := NewHE(HEOptions{Committee: 3, Threshold: 2})
-	if _, err := p.NewServer(1, []fl.ClientID{1, 2}, 4); err == nil {
+	if _, err := p.NewServer(1, []fl.ClientID{1, 2}, 4, 1); err == nil {
 		t.Fatal("a round before the key ceremony was accepted")
 	}
 	c, _ := p.NewClient(1, 5, fl.SumInput{})

@@ -18,7 +18,6 @@ type SecAggOptions struct {
 	Plus       bool    // SecAgg+: sparse random graph; otherwise the complete graph
 	Bits       int     // quantisation bits per entry (default 16)
 	ClipRange  float64 // entries are clipped to [−ClipRange, ClipRange] (default 0.5)
-	MaxWeight  float64 // largest client weight (default 1: unit weights)
 	MaxDropout float64 // tolerated dropout fraction, chooses degree and threshold (default 0.1)
 	MaxCorrupt float64 // tolerated fraction of clients colluding with the server (default 0.1)
 	Degree     int     // force the graph degree (0: planned from the fractions)
@@ -39,16 +38,11 @@ func NewSecAgg(o SecAggOptions) (*SecAgg, error) {
 	if o.ClipRange == 0 {
 		o.ClipRange = 0.5
 	}
-	if o.MaxWeight == 0 {
-		o.MaxWeight = 1
-	}
 	switch {
 	case o.Bits < 2 || o.Bits > 24:
 		return nil, fmt.Errorf("secagg: bits must be in [2, 24], got %d", o.Bits)
 	case !(o.ClipRange > 0) || math.IsInf(o.ClipRange, 0):
 		return nil, fmt.Errorf("secagg: clip range must be finite and > 0, got %v", o.ClipRange)
-	case !(o.MaxWeight > 0) || math.IsInf(o.MaxWeight, 0):
-		return nil, fmt.Errorf("secagg: max weight must be finite and > 0, got %v", o.MaxWeight)
 	case !(o.MaxDropout >= 0 && o.MaxDropout < 1) || !(o.MaxCorrupt >= 0 && o.MaxCorrupt < 1):
 		return nil, fmt.Errorf("secagg: dropout and corruption fractions must be in [0, 1), got %v and %v", o.MaxDropout, o.MaxCorrupt)
 	case o.Degree < 0:
@@ -86,8 +80,8 @@ func (s *SecAgg) rand(round int, id fl.ClientID) io.Reader {
 	return s.o.Rand(round, id)
 }
 
-// config plans the round's public parameters for n clients.
-func (s *SecAgg) config(round, n, dim int) (secagg.Config, error) {
+// config plans the round's public parameters for n clients whose largest weight is maxWeight.
+func (s *SecAgg) config(round, n, dim int, maxWeight float64) (secagg.Config, error) {
 	kind := secagg.GraphComplete
 	if s.o.Plus {
 		kind = secagg.GraphHarary
@@ -107,7 +101,7 @@ func (s *SecAgg) config(round, n, dim int) (secagg.Config, error) {
 		kind = secagg.GraphComplete
 	}
 	cfg := secagg.Config{Round: uint64(round), Clients: n, Dim: dim + 1, Bits: s.o.Bits, ClipRange: s.o.ClipRange,
-		MaxWeight: s.o.MaxWeight, Graph: kind, Degree: degree, Threshold: threshold}
+		MaxWeight: maxWeight, Graph: kind, Degree: degree, Threshold: threshold}
 	if _, err := io.ReadFull(s.rand(round, -1), cfg.GraphSeed[:]); err != nil {
 		return secagg.Config{}, fmt.Errorf("graph seed: %w", err)
 	}
@@ -115,11 +109,17 @@ func (s *SecAgg) config(round, n, dim int) (secagg.Config, error) {
 }
 
 // NewServer starts the server's half for the clients holding inputs.
-func (s *SecAgg) NewServer(round int, clients []fl.ClientID, dim int) (fl.SumServer, error) {
+// Clients scale their update by weight/maxWeight before quantising, so the ring holds entries in
+// the clip range whatever the weights; the server multiplies the sum back by maxWeight. Under unit
+// weights (DP) maxWeight is 1 and nothing is scaled.
+func (s *SecAgg) NewServer(round int, clients []fl.ClientID, dim int, maxWeight float64) (fl.SumServer, error) {
 	if len(clients) < 2 {
 		return nil, fmt.Errorf("%w: secure aggregation needs at least 2 clients, %d hold inputs", fl.ErrRoundAbandoned, len(clients))
 	}
-	cfg, err := s.config(round, len(clients), dim)
+	if !(maxWeight > 0) || math.IsInf(maxWeight, 0) {
+		return nil, fmt.Errorf("secagg: the largest client weight must be finite and > 0, got %v", maxWeight)
+	}
+	cfg, err := s.config(round, len(clients), dim, maxWeight)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", fl.ErrRoundAbandoned, err)
 	}
@@ -204,36 +204,32 @@ func (v *secaggServer) Result() (fl.SumResult, error) {
 	}
 	sum := make([]float64, v.dim)
 	for j := range sum {
-		sum[j] = r.Sum[j] * v.s.o.MaxWeight // clients scaled their update by weight/MaxWeight
+		sum[j] = r.Sum[j] * v.cfg.MaxWeight // clients scaled their update by weight/MaxWeight
 	}
 	return fl.SumResult{Sum: sum, Weight: r.Weight, Unclipped: r.Sum[v.dim] / v.s.o.ClipRange, Count: len(r.Survivors)}, nil
 }
 
-// NewClient holds client id's input until the setup message arrives. The update is scaled by
-// weight/MaxWeight so the sum is the weighted sum; the unclipped bit rides as one more entry.
+// NewClient holds client id's input until the setup message arrives. At setup the update is
+// scaled by weight/MaxWeight (the round's, from the setup) so the sum is the weighted sum; the
+// unclipped bit rides as one more entry.
 func (s *SecAgg) NewClient(round int, id fl.ClientID, in fl.SumInput) (fl.SumClient, error) {
 	if !(in.Weight >= 0) || math.IsInf(in.Weight, 0) {
 		return nil, fmt.Errorf("secagg input: weight %v must be finite and ≥ 0", in.Weight)
 	}
-	scale := in.Weight / s.o.MaxWeight
-	vec := make([]float32, len(in.Update)+1)
 	for j, x := range in.Update {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
 			return nil, fmt.Errorf("secagg input: entry %d is %v", j, x)
 		}
-		vec[j] = float32(float64(x) * scale)
 	}
-	vec[len(in.Update)] = float32(in.Unclipped * s.o.ClipRange)
-	return &secaggClient{s: s, round: round, id: id, vec: vec, weight: in.Weight}, nil
+	return &secaggClient{s: s, round: round, id: id, in: in}, nil
 }
 
 type secaggClient struct {
-	s      *SecAgg
-	round  int
-	id     fl.ClientID
-	vec    []float32
-	weight float64
-	c      *secagg.Client
+	s     *SecAgg
+	round int
+	id    fl.ClientID
+	in    fl.SumInput
+	c     *secagg.Client
 }
 
 func (c *secaggClient) Handle(msg []byte) ([]byte, error) {
@@ -244,22 +240,37 @@ func (c *secaggClient) Handle(msg []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Round != uint64(c.round) || cfg.Dim != len(c.vec) {
-		return nil, fmt.Errorf("secagg setup: round %d dim %d, the client holds round %d dim %d", cfg.Round, cfg.Dim, c.round, len(c.vec))
+	if cfg.Round != uint64(c.round) || cfg.Dim != len(c.in.Update)+1 {
+		return nil, fmt.Errorf("secagg setup: round %d dim %d, the client holds round %d dim %d", cfg.Round, cfg.Dim, c.round, len(c.in.Update)+1)
 	}
-	if cfg.Bits != c.s.o.Bits || cfg.ClipRange != c.s.o.ClipRange || cfg.MaxWeight != c.s.o.MaxWeight {
+	if cfg.Bits != c.s.o.Bits || cfg.ClipRange != c.s.o.ClipRange {
 		return nil, errors.New("secagg setup: quantisation parameters differ from the run's")
+	}
+	if c.in.Weight > cfg.MaxWeight {
+		return nil, fmt.Errorf("secagg setup: the round's largest weight %v is below this client's %v", cfg.MaxWeight, c.in.Weight)
 	}
 	sc, err := secagg.NewClient(cfg, index, c.s.rand(c.round, c.id))
 	if err != nil {
 		return nil, err
 	}
-	if err := sc.SetInput(c.vec, c.weight); err != nil {
+	if err := sc.SetInput(c.vector(cfg.MaxWeight), c.in.Weight); err != nil {
 		return nil, err
 	}
-	c.vec = nil
+	c.in = fl.SumInput{}
 	c.c = sc
 	return sc.Start()
+}
+
+// vector is the protocol input: the update scaled by weight/maxWeight, then the unclipped bit
+// (scaled to the clip range so that it survives quantisation).
+func (c *secaggClient) vector(maxWeight float64) []float32 {
+	scale := c.in.Weight / maxWeight
+	vec := make([]float32, len(c.in.Update)+1)
+	for j, x := range c.in.Update {
+		vec[j] = float32(float64(x) * scale)
+	}
+	vec[len(c.in.Update)] = float32(c.in.Unclipped * c.s.o.ClipRange)
+	return vec
 }
 
 // The setup message: magic, version, then the public round configuration and the recipient's

@@ -24,7 +24,11 @@ func drive(t *testing.T, p fl.SecureSum, round int, inputs map[fl.ClientID]fl.Su
 		clients[id] = c
 		ids = append(ids, id)
 	}
-	srv, err := p.NewServer(round, ids, dim)
+	maxWeight := 1.0
+	for _, in := range inputs {
+		maxWeight = max(maxWeight, in.Weight)
+	}
+	srv, err := p.NewServer(round, ids, dim, maxWeight)
 	if err != nil {
 		return fl.SumResult{}, err
 	}
@@ -73,7 +77,7 @@ func TestSecAggAdapterSumsWeightedUpdatesUnderDropout(t *testing.T) {
 		inputs[fl.ClientID(100+i*7)] = fl.SumInput{Update: u, Weight: float64(1 + rng.IntN(600)), Unclipped: float64(i % 2)}
 	}
 	for _, plus := range []bool{false, true} {
-		p, err := NewSecAgg(SecAggOptions{Plus: plus, MaxWeight: 600, MaxDropout: 0.3, MaxCorrupt: 0.1, Rand: seeded(3)})
+		p, err := NewSecAgg(SecAggOptions{Plus: plus, MaxDropout: 0.3, MaxCorrupt: 0.1, Rand: seeded(3)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +159,7 @@ func TestSecAggSetupRejectsMalformed(t *testing.T) {
 
 func FuzzDecodeSetup(f *testing.F) {
 	p, _ := NewSecAgg(SecAggOptions{Rand: seeded(6)})
-	cfg, _ := p.config(3, 5, 10)
+	cfg, _ := p.config(3, 5, 10, 1)
 	f.Add(encodeSetup(&cfg, 2))
 	f.Add([]byte("SHOALSA1"))
 	f.Fuzz(func(t *testing.T, b []byte) {

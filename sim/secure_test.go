@@ -20,7 +20,7 @@ func (clearSum) Name() string     { return "clear" }
 func (clearSum) Describe() string { return "no protection (test protocol)" }
 func (clearSum) Stages() []string { return []string{"confirm", "input"} }
 
-func (p clearSum) NewServer(round int, clients []fl.ClientID, dim int) (fl.SumServer, error) {
+func (p clearSum) NewServer(round int, clients []fl.ClientID, dim int, _ float64) (fl.SumServer, error) {
 	alive := map[fl.ClientID]bool{}
 	for _, id := range clients {
 		alive[id] = true

@@ -1,9 +1,11 @@
 // Package sim simulates a federation in one process: N virtual clients over a partitioned
 // dataset, created lazily for the clients a round samples (a registered client costs only its
-// index list), trained on a worker pool, with injectable dropout and stragglers. It implements
-// fl.Transport, so the simulator runs the very round engine a deployment runs.
+// index list), trained on a worker pool, with injectable dropout, stragglers and secure-sum stage
+// dropouts. It implements fl.Transport, so the simulator runs the very engine (fl.Engine.Run) a
+// deployment runs; the virtual clients are trainer.Clients, shuffled and weighted by the same
+// rules as a network client.
 //
-// sim depends on fl, trainer, nn and data; nothing of Shoal depends on sim but cmd.
+// sim depends on fl, trainer, nn, data and privacy; nothing of Shoal depends on sim but cmd.
 package sim
 
 import (
@@ -33,8 +35,6 @@ type Config struct {
 	StragglerDelay    time.Duration
 	// Seed makes training shuffles, dropouts and stragglers reproducible.
 	Seed uint64
-	// UpdateStages run on every client's update before it is sent (client-side privacy).
-	UpdateStages []trainer.UpdateStage
 	// SecureSum, when the engine runs one, creates each client's half of the protocol.
 	SecureSum fl.SecureSum
 	// StageDropout is the probability that a client still in the secure-sum protocol drops out
@@ -106,10 +106,7 @@ func (s *Simulation) NumClients() int { return len(s.fed.Clients) }
 // buffers. Its seeded noise source is made only when the round asks for local noise.
 func (s *Simulation) fitClient(w *worker, id fl.ClientID, ins fl.FitIns) *trainer.Client {
 	w.x, w.y = s.fed.Train.Gather(s.fed.Clients[id], w.x, w.y)
-	c := &trainer.Client{
-		Model: w.model, X: w.x, Y: w.y, UpdateStages: s.cfg.UpdateStages,
-		Rand: rand.New(rand.NewPCG(s.cfg.Seed^0x5eed, uint64(ins.Round)<<32|uint64(id))),
-	}
+	c := &trainer.Client{Model: w.model, X: w.x, Y: w.y, Rand: trainer.ShuffleRand(s.cfg.Seed, ins.Round, id)}
 	if s.cfg.SeededNoise && ins.Config.LocalNoiseStd > 0 {
 		c.NoiseSource = privacy.NewSeededSource(s.cfg.Seed ^ uint64(ins.Round)<<32 ^ uint64(id)*0x9e3779b97f4a7c15)
 	}
@@ -173,11 +170,8 @@ func (s *Simulation) Fit(ctx context.Context, cohort []fl.ClientID, ins fl.FitIn
 
 // holdInput moves a client's update into its half of the secure-sum protocol.
 func (s *Simulation) holdInput(ins fl.FitIns, id fl.ClientID, res *fl.FitRes) error {
-	weight := float64(res.NumExamples)
-	if ins.Config.UnitWeights {
-		weight = 1
-	}
-	c, err := s.cfg.SecureSum.NewClient(ins.Round, id, fl.SumInput{Update: res.Update, Weight: weight, Unclipped: res.Unclipped})
+	in := fl.SumInput{Update: res.Update, Weight: ins.Config.Weight(res.NumExamples), Unclipped: res.Unclipped}
+	c, err := s.cfg.SecureSum.NewClient(ins.Round, id, in)
 	if err != nil {
 		return fmt.Errorf("secure sum input: %w", err)
 	}
@@ -241,7 +235,7 @@ func (s *Simulation) Exchange(ctx context.Context, round, stage int, msgs map[fl
 					replies <- reply{id, nil, fmt.Errorf("client %d holds no input for round %d", id, round)}
 					continue
 				}
-				msg, err := safelyHandle(c, msgs[id])
+				msg, err := fl.HandleSafely(c, msgs[id])
 				replies <- reply{id, msg, err}
 			}
 		})
@@ -287,15 +281,6 @@ collect:
 		}
 	}
 	return err
-}
-
-func safelyHandle(c fl.SumClient, msg []byte) (reply []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("protocol client crashed: %v", r)
-		}
-	}()
-	return c.Handle(msg)
 }
 
 // Evaluate scores params on each cohort member's local test data.
@@ -396,39 +381,4 @@ func safely[O any](w *worker, id fl.ClientID, work func(*worker, fl.ClientID) O,
 		}
 	}()
 	return work(w, id)
-}
-
-// CentralEvaluator scores a global model on the pooled test set, split across the workers.
-func (s *Simulation) CentralEvaluator(test *data.Dataset) fl.Evaluator {
-	return func(params []float32) (float64, float64, error) {
-		n := test.Len()
-		parts := min(s.cfg.Workers, max(1, n/1000))
-		type score struct {
-			loss, acc float64
-			n         int
-			err       error
-		}
-		scores := make([]score, parts)
-		var wg sync.WaitGroup
-		for p := range parts {
-			lo, hi := p*n/parts, (p+1)*n/parts
-			wg.Go(func() {
-				w := <-s.pool
-				defer func() { s.pool <- w }()
-				copy(w.model.Params(), params)
-				loss, acc, err := w.model.Evaluate(test.X[lo*test.Dim:hi*test.Dim], test.Y[lo:hi])
-				scores[p] = score{loss, acc, hi - lo, err}
-			})
-		}
-		wg.Wait()
-		var loss, acc float64
-		for _, sc := range scores {
-			if sc.err != nil {
-				return 0, 0, sc.err
-			}
-			loss += sc.loss * float64(sc.n)
-			acc += sc.acc * float64(sc.n)
-		}
-		return loss / float64(n), acc / float64(n), nil
-	}
 }

@@ -14,6 +14,7 @@ import (
 	"shoal/fl"
 	"shoal/nn"
 	"shoal/strategy"
+	"shoal/trainer"
 )
 
 // blobs is a small learnable dataset: class c's examples sit around a distinct centre.
@@ -54,12 +55,16 @@ func engine(t testing.TB, fed *data.Federated, cfg Config, fraction float64) (*f
 	if err != nil {
 		t.Fatal(err)
 	}
-	strat, _ := strategy.New("fedavg", strategy.Options{})
+	evaluator, err := trainer.NewEvaluator(model, fed.Test, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strat, _ := strategy.New("fedavg", nil)
 	sampler, _ := fl.NewFractionSampler(fraction, 1)
 	e := &fl.Engine{
 		Config:   fl.EngineConfig{Rounds: 3, MinResults: 1, Fit: fl.FitConfig{Epochs: 1, BatchSize: 5, LR: 0.3}},
-		Strategy: strat, Sampler: sampler, Transport: s, Evaluate: s.CentralEvaluator(fed.Test),
-		Rand: rand.New(rand.NewPCG(cfg.Seed, 3)),
+		Strategy: strat, Sampler: sampler, Transport: s, Evaluate: evaluator.Evaluate,
+		Source: rand.NewPCG(cfg.Seed, 3),
 	}
 	return e, slices.Clone(model.Params())
 }
@@ -174,7 +179,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 
 func mustStrategy(t *testing.T, name string) fl.Strategy {
 	t.Helper()
-	s, err := strategy.New(name, strategy.Options{})
+	s, err := strategy.New(name, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,31 @@ import (
 	"shoal/fl"
 )
 
+func init() {
+	Register("fedmedian", nil, func(Params) (fl.Strategy, error) { return fedMedian{}, nil })
+	Register("fedtrimmedavg", []Param{{Name: "trim-fraction", Usage: "fraction cut at each end (default 0.2)"}}, func(p Params) (fl.Strategy, error) {
+		b := p.Get("trim-fraction", 0.2)
+		if b >= 0.5 {
+			return nil, fmt.Errorf("fedtrimmedavg: trim fraction must be < 0.5, got %v", b)
+		}
+		return &FedTrimmedAvg{Beta: b}, nil
+	})
+	krumParams := []Param{{Name: "krum-f", Usage: "number of Byzantine clients f tolerated", Integer: true},
+		{Name: "krum-keep", Usage: "updates averaged (default: Krum 1, MultiKrum n − f)", Integer: true}}
+	for _, name := range []string{"krum", "multikrum"} {
+		Register(name, krumParams, func(p Params) (fl.Strategy, error) {
+			keep := int(p["krum-keep"])
+			if keep == 0 {
+				keep = 1
+				if name == "multikrum" {
+					keep = -1 // n − f, set per round
+				}
+			}
+			return &Krum{name: name, Byzantine: int(p["krum-f"]), Keep: keep}, nil
+		})
+	}
+}
+
 // robust is the shared part of the strategies that must see every update; they are refused
 // when a secure sum hides the individual updates.
 type robust struct{ meanEval }
@@ -66,14 +91,6 @@ type FedTrimmedAvg struct {
 	Beta float64
 }
 
-func newTrimmed(o Options) (*FedTrimmedAvg, error) {
-	b := orDefault(o.TrimFraction, 0.2)
-	if b >= 0.5 {
-		return nil, fmt.Errorf("fedtrimmedavg: trim fraction must be < 0.5, got %v", b)
-	}
-	return &FedTrimmedAvg{Beta: b}, nil
-}
-
 func (*FedTrimmedAvg) Name() string { return "fedtrimmedavg" }
 func (s *FedTrimmedAvg) AggregateFit(_ int, global []float32, agg *fl.Aggregate) error {
 	if err := checkUpdates("fedtrimmedavg", global, agg); err != nil {
@@ -99,20 +116,6 @@ type Krum struct {
 	name      string
 	Byzantine int
 	Keep      int
-}
-
-func newKrum(name string, o Options) (*Krum, error) {
-	if o.Byzantine < 0 || o.KrumKeep < 0 {
-		return nil, fmt.Errorf("%s: Byzantine count and keep must be ≥ 0", name)
-	}
-	keep := o.KrumKeep
-	if keep == 0 {
-		keep = 1
-		if name == "multikrum" {
-			keep = -1 // n − f, set per round
-		}
-	}
-	return &Krum{name: name, Byzantine: o.Byzantine, Keep: keep}, nil
 }
 
 func (s *Krum) Name() string { return s.name }

@@ -77,35 +77,3 @@ func decodeState(name string, want int, b []byte) ([][]float64, error) {
 	}
 	return out, nil
 }
-
-// MarshalBinary saves FedAvgM's server velocity.
-func (s *FedAvgM) MarshalBinary() ([]byte, error) { return encodeState(s.Name(), s.velocity), nil }
-
-// UnmarshalBinary restores a velocity saved by MarshalBinary.
-func (s *FedAvgM) UnmarshalBinary(b []byte) error {
-	v, err := decodeState(s.Name(), 1, b)
-	if err != nil {
-		return err
-	}
-	s.velocity = v[0]
-	if len(s.velocity) == 0 {
-		s.velocity = nil
-	}
-	return nil
-}
-
-// MarshalBinary saves the adaptive optimiser's moments.
-func (s *Adaptive) MarshalBinary() ([]byte, error) { return encodeState(s.Name(), s.m, s.v), nil }
-
-// UnmarshalBinary restores moments saved by MarshalBinary.
-func (s *Adaptive) UnmarshalBinary(b []byte) error {
-	v, err := decodeState(s.Name(), 2, b)
-	if err != nil {
-		return err
-	}
-	s.m, s.v = v[0], v[1]
-	if len(s.m) == 0 {
-		s.m, s.v = nil, nil
-	}
-	return nil
-}

@@ -1,7 +1,6 @@
 package strategy
 
 import (
-	"encoding"
 	"slices"
 	"testing"
 
@@ -12,15 +11,15 @@ import (
 // exactly as the original does.
 func TestStatefulStrategiesResumeExactly(t *testing.T) {
 	for _, name := range []string{"fedavgm", "fedadam", "fedyogi", "fedadagrad"} {
-		a, _ := New(name, Options{})
+		a, _ := New(name, nil)
 		g1 := []float32{1, 2}
 		_ = a.AggregateFit(1, g1, aggregate())
-		state, err := a.(encoding.BinaryMarshaler).MarshalBinary()
+		state, err := a.(fl.Stateful).SaveState()
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := New(name, Options{})
-		if err := b.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+		b, _ := New(name, nil)
+		if err := b.(fl.Stateful).RestoreState(state); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		g2 := slices.Clone(g1)
@@ -29,22 +28,22 @@ func TestStatefulStrategiesResumeExactly(t *testing.T) {
 		if !slices.Equal(g1, g2) {
 			t.Fatalf("%s: resumed %v, original %v", name, g2, g1)
 		}
-		other, _ := New("fedavgm", Options{})
+		other, _ := New("fedavgm", nil)
 		if name != "fedavgm" {
-			if err := other.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err == nil {
+			if err := other.(fl.Stateful).RestoreState(state); err == nil {
 				t.Fatalf("fedavgm accepted %s's state", name)
 			}
 		}
 		for _, cut := range []int{0, 5, len(state) - 1} {
-			if err := b.(encoding.BinaryUnmarshaler).UnmarshalBinary(state[:cut]); err == nil {
+			if err := b.(fl.Stateful).RestoreState(state[:cut]); err == nil {
 				t.Fatalf("%s: truncated state (%d bytes) accepted", name, cut)
 			}
 		}
 	}
 	// A strategy that has not run yet round-trips its empty state.
-	s, _ := New("fedadam", Options{})
-	st, _ := s.(encoding.BinaryMarshaler).MarshalBinary()
-	if err := s.(encoding.BinaryUnmarshaler).UnmarshalBinary(st); err != nil {
+	s, _ := New("fedadam", nil)
+	st, _ := s.(fl.Stateful).SaveState()
+	if err := s.(fl.Stateful).RestoreState(st); err != nil {
 		t.Fatal(err)
 	}
 	var _ fl.Strategy = s

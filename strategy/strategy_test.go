@@ -32,7 +32,7 @@ func near(t *testing.T, what string, got []float32, want ...float64) {
 }
 
 func TestFedAvgAppliesServerLR(t *testing.T) {
-	s, _ := New("fedavg", Options{ServerLR: 0.5})
+	s, _ := New("fedavg", Params{"server-lr": 0.5})
 	g := []float32{10, 20}
 	if err := s.AggregateFit(1, g, aggregate()); err != nil {
 		t.Fatal(err)
@@ -41,7 +41,7 @@ func TestFedAvgAppliesServerLR(t *testing.T) {
 }
 
 func TestFedProxSetsMu(t *testing.T) {
-	s, _ := New("fedprox", Options{ProxMu: 0.1})
+	s, _ := New("fedprox", Params{"prox-mu": 0.1})
 	if got := s.ConfigureFit(1, fl.FitConfig{}).ProxMu; got != 0.1 {
 		t.Fatalf("μ = %v, want 0.1", got)
 	}
@@ -51,7 +51,7 @@ func TestFedProxSetsMu(t *testing.T) {
 }
 
 func TestFedAvgMMomentum(t *testing.T) {
-	s, _ := New("fedavgm", Options{ServerMomentum: 0.5, ServerLR: 1})
+	s, _ := New("fedavgm", Params{"server-momentum": 0.5, "server-lr": 1})
 	g := []float32{0, 0}
 	_ = s.AggregateFit(1, g, aggregate()) // v = Δ, g = Δ
 	_ = s.AggregateFit(2, g, aggregate()) // v = 0.5Δ + Δ, g = Δ + 1.5Δ
@@ -68,7 +68,7 @@ func TestAdaptiveOptimisersByHand(t *testing.T) {
 		{"fedyogi", func(d float64) float64 { return 0.01 * d * d }}, // v₀ − Δ² < 0 → v = (1−β₂)Δ²
 		{"fedadagrad", func(d float64) float64 { return d * d }},
 	} {
-		s, err := New(tc.name, Options{ServerLR: 0.1, Beta1: 0.9, Beta2: 0.99, Tau: 0.001})
+		s, err := New(tc.name, Params{"server-lr": 0.1, "server-beta1": 0.9, "server-beta2": 0.99, "server-tau": 0.001})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,17 +88,17 @@ func TestAdaptiveOptimisersByHand(t *testing.T) {
 func TestRobustAggregatorsByHand(t *testing.T) {
 	cases := []struct {
 		name string
-		o    Options
+		o    Params
 		want []float64
 	}{
-		{"fedmedian", Options{}, []float64{1, 0}},
+		{"fedmedian", nil, []float64{1, 0}},
 		// 3 updates, β = 0.34 cuts one from each end: the middle value remains.
-		{"fedtrimmedavg", Options{TrimFraction: 0.34}, []float64{1, 0}},
+		{"fedtrimmedavg", Params{"trim-fraction": 0.34}, []float64{1, 0}},
 		// n − f − 2 = 1 neighbour: scores are each update's squared distance to its nearest
 		// other. d(0,1) = 8, d(0,2) = 148, d(1,2) = 116 → scores 8, 8, 116; Krum keeps update 0.
-		{"krum", Options{}, []float64{1, -2}},
+		{"krum", nil, []float64{1, -2}},
 		// MultiKrum keeping 2: mean of updates 0 and 1.
-		{"multikrum", Options{KrumKeep: 2}, []float64{2, -1}},
+		{"multikrum", Params{"krum-keep": 2}, []float64{2, -1}},
 	}
 	for _, tc := range cases {
 		s, err := New(tc.name, tc.o)
@@ -131,7 +131,7 @@ func TestKrumRejectsOutlier(t *testing.T) {
 		}
 		agg.Updates = append(agg.Updates, fl.Update{Client: fl.ClientID(i), Delta: d, Weight: 1})
 	}
-	s, _ := New("multikrum", Options{Byzantine: 1})
+	s, _ := New("multikrum", Params{"krum-f": 1})
 	g := []float32{0, 0}
 	if err := s.AggregateFit(1, g, agg); err != nil {
 		t.Fatal(err)
@@ -142,26 +142,29 @@ func TestKrumRejectsOutlier(t *testing.T) {
 }
 
 func TestNewRejectsBadInput(t *testing.T) {
-	if _, err := New("fedsomething", Options{}); err == nil || !strings.Contains(err.Error(), "fedavg") {
+	if _, err := New("fedsomething", nil); err == nil || !strings.Contains(err.Error(), "fedavg") {
 		t.Fatalf("unknown strategy error should list valid names, got %v", err)
 	}
-	for _, o := range []Options{{ServerLR: math.NaN()}, {ServerLR: -1}, {TrimFraction: 0.5}} {
+	for _, o := range []Params{{"server-lr": math.NaN()}, {"server-lr": -1}, {"trim-fraction": 0.5}, {"krum-f": 1.5}} {
 		name := "fedavg"
-		if o.TrimFraction != 0 {
+		if o["trim-fraction"] != 0 {
 			name = "fedtrimmedavg"
+		}
+		if o["krum-f"] != 0 {
+			name = "krum"
 		}
 		if _, err := New(name, o); err == nil {
 			t.Fatalf("New(%s, %+v) accepted bad options", name, o)
 		}
 	}
-	s, _ := New("fedavg", Options{})
+	s, _ := New("fedavg", nil)
 	if err := s.AggregateFit(1, []float32{0}, aggregate()); err == nil {
 		t.Fatal("dimension mismatch accepted")
 	}
 }
 
 func TestAggregateEvaluateWeighted(t *testing.T) {
-	s, _ := New("fedavg", Options{})
+	s, _ := New("fedavg", nil)
 	loss, acc := s.AggregateEvaluate(1, []fl.EvalRes{{Loss: 1, Accuracy: 0.5, NumExamples: 1}, {Loss: 4, Accuracy: 1, NumExamples: 3}})
 	if math.Abs(loss-3.25) > 1e-12 || math.Abs(acc-0.875) > 1e-12 {
 		t.Fatalf("got %v %v", loss, acc)

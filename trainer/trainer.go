@@ -1,12 +1,17 @@
-// Package trainer is the client side of Shoal's federated training: a Client that trains an
-// nn.Model on local data and answers fit and evaluate tasks with a model delta or a score.
+// Package trainer is the model side of Shoal's federated training: a Client that trains an
+// nn.Model on local data and answers fit and evaluate tasks with a model delta (clipped and, for
+// local DP, noised before it leaves) or a score, the per-round shuffling stream both the
+// simulator and the network client seed it with, and the Evaluator that scores a global model
+// on a held-out test set for the server.
 //
 // The simulator (package sim) and the networked client use the same Client, so what is tested
-// in simulation is what runs in deployment. trainer depends on fl and nn only.
+// in simulation is what runs in deployment. trainer depends on fl, nn, data and privacy only.
 package trainer
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -16,27 +21,32 @@ import (
 	"shoal/privacy"
 )
 
-// UpdateStage transforms a client's update before it leaves the client (clipping, local noise).
-// It may modify update in place.
-type UpdateStage interface {
-	ProcessUpdate(round int, update []float32) error
-}
-
 // Client trains Model on its local examples (X row-major, Y labels). Model is used exclusively
 // by this Client for the duration of a call. Rand drives shuffling.
 type Client struct {
-	Model        *nn.Model
-	X            []float32
-	Y            []int32
-	TestX        []float32
-	TestY        []int32
-	Rand         *rand.Rand
-	UpdateStages []UpdateStage
+	Model *nn.Model
+	X     []float32
+	Y     []int32
+	TestX []float32
+	TestY []int32
+	Rand  *rand.Rand
 	// NoiseSource drives local DP noise; nil means a fresh crypto/rand-keyed source.
 	NoiseSource *privacy.Source
 }
 
 var _ fl.Client = (*Client)(nil)
+
+// ShuffleRand is the stream that shuffles client id's local data in round. With the run's seed
+// it is the same in the simulator and in a network client, so a deployment can reproduce a
+// simulation bit for bit; seed 0 means unseeded (crypto/rand), as in any real deployment.
+func ShuffleRand(seed uint64, round int, id fl.ClientID) *rand.Rand {
+	if seed == 0 {
+		var b [16]byte
+		_, _ = crand.Read(b[:]) // never fails (crypto/rand panics rather than return short)
+		return rand.New(rand.NewPCG(binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])))
+	}
+	return rand.New(rand.NewPCG(seed^0x5eed, uint64(round)<<32|uint64(id)))
+}
 
 // Fit trains from the global parameters and returns the delta local − global.
 func (c *Client) Fit(ctx context.Context, ins fl.FitIns) (fl.FitRes, error) {
@@ -70,11 +80,6 @@ func (c *Client) Fit(ctx context.Context, ins fl.FitIns) (fl.FitRes, error) {
 	if ins.Config.ClipNorm > 0 {
 		if err := c.privatize(ins.Config, &res); err != nil {
 			return fl.FitRes{}, err
-		}
-	}
-	for _, st := range c.UpdateStages {
-		if err := st.ProcessUpdate(ins.Round, update); err != nil {
-			return fl.FitRes{}, fmt.Errorf("update pipeline: %w", err)
 		}
 	}
 	return res, nil

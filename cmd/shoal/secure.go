@@ -9,13 +9,12 @@ import (
 	"strings"
 	"time"
 
-	"shoal/data"
 	"shoal/fl"
 	"shoal/privacy"
 	"shoal/securesum"
 )
 
-// secOptions are the privacy flags shared by simulate (and the server): secure sum and DP.
+// secOptions are the privacy flags of simulate and server: secure sum and DP.
 type secOptions struct {
 	SecureSum       string
 	SecAggBits      int
@@ -39,7 +38,7 @@ type secOptions struct {
 	MaxEpsilon      float64
 }
 
-func addSecurityFlags(fs *flag.FlagSet, s *secOptions) {
+func (s *secOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.SecureSum, "secure-sum", "none", "secure aggregation: none, secagg (Bonawitz et al. 2017), secaggplus (Bell et al. 2020), he (threshold CKKS)")
 	fs.IntVar(&s.HECommittee, "he-committee", 5, "HE: decryption committee size K (clients 0..K−1)")
 	fs.IntVar(&s.HEThreshold, "he-threshold", 3, "HE: committee members T needed to decrypt the aggregate")
@@ -62,9 +61,10 @@ func addSecurityFlags(fs *flag.FlagSet, s *secOptions) {
 	fs.Float64Var(&s.MaxEpsilon, "max-epsilon", 0, "DP: stop before a round that would spend more than this ε (0: no limit)")
 }
 
-// buildPrivacy returns the DP mechanism (nil when --dp off). DP accounting assumes Poisson
-// sampling, so any other sampling is refused rather than reported with a wrong ε.
-func buildPrivacy(s secOptions, sampling string, q float64, clients int, seeded bool, seed uint64) (*fl.DPFedAvg, error) {
+// buildPrivacy returns the DP mechanism (nil when --dp off) for a population of clients. DP
+// accounting assumes Poisson sampling, so any other sampling is refused rather than reported
+// with a wrong ε. seed, when non-zero, makes the noise reproducible (--seed).
+func buildPrivacy(s secOptions, sampling string, q float64, clients int, seed uint64) (*fl.DPFedAvg, error) {
 	switch s.DP {
 	case "off", "":
 		if s.MaxEpsilon != 0 || s.AdaptiveClip != 0 {
@@ -85,17 +85,19 @@ func buildPrivacy(s secOptions, sampling string, q float64, clients int, seeded 
 	}
 	cfg := fl.DPConfig{Placement: s.DP, NoiseMultiplier: s.NoiseMultiplier, Clip: s.Clip, PerLayer: s.PerLayerClip,
 		SamplingRate: q, Clients: clients, Delta: s.Delta, MaxEpsilon: s.MaxEpsilon, Accountant: acct}
-	if seeded {
+	if seed != 0 {
 		cfg.NoiseSeed = seed ^ 0xd9 | 1
 	} else if cfg.Source, err = privacy.NewSource(); err != nil {
 		return nil, err
 	}
 	if s.AdaptiveClip != 0 {
-		a, err := newAdaptiveClipper(s, q*float64(clients))
-		if err != nil {
+		// Toward the --adaptive-clip quantile with the reference implementation's defaults,
+		// starting from --clip, for the expected cohort size.
+		ac := privacy.DefaultAdaptiveClipConfig(q * float64(clients))
+		ac.TargetQuantile, ac.InitialClip = s.AdaptiveClip, s.Clip
+		if cfg.Adaptive, err = privacy.NewAdaptiveClipper(ac); err != nil {
 			return nil, usageErrorf("--adaptive-clip: %v", err)
 		}
-		cfg.Adaptive = a
 	}
 	d, err := fl.NewDPFedAvg(cfg)
 	if err != nil {
@@ -104,49 +106,37 @@ func buildPrivacy(s secOptions, sampling string, q float64, clients int, seeded 
 	return d, nil
 }
 
+// secureSpec is the run's secure-sum configuration as the server announces it.
+func (s secOptions) secureSpec() securesum.Spec {
+	return securesum.Spec{Bits: s.SecAggBits, ClipRange: s.SecAggClipRange, MaxDropout: s.MaxDropout,
+		MaxCorrupt: s.MaxCorrupt, Degree: s.SecAggDegree, Committee: s.HECommittee, Threshold: s.HEThreshold}
+}
+
 // buildSecureSum returns the configured protocol (nil for none) and the index of the dropout
-// stage. maxWeight is the largest client weight; seed, when non-zero, makes the protocol's
-// randomness reproducible (simulation with --seed only).
-func buildSecureSum(s secOptions, maxWeight float64, clients int, seed uint64) (fl.SecureSum, int, error) {
-	var proto fl.SecureSum
-	switch s.SecureSum {
-	case "none", "":
+// stage. seed, when non-zero, makes the protocol's randomness reproducible (simulation only).
+func buildSecureSum(s secOptions, clients int, seed uint64) (fl.SecureSum, int, error) {
+	if s.SecureSum == "none" || s.SecureSum == "" {
 		if s.StageDropout > 0 {
 			return nil, 0, usageErrorf("--stage-dropout needs a --secure-sum protocol")
 		}
 		return nil, 0, nil
-	case "secagg", "secaggplus":
-		o := securesum.SecAggOptions{Plus: s.SecureSum == "secaggplus", Bits: s.SecAggBits, ClipRange: s.SecAggClipRange,
-			MaxWeight: maxWeight, MaxDropout: s.MaxDropout, MaxCorrupt: s.MaxCorrupt, Degree: s.SecAggDegree}
-		if seed != 0 {
-			o.Rand = seededReaders(seed)
-		}
-		p, err := securesum.NewSecAgg(o)
-		if err != nil {
-			return nil, 0, usageErrorf("%v", err)
-		}
-		proto = p
-		if s.DropoutStage == "" {
-			s.DropoutStage = "masked"
-		}
-	case "he":
-		if s.HECommittee > clients {
-			return nil, 0, usageErrorf("--he-committee %d is larger than the federation (%d clients)", s.HECommittee, clients)
-		}
-		o := securesum.HEOptions{Committee: s.HECommittee, Threshold: s.HEThreshold}
-		if seed != 0 {
-			o.Rand = seededReaders(seed)
-		}
-		p, err := securesum.NewHE(o)
-		if err != nil {
-			return nil, 0, usageErrorf("%v", err)
-		}
-		proto = p
-		if s.DropoutStage == "" {
+	}
+	if s.SecureSum == "he" && s.HECommittee > clients {
+		return nil, 0, usageErrorf("--he-committee %d is larger than the federation (%d clients)", s.HECommittee, clients)
+	}
+	spec := s.secureSpec()
+	if seed != 0 {
+		spec.Rand = seededReaders(seed)
+	}
+	proto, err := securesum.New(s.SecureSum, spec)
+	if err != nil {
+		return nil, 0, usageErrorf("--secure-sum: %v (valid: none, %s)", err, strings.Join(securesum.Names(), ", "))
+	}
+	if s.DropoutStage == "" {
+		s.DropoutStage = "masked" // SecAgg: after sharing keys, before the masked input
+		if proto.Name() == "he" {
 			s.DropoutStage = "upload"
 		}
-	default:
-		return nil, 0, usageErrorf("unknown --secure-sum %q (valid: none, secagg, secaggplus, he)", s.SecureSum)
 	}
 	stage := slices.Index(proto.Stages(), s.DropoutStage)
 	if stage < 0 {
@@ -171,15 +161,6 @@ func seededReaders(seed uint64) func(int, fl.ClientID) io.Reader {
 	}
 }
 
-// maxClientWeight is the largest number of training examples any client holds.
-func maxClientWeight(fed *data.Federated) float64 {
-	m := 1
-	for _, c := range fed.Clients {
-		m = max(m, len(c))
-	}
-	return float64(m)
-}
-
 // protection lists, for the run summary, what protects the clients' updates: the secure-sum
 // protocol and the DP mechanism, each with its parameters and threat model.
 func protection(e *fl.Engine) []string {
@@ -196,9 +177,13 @@ func protection(e *fl.Engine) []string {
 }
 
 // describeSecurity is the one-line threat model of a run for the progress header.
-func describeSecurity(proto fl.SecureSum) string {
-	if proto == nil {
-		return "no secure aggregation (the server sees every update)"
+func describeSecurity(e *fl.Engine) string {
+	s := "no secure aggregation (the server sees every update)"
+	if e.SecureSum != nil {
+		s = fmt.Sprintf("secure sum %s", e.SecureSum.Name())
 	}
-	return fmt.Sprintf("secure sum %s", proto.Name())
+	if e.Privacy != nil {
+		s += "; " + e.Privacy.Describe()
+	}
+	return s
 }

@@ -75,7 +75,7 @@ func TestSimulateSecureSumRefusals(t *testing.T) {
 		want string
 	}{
 		{[]string{"--secure-sum", "secagg", "--strategy", "fedmedian"}, "reveals only their sum"},
-		{[]string{"--secure-sum", "magic"}, "valid: none, secagg"},
+		{[]string{"--secure-sum", "magic"}, "valid: none, he, secagg, secaggplus"},
 		{[]string{"--secure-sum", "he", "--clients", "3", "--he-committee", "5"}, "larger than the federation"},
 		{[]string{"--secure-sum", "he", "--he-committee", "3", "--he-threshold", "4"}, "threshold"},
 		{[]string{"--secure-sum", "he", "--strategy", "krum"}, "reveals only their sum"},

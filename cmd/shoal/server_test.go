@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"shoal/data"
 	"shoal/fl"
 	"shoal/pki"
 	"shoal/trainer"
@@ -513,13 +513,13 @@ func TestSecureSumSurvivesTwoCrashedClients(t *testing.T) {
 // The client's local data: one shard per replica, disjoint, matching the simulator's
 // partition; a CSV file is local data as a whole, with a held-out part for evaluation.
 func TestClientLocalData(t *testing.T) {
-	o := clientOptions{PartitionIndex: 2, Replicas: 3}
-	o.data = simOptions{Dataset: "synthetic", Model: "logreg", Partition: "iid", Clients: 6, Seed: 4, SyntheticAlpha: 1, SyntheticBeta: 1}
-	locals, _, err := loadLocal(o, io.Discard)
+	o := clientOptions{PartitionIndex: 2, Replicas: 3, Model: "logreg"}
+	o.data = dataOptions{Dataset: "synthetic", Partition: "iid", Clients: 6, Seed: 4, SyntheticAlpha: 1, SyntheticBeta: 1}
+	locals, _, err := loadLocal(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fed, err := loadFederated(simOptions{Dataset: "synthetic", Clients: 6, Seed: 4, SyntheticAlpha: 1, SyntheticBeta: 1}, io.Discard)
+	fed, err := data.Synthetic(1, 1, 6, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,7 +534,7 @@ func TestClientLocalData(t *testing.T) {
 			t.Fatalf("replica %d does not hold shard %d", i, 2+i)
 		}
 	}
-	if _, _, err := loadLocal(clientOptions{PartitionIndex: 5, Replicas: 2, data: o.data}, io.Discard); err == nil {
+	if _, _, err := loadLocal(clientOptions{PartitionIndex: 5, Replicas: 2, data: o.data, Model: "logreg"}); err == nil {
 		t.Fatal("replicas past the last shard accepted")
 	}
 
@@ -547,9 +547,9 @@ func TestClientLocalData(t *testing.T) {
 	if err := os.WriteFile(csv, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	co := clientOptions{PartitionIndex: -1, Replicas: 1}
-	co.data = simOptions{Dataset: "csv", DataPath: csv, LabelColumn: "label", TestFraction: 0.2, Model: "logreg"}
-	locals, _, err = loadLocal(co, io.Discard)
+	co := clientOptions{PartitionIndex: -1, Replicas: 1, Model: "logreg"}
+	co.data = dataOptions{Dataset: "csv", DataPath: csv, LabelColumn: "label", TestFraction: 0.2}
+	locals, _, err = loadLocal(co)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func TestSimulateBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"--model", "resnet"}, "2nn"},
-		{[]string{"--dataset", "imagenet"}, "valid: mnist, synthetic, csv"},
+		{[]string{"--dataset", "imagenet"}, "valid: mnist, csv, synthetic"},
 		{[]string{"--dataset", "synthetic", "--strategy", "fedmagic"}, "fedavg"},
 		{[]string{"--dataset", "synthetic", "--partition", "stripes"}, ""},
 		{[]string{"--dataset", "csv", "--data", bad}, "line 3"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"syscall"
@@ -100,8 +101,7 @@ func benchRoundTrip(b *testing.B, dim, clients int, secure bool) {
 		b.Fatal(err)
 	}
 	e := &fl.Engine{Config: fl.EngineConfig{Rounds: 1, MinResults: clients, Fit: fl.FitConfig{Epochs: 1, BatchSize: 1, LR: 1}},
-		Strategy: mustFedAvg(b), Sampler: mustSampler(b), Transport: s, Rand: nil}
-	e.Rand = newRand()
+		Strategy: mustFedAvg(b), Sampler: mustSampler(b), Transport: s, Source: rand.NewPCG(1, 2)}
 	global := make([]float32, dim)
 	for j := range global {
 		global[j] = float32(j%1000) * 1e-3

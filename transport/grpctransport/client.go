@@ -461,17 +461,14 @@ func (rt *runtime) work(t *clientTask, log *slog.Logger) (*shoalv1.Result, []byt
 		if err != nil {
 			return fail(err)
 		}
-		fr, err := safeFit(t.ctx, local, ins)
+		fr, err := fl.FitSafely(t.ctx, local, ins)
 		if err != nil {
 			return fail(err)
 		}
 		res.NumExamples, res.Loss, res.Unclipped = int64(fr.NumExamples), fr.Loss, fr.Unclipped
 		if ins.Secure {
-			weight := float64(fr.NumExamples)
-			if ins.Config.UnitWeights {
-				weight = 1
-			}
-			sc, err := rt.protocol.NewClient(round, id, fl.SumInput{Update: fr.Update, Weight: weight, Unclipped: fr.Unclipped})
+			in := fl.SumInput{Update: fr.Update, Weight: ins.Config.Weight(fr.NumExamples), Unclipped: fr.Unclipped}
+			sc, err := rt.protocol.NewClient(round, id, in)
 			if err != nil {
 				return fail(fmt.Errorf("secure sum input: %w", err))
 			}
@@ -511,7 +508,7 @@ func (rt *runtime) work(t *clientTask, log *slog.Logger) (*shoalv1.Result, []byt
 			}
 			rt.sum, rt.sumRound, rt.sumID = sc, round, id
 		}
-		reply, err := safeHandle(rt.sum, t.payload)
+		reply, err := fl.HandleSafely(rt.sum, t.payload)
 		if err != nil {
 			return fail(fmt.Errorf("secure sum stage %d: %w", task.GetHeader().GetStage(), err))
 		}
@@ -519,22 +516,4 @@ func (rt *runtime) work(t *clientTask, log *slog.Logger) (*shoalv1.Result, []byt
 		return res, reply
 	}
 	return fail(fmt.Errorf("unknown task kind %d", task.GetKind()))
-}
-
-func safeFit(ctx context.Context, c fl.Client, ins fl.FitIns) (res fl.FitRes, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("local training crashed: %v", r)
-		}
-	}()
-	return c.Fit(ctx, ins)
-}
-
-func safeHandle(c fl.SumClient, msg []byte) (reply []byte, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("protocol client crashed: %v", r)
-		}
-	}()
-	return c.Handle(msg)
 }

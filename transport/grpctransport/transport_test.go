@@ -123,7 +123,7 @@ func waitClients(t *testing.T, s *Server, n int) {
 
 func newEngine(t *testing.T, tr fl.Transport, fraction float64) *fl.Engine {
 	t.Helper()
-	strat, err := strategy.New("fedavg", strategy.Options{})
+	strat, err := strategy.New("fedavg", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func newEngine(t *testing.T, tr fl.Transport, fraction float64) *fl.Engine {
 	}
 	return &fl.Engine{
 		Config:   fl.EngineConfig{Rounds: 1, MinResults: 1, Fit: fl.FitConfig{Epochs: 1, BatchSize: 1, LR: 0.1}},
-		Strategy: strat, Sampler: sampler, Transport: tr, Rand: rand.New(rand.NewPCG(1, 2)),
+		Strategy: strat, Sampler: sampler, Transport: tr, Source: rand.NewPCG(1, 2),
 	}
 }
 
@@ -304,7 +304,7 @@ type clearSum struct{}
 func (clearSum) Name() string     { return "clear" }
 func (clearSum) Describe() string { return "test protocol" }
 func (clearSum) Stages() []string { return []string{"confirm", "input"} }
-func (clearSum) NewServer(round int, clients []fl.ClientID, dim int) (fl.SumServer, error) {
+func (clearSum) NewServer(round int, clients []fl.ClientID, dim int, _ float64) (fl.SumServer, error) {
 	alive := map[fl.ClientID]bool{}
 	for _, id := range clients {
 		alive[id] = true
@@ -726,7 +726,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 }
 
 func mustFedAvg(tb testing.TB) fl.Strategy {
-	s, err := strategy.New("fedavg", strategy.Options{})
+	s, err := strategy.New("fedavg", nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -740,8 +740,6 @@ func mustSampler(tb testing.TB) fl.Sampler {
 	}
 	return s
 }
-
-func newRand() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
 
 // Roster ids are stable: a client that leaves keeps its id (answering "not connected") and a
 // newcomer gets the next id, so the ids of the others never shift between rounds.

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"shoal/data"
+	"shoal/fl"
+	"shoal/nn"
+	"shoal/strategy"
+	"shoal/trainer"
+)
+
+// runPlan is what simulate and server build from the same flags: the initial model and the
+// engine (all but its transport and hooks). Both commands build it here, so a deployment runs
+// the very configuration a simulation with the same flags runs.
+type runPlan struct {
+	engine    *fl.Engine
+	model     *nn.Model // the initial model, from --seed
+	params    []float32 // the global model the engine trains in place
+	dropStage int       // simulated secure-sum dropout stage
+}
+
+// buildPlan builds the run for the dataset fed (its test set is the central evaluation set; its
+// training set, when loaded, is only the simulator's). The DP population size is --clients.
+func buildPlan(o simOptions, fed *data.Federated, logger *slog.Logger) (*runPlan, error) {
+	switch {
+	case o.Clients < 1:
+		return nil, usageErrorf("--clients must be ≥ 1, got %d", o.Clients)
+	case o.Rounds < 1:
+		return nil, usageErrorf("--rounds must be ≥ 1, got %d", o.Rounds)
+	case !slices.Contains(data.PartitionKinds(), o.Partition):
+		return nil, usageErrorf("--partition: unknown partition %q (valid: %s)", o.Partition, strings.Join(data.PartitionKinds(), ", "))
+	case fed.Test == nil:
+		return nil, fmt.Errorf("dataset %s has no test set to evaluate on", o.Dataset)
+	}
+	test := fed.Test
+	model, err := nn.New(o.Model, nn.Shape{C: test.C, H: test.H, W: test.W}, test.Classes, rand.New(rand.NewPCG(o.Seed, 0x5ba1)))
+	if err != nil {
+		return nil, usageErrorf("--model: %v", err)
+	}
+	strat, err := strategy.New(o.Strategy, o.StrategyParams)
+	if err != nil {
+		return nil, usageErrorf("--strategy: %v", err)
+	}
+	sampler, err := newSampler(o.Sampling, o.Fraction, o.MinClients)
+	if err != nil {
+		return nil, err
+	}
+	var seed uint64 // seeded protocol and noise randomness: only when --seed asks for a reproducible run
+	if o.seedGiven {
+		seed = o.Seed
+	}
+	secure, dropStage, err := buildSecureSum(o.secOptions, o.Clients, seed)
+	if err != nil {
+		return nil, err
+	}
+	dp, err := buildPrivacy(o.secOptions, o.Sampling, o.Fraction, o.Clients, seed)
+	if err != nil {
+		return nil, err
+	}
+	evaluator, err := trainer.NewEvaluator(model, test, o.Workers)
+	if err != nil {
+		return nil, err
+	}
+	engine := &fl.Engine{
+		Config: fl.EngineConfig{
+			Rounds: o.Rounds, TargetAccuracy: o.TargetAccuracy, RoundTimeout: o.RoundTimeout,
+			MinResults: o.MinResults, FederatedEval: o.FederatedEval, StageTimeout: o.StageTimeout,
+			Fit: fl.FitConfig{Epochs: o.LocalEpochs, BatchSize: o.BatchSize, LR: float32(o.LR),
+				Momentum: float32(o.Momentum), WeightDecay: float32(o.WeightDecay)},
+		},
+		Strategy: strat, Sampler: sampler, Source: rand.NewPCG(o.Seed, 0xc0407),
+		Evaluate: evaluator.Evaluate, SecureSum: secure, Logger: logger,
+	}
+	if dp != nil {
+		engine.Privacy = dp
+	}
+	return &runPlan{engine: engine, model: model, params: slices.Clone(model.Params()), dropStage: dropStage}, nil
+}
+
+func newSampler(sampling string, fraction float64, minClients int) (fl.Sampler, error) {
+	var sampler fl.Sampler
+	var err error
+	switch sampling {
+	case "fraction":
+		sampler, err = fl.NewFractionSampler(fraction, minClients)
+	case "poisson":
+		sampler, err = fl.NewPoissonSampler(fraction)
+	default:
+		err = fmt.Errorf("unknown sampling %q (valid: fraction, poisson)", sampling)
+	}
+	if err != nil {
+		return nil, usageErrorf("--sampling: %v", err)
+	}
+	return sampler, nil
+}

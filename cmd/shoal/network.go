@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+
+	"shoal/fl"
+	"shoal/pki"
+	"shoal/transport/grpctransport"
+)
+
+// serverNetwork is the server's network side: the gRPC transport serving clients, its listener
+// and the optional Prometheus endpoint.
+type serverNetwork struct {
+	srv     *grpctransport.Server
+	metrics *grpctransport.Metrics
+	addr    net.Addr
+	mode    string // "mutual TLS" or "INSECURE plaintext"
+	serve   chan error
+	closers []func()
+}
+
+// startNetwork serves the Federation service on --listen and makes it the engine's transport
+// (with over-selection).
+func startNetwork(ctx context.Context, o serverOptions, engine *fl.Engine, run *serverRun, logger *slog.Logger) (*serverNetwork, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := grpctransport.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	cfg, creds, err := transportConfig(o, run, logger)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Metrics = metrics
+	if engine.SecureSum != nil {
+		cfg.SecureSum = engine.SecureSum.Name()
+		if cfg.SecureSumParams, err = o.secureSpec().Wire(); err != nil {
+			return nil, err
+		}
+	}
+	srv, err := grpctransport.NewServer(cfg)
+	if err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	engine.Transport = srv
+	engine.Config.RoundTimeout = o.FitTimeout
+	if engine.Sampler, err = srv.OverSelect(engine.Sampler, o.OverSelect); err != nil {
+		return nil, usageErrorf("--over-select: %v", err)
+	}
+	lis, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	n := &serverNetwork{srv: srv, metrics: metrics, addr: lis.Addr(), mode: "mutual TLS", serve: make(chan error, 1)}
+	if o.Insecure {
+		n.mode = "INSECURE plaintext"
+	}
+	go func() { n.serve <- srv.Serve(metrics.CountingListener(lis), creds...) }()
+	n.closers = append(n.closers, func() { srv.Close(false, "server stopped", 5*time.Second) })
+	if o.MetricsListen != "" {
+		if err := n.serveMetrics(o.MetricsListen, reg); err != nil {
+			n.close()
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// transportConfig is the gRPC transport's configuration: identity (mutual TLS or, explicitly,
+// none), the client registry of the store, chunking and heartbeats.
+func transportConfig(o serverOptions, run *serverRun, logger *slog.Logger) (grpctransport.ServerConfig, []grpc.ServerOption, error) {
+	cfg := grpctransport.ServerConfig{RunID: "local-" + randomHex(6), ChunkSize: o.ChunkSize, Heartbeat: o.Heartbeat, Logger: logger}
+	if run.st != nil {
+		cfg.RunID = fmt.Sprintf("run-%d", run.id)
+		// The store's client registry records who took part, with the certificate serial.
+		cfg.Admit = func(ctx context.Context, name string) error {
+			if err := run.st.RegisterClient(name, certSerial(ctx)); err != nil {
+				return fmt.Errorf("client registry: %w", err)
+			}
+			return nil
+		}
+	}
+	if o.Insecure {
+		cfg.Authenticate = grpctransport.InsecureAuthenticator()
+		logger.Warn("serving plaintext without client authentication (--insecure)")
+		return cfg, nil, nil
+	}
+	tlsCfg, err := pki.ServerTLSConfig(o.Certs)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("certificates: %w", err)
+	}
+	cfg.Authenticate = grpctransport.TLSAuthenticator(pki.PeerName)
+	return cfg, []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))}, nil
+}
+
+// certSerial is the serial of the client certificate of the stream ctx belongs to ("" if none).
+func certSerial(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok {
+		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			if _, s, err := pki.PeerIdentity(info.State); err == nil {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+func (n *serverNetwork) serveMetrics(addr string, reg *prometheus.Registry) error {
+	ml, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(ml) }()
+	n.closers = append(n.closers, func() { hs.Close() })
+	return nil
+}
+
+// hook wires the engine's run to the deployment: wait for clients before the setup and each
+// round, commit each round to the store before it is reported, report it.
+func (n *serverNetwork) hook(e *fl.Engine, o serverOptions, run *serverRun, stderr io.Writer) {
+	first := true
+	e.BeforeRound = func(ctx context.Context, round int) error {
+		need := max(o.MinResults, 1)
+		if first { // the setup or the first round of this process waits for --min-clients
+			need, first = max(need, o.WaitFor), round == 0
+		}
+		return n.waitClients(ctx, need, o.WaitTimeout, stderr)
+	}
+	e.OnSetup = func() { fmt.Fprintf(stderr, "secure-sum setup (%s) done\n", e.SecureSum.Name()) }
+	e.Commit = run.commit
+	e.OnRound = func(rep fl.RoundReport) {
+		printRound(stderr, rep, o.Rounds)
+		n.metrics.ObserveRound(rep)
+	}
+}
+
+func (n *serverNetwork) waitClients(ctx context.Context, want int, timeout time.Duration, stderr io.Writer) error {
+	if len(n.srv.Connected()) >= want {
+		return nil
+	}
+	fmt.Fprintf(stderr, "waiting for %d clients (%d connected)\n", want, len(n.srv.Connected()))
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	return n.srv.WaitForClients(ctx, want)
+}
+
+// finish tells the clients the run is complete (when it is) and returns the run's error, or
+// the serving error if the run itself succeeded.
+func (n *serverNetwork) finish(runErr error) error {
+	if runErr == nil {
+		n.srv.Close(true, "run complete", 5*time.Second)
+	}
+	select {
+	case err := <-n.serve:
+		if err != nil && runErr == nil {
+			return err
+		}
+	default:
+	}
+	return runErr
+}
+
+func (n *serverNetwork) close() {
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		n.closers[i]()
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

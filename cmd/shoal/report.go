@@ -1,0 +1,126 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+
+	"shoal/fl"
+	"shoal/report"
+)
+
+// simSummary is the --json contract of shoal simulate (and of shoal server).
+type simSummary struct {
+	RoundsRun      int      `json:"rounds_run"`
+	RoundsToTarget *int     `json:"rounds_to_target"`
+	FinalAccuracy  float64  `json:"final_accuracy"`
+	FinalLoss      float64  `json:"final_loss"`
+	Seconds        float64  `json:"seconds"`
+	Epsilon        *float64 `json:"epsilon,omitempty"` // (ε, δ) spent by the run, under DP
+	Delta          *float64 `json:"delta,omitempty"`
+	// Protection states what protects the clients' updates in this run: the secure-sum
+	// protocol and the DP mechanism with their parameters and threat models.
+	Protection []string       `json:"protection"`
+	Seed       uint64         `json:"seed"`
+	RunDir     string         `json:"run_dir"`
+	History    []historyEntry `json:"history"`
+}
+
+type historyEntry struct {
+	Round        int     `json:"round"`
+	Accuracy     float64 `json:"accuracy"`
+	Loss         float64 `json:"loss"`
+	Participants int     `json:"participants"`
+	Dropped      int     `json:"dropped"`
+	Seconds      float64 `json:"seconds"`
+	Epsilon      float64 `json:"epsilon,omitempty"`
+	Delta        float64 `json:"delta,omitempty"`
+	ClipNorm     float64 `json:"clip_norm,omitempty"`
+}
+
+func summarize(history []fl.RoundReport, o simOptions, engine *fl.Engine, seconds float64) simSummary {
+	s := simSummary{RoundsRun: len(history), Seconds: seconds, Seed: o.Seed, RunDir: o.Out, History: []historyEntry{},
+		Protection: protection(engine)}
+	for _, r := range history {
+		s.History = append(s.History, historyEntry{Round: r.Round, Accuracy: r.Accuracy, Loss: r.Loss,
+			Participants: r.Participants, Dropped: r.Dropped, Seconds: r.Seconds, Epsilon: r.Epsilon, Delta: r.Delta, ClipNorm: r.ClipNorm})
+		if s.RoundsToTarget == nil && o.TargetAccuracy > 0 && r.Accuracy >= o.TargetAccuracy {
+			round := r.Round
+			s.RoundsToTarget = &round
+		}
+	}
+	if n := len(history); n > 0 {
+		s.FinalAccuracy, s.FinalLoss = history[n-1].Accuracy, history[n-1].Loss
+		if last := history[n-1]; last.Delta > 0 {
+			s.Epsilon, s.Delta = &last.Epsilon, &last.Delta
+		}
+	}
+	return s
+}
+
+// writeRunDir writes the run directory: metrics.csv, metrics.png, model.bin and summary.json
+// (config.json is written when the run starts).
+func writeRunDir(o simOptions, withEpsilon bool, params []float32, history []fl.RoundReport, summary simSummary) error {
+	rows := make([][]string, len(history))
+	acc := report.Series{Title: "test accuracy", YLabel: "accuracy"}
+	loss := report.Series{Title: "test loss", YLabel: "cross-entropy"}
+	eps := report.Series{Title: fmt.Sprintf("privacy spent (δ = %g)", o.Delta), YLabel: "ε"}
+	for i, r := range history {
+		rows[i] = []string{strconv.Itoa(r.Round), report.F(r.Accuracy), report.F(r.Loss), report.F(r.TrainLoss),
+			strconv.Itoa(r.Participants), strconv.Itoa(r.Sampled), strconv.Itoa(r.Dropped), report.F(r.Seconds),
+			report.F(r.Epsilon), report.F(r.Delta), report.F(r.ClipNorm)}
+		acc.Points = append(acc.Points, report.Point{Round: r.Round, Value: r.Accuracy})
+		loss.Points = append(loss.Points, report.Point{Round: r.Round, Value: r.Loss})
+		eps.Points = append(eps.Points, report.Point{Round: r.Round, Value: r.Epsilon})
+	}
+	if err := report.WriteCSV(o.Out, "metrics.csv",
+		[]string{"round", "accuracy", "loss", "train_loss", "participants", "sampled", "dropped", "seconds", "epsilon", "delta", "clip_norm"}, rows); err != nil {
+		return err
+	}
+	series := []report.Series{acc, loss}
+	if withEpsilon {
+		series = append(series, eps)
+	}
+	if err := report.WritePlot(o.Out, "metrics.png", fmt.Sprintf("%s %s", o.Model, o.Dataset), series); err != nil {
+		return err
+	}
+	if err := report.WriteModel(o.Out, "model.bin", o.Model, params); err != nil {
+		return err
+	}
+	return report.WriteJSON(o.Out, "summary.json", summary)
+}
+
+// printRound is the progress line of one round on stderr.
+func printRound(w io.Writer, r fl.RoundReport, rounds int) {
+	line := fmt.Sprintf("round %3d/%d  accuracy %.4f  loss %.4f  clients %d/%d  %.2fs",
+		r.Round, rounds, r.Accuracy, r.Loss, r.Participants, r.Sampled, r.Seconds)
+	if r.Delta > 0 {
+		line += fmt.Sprintf("  ε %.3f", r.Epsilon)
+	}
+	if r.FedAccuracy > 0 {
+		line += fmt.Sprintf("  fed-accuracy %.4f", r.FedAccuracy)
+	}
+	if r.Abandoned != "" {
+		line += "  (abandoned: " + r.Abandoned + ")"
+	}
+	fmt.Fprintln(w, line)
+}
+
+// printPrivacySpent is the run's last line under DP.
+func printPrivacySpent(w io.Writer, s simSummary, e *fl.Engine) {
+	if s.Epsilon != nil {
+		fmt.Fprintf(w, "privacy spent: (ε = %.4g, δ = %g) — %s\n", *s.Epsilon, *s.Delta, e.Privacy.Describe())
+	}
+}
+
+func byteSize(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
