@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	crand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
-	"time"
 
 	"shoal/he"
 )
@@ -55,157 +52,123 @@ type heBenchJSON struct {
 }
 
 func runBenchHE(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("shoal bench he", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	clients := fs.Int("clients", 100, "number of clients in the round")
-	committee := fs.Int("committee", 5, "decryption committee size K (the first K clients)")
-	threshold := fs.Int("threshold", 3, "committee members needed to decrypt, T")
-	dim := fs.Int("dim", 199210, "update dimension (199210 = the 2NN MNIST model)")
-	dropout := fs.Float64("dropout", 0, "fraction of clients that drop out before uploading")
-	offline := fs.Int("committee-offline", 0, "committee members unreachable at decryption time")
-	seed := fs.Uint64("seed", 1, "seed for the synthetic updates, weights and dropouts (keys always use crypto/rand)")
-	asJSON := fs.Bool("json", false, "print one JSON object")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErrorf("%v", err)
-	}
-	switch {
-	case fs.NArg() > 0:
-		return usageErrorf("unexpected arguments %q", fs.Args())
-	case *clients < 2:
-		return usageErrorf("--clients must be at least 2 (one upload is never decrypted)")
-	case *committee < 2 || *committee > *clients:
-		return usageErrorf("--committee must be in [2, clients=%d]", *clients)
-	case *threshold < 2 || *threshold > *committee:
-		return usageErrorf("--threshold must be in [2, committee=%d]", *committee)
-	case *dim < 1 || *dim > he.MaxDim:
-		return usageErrorf("--dim must be in [1, %d]", he.MaxDim)
-	case math.IsNaN(*dropout) || *dropout < 0 || *dropout >= 1:
-		return usageErrorf("--dropout must be in [0, 1)")
-	case *offline < 0 || *offline > *committee:
-		return usageErrorf("--committee-offline must be in [0, committee=%d]", *committee)
-	}
-
-	params := he.DefaultParams()
-	ids := make([]he.PartyID, *clients)
-	for i := range ids {
-		ids[i] = he.PartyID(i + 1)
-	}
-	members := ids[:*committee]
-	if !*asJSON {
-		fmt.Fprintf(stdout, "parameters: %s\n", params)
-		fmt.Fprintf(stdout, "key ceremony: %d members, threshold %d …\n", *committee, *threshold)
-	}
-	t0 := time.Now()
-	setup, keys, err := he.RunCeremony(params, members, *threshold, crand.Reader)
+	cfg, asJSON, err := parseBenchHEFlags(args, stderr)
 	if err != nil {
-		return fmt.Errorf("key ceremony: %w", err)
-	}
-	setupSeconds := time.Since(t0).Seconds()
-	if err := ctx.Err(); err != nil {
 		return err
 	}
-
-	rng := rand.New(rand.NewPCG(*seed, *seed^0x9e3779b97f4a7c15))
-	plainSum := make([]float64, *dim)
-	plainWeight := 0.0
-	values := make([]float32, *dim)
-	uploaded := 0
-	updates := func(yield func(he.PartyID, he.Update) bool) {
-		for _, id := range ids {
-			if ctx.Err() != nil {
-				return
-			}
-			if rng.Float64() < *dropout {
-				continue // dropped before upload
-			}
-			w := float64(1 + rng.IntN(600)) // examples held, as in an MNIST partition
-			for i := range values {
-				values[i] = float32(2*rng.Float64() - 1)
-				plainSum[i] += float64(values[i]) * w
-			}
-			plainWeight += w
-			uploaded++
-			if !yield(id, he.Update{Values: values, Weight: w}) {
-				return
-			}
-		}
+	cfg.Params = he.DefaultParams()
+	if !asJSON {
+		fmt.Fprintf(stdout, "parameters: %s\n", cfg.Params)
+		fmt.Fprintf(stdout, "key ceremony: %d members, threshold %d …\n", cfg.Committee, cfg.Threshold)
 	}
-	online := members[*offline:]
-	if !*asJSON {
+	b, err := he.NewBench(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if !asJSON {
 		fmt.Fprintf(stdout, "round: %d clients, dimension %d, dropout %.2f, %d of %d committee members online …\n",
-			*clients, *dim, *dropout, len(online), *committee)
+			cfg.Clients, cfg.Dim, cfg.Dropout, cfg.Committee-cfg.CommitteeOffline, cfg.Committee)
 	}
-	agg, stats, err := he.RunRound(setup, keys, 1, *dim, updates, online)
-	if err := ctx.Err(); err != nil {
+	rep, err := b.Run(ctx)
+	if err != nil {
 		return err
 	}
-	if err != nil {
-		return fmt.Errorf("encrypted round: %w", err)
-	}
-
-	errSum, errMean := 0.0, 0.0
-	mean := agg.Mean()
-	for i := range plainSum {
-		errSum = math.Max(errSum, math.Abs(agg.Sum[i]-plainSum[i]))
-		errMean = math.Max(errMean, math.Abs(mean[i]-plainSum[i]/plainWeight))
-	}
-	errSum = math.Max(errSum, math.Abs(agg.TotalWeight-plainWeight))
-	bound := params.MaxAbsError(*threshold)
-	out := heBenchJSON{
-		Correct:                   errSum <= bound && len(agg.Contributors) == uploaded,
-		MaxAbsError:               errMean,
-		MaxAbsErrorSum:            errSum,
-		ErrorBoundSum:             bound,
-		SecurityBits:              params.SecurityBits(),
-		SmudgingSecurityBits:      params.SmudgingSecurityBits(uploaded, *committee, *dim),
-		LogN:                      params.LogN(),
-		LogQP:                     params.LogQP(),
-		LogScale:                  params.LogScale(),
-		LogSmudging:               params.LogSmudging(),
-		Clients:                   *clients,
-		Uploaded:                  uploaded,
-		Committee:                 *committee,
-		Threshold:                 *threshold,
-		CommitteeOffline:          *offline,
-		Dim:                       *dim,
-		Dropout:                   *dropout,
-		Ciphertexts:               params.CiphertextsFor(*dim),
-		SetupSeconds:              setupSeconds,
-		ClientEncryptSeconds:      stats.EncryptSeconds / float64(max(stats.Uploads, 1)),
-		ServerAggregateSeconds:    stats.AggregateSeconds,
-		DecryptSeconds:            stats.DecryptSeconds,
-		ClientEncryptCPUSeconds:   stats.EncryptCPUSeconds / float64(max(stats.Uploads, 1)),
-		ServerAggregateCPUSeconds: stats.AggregateCPUSeconds,
-		DecryptCPUSeconds:         stats.DecryptCPUSeconds,
-		ClientUploadBytes:         stats.UploadBytes,
-		PlainUploadBytes:          4 * *dim,
-		Expansion:                 float64(stats.UploadBytes) / float64(4**dim),
-		DecryptShareBytes:         stats.ShareBytes,
-		DecryptRequestBytes:       stats.RequestBytes,
-	}
-	if *asJSON {
+	out := benchHEOutput(&cfg, rep)
+	if asJSON {
 		if err := json.NewEncoder(stdout).Encode(out); err != nil {
 			return err
 		}
-		if !out.Correct {
-			return fmt.Errorf("decrypted aggregate off by %.3g (bound %.3g)", out.MaxAbsErrorSum, out.ErrorBoundSum)
-		}
-		return nil
+	} else {
+		printBenchHE(stdout, &out)
 	}
-	fmt.Fprintf(stdout, "correct                  %v (max |sum error| %.3g, bound %.3g)\n", out.Correct, out.MaxAbsErrorSum, out.ErrorBoundSum)
-	fmt.Fprintf(stdout, "max |mean error|         %.3g\n", out.MaxAbsError)
-	fmt.Fprintf(stdout, "security                 %d bits (HE Standard), smudging %.1f bits statistical\n", out.SecurityBits, out.SmudgingSecurityBits)
-	fmt.Fprintf(stdout, "uploads                  %d of %d clients, %d ciphertexts each\n", out.Uploaded, out.Clients, out.Ciphertexts)
-	fmt.Fprintf(stdout, "setup (ceremony)         %.3f s\n", out.SetupSeconds)
-	fmt.Fprintf(stdout, "client encrypt (mean)    %.4f s (CPU %.4f s)\n", out.ClientEncryptSeconds, out.ClientEncryptCPUSeconds)
-	fmt.Fprintf(stdout, "server aggregate         %.3f s (CPU %.3f s)\n", out.ServerAggregateSeconds, out.ServerAggregateCPUSeconds)
-	fmt.Fprintf(stdout, "decrypt                  %.3f s (CPU %.3f s)\n", out.DecryptSeconds, out.DecryptCPUSeconds)
-	fmt.Fprintf(stdout, "client upload            %d bytes (plain float32 %d, ×%.2f)\n", out.ClientUploadBytes, out.PlainUploadBytes, out.Expansion)
 	if !out.Correct {
 		return fmt.Errorf("decrypted aggregate off by %.3g (bound %.3g)", out.MaxAbsErrorSum, out.ErrorBoundSum)
 	}
 	return nil
+}
+
+// parseBenchHEFlags parses and checks the flags of bench he, naming the offending one.
+func parseBenchHEFlags(args []string, stderr io.Writer) (cfg he.BenchConfig, asJSON bool, err error) {
+	fs := flag.NewFlagSet("shoal bench he", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&cfg.Clients, "clients", 100, "number of clients in the round")
+	fs.IntVar(&cfg.Committee, "committee", 5, "decryption committee size K (the first K clients)")
+	fs.IntVar(&cfg.Threshold, "threshold", 3, "committee members needed to decrypt, T")
+	fs.IntVar(&cfg.Dim, "dim", 199210, "update dimension (199210 = the 2NN MNIST model)")
+	fs.Float64Var(&cfg.Dropout, "dropout", 0, "fraction of clients that drop out before uploading")
+	fs.IntVar(&cfg.CommitteeOffline, "committee-offline", 0, "committee members unreachable at decryption time")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed for the synthetic updates, weights and dropouts (keys always use crypto/rand)")
+	fs.BoolVar(&asJSON, "json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, false, err
+		}
+		return cfg, false, usageErrorf("%v", err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		err = usageErrorf("unexpected arguments %q", fs.Args())
+	case cfg.Clients < 2:
+		err = usageErrorf("--clients must be at least 2 (one upload is never decrypted)")
+	case cfg.Committee < 2 || cfg.Committee > cfg.Clients:
+		err = usageErrorf("--committee must be in [2, clients=%d]", cfg.Clients)
+	case cfg.Threshold < 2 || cfg.Threshold > cfg.Committee:
+		err = usageErrorf("--threshold must be in [2, committee=%d]", cfg.Committee)
+	case cfg.Dim < 1 || cfg.Dim > he.MaxDim:
+		err = usageErrorf("--dim must be in [1, %d]", he.MaxDim)
+	case math.IsNaN(cfg.Dropout) || cfg.Dropout < 0 || cfg.Dropout >= 1:
+		err = usageErrorf("--dropout must be in [0, 1)")
+	case cfg.CommitteeOffline < 0 || cfg.CommitteeOffline > cfg.Committee:
+		err = usageErrorf("--committee-offline must be in [0, committee=%d]", cfg.Committee)
+	}
+	return cfg, asJSON, err
+}
+
+// benchHEOutput is the JSON object of a run: the report with the settings it ran with.
+func benchHEOutput(cfg *he.BenchConfig, rep *he.BenchReport) heBenchJSON {
+	p := rep.Params
+	return heBenchJSON{
+		Correct:                   rep.Correct,
+		MaxAbsError:               rep.MaxAbsError,
+		MaxAbsErrorSum:            rep.MaxAbsErrorSum,
+		ErrorBoundSum:             rep.ErrorBoundSum,
+		SecurityBits:              p.SecurityBits(),
+		SmudgingSecurityBits:      rep.SmudgingSecurityBits,
+		LogN:                      p.LogN(),
+		LogQP:                     p.LogQP(),
+		LogScale:                  p.LogScale(),
+		LogSmudging:               p.LogSmudging(),
+		Clients:                   cfg.Clients,
+		Uploaded:                  rep.Uploaded,
+		Committee:                 cfg.Committee,
+		Threshold:                 cfg.Threshold,
+		CommitteeOffline:          cfg.CommitteeOffline,
+		Dim:                       cfg.Dim,
+		Dropout:                   cfg.Dropout,
+		Ciphertexts:               rep.Ciphertexts,
+		SetupSeconds:              rep.SetupSeconds,
+		ClientEncryptSeconds:      rep.ClientEncryptSeconds,
+		ServerAggregateSeconds:    rep.ServerAggregateSeconds,
+		DecryptSeconds:            rep.DecryptSeconds,
+		ClientEncryptCPUSeconds:   rep.ClientEncryptCPUSeconds,
+		ServerAggregateCPUSeconds: rep.ServerAggregateCPUSeconds,
+		DecryptCPUSeconds:         rep.DecryptCPUSeconds,
+		ClientUploadBytes:         rep.ClientUploadBytes,
+		PlainUploadBytes:          rep.PlainUploadBytes,
+		Expansion:                 rep.Expansion,
+		DecryptShareBytes:         rep.DecryptShareBytes,
+		DecryptRequestBytes:       rep.DecryptRequestBytes,
+	}
+}
+
+func printBenchHE(w io.Writer, out *heBenchJSON) {
+	fmt.Fprintf(w, "correct                  %v (max |sum error| %.3g, bound %.3g)\n", out.Correct, out.MaxAbsErrorSum, out.ErrorBoundSum)
+	fmt.Fprintf(w, "max |mean error|         %.3g\n", out.MaxAbsError)
+	fmt.Fprintf(w, "security                 %d bits (HE Standard), smudging %.1f bits statistical\n", out.SecurityBits, out.SmudgingSecurityBits)
+	fmt.Fprintf(w, "uploads                  %d of %d clients, %d ciphertexts each\n", out.Uploaded, out.Clients, out.Ciphertexts)
+	fmt.Fprintf(w, "setup (ceremony)         %.3f s\n", out.SetupSeconds)
+	fmt.Fprintf(w, "client encrypt (mean)    %.4f s (CPU %.4f s)\n", out.ClientEncryptSeconds, out.ClientEncryptCPUSeconds)
+	fmt.Fprintf(w, "server aggregate         %.3f s (CPU %.3f s)\n", out.ServerAggregateSeconds, out.ServerAggregateCPUSeconds)
+	fmt.Fprintf(w, "decrypt                  %.3f s (CPU %.3f s)\n", out.DecryptSeconds, out.DecryptCPUSeconds)
+	fmt.Fprintf(w, "client upload            %d bytes (plain float32 %d, ×%.2f)\n", out.ClientUploadBytes, out.PlainUploadBytes, out.Expansion)
 }

@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"runtime/debug"
-	"time"
 
 	"shoal/secagg"
 )
@@ -60,202 +56,141 @@ type secaggPRGJSON struct {
 	ServerBoundSeconds      float64 `json:"server_bound_seconds"`
 }
 
+// benchSecAggFlags are the flags of bench secagg, as given.
+type benchSecAggFlags struct {
+	clients, dim, degree, bits      int
+	dropout, maxDropout, maxCorrupt float64
+	stage, graph                    string
+	malicious, json                 bool
+	seed                            uint64
+}
+
 func runBenchSecAgg(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench secagg", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	clients := fs.Int("clients", 100, "number of clients n")
-	dim := fs.Int("dim", 100_000, "entries per update")
-	dropout := fs.Float64("dropout", 0.1, "fraction of clients that drop out")
-	stageName := fs.String("dropout-stage", "masked", "stage at which they drop: advertise|share|masked|unmask (masked = after ShareKeys)")
-	graphName := fs.String("graph", "harary", "masking graph: complete|harary")
-	degree := fs.Int("degree", 0, "force the graph degree (0: chosen from the dropout and corruption fractions)")
-	bits := fs.Int("bits", 16, "quantisation bits per entry")
-	maxDropout := fs.Float64("max-dropout", -1, "tolerated dropout fraction for degree and threshold (default: --dropout)")
-	maxCorrupt := fs.Float64("max-corrupt", 0.05, "tolerated fraction of clients colluding with the server")
-	malicious := fs.Bool("malicious", false, "malicious-server variant (signatures and ConsistencyCheck)")
-	seed := fs.Uint64("seed", 0, "seed for reproducible keys, inputs and dropouts (0: crypto/rand keys)")
-	asJSON := fs.Bool("json", false, "write one JSON object to stdout")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
+	f, err := parseBenchSecAggFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.benchConfig()
+	if err != nil {
+		return err
+	}
+	b, err := secagg.NewBench(cfg)
+	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	if fs.NArg() != 0 {
-		return usageErrorf("unexpected arguments %q", fs.Args())
-	}
-	stages := map[string]secagg.Stage{"advertise": secagg.StageAdvertise, "share": secagg.StageShare,
-		"masked": secagg.StageMasked, "unmask": secagg.StageUnmask}
-	dropStage, ok := stages[*stageName]
-	if !ok {
-		return usageErrorf("--dropout-stage %q: want advertise, share, masked or unmask", *stageName)
-	}
-	var kind secagg.GraphKind
-	switch *graphName {
-	case "complete":
-		kind = secagg.GraphComplete
-	case "harary":
-		kind = secagg.GraphHarary
-	default:
-		return usageErrorf("--graph %q: want complete or harary", *graphName)
-	}
-	if *clients < 2 || *clients > secagg.MaxClients {
-		return usageErrorf("--clients %d out of range [2, %d]", *clients, secagg.MaxClients)
-	}
-	if *dim < 1 || *dim > secagg.MaxDim {
-		return usageErrorf("--dim %d out of range [1, %d]", *dim, secagg.MaxDim)
-	}
-	if !(*dropout >= 0 && *dropout < 1) {
-		return usageErrorf("--dropout %v not in [0, 1)", *dropout)
-	}
-	if *maxDropout < 0 {
-		*maxDropout = *dropout
-	}
-	if *maxDropout < *dropout {
-		return usageErrorf("--max-dropout %v is below --dropout %v", *maxDropout, *dropout)
-	}
-	n := *clients
-	var k, t int
-	var err error
-	switch {
-	case *degree != 0 && kind == secagg.GraphComplete && *degree != n-1:
-		return usageErrorf("--degree %d: the complete graph of %d clients has degree %d", *degree, n, n-1)
-	case *degree != 0:
-		k = *degree
-		if t, err = secagg.PlanThreshold(n, k, *maxDropout, kind); err != nil {
-			return usageErrorf("%v", err)
-		}
-	default:
-		if k, t, err = secagg.PlanGraph(n, *maxDropout, *maxCorrupt, kind, *malicious); err != nil {
-			return usageErrorf("%v", err)
-		}
-	}
-	if k == n-1 {
-		kind = secagg.GraphComplete
-	}
-	cfg := secagg.Config{Round: 1, Clients: n, Dim: *dim, Bits: *bits, ClipRange: 1, MaxWeight: 1000,
-		Graph: kind, Degree: k, Threshold: t}
-	rng := rand.New(rand.NewPCG(*seed, 0x5ec))
-	for i := range cfg.GraphSeed {
-		cfg.GraphSeed[i] = byte(rng.Uint32())
-	}
-	spec := secagg.RoundSpec{Config: cfg, Check: true, Drop: map[secagg.ClientID]secagg.Stage{}}
-	if *malicious {
-		if err := withPKI(&spec, rng); err != nil {
-			return err
-		}
-	}
-	if err := spec.Config.Validate(); err != nil {
-		return usageErrorf("%v", err)
-	}
-	dropped := int(*dropout * float64(n))
-	for _, id := range rng.Perm(n)[:dropped] {
-		spec.Drop[secagg.ClientID(id)] = dropStage
-	}
-	if *seed != 0 {
-		spec.Rand = func(id secagg.ClientID) io.Reader {
-			var s [32]byte
-			s[0], s[1], s[2], s[3] = byte(id), byte(id>>8), byte(id>>16), 1
-			for i := 8; i < 16; i++ {
-				s[i] = byte(*seed >> (8 * (i - 8)))
-			}
-			return rand.NewChaCha8(s)
-		}
-	}
-	update := make([]float32, *dim)
-	spec.Input = func(id secagg.ClientID) ([]float32, float64, error) {
-		if err := ctx.Err(); err != nil {
-			return nil, 0, err
-		}
-		r := rand.New(rand.NewPCG(*seed, uint64(id)))
-		for i := range update {
-			update[i] = float32(2*r.Float64() - 1)
-		}
-		return update, float64(1 + r.IntN(500)), nil
-	}
-	// The in-process round holds every client; their garbage (inputs, masked vectors) would
-	// trigger GC assists charged to whichever party allocates next, often the server, which a
-	// deployed server never pays. A larger GC target keeps the figures to the protocol's work.
-	defer debug.SetGCPercent(debug.SetGCPercent(400))
-	keystream, expand := secagg.MeasurePRG(100 * time.Millisecond)
-	if !*asJSON {
+	if !f.json {
+		c := b.Config()
 		fmt.Fprintf(stdout, "secagg round: %d clients × %d entries, %s graph degree %d, threshold %d, %d bits (ring %d), %d drop at %s\n",
-			n, *dim, kind, k, t, *bits, cfg.RingBits(), dropped, *stageName)
+			c.Clients, c.Dim, c.Graph, c.Degree, c.Threshold, c.Bits, c.RingBits(), b.Dropped(), f.stage)
 	}
-	rep, err := secagg.RunRound(spec)
+	rep, err := b.Run(ctx)
 	if err != nil {
 		return fmt.Errorf("bench secagg: %w", err)
 	}
-	out := summarise(rep, &spec.Config, *dropout, *stageName, dropped, keystream, expand, *malicious)
-	if *asJSON {
+	out := f.output(rep)
+	if f.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	fmt.Fprintf(stdout, "correct: %v   survivors: %d   completed: %d\n", out.Correct, out.Survivors, out.Completed)
-	fmt.Fprintf(stdout, "client: %.4f s mean CPU (PRG bound %.4f s), upload %.0f B (plain %d B, ×%.3f)\n",
-		out.ClientSeconds, out.PRG.ClientBoundSeconds, out.ClientUploadBytes, out.PlainUploadBytes, out.UploadRatio)
-	fmt.Fprintf(stdout, "server: %.4f s (PRG bound %.4f s for %d PRG bytes)\n", out.ServerSeconds, out.PRG.ServerBoundSeconds, out.PRG.ServerBytes)
-	for _, name := range []string{"advertise", "share", "masked", "consistency", "unmask"} {
-		if s, ok := out.Stages[name]; ok {
-			fmt.Fprintf(stdout, "  %-11s clients %5d  client %.5f s  server %.4f s  up %.0f B  down %.0f B\n",
-				name, s.Clients, s.ClientSeconds, s.ServerSeconds, s.ClientUploadBytes, s.ClientDownloadBytes)
-		}
-	}
+	printBenchSecAgg(stdout, &out)
 	if !out.Correct {
 		return errors.New("bench secagg: unmasked sum differs from the plain sum of the survivors")
 	}
 	return nil
 }
 
-func summarise(rep *secagg.RoundReport, cfg *secagg.Config, dropout float64, stage string, dropped int, keystream, expand float64, malicious bool) secaggBenchJSON {
-	out := secaggBenchJSON{Correct: rep.Correct, Clients: cfg.Clients, Survivors: len(rep.Result.Survivors),
-		Completed: len(rep.Completed), Dim: cfg.Dim, Graph: cfg.Graph.String(), Degree: cfg.Degree,
-		Threshold: cfg.Threshold, Bits: cfg.Bits, RingBits: cfg.RingBits(), Malicious: malicious,
-		Dropout: dropout, DropoutStage: stage, Dropped: dropped, ServerSeconds: rep.ServerSeconds,
-		PlainUploadBytes: (cfg.Dim*cfg.Bits + 7) / 8, Stages: map[string]secaggStageJSON{}}
-	var cs, up, prg float64
-	for _, id := range rep.Completed {
-		cs += rep.ClientSeconds[id]
-		up += float64(rep.ClientUpload[id])
-		prg += float64(rep.ClientPRGBytes[id])
-	}
-	if c := float64(len(rep.Completed)); c > 0 {
-		out.ClientSeconds, out.ClientUploadBytes, prg = cs/c, up/c, prg/c
-	}
-	out.UploadRatio = out.ClientUploadBytes / float64(out.PlainUploadBytes)
-	names := map[secagg.Stage]string{secagg.StageAdvertise: "advertise", secagg.StageShare: "share",
-		secagg.StageMasked: "masked", secagg.StageConsistency: "consistency", secagg.StageUnmask: "unmask"}
-	for st, name := range names {
-		s := rep.Stages[st]
-		if s.Clients == 0 && s.ServerSeconds == 0 {
-			continue
+func parseBenchSecAggFlags(args []string, stderr io.Writer) (*benchSecAggFlags, error) {
+	f := &benchSecAggFlags{}
+	fs := flag.NewFlagSet("bench secagg", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&f.clients, "clients", 100, "number of clients n")
+	fs.IntVar(&f.dim, "dim", 100_000, "entries per update")
+	fs.Float64Var(&f.dropout, "dropout", 0.1, "fraction of clients that drop out")
+	fs.StringVar(&f.stage, "dropout-stage", "masked", "stage at which they drop: advertise|share|masked|unmask (masked = after ShareKeys)")
+	fs.StringVar(&f.graph, "graph", "harary", "masking graph: complete|harary")
+	fs.IntVar(&f.degree, "degree", 0, "force the graph degree (0: chosen from the dropout and corruption fractions)")
+	fs.IntVar(&f.bits, "bits", 16, "quantisation bits per entry")
+	fs.Float64Var(&f.maxDropout, "max-dropout", -1, "tolerated dropout fraction for degree and threshold (default: --dropout)")
+	fs.Float64Var(&f.maxCorrupt, "max-corrupt", 0.05, "tolerated fraction of clients colluding with the server")
+	fs.BoolVar(&f.malicious, "malicious", false, "malicious-server variant (signatures and ConsistencyCheck)")
+	fs.Uint64Var(&f.seed, "seed", 0, "seed for reproducible keys, inputs and dropouts (0: crypto/rand keys)")
+	fs.BoolVar(&f.json, "json", false, "write one JSON object to stdout")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
 		}
-		j := secaggStageJSON{Clients: s.Clients, ServerSeconds: s.ServerSeconds}
-		if s.Clients > 0 {
-			c := float64(s.Clients)
-			j.ClientSeconds, j.ClientUploadBytes, j.ClientDownloadBytes = s.ClientSeconds/c, float64(s.UploadBytes)/c, float64(s.DownloadBytes)/c
-		}
-		out.Stages[name] = j
+		return nil, usageErrorf("%v", err)
 	}
-	out.PRG = secaggPRGJSON{KeystreamBytesPerSecond: keystream, ExpandBytesPerSecond: expand,
-		ClientBytes: prg, ClientBoundSeconds: prg / keystream,
-		ServerBytes: rep.ServerPRGBytes, ServerBoundSeconds: float64(rep.ServerPRGBytes) / keystream}
+	if fs.NArg() != 0 {
+		return nil, usageErrorf("unexpected arguments %q", fs.Args())
+	}
+	return f, nil
+}
+
+// benchConfig checks the flags, naming the offending one, and maps them to a benchmark
+// configuration; secagg.NewBench checks what only planning can tell.
+func (f *benchSecAggFlags) benchConfig() (secagg.BenchConfig, error) {
+	stages := map[string]secagg.Stage{"advertise": secagg.StageAdvertise, "share": secagg.StageShare,
+		"masked": secagg.StageMasked, "unmask": secagg.StageUnmask}
+	stage, ok := stages[f.stage]
+	if !ok {
+		return secagg.BenchConfig{}, usageErrorf("--dropout-stage %q: want advertise, share, masked or unmask", f.stage)
+	}
+	graphs := map[string]secagg.GraphKind{"complete": secagg.GraphComplete, "harary": secagg.GraphHarary}
+	kind, ok := graphs[f.graph]
+	if !ok {
+		return secagg.BenchConfig{}, usageErrorf("--graph %q: want complete or harary", f.graph)
+	}
+	if f.clients < 2 || f.clients > secagg.MaxClients {
+		return secagg.BenchConfig{}, usageErrorf("--clients %d out of range [2, %d]", f.clients, secagg.MaxClients)
+	}
+	if f.dim < 1 || f.dim > secagg.MaxDim {
+		return secagg.BenchConfig{}, usageErrorf("--dim %d out of range [1, %d]", f.dim, secagg.MaxDim)
+	}
+	if !(f.dropout >= 0 && f.dropout < 1) {
+		return secagg.BenchConfig{}, usageErrorf("--dropout %v not in [0, 1)", f.dropout)
+	}
+	maxDropout := f.maxDropout
+	if maxDropout < 0 {
+		maxDropout = f.dropout
+	}
+	if maxDropout < f.dropout {
+		return secagg.BenchConfig{}, usageErrorf("--max-dropout %v is below --dropout %v", maxDropout, f.dropout)
+	}
+	if n := f.clients; f.degree != 0 && kind == secagg.GraphComplete && f.degree != n-1 {
+		return secagg.BenchConfig{}, usageErrorf("--degree %d: the complete graph of %d clients has degree %d", f.degree, n, n-1)
+	}
+	return secagg.BenchConfig{Clients: f.clients, Dim: f.dim, Bits: f.bits, Graph: kind, Degree: f.degree,
+		Dropout: f.dropout, DropoutStage: stage, MaxDropout: maxDropout, MaxCorrupt: f.maxCorrupt,
+		Malicious: f.malicious, Seed: f.seed}, nil
+}
+
+// output is the JSON object of a run: the report with the settings as given on the command line.
+func (f *benchSecAggFlags) output(rep *secagg.BenchReport) secaggBenchJSON {
+	c := &rep.Config
+	out := secaggBenchJSON{Correct: rep.Correct, Clients: c.Clients, Survivors: rep.Survivors,
+		Completed: rep.Completed, Dim: c.Dim, Graph: c.Graph.String(), Degree: c.Degree,
+		Threshold: c.Threshold, Bits: c.Bits, RingBits: c.RingBits(), Malicious: f.malicious,
+		Dropout: f.dropout, DropoutStage: f.stage, Dropped: rep.Dropped, ClientSeconds: rep.ClientSeconds,
+		ServerSeconds: rep.ServerSeconds, ClientUploadBytes: rep.ClientUploadBytes,
+		PlainUploadBytes: rep.PlainUploadBytes, UploadRatio: rep.UploadRatio,
+		Stages: map[string]secaggStageJSON{}, PRG: secaggPRGJSON(rep.PRG)}
+	for st, s := range rep.Stages {
+		out.Stages[st.String()] = secaggStageJSON(s)
+	}
 	return out
 }
 
-// withPKI gives every client an Ed25519 key and the config the matching verify keys.
-func withPKI(spec *secagg.RoundSpec, rng *rand.Rand) error {
-	n := spec.Config.Clients
-	spec.SigningKeys = make([]ed25519.PrivateKey, n)
-	spec.Config.VerifyKeys = make([]ed25519.PublicKey, n)
-	for i := range n {
-		var seed [ed25519.SeedSize]byte
-		for j := range seed {
-			seed[j] = byte(rng.Uint32())
+func printBenchSecAgg(w io.Writer, out *secaggBenchJSON) {
+	fmt.Fprintf(w, "correct: %v   survivors: %d   completed: %d\n", out.Correct, out.Survivors, out.Completed)
+	fmt.Fprintf(w, "client: %.4f s mean CPU (PRG bound %.4f s), upload %.0f B (plain %d B, ×%.3f)\n",
+		out.ClientSeconds, out.PRG.ClientBoundSeconds, out.ClientUploadBytes, out.PlainUploadBytes, out.UploadRatio)
+	fmt.Fprintf(w, "server: %.4f s (PRG bound %.4f s for %d PRG bytes)\n", out.ServerSeconds, out.PRG.ServerBoundSeconds, out.PRG.ServerBytes)
+	for _, name := range []string{"advertise", "share", "masked", "consistency", "unmask"} {
+		if s, ok := out.Stages[name]; ok {
+			fmt.Fprintf(w, "  %-11s clients %5d  client %.5f s  server %.4f s  up %.0f B  down %.0f B\n",
+				name, s.Clients, s.ClientSeconds, s.ServerSeconds, s.ClientUploadBytes, s.ClientDownloadBytes)
 		}
-		spec.SigningKeys[i] = ed25519.NewKeyFromSeed(seed[:])
-		spec.Config.VerifyKeys[i] = spec.SigningKeys[i].Public().(ed25519.PublicKey)
 	}
-	return nil
 }

@@ -78,9 +78,32 @@ func handshake(t *testing.T, scfg, ccfg *tls.Config) (string, error) {
 	return r.name, r.err
 }
 
+// TestCertsCommands walks one CA through its life: init, issue two clients, handshake,
+// revoke one, list, and a new server certificate from the same CA.
 func TestCertsCommands(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "certs")
+	certsStepInit(t, dir)
+	alice := certsStepIssue(t, dir)
+	scfg, err := pki.ServerTLSConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ccfg, err := pki.ClientTLSConfig(dir, "alice", "fl.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, err := handshake(t, scfg, ccfg); err != nil || name != "alice" {
+		t.Fatalf("handshake with the issued certificate: %q %v", name, err)
+	}
+	bob := certsStepRevoke(t, dir, scfg, ccfg, alice.Serial)
+	certsStepList(t, dir, alice.Serial)
+	certsStepNewServer(t, dir, bob)
+}
 
+// certsStepInit creates the CA with a server certificate for three hosts, and checks that a
+// second init over it is refused.
+func certsStepInit(t *testing.T, dir string) {
+	t.Helper()
 	code, out, errb := runCerts(t, "init", "--dir", dir, "--hosts", "localhost, 127.0.0.1,fl.example.org", "--json")
 	if code != 0 {
 		t.Fatalf("init: exit %d: %s", code, errb)
@@ -98,8 +121,12 @@ func TestCertsCommands(t *testing.T) {
 	if code, _, errb := runCerts(t, "init", "--dir", dir); code != 1 || !strings.Contains(errb, "already exists") {
 		t.Fatalf("init over an existing CA: exit %d, %q", code, errb)
 	}
+}
 
-	code, out, errb = runCerts(t, "client", "--dir", dir, "--name", "alice", "--json")
+// certsStepIssue issues certificates to alice (JSON output, returned) and bob (text output).
+func certsStepIssue(t *testing.T, dir string) certsClientJSON {
+	t.Helper()
+	code, out, errb := runCerts(t, "client", "--dir", dir, "--name", "alice", "--json")
 	if code != 0 {
 		t.Fatalf("client: exit %d: %s", code, errb)
 	}
@@ -111,20 +138,15 @@ func TestCertsCommands(t *testing.T) {
 	if code, out, errb := runCerts(t, "client", "--dir", dir, "--name", "bob"); code != 0 || !strings.Contains(out, "serial") {
 		t.Fatalf("client bob: exit %d, %q %q", code, out, errb)
 	}
+	return alice
+}
 
-	scfg, err := pki.ServerTLSConfig(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ccfg, err := pki.ClientTLSConfig(dir, "alice", "fl.example.org")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if name, err := handshake(t, scfg, ccfg); err != nil || name != "alice" {
-		t.Fatalf("handshake with the issued certificate: %q %v", name, err)
-	}
-
-	code, out, errb = runCerts(t, "revoke", "--dir", dir, "--name", "alice", "--json")
+// certsStepRevoke revokes alice (whose certificate has serial aliceSerial and whose client
+// config is alice), checks the server then refuses her and still accepts bob, and returns
+// bob's client config.
+func certsStepRevoke(t *testing.T, dir string, scfg, alice *tls.Config, aliceSerial string) *tls.Config {
+	t.Helper()
+	code, out, errb := runCerts(t, "revoke", "--dir", dir, "--name", "alice", "--json")
 	if code != 0 {
 		t.Fatalf("revoke: exit %d: %s", code, errb)
 	}
@@ -133,10 +155,10 @@ func TestCertsCommands(t *testing.T) {
 		RevokedFile  string `json:"revoked_file"`
 	}
 	decodeOne(t, out, &rev)
-	if rev.Serial != alice.Serial {
-		t.Fatalf("revoked serial %s, issued %s", rev.Serial, alice.Serial)
+	if rev.Serial != aliceSerial {
+		t.Fatalf("revoked serial %s, issued %s", rev.Serial, aliceSerial)
 	}
-	if _, err := handshake(t, scfg, ccfg); err == nil || !strings.Contains(err.Error(), "revoked") {
+	if _, err := handshake(t, scfg, alice); err == nil || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("handshake after revoke: %v", err)
 	}
 	bob, err := pki.ClientTLSConfig(dir, "bob", "localhost")
@@ -146,8 +168,13 @@ func TestCertsCommands(t *testing.T) {
 	if name, err := handshake(t, scfg, bob); err != nil || name != "bob" {
 		t.Fatalf("bob after alice's revocation: %q %v", name, err)
 	}
+	return bob
+}
 
-	code, out, errb = runCerts(t, "list", "--dir", dir, "--json")
+// certsStepList checks the JSON and text listings: alice revoked, bob valid.
+func certsStepList(t *testing.T, dir, aliceSerial string) {
+	t.Helper()
+	code, out, errb := runCerts(t, "list", "--dir", dir, "--json")
 	if code != 0 {
 		t.Fatalf("list: exit %d: %s", code, errb)
 	}
@@ -156,18 +183,22 @@ func TestCertsCommands(t *testing.T) {
 	}
 	decodeOne(t, out, &list)
 	if len(list.Clients) != 2 || list.Clients[0].Name != "alice" || !list.Clients[0].Revoked || list.Clients[0].Valid ||
-		list.Clients[1].Name != "bob" || !list.Clients[1].Valid || list.Clients[0].Serial != alice.Serial {
+		list.Clients[1].Name != "bob" || !list.Clients[1].Valid || list.Clients[0].Serial != aliceSerial {
 		t.Fatalf("list: %+v", list)
 	}
 	if code, out, _ := runCerts(t, "list", "--dir", dir); code != 0 || !strings.Contains(out, "revoked") || !strings.Contains(out, "valid") {
 		t.Fatalf("list (text): exit %d %q", code, out)
 	}
+}
 
-	// A new server certificate for another host, from the same CA.
+// certsStepNewServer issues a new server certificate for another host, from the same CA, and
+// checks bob can reach the server under that name.
+func certsStepNewServer(t *testing.T, dir string, bob *tls.Config) {
+	t.Helper()
 	if code, _, errb := runCerts(t, "server", "--dir", dir, "--hosts", "10.0.0.7"); code != 0 {
 		t.Fatalf("server: exit %d: %s", code, errb)
 	}
-	scfg, err = pki.ServerTLSConfig(dir)
+	scfg, err := pki.ServerTLSConfig(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
