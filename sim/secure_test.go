@@ -2,89 +2,11 @@ package sim
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"math"
 	"testing"
 
-	"shoal/fl"
+	"shoal/internal/testsupport"
 )
-
-// clearSum is a two-stage stand-in for a secure-sum protocol (it hides nothing): stage 0 asks
-// every client to confirm, stage 1 collects the inputs in the clear. It exercises the engine's
-// and the simulation's protocol plumbing: stage messages, replies, dropouts, abandonment.
-type clearSum struct{ minSurvivors int }
-
-func (clearSum) Name() string     { return "clear" }
-func (clearSum) Describe() string { return "no protection (test protocol)" }
-func (clearSum) Stages() []string { return []string{"confirm", "input"} }
-
-func (p clearSum) NewServer(round int, clients []fl.ClientID, dim int, _ float64) (fl.SumServer, error) {
-	alive := map[fl.ClientID]bool{}
-	for _, id := range clients {
-		alive[id] = true
-	}
-	return &clearServer{min: p.minSurvivors, dim: dim, alive: alive, res: fl.SumResult{Sum: make([]float64, dim)}}, nil
-}
-
-func (clearSum) NewClient(round int, id fl.ClientID, in fl.SumInput) (fl.SumClient, error) {
-	return &clearClient{in: in}, nil
-}
-
-type clearServer struct {
-	min, dim, stage int
-	alive           map[fl.ClientID]bool
-	res             fl.SumResult
-}
-
-func (s *clearServer) Next() (map[fl.ClientID][]byte, bool, error) {
-	if len(s.alive) < s.min {
-		return nil, false, fmt.Errorf("%w: %d survivors", fl.ErrRoundAbandoned, len(s.alive))
-	}
-	if s.stage == 2 {
-		return nil, true, nil
-	}
-	msgs := map[fl.ClientID][]byte{}
-	for id := range s.alive {
-		msgs[id] = []byte{byte(s.stage)}
-	}
-	s.stage++
-	return msgs, false, nil
-}
-
-func (s *clearServer) Receive(from fl.ClientID, msg []byte) error {
-	if s.stage == 1 {
-		return nil
-	}
-	if len(msg) != 8*(s.dim+2) {
-		return errors.New("bad input length")
-	}
-	w := math.Float64frombits(binary.LittleEndian.Uint64(msg))
-	for j := range s.dim {
-		s.res.Sum[j] += w * math.Float64frombits(binary.LittleEndian.Uint64(msg[8*(j+1):]))
-	}
-	s.res.Weight += w
-	s.res.Unclipped += math.Float64frombits(binary.LittleEndian.Uint64(msg[8*(s.dim+1):]))
-	s.res.Count++
-	return nil
-}
-
-func (s *clearServer) Drop(id fl.ClientID)           { delete(s.alive, id) }
-func (s *clearServer) Result() (fl.SumResult, error) { return s.res, nil }
-
-type clearClient struct{ in fl.SumInput }
-
-func (c *clearClient) Handle(msg []byte) ([]byte, error) {
-	if msg[0] == 0 {
-		return []byte("ok"), nil
-	}
-	out := binary.LittleEndian.AppendUint64(nil, math.Float64bits(c.in.Weight))
-	for _, v := range c.in.Update {
-		out = binary.LittleEndian.AppendUint64(out, math.Float64bits(float64(v)))
-	}
-	return binary.LittleEndian.AppendUint64(out, math.Float64bits(c.in.Unclipped)), nil
-}
 
 // The engine's secure path gives the same model as the plain path when nobody drops, never
 // sees an update in FitRes, and survives dropouts inside the protocol.
@@ -94,7 +16,7 @@ func TestSecureSumPathMatchesPlainSum(t *testing.T) {
 	if _, err := plain.Run(context.Background(), p1); err != nil {
 		t.Fatal(err)
 	}
-	proto := clearSum{minSurvivors: 2}
+	proto := testsupport.ClearSum{MinSurvivors: 2}
 	secure, p2 := engine(t, fed, Config{Seed: 4, SecureSum: proto}, 0.5)
 	secure.SecureSum = proto
 	hist, err := secure.Run(context.Background(), p2)
@@ -124,7 +46,7 @@ func TestSecureSumPathMatchesPlainSum(t *testing.T) {
 	}
 
 	// Too few survivors: the round is abandoned and the model left unchanged.
-	strict := clearSum{minSurvivors: 13}
+	strict := testsupport.ClearSum{MinSurvivors: 13}
 	abandon, p4 := engine(t, fed, Config{Seed: 4, SecureSum: strict}, 1)
 	abandon.SecureSum = strict
 	before := append([]float32(nil), p4...)
@@ -144,8 +66,8 @@ func TestSecureSumPathMatchesPlainSum(t *testing.T) {
 
 func TestSecureSumRefusesRobustStrategies(t *testing.T) {
 	fed := federation(t, 4, 5)
-	e, _ := engine(t, fed, Config{Seed: 1, SecureSum: clearSum{}}, 1)
-	e.SecureSum = clearSum{}
+	e, _ := engine(t, fed, Config{Seed: 1, SecureSum: testsupport.ClearSum{}}, 1)
+	e.SecureSum = testsupport.ClearSum{}
 	e.Strategy = mustStrategy(t, "fedmedian")
 	if err := e.Validate(); err == nil {
 		t.Fatal("median over a secure sum accepted")

@@ -19,6 +19,10 @@ import (
 // crashChildEnv names the store file a re-executed test binary commits rounds to until killed.
 const crashChildEnv = "SHOAL_STORE_CRASH_CHILD"
 
+// childPatience bounds the wait for a crash child to open the store: far beyond a healthy
+// start, even on a loaded machine.
+const childPatience = time.Minute
+
 // crashModelSize spans many SQLite pages, so a torn write would show as a mixed model.
 const crashModelSize = 60000
 
@@ -99,13 +103,16 @@ func TestKillDuringCommit(t *testing.T) {
 		t.Skip("spawns processes")
 	}
 	path := filepath.Join(t.TempDir(), "run.db")
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("kill moments seeded with %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
 	want := make([]float32, crashModelSize)
-	deadline := time.Now().Add(12 * time.Second)
-	kills := 0
-	for i := 0; i < 6 && time.Now().Before(deadline); i++ {
+	// At least minKills kills, whatever the machine's speed; more, up to maxKills, while the
+	// time budget lasts. The budget only trims the extra kills: no assertion depends on it.
+	const minKills, maxKills = 3, 6
+	budget := time.Now().Add(12 * time.Second)
+	for i := 0; i < minKills || i < maxKills && time.Now().Before(budget); i++ {
 		acked, started := killChildAtRandom(t, path, rng)
-		kills++
 
 		s, err := OpenExisting(path)
 		if err != nil {
@@ -158,9 +165,6 @@ func TestKillDuringCommit(t *testing.T) {
 		}
 		t.Logf("kill %d: acknowledged %d, found %d complete", i, acked, r)
 	}
-	if kills < 3 {
-		t.Fatalf("only %d kills in the time budget", kills)
-	}
 }
 
 // killChildAtRandom starts a crash child on path, lets it commit for a random while and kills it
@@ -191,17 +195,23 @@ func killChildAtRandom(t *testing.T, path string, rng *rand.Rand) (acked, starte
 		cmd.Wait()
 		t.Fatalf(format+"; child stderr: %s", append(a, stderr.String())...)
 	}
+	// The child says it is ready, or exits (closing lines). The watchdog only turns a child
+	// hung before that into a failure instead of a hang of the whole test binary.
+	watchdog := time.NewTimer(childPatience)
+	defer watchdog.Stop()
 	select {
 	case l, ok := <-lines:
 		if !ok || !strings.HasPrefix(l, "ready ") {
 			fail("child did not start: %q", l)
 		}
 		started, _ = strconv.Atoi(strings.TrimPrefix(l, "ready "))
-	case <-time.After(10 * time.Second):
-		fail("child did not start in time")
+	case <-watchdog.C:
+		fail("child not ready after %v", childPatience)
 	}
 	acked = started
-	// Kill at a random moment: sometimes right after start, mostly in the middle of commits.
+	// The fault injected: SIGKILL at a random moment, sometimes right after start, mostly in
+	// the middle of a commit. Any moment must leave a consistent store; no assertion depends
+	// on which moment it was, so the moment is drawn on the real clock, where the commits are.
 	timer := time.NewTimer(time.Duration(rng.IntN(800)) * time.Millisecond)
 	for killed := false; !killed; {
 		select {

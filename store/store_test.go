@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -210,57 +211,64 @@ func TestConcurrentCommit(t *testing.T) {
 	}
 }
 
+// Clients are upserted: a known client keeps its first-seen time and gets the serial and the
+// time of its latest registration. On synctest's fake clock, the times are exact.
 func TestClientsAndPublic(t *testing.T) {
-	s := openTemp(t)
-	if err := s.RegisterClient("", "ab"); err == nil {
-		t.Fatal("empty client name accepted")
-	}
-	if err := s.RegisterClient("bob", "01"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.RegisterClient("alice", "aa"); err != nil {
-		t.Fatal(err)
-	}
-	first, err := s.Clients()
-	if err != nil || len(first) != 2 || first[0].Name != "alice" || first[1].CertSerial != "01" {
-		t.Fatalf("Clients: %+v %v", first, err)
-	}
-	time.Sleep(2 * time.Millisecond)
-	if err := s.RegisterClient("bob", "02"); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := s.Clients()
-	if err != nil || len(cl) != 2 {
-		t.Fatalf("Clients: %+v %v", cl, err)
-	}
-	bob := cl[1]
-	if bob.CertSerial != "02" || !bob.FirstSeen.Equal(first[1].FirstSeen) || !bob.LastSeen.After(first[1].LastSeen) {
-		t.Fatalf("upsert: before %+v after %+v", first[1], bob)
-	}
-
-	run, err := s.CreateRun([]byte(`{}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.GetPublic(run, "he/pk"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("GetPublic of a missing key: %v", err)
-	}
-	if err := s.PutPublic(run+1, "he/pk", []byte{1}); !errors.Is(err, ErrNoRun) {
-		t.Fatalf("PutPublic to unknown run: %v", err)
-	}
-	if err := s.PutPublic(run, "", []byte{1}); err == nil {
-		t.Fatal("empty key accepted")
-	}
-	big := bytes.Repeat([]byte{7, 1}, 300000)
-	for _, v := range [][]byte{{1, 2, 3}, big, {}} {
-		if err := s.PutPublic(run, "he/pk", v); err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		const pause = 2 * time.Millisecond
+		s := openTemp(t)
+		if err := s.RegisterClient("", "ab"); err == nil {
+			t.Fatal("empty client name accepted")
+		}
+		registered := time.Now()
+		if err := s.RegisterClient("bob", "01"); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.GetPublic(run, "he/pk")
-		if err != nil || !bytes.Equal(got, v) {
-			t.Fatalf("GetPublic: %d bytes, %v; want %d", len(got), err, len(v))
+		if err := s.RegisterClient("alice", "aa"); err != nil {
+			t.Fatal(err)
 		}
-	}
+		first, err := s.Clients()
+		if err != nil || len(first) != 2 || first[0].Name != "alice" || first[1].CertSerial != "01" ||
+			!first[1].FirstSeen.Equal(registered) || !first[1].LastSeen.Equal(registered) {
+			t.Fatalf("Clients: %+v %v", first, err)
+		}
+		time.Sleep(pause) // on the bubble's fake clock: exactly pause passes
+		if err := s.RegisterClient("bob", "02"); err != nil {
+			t.Fatal(err)
+		}
+		cl, err := s.Clients()
+		if err != nil || len(cl) != 2 {
+			t.Fatalf("Clients: %+v %v", cl, err)
+		}
+		bob := cl[1]
+		if bob.CertSerial != "02" || !bob.FirstSeen.Equal(first[1].FirstSeen) || bob.LastSeen.Sub(first[1].LastSeen) != pause {
+			t.Fatalf("upsert %v later: before %+v after %+v", pause, first[1], bob)
+		}
+
+		run, err := s.CreateRun([]byte(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GetPublic(run, "he/pk"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("GetPublic of a missing key: %v", err)
+		}
+		if err := s.PutPublic(run+1, "he/pk", []byte{1}); !errors.Is(err, ErrNoRun) {
+			t.Fatalf("PutPublic to unknown run: %v", err)
+		}
+		if err := s.PutPublic(run, "", []byte{1}); err == nil {
+			t.Fatal("empty key accepted")
+		}
+		big := bytes.Repeat([]byte{7, 1}, 300000)
+		for _, v := range [][]byte{{1, 2, 3}, big, {}} {
+			if err := s.PutPublic(run, "he/pk", v); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.GetPublic(run, "he/pk")
+			if err != nil || !bytes.Equal(got, v) {
+				t.Fatalf("GetPublic: %d bytes, %v; want %d", len(got), err, len(v))
+			}
+		}
+	})
 }
 
 func TestOpenErrors(t *testing.T) {

@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,22 +14,10 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"shoal/fl"
+	"shoal/internal/cputime"
+	"shoal/internal/testsupport"
 	"shoal/pki"
 )
-
-// echoClient answers a fit with an update as large as the model (the global parameters
-// halved): the payload is the model size both ways.
-type echoClient struct{}
-
-func (echoClient) Fit(_ context.Context, ins fl.FitIns) (fl.FitRes, error) {
-	u := make([]float32, len(ins.Params))
-	for j, p := range ins.Params {
-		u[j] = -p / 2
-	}
-	return fl.FitRes{Update: u, NumExamples: 1}, nil
-}
-
-func (echoClient) Evaluate(context.Context, []float32) (fl.EvalRes, error) { return fl.EvalRes{}, nil }
 
 // BenchmarkModelRoundTrip sends a model of -model-mb out to 10 clients and their
 // equally large updates back, one engine round per iteration, and reports the bytes on the
@@ -82,7 +68,7 @@ func benchRoundTrip(b *testing.B, dim, clients int, secure bool) {
 	defer cancel()
 	for i := range clients {
 		name := fmt.Sprintf("c%d", i)
-		cc := ClientConfig{Server: lis.Addr().String(), Name: name, Insecure: !secure, Local: fixedLocal(echoClient{})}
+		cc := ClientConfig{Server: lis.Addr().String(), Name: name, Insecure: !secure, Local: testsupport.Fixed(testsupport.Echo{})}
 		if secure {
 			if err := pki.IssueClient(dir, name); err != nil {
 				b.Fatal(err)
@@ -101,13 +87,13 @@ func benchRoundTrip(b *testing.B, dim, clients int, secure bool) {
 		b.Fatal(err)
 	}
 	e := &fl.Engine{Config: fl.EngineConfig{Rounds: 1, MinResults: clients, Fit: fl.FitConfig{Epochs: 1, BatchSize: 1, LR: 1}},
-		Strategy: mustFedAvg(b), Sampler: mustSampler(b), Transport: s, Source: rand.NewPCG(1, 2)}
+		Strategy: testsupport.FedAvgStrategy(b), Sampler: testsupport.FullSampler(b), Transport: s, Source: testsupport.Source()}
 	global := make([]float32, dim)
 	for j := range global {
 		global[j] = float32(j%1000) * 1e-3
 	}
 	in0, out0 := metrics.WireBytes()
-	cpu0 := cpuSeconds()
+	cpu0 := cputime.Process()
 	b.ResetTimer()
 	for i := range b.N {
 		rep, err := e.RunRound(context.Background(), i+1, global)
@@ -123,13 +109,5 @@ func benchRoundTrip(b *testing.B, dim, clients int, secure bool) {
 	b.ReportMetric(2*payload/1e6/b.Elapsed().Seconds(), "payload-MB/s")
 	// Both ends run in this process, on a shared machine: CPU time per payload GB (server and
 	// clients together, including the clients' echo) is steadier than wall time.
-	b.ReportMetric((cpuSeconds()-cpu0)/(2*payload/1e9), "cpu-s/GB")
-}
-
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+	b.ReportMetric((cputime.Process()-cpu0).Seconds()/(2*payload/1e9), "cpu-s/GB")
 }

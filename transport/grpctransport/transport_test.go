@@ -2,17 +2,14 @@ package grpctransport
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc"
@@ -21,50 +18,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	"shoal/fl"
+	"shoal/internal/testsupport"
 	shoalv1 "shoal/proto/shoal/v1"
-	"shoal/strategy"
 )
 
-// fakeClient's update is a function of its id, the round and the global parameters, so the
-// expected aggregate can be computed independently.
-type fakeClient struct {
-	id      fl.ClientID
-	n       int
-	started chan<- fl.ClientID // told when a fit starts
-	block   <-chan struct{}    // fit waits for it (or ctx) when set
-	fits    *atomic.Int32
+// endpoint is how a client reaches a test server.
+type endpoint struct {
+	target string
+	dial   []grpc.DialOption
 }
 
-func updateOf(id fl.ClientID, round int, params []float32) []float32 {
-	u := make([]float32, len(params))
-	for j := range u {
-		u[j] = float32(int(id)+1)*0.01 + float32(j%5)*0.001 + float32(round)*0.0001 - params[j]*0.5
-	}
-	return u
-}
-
-func (c *fakeClient) Fit(ctx context.Context, ins fl.FitIns) (fl.FitRes, error) {
-	if c.fits != nil {
-		c.fits.Add(1)
-	}
-	if c.started != nil {
-		c.started <- c.id
-	}
-	if c.block != nil {
-		select {
-		case <-c.block:
-		case <-ctx.Done():
-			return fl.FitRes{}, ctx.Err()
-		}
-	}
-	return fl.FitRes{Update: updateOf(c.id, ins.Round, ins.Params), NumExamples: c.n, Loss: float64(c.id)}, nil
-}
-
-func (c *fakeClient) Evaluate(_ context.Context, params []float32) (fl.EvalRes, error) {
-	return fl.EvalRes{Loss: 1, Accuracy: float64(c.id) / 10, NumExamples: c.n}, nil
-}
-
-func startServer(t *testing.T, cfg ServerConfig) (*Server, string) {
+func newTestServer(t *testing.T, cfg ServerConfig) *Server {
 	t.Helper()
 	if cfg.RunID == "" {
 		cfg.RunID = "test-run"
@@ -72,132 +36,112 @@ func startServer(t *testing.T, cfg ServerConfig) (*Server, string) {
 	if cfg.Authenticate == nil {
 		cfg.Authenticate = InsecureAuthenticator()
 	}
-	if cfg.Heartbeat == 0 {
-		cfg.Heartbeat = 500 * time.Millisecond
-	}
 	s, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// tcpServer serves on loopback TCP, for the tests that nothing times: the real network
+// stack, and events to wait on. Unless cfg sets one, the heartbeat is long, so that a machine
+// too loaded to run a heartbeat on time cannot drop a session under a test that is not about
+// heartbeats.
+func tcpServer(t *testing.T, cfg ServerConfig) (*Server, endpoint) {
+	t.Helper()
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = time.Hour
+	}
+	s := newTestServer(t, cfg)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(func() { s.Close(false, "test over", time.Second) })
-	return s, lis.Addr().String()
+	testsupport.Serve(t, lis, func(l net.Listener) error { return s.Serve(l) }, func() { s.Close(false, "test over", time.Second) })
+	return s, endpoint{target: lis.Addr().String()}
 }
 
-type runningClient struct {
-	cancel context.CancelFunc
-	done   chan error
-}
+// memHeartbeat is the heartbeat of servers on the in-memory network, on the fake clock.
+const memHeartbeat = 500 * time.Millisecond
 
-func startClient(t *testing.T, addr, name string, local func(round int, id fl.ClientID) (fl.Client, error), secure func(string, []byte) (fl.SecureSum, error)) *runningClient {
+// memServer serves on an in-memory network, for tests inside a synctest bubble: heartbeats,
+// deadlines and backoffs run on the bubble's fake clock, so a test can say exactly when
+// something must have happened.
+func memServer(t *testing.T, cfg ServerConfig) (*Server, endpoint) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	rc := &runningClient{cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		rc.done <- RunClient(ctx, ClientConfig{Server: addr, Name: name, Insecure: true, Local: local, SecureSum: secure,
-			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-rc.done
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = memHeartbeat
+	}
+	s := newTestServer(t, cfg)
+	nw := testsupport.NewNetwork()
+	lis := nw.Listen(t, "shoal")
+	testsupport.Serve(t, lis, func(l net.Listener) error { return s.Serve(l) }, func() { s.Close(false, "test over", time.Second) })
+	return s, endpoint{target: testsupport.Target("shoal"), dial: nw.DialOptions()}
+}
+
+// startClient runs a client runtime until the test ends (or it is stopped).
+func startClient(t *testing.T, ep endpoint, name string, local func(round int, id fl.ClientID) (fl.Client, error), secure func(string, []byte) (fl.SecureSum, error)) *testsupport.Proc {
+	t.Helper()
+	return testsupport.Go(t, func(ctx context.Context) error {
+		return RunClient(ctx, ClientConfig{Server: ep.target, Name: name, Insecure: true, Local: local, SecureSum: secure,
+			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, DialOptions: ep.dial})
 	})
-	return rc
 }
 
-func fixedLocal(c fl.Client) func(int, fl.ClientID) (fl.Client, error) {
-	return func(int, fl.ClientID) (fl.Client, error) { return c, nil }
-}
-
-func waitClients(t *testing.T, s *Server, n int) {
+// runRound runs one round of e; a round that has not ended within testsupport.Patience (on
+// the fake clock, in a synctest bubble) fails the test instead of hanging it.
+func runRound(t *testing.T, e *fl.Engine, round int, global []float32) (fl.RoundReport, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.WaitForClients(ctx, n); err != nil {
-		t.Fatal(err)
+	type ended struct {
+		rep fl.RoundReport
+		err error
 	}
+	done := make(chan ended, 1)
+	go func() {
+		rep, err := e.RunRound(context.Background(), round, global)
+		done <- ended{rep, err}
+	}()
+	r := testsupport.Recv(t, done, fmt.Sprintf("end of round %d", round))
+	return r.rep, r.err
 }
 
-func newEngine(t *testing.T, tr fl.Transport, fraction float64) *fl.Engine {
-	t.Helper()
-	strat, err := strategy.New("fedavg", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sampler, err := fl.NewFractionSampler(fraction, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fl.Engine{
-		Config:   fl.EngineConfig{Rounds: 1, MinResults: 1, Fit: fl.FitConfig{Epochs: 1, BatchSize: 1, LR: 0.1}},
-		Strategy: strat, Sampler: sampler, Transport: tr, Source: rand.NewPCG(1, 2),
-	}
-}
+// trainers answers every task with a testsupport.Trainer of one example.
+var trainers = testsupport.Trainers(1)
 
-// expectedRound is FedAvg over the given clients' updates, computed without the network.
-func expectedRound(global []float32, round int, clients map[fl.ClientID]int) []float32 {
-	sum := make([]float64, len(global))
-	var w float64
-	for id, n := range clients {
-		u := updateOf(id, round, global)
-		for j := range u {
-			sum[j] += float64(n) * float64(u[j])
-		}
-		w += float64(n)
-	}
-	out := make([]float32, len(global))
-	for j := range out {
-		out[j] = global[j] + float32(sum[j]/w)
-	}
-	return out
-}
-
-func closeTo(t *testing.T, got, want []float32, tol float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("length %d, want %d", len(got), len(want))
-	}
-	for j := range got {
-		if math.Abs(float64(got[j]-want[j])) > tol {
-			t.Fatalf("coordinate %d: got %v, want %v", j, got[j], want[j])
-		}
-	}
+// blocked makes a trainer that never finishes a fit on its own.
+func blocked(block <-chan struct{}) func(*testsupport.Trainer) {
+	return func(c *testsupport.Trainer) { c.Block = block }
 }
 
 // A round over the network gives exactly the aggregate of the clients' updates; payloads far
 // larger than a chunk are reassembled intact; evaluation answers come back; client ids follow
-// the natural order of names.
+// the natural order of names. (Over loopback TCP: nothing here is timed.)
 func TestRoundOverNetworkMatchesDirectAggregate(t *testing.T) {
-	s, addr := startServer(t, ServerConfig{ChunkSize: 4096})
+	s, ep := tcpServer(t, ServerConfig{ChunkSize: 4096})
 	names := []string{"node-10", "node-2", "node-1"} // natural order: node-1, node-2, node-10
 	sizes := map[string]int{"node-1": 5, "node-2": 7, "node-10": 11}
 	for _, name := range names {
-		startClient(t, addr, name, func(round int, id fl.ClientID) (fl.Client, error) {
-			return &fakeClient{id: id, n: sizes[name]}, nil
-		}, nil)
+		startClient(t, ep, name, testsupport.Trainers(sizes[name]), nil)
 	}
-	waitClients(t, s, 3)
+	testsupport.WaitClients(t, s, 3)
 	if got := s.Connected(); fmt.Sprint(got) != "[node-1 node-2 node-10]" {
 		t.Fatalf("roster order %v", got)
 	}
-	e := newEngine(t, s, 1)
+	e := testsupport.Engine(t, s, 1)
 	e.Config.FederatedEval = true
 	global := make([]float32, 50_000) // 200 KB: 49 chunks of 4 KiB
 	for j := range global {
 		global[j] = float32(j%13) * 0.1
 	}
-	want := expectedRound(global, 1, map[fl.ClientID]int{0: 5, 1: 7, 2: 11})
-	rep, err := e.RunRound(context.Background(), 1, global)
+	want := testsupport.FedAvg(global, 1, map[fl.ClientID]int{0: 5, 1: 7, 2: 11})
+	rep, err := runRound(t, e, 1, global)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Participants != 3 || rep.Dropped != 0 {
 		t.Fatalf("report %+v", rep)
 	}
-	closeTo(t, global, want, 1e-6)
+	testsupport.CloseTo(t, global, want, 1e-6)
 	// Federated accuracy: example-weighted mean of id/10.
 	if wantAcc := (0*5 + 0.1*7 + 0.2*11) / 23.0; math.Abs(rep.FedAccuracy-wantAcc) > 1e-9 {
 		t.Fatalf("federated accuracy %v, want %v", rep.FedAccuracy, wantAcc)
@@ -205,208 +149,163 @@ func TestRoundOverNetworkMatchesDirectAggregate(t *testing.T) {
 }
 
 // A client that disconnects in the middle of its fit is delivered as dropped at once (not at
-// the deadline) and the round finishes with the others.
+// the deadline, nor when a heartbeat to it fails or its own are missed) and the round
+// finishes with the others. On the fake clock: the round ends within one heartbeat interval.
 func TestClientDisconnectMidRound(t *testing.T) {
-	s, addr := startServer(t, ServerConfig{})
-	started := make(chan fl.ClientID, 4)
-	block := make(chan struct{}) // never closed: client 1 hangs in training
-	startClient(t, addr, "a", func(r int, id fl.ClientID) (fl.Client, error) { return &fakeClient{id: id, n: 1}, nil }, nil)
-	victim := startClient(t, addr, "b", func(r int, id fl.ClientID) (fl.Client, error) {
-		return &fakeClient{id: id, n: 1, started: started, block: block}, nil
-	}, nil)
-	startClient(t, addr, "c", func(r int, id fl.ClientID) (fl.Client, error) { return &fakeClient{id: id, n: 1}, nil }, nil)
-	waitClients(t, s, 3)
-	go func() {
-		<-started
-		victim.cancel() // the client process goes away mid-fit
-	}()
-	e := newEngine(t, s, 1)
-	e.Config.RoundTimeout = 20 * time.Second
-	e.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	global := make([]float32, 10)
-	want := expectedRound(global, 1, map[fl.ClientID]int{0: 1, 2: 1})
-	start := time.Now()
-	rep, err := e.RunRound(context.Background(), 1, global)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Participants != 2 || rep.Dropped != 1 {
-		t.Fatalf("report %+v", rep)
-	}
-	if el := time.Since(start); el > 5*time.Second {
-		t.Fatalf("round took %v: the dead client was not noticed promptly", el)
-	}
-	closeTo(t, global, want, 1e-6)
+	synctest.Test(t, func(t *testing.T) {
+		s, ep := memServer(t, ServerConfig{})
+		started := make(chan fl.ClientID, 4)
+		block := make(chan struct{}) // never closed: client 1 hangs in training
+		startClient(t, ep, "a", trainers, nil)
+		victim := startClient(t, ep, "b", testsupport.Trainers(1, blocked(block), func(c *testsupport.Trainer) { c.Started = started }), nil)
+		startClient(t, ep, "c", trainers, nil)
+		testsupport.WaitClients(t, s, 3)
+		go func() {
+			<-started
+			victim.Stop() // the client process goes away mid-fit
+		}()
+		tap, fitErrs := testsupport.FitErrors(s)
+		e := testsupport.Engine(t, tap, 1)
+		e.Config.RoundTimeout = 20 * time.Second
+		e.Logger = testsupport.NewRecorder(t).Logger()
+		global := make([]float32, 10)
+		want := testsupport.FedAvg(global, 1, map[fl.ClientID]int{0: 1, 2: 1})
+		start := time.Now()
+		rep, err := runRound(t, e, 1, global)
+		if err != nil {
+			t.Fatal(err)
+		}
+		el := time.Since(start)
+		if rep.Participants != 2 || rep.Dropped != 1 {
+			t.Fatalf("report %+v", rep)
+		}
+		if err := fitErrs[1]; !errors.Is(err, fl.ErrDropped) || errors.Is(err, fl.ErrTimeout) {
+			t.Fatalf("the vanished client's outcome: %v, want dropped", err)
+		}
+		// Its session's end is news at once: nothing waits for a heartbeat to fail to go out
+		// (within one interval) or to be missed (three).
+		if el >= memHeartbeat {
+			t.Fatalf("round took %v of fake time: the dead client was not noticed when its session ended", el)
+		}
+		testsupport.CloseTo(t, global, want, 1e-6)
+	})
 }
 
-// A client that never answers is delivered as timed out when the engine's deadline passes.
+// A client that never answers is delivered as timed out when the engine's deadline passes, and
+// not before; its session, kept alive by heartbeats, stays open.
 func TestDeadlineBoundsTheRound(t *testing.T) {
-	s, addr := startServer(t, ServerConfig{})
-	startClient(t, addr, "slow", func(r int, id fl.ClientID) (fl.Client, error) {
-		return &fakeClient{id: id, n: 1, block: make(chan struct{})}, nil
-	}, nil)
-	startClient(t, addr, "fast", func(r int, id fl.ClientID) (fl.Client, error) { return &fakeClient{id: id, n: 1}, nil }, nil)
-	waitClients(t, s, 2)
-	e := newEngine(t, s, 1)
-	e.Config.RoundTimeout = 300 * time.Millisecond
-	start := time.Now()
-	rep, err := e.RunRound(context.Background(), 1, make([]float32, 8))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Participants != 1 || rep.Dropped != 1 || time.Since(start) > 3*time.Second {
-		t.Fatalf("report %+v after %v", rep, time.Since(start))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s, ep := memServer(t, ServerConfig{})
+		startClient(t, ep, "slow", testsupport.Trainers(1, blocked(make(chan struct{}))), nil)
+		startClient(t, ep, "fast", trainers, nil)
+		testsupport.WaitClients(t, s, 2)
+		tap, fitErrs := testsupport.FitErrors(s)
+		e := testsupport.Engine(t, tap, 1)
+		const deadline = 30 * time.Second // 60 heartbeats
+		e.Config.RoundTimeout = deadline
+		start := time.Now()
+		rep, err := runRound(t, e, 1, make([]float32, 8))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if el := time.Since(start); el != deadline {
+			t.Fatalf("round ended after %v, want exactly the %v deadline", el, deadline)
+		}
+		if rep.Participants != 1 || rep.Dropped != 1 {
+			t.Fatalf("report %+v", rep)
+		}
+		// The roster is in name order: fast is 0, slow is 1.
+		if err := fitErrs[1]; !errors.Is(err, fl.ErrTimeout) {
+			t.Fatalf("the slow client's outcome: %v, want a timeout", err)
+		}
+		if got := fmt.Sprint(s.Connected()); got != "[fast slow]" {
+			t.Fatalf("connected after the round: %s", got)
+		}
+	})
 }
 
 // Over-selection: of four clients asked, the round keeps the first two to answer and cancels
-// the rest.
+// the rest at once, without waiting for its deadline.
 func TestOverSelectionFinishesWithTheFirst(t *testing.T) {
-	s, addr := startServer(t, ServerConfig{})
-	block := make(chan struct{})
-	defer close(block)
-	for i, name := range []string{"c0", "c1", "c2", "c3"} {
-		startClient(t, addr, name, func(r int, id fl.ClientID) (fl.Client, error) {
-			c := &fakeClient{id: id, n: 1}
+	synctest.Test(t, func(t *testing.T) {
+		s, ep := memServer(t, ServerConfig{})
+		block := make(chan struct{})
+		defer close(block)
+		for i, name := range []string{"c0", "c1", "c2", "c3"} {
+			local := trainers
 			if i >= 2 {
-				c.block = block // c2 and c3 would never finish
+				local = testsupport.Trainers(1, blocked(block)) // c2 and c3 would never finish
 			}
-			return c, nil
-		}, nil)
-	}
-	waitClients(t, s, 4)
-	e := newEngine(t, s, 0.5)
-	over, err := s.OverSelect(e.Sampler, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Sampler = over
-	global := make([]float32, 16)
-	want := expectedRound(global, 1, map[fl.ClientID]int{0: 1, 1: 1})
-	start := time.Now()
-	rep, err := e.RunRound(context.Background(), 1, global)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Sampled != 4 || rep.Participants != 2 || time.Since(start) > 5*time.Second {
-		t.Fatalf("report %+v after %v", rep, time.Since(start))
-	}
-	closeTo(t, global, want, 1e-6)
-	if _, err := s.OverSelect(e.Sampler, 0.5); err == nil {
-		t.Fatal("factor below 1 accepted")
-	}
-}
-
-// clearSum is a two-stage stand-in for a secure sum (it hides nothing): it exercises Exchange,
-// the client's held input and the stage plumbing over the network.
-type clearSum struct{}
-
-func (clearSum) Name() string     { return "clear" }
-func (clearSum) Describe() string { return "test protocol" }
-func (clearSum) Stages() []string { return []string{"confirm", "input"} }
-func (clearSum) NewServer(round int, clients []fl.ClientID, dim int, _ float64) (fl.SumServer, error) {
-	alive := map[fl.ClientID]bool{}
-	for _, id := range clients {
-		alive[id] = true
-	}
-	return &clearServer{dim: dim, alive: alive, res: fl.SumResult{Sum: make([]float64, dim)}}, nil
-}
-func (clearSum) NewClient(round int, id fl.ClientID, in fl.SumInput) (fl.SumClient, error) {
-	return &clearClient{in: in, id: id}, nil
-}
-
-type clearServer struct {
-	dim, stage int
-	alive      map[fl.ClientID]bool
-	res        fl.SumResult
-}
-
-func (s *clearServer) Next() (map[fl.ClientID][]byte, bool, error) {
-	if s.stage == 2 {
-		return nil, true, nil
-	}
-	msgs := map[fl.ClientID][]byte{}
-	for id := range s.alive {
-		msgs[id] = []byte{byte(s.stage), byte(id)}
-	}
-	s.stage++
-	return msgs, false, nil
-}
-
-func (s *clearServer) Receive(from fl.ClientID, msg []byte) error {
-	if s.stage == 1 {
-		if string(msg) != fmt.Sprintf("ok %d", from) {
-			return fmt.Errorf("bad confirmation %q", msg)
+			startClient(t, ep, name, local, nil)
 		}
-		return nil
-	}
-	if len(msg) != 8*(s.dim+1) {
-		return errors.New("bad input length")
-	}
-	w := math.Float64frombits(binary.LittleEndian.Uint64(msg))
-	for j := range s.dim {
-		s.res.Sum[j] += w * math.Float64frombits(binary.LittleEndian.Uint64(msg[8*(j+1):]))
-	}
-	s.res.Weight += w
-	s.res.Count++
-	return nil
-}
-
-func (s *clearServer) Drop(id fl.ClientID)           { delete(s.alive, id) }
-func (s *clearServer) Result() (fl.SumResult, error) { return s.res, nil }
-
-type clearClient struct {
-	in fl.SumInput
-	id fl.ClientID
-}
-
-func (c *clearClient) Handle(msg []byte) ([]byte, error) {
-	if len(msg) != 2 || fl.ClientID(msg[1]) != c.id {
-		return nil, errors.New("message for another client")
-	}
-	if msg[0] == 0 {
-		return fmt.Appendf(nil, "ok %d", c.id), nil
-	}
-	out := binary.LittleEndian.AppendUint64(nil, math.Float64bits(c.in.Weight))
-	for _, v := range c.in.Update {
-		out = binary.LittleEndian.AppendUint64(out, math.Float64bits(float64(v)))
-	}
-	return out, nil
+		testsupport.WaitClients(t, s, 4)
+		tap, fitErrs := testsupport.FitErrors(s)
+		e := testsupport.Engine(t, tap, 0.5)
+		e.Config.RoundTimeout = time.Hour
+		over, err := s.OverSelect(e.Sampler, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Sampler = over
+		global := make([]float32, 16)
+		want := testsupport.FedAvg(global, 1, map[fl.ClientID]int{0: 1, 1: 1})
+		start := time.Now()
+		rep, err := runRound(t, e, 1, global)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Sampled != 4 || rep.Participants != 2 {
+			t.Fatalf("report %+v", rep)
+		}
+		if el := time.Since(start); el >= e.Config.RoundTimeout {
+			t.Fatalf("round took %v: it waited for its deadline", el)
+		}
+		for _, id := range []fl.ClientID{2, 3} {
+			if err := fitErrs[id]; !errors.Is(err, errOverSelected) {
+				t.Fatalf("client %d: %v, want over-selected", id, err)
+			}
+		}
+		testsupport.CloseTo(t, global, want, 1e-6)
+		if _, err := s.OverSelect(e.Sampler, 0.5); err == nil {
+			t.Fatal("factor below 1 accepted")
+		}
+	})
 }
 
 // A secure round carries the protocol's stages over the network: no update travels in the
 // clear in FitRes, and the sum equals the plain aggregate.
 func TestSecureSumStagesOverNetwork(t *testing.T) {
-	s, addr := startServer(t, ServerConfig{SecureSum: "clear"})
+	s, ep := tcpServer(t, ServerConfig{SecureSum: "clear"})
 	factory := func(name string, _ []byte) (fl.SecureSum, error) {
 		if name != "clear" {
 			return nil, fmt.Errorf("unknown %q", name)
 		}
-		return clearSum{}, nil
+		return testsupport.ClearSum{}, nil
 	}
 	for _, name := range []string{"x0", "x1", "x2"} {
-		startClient(t, addr, name, func(r int, id fl.ClientID) (fl.Client, error) { return &fakeClient{id: id, n: int(id) + 2}, nil }, factory)
+		startClient(t, ep, name, func(r int, id fl.ClientID) (fl.Client, error) {
+			return &testsupport.Trainer{ID: id, N: int(id) + 2}, nil
+		}, factory)
 	}
-	waitClients(t, s, 3)
-	e := newEngine(t, s, 1)
-	e.SecureSum = clearSum{}
+	testsupport.WaitClients(t, s, 3)
+	e := testsupport.Engine(t, s, 1)
+	e.SecureSum = testsupport.ClearSum{}
 	var clearUpdates atomic.Int32
-	tap := &tapTransport{Transport: s, onFit: func(o fl.FitOutcome) {
+	e.Transport = &testsupport.FitTap{Transport: s, OnFit: func(o fl.FitOutcome) {
 		if o.Res.Update != nil {
 			clearUpdates.Add(1)
 		}
 	}}
-	e.Transport = tap
 	global := make([]float32, 3000)
-	want := expectedRound(global, 1, map[fl.ClientID]int{0: 2, 1: 3, 2: 4})
-	rep, err := e.RunRound(context.Background(), 1, global)
+	want := testsupport.FedAvg(global, 1, map[fl.ClientID]int{0: 2, 1: 3, 2: 4})
+	rep, err := runRound(t, e, 1, global)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Participants != 3 || rep.Abandoned != "" || clearUpdates.Load() != 0 {
 		t.Fatalf("report %+v, %d clear updates", rep, clearUpdates.Load())
 	}
-	closeTo(t, global, want, 1e-6)
+	testsupport.CloseTo(t, global, want, 1e-6)
 	// An exchange for a round other than the current one is refused, not misrouted.
 	var refused int
 	err = s.Exchange(context.Background(), 7, 0, map[fl.ClientID][]byte{0: {0, 0}}, func(_ fl.ClientID, _ []byte, err error) {
@@ -419,47 +318,47 @@ func TestSecureSumStagesOverNetwork(t *testing.T) {
 	}
 }
 
-type tapTransport struct {
-	fl.Transport
-	onFit func(fl.FitOutcome)
-}
-
-func (t *tapTransport) Fit(ctx context.Context, cohort []fl.ClientID, ins fl.FitIns, deliver func(fl.FitOutcome)) error {
-	return t.Transport.Fit(ctx, cohort, ins, func(o fl.FitOutcome) { t.onFit(o); deliver(o) })
-}
-
 // rawClient speaks the protocol by hand, to send what a real client never would.
 type rawClient struct {
 	t      *testing.T
 	stream grpc.BidiStreamingClient[shoalv1.ClientMsg, shoalv1.ServerMsg]
-	conn   *grpc.ClientConn
 	msgs   chan *shoalv1.ServerMsg
 	err    chan error
 }
 
-func dialRaw(t *testing.T, addr, name string) *rawClient {
+func dialRaw(t *testing.T, ep endpoint, name string) *rawClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(ep.target, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, ep.dial...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	stream, err := shoalv1.NewFederationClient(conn).Connect(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := shoalv1.NewFederationClient(conn).Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := &rawClient{t: t, stream: stream, conn: conn, msgs: make(chan *shoalv1.ServerMsg, 1024), err: make(chan error, 1)}
+	rc := &rawClient{t: t, stream: stream, msgs: make(chan *shoalv1.ServerMsg, 1024), err: make(chan error, 1)}
 	rc.send(&shoalv1.ClientMsg{Body: &shoalv1.ClientMsg_Hello{Hello: &shoalv1.Hello{ProtocolVersion: ProtocolVersion, Name: name}}})
+	received := make(chan struct{})
 	go func() {
+		defer close(received)
 		for {
 			m, err := stream.Recv()
 			if err != nil {
 				rc.err <- err
 				return
 			}
-			rc.msgs <- m
+			select {
+			case rc.msgs <- m:
+			case <-ctx.Done():
+			}
 		}
 	}()
+	t.Cleanup(func() {
+		cancel()
+		conn.Close()
+		<-received
+	})
 	return rc
 }
 
@@ -472,7 +371,8 @@ func (rc *rawClient) send(m *shoalv1.ClientMsg) {
 // nextTask returns the next task (its payload chunks are consumed).
 func (rc *rawClient) nextTask() *shoalv1.Task {
 	rc.t.Helper()
-	timeout := time.After(10 * time.Second)
+	timeout := time.NewTimer(testsupport.Patience)
+	defer timeout.Stop()
 	for {
 		select {
 		case m := <-rc.msgs:
@@ -481,20 +381,25 @@ func (rc *rawClient) nextTask() *shoalv1.Task {
 			}
 		case err := <-rc.err:
 			rc.t.Fatalf("session ended: %v", err)
-		case <-timeout:
+		case <-timeout.C:
 			rc.t.Fatal("no task")
 		}
 	}
 }
 
+// ended waits for the end of the session, skipping what the server sends until then.
 func (rc *rawClient) ended() error {
 	rc.t.Helper()
-	select {
-	case err := <-rc.err:
-		return err
-	case <-time.After(10 * time.Second):
-		rc.t.Fatal("session not ended")
-		return nil
+	timeout := time.NewTimer(testsupport.Patience)
+	defer timeout.Stop()
+	for {
+		select {
+		case <-rc.msgs:
+		case err := <-rc.err:
+			return err
+		case <-timeout.C:
+			rc.t.Fatal("session not ended")
+		}
 	}
 }
 
@@ -548,7 +453,7 @@ func TestBadAnswersRefusedOthersCarryOn(t *testing.T) {
 			rc.send(chunk(task.GetHeader(), 0, []byte{1, 2, 3}))
 		}, true},
 		{"replay", func(rc *rawClient, task *shoalv1.Task) {
-			p := floatBytes(updateOf(0, 1, make([]float32, 64)))
+			p := floatBytes(testsupport.Update(0, 1, make([]float32, 64)))
 			for range 3 { // the same answer three times: counted once, the others refused as stale
 				rc.send(result(task, p))
 				rc.send(chunk(task.GetHeader(), 0, p))
@@ -562,146 +467,149 @@ func TestBadAnswersRefusedOthersCarryOn(t *testing.T) {
 	}
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
-			s, addr := startServer(t, ServerConfig{ChunkSize: 1024})
-			rc := dialRaw(t, addr, "a-mallory") // sorts first: client id 0
-			startClient(t, addr, "b-honest", func(r int, id fl.ClientID) (fl.Client, error) { return &fakeClient{id: id, n: 1}, nil }, nil)
-			waitClients(t, s, 2)
-			e := newEngine(t, s, 1)
-			e.Config.RoundTimeout = 2 * time.Second
-			global := make([]float32, 64)
-			done := make(chan struct{})
-			var rep fl.RoundReport
-			var err error
-			go func() { rep, err = e.RunRound(context.Background(), 1, global); close(done) }()
-			task := rc.nextTask()
-			a.do(rc, task)
-			<-done
-			if err != nil {
-				t.Fatal(err)
-			}
-			if a.cutOff {
-				if st := status.Code(rc.ended()); st != codes.InvalidArgument {
-					t.Fatalf("offender's session ended with %v, want InvalidArgument", st)
-				}
-				if rep.Participants != 1 || rep.Dropped != 1 {
-					t.Fatalf("report %+v", rep)
-				}
-				closeTo(t, global, expectedRound(make([]float32, 64), 1, map[fl.ClientID]int{1: 1}), 1e-6)
-				return
-			}
-			if a.name == "replay" {
-				if rep.Participants != 2 {
-					t.Fatalf("report %+v", rep)
-				}
-				closeTo(t, global, expectedRound(make([]float32, 64), 1, map[fl.ClientID]int{0: 1, 1: 1}), 1e-6)
-			} else if rep.Participants != 1 {
-				t.Fatalf("report %+v", rep)
-			}
+			synctest.Test(t, func(t *testing.T) { badAnswer(t, a.name, a.do, a.cutOff) })
 		})
 	}
 }
 
-// A session must open with a hello, from an acceptable name, at the right version; a client
-// silent past three heartbeats is cut off.
-func TestSessionAdmission(t *testing.T) {
-	s, addr := startServer(t, ServerConfig{Admit: func(_ context.Context, name string) error {
-		if name == "revoked" {
-			return errors.New("revoked")
-		}
-		return nil
-	}})
-	for _, tc := range []struct {
-		hello *shoalv1.Hello
-		code  codes.Code
-	}{
-		{&shoalv1.Hello{ProtocolVersion: 2, Name: "x"}, codes.FailedPrecondition},
-		{&shoalv1.Hello{ProtocolVersion: ProtocolVersion, Name: "bad name!"}, codes.Unauthenticated},
-		{&shoalv1.Hello{ProtocolVersion: ProtocolVersion, Name: ""}, codes.Unauthenticated},
-		{&shoalv1.Hello{ProtocolVersion: ProtocolVersion, Name: "revoked"}, codes.PermissionDenied},
-	} {
-		conn, _ := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		stream, err := shoalv1.NewFederationClient(conn).Connect(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = stream.Send(&shoalv1.ClientMsg{Body: &shoalv1.ClientMsg_Hello{Hello: tc.hello}})
-		_, err = stream.Recv()
-		if status.Code(err) != tc.code {
-			t.Errorf("hello %v: %v, want %v", tc.hello, err, tc.code)
-		}
-		conn.Close()
-	}
-	// RunClient gives up on a refusal instead of retrying forever.
-	err := RunClient(context.Background(), ClientConfig{Server: addr, Name: "revoked", Insecure: true,
-		Local: fixedLocal(&fakeClient{}), MinBackoff: time.Millisecond})
-	if !errors.Is(err, ErrRefused) {
-		t.Fatalf("refused client: %v", err)
-	}
-
-	// Silent after hello: cut off within a few heartbeats (500 ms each).
-	rc := dialRaw(t, addr, "quiet")
-	waitClients(t, s, 1)
+// badAnswer plays one attack of TestBadAnswersRefusedOthersCarryOn, on the fake clock.
+func badAnswer(t *testing.T, name string, do func(rc *rawClient, task *shoalv1.Task), cutOff bool) {
+	s, ep := memServer(t, ServerConfig{ChunkSize: 1024})
+	rc := dialRaw(t, ep, "a-mallory") // sorts first: client id 0
+	startClient(t, ep, "b-honest", trainers, nil)
+	testsupport.WaitClients(t, s, 2)
+	tap, fitErrs := testsupport.FitErrors(s)
+	e := testsupport.Engine(t, tap, 1)
+	// The raw client sends no heartbeats: the deadline comes before its silence (three
+	// heartbeats) could cut it off, so an unanswered task ends by the deadline alone.
+	const deadline = 2 * memHeartbeat
+	e.Config.RoundTimeout = deadline
+	global := make([]float32, 64)
+	done := make(chan struct{})
+	var rep fl.RoundReport
+	var err error
 	start := time.Now()
-	for {
-		select {
-		case <-rc.msgs:
-			continue
-		case <-rc.err:
-		case <-time.After(5 * time.Second):
-			t.Fatal("silent client not cut off")
+	go func() { rep, err = e.RunRound(context.Background(), 1, global); close(done) }()
+	task := rc.nextTask()
+	do(rc, task)
+	testsupport.Recv(t, done, "end of the round")
+	el := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory := fitErrs[0]
+	if cutOff {
+		if st := status.Code(rc.ended()); st != codes.InvalidArgument {
+			t.Fatalf("offender's session ended with %v, want InvalidArgument", st)
 		}
-		break
+		if rep.Participants != 1 || rep.Dropped != 1 {
+			t.Fatalf("report %+v", rep)
+		}
+		if !errors.Is(mallory, fl.ErrDropped) || el >= deadline {
+			t.Fatalf("offender's outcome %v after %v: not dropped at once", mallory, el)
+		}
+		testsupport.CloseTo(t, global, testsupport.FedAvg(make([]float32, 64), 1, map[fl.ClientID]int{1: 1}), 1e-6)
+		return
 	}
-	if el := time.Since(start); el < time.Second {
-		t.Fatalf("cut off after %v, before three heartbeats", el)
+	if name == "replay" {
+		if rep.Participants != 2 || mallory != nil {
+			t.Fatalf("report %+v, offender's outcome %v", rep, mallory)
+		}
+		testsupport.CloseTo(t, global, testsupport.FedAvg(make([]float32, 64), 1, map[fl.ClientID]int{0: 1, 1: 1}), 1e-6)
+		return
 	}
-	if n := len(s.Connected()); n != 0 {
-		t.Fatalf("%d clients still connected", n)
+	// An answer to a task that is not the offender's is refused; its own task goes
+	// unanswered until the deadline.
+	if rep.Participants != 1 || !errors.Is(mallory, fl.ErrTimeout) || el != deadline {
+		t.Fatalf("report %+v, offender's outcome %v after %v", rep, mallory, el)
 	}
 }
 
-// A client reconnects after the server goes away and comes back, and leaves when the server
-// says the run is complete.
-func TestClientReconnectsAndExitsWhenDone(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	s1, _ := NewServer(ServerConfig{RunID: "r", Authenticate: InsecureAuthenticator(), Heartbeat: 500 * time.Millisecond})
-	go func() { _ = s1.Serve(lis) }()
-	var mu sync.Mutex
-	fits := 0
-	rc := startClient(t, addr, "phoenix", func(r int, id fl.ClientID) (fl.Client, error) {
-		mu.Lock()
-		fits++
-		mu.Unlock()
-		return &fakeClient{id: id, n: 1}, nil
-	}, nil)
-	waitClients(t, s1, 1)
-	s1.Close(false, "restart", time.Second) // not complete: the client must come back
+// A session must open with a hello, from an acceptable name, at the right version; a client
+// silent past three heartbeats is cut off, at the first heartbeat tick after that (on the fake
+// clock).
+func TestSessionAdmission(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, ep := memServer(t, ServerConfig{Admit: func(_ context.Context, name string) error {
+			if name == "revoked" {
+				return errors.New("revoked")
+			}
+			return nil
+		}})
+		for _, tc := range []struct {
+			hello *shoalv1.Hello
+			code  codes.Code
+		}{
+			{&shoalv1.Hello{ProtocolVersion: 2, Name: "x"}, codes.FailedPrecondition},
+			{&shoalv1.Hello{ProtocolVersion: ProtocolVersion, Name: "bad name!"}, codes.Unauthenticated},
+			{&shoalv1.Hello{ProtocolVersion: ProtocolVersion, Name: ""}, codes.Unauthenticated},
+			{&shoalv1.Hello{ProtocolVersion: ProtocolVersion, Name: "revoked"}, codes.PermissionDenied},
+		} {
+			conn, err := grpc.NewClient(ep.target, ep.dial...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stream, err := shoalv1.NewFederationClient(conn).Connect(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = stream.Send(&shoalv1.ClientMsg{Body: &shoalv1.ClientMsg_Hello{Hello: tc.hello}})
+			_, err = stream.Recv()
+			if status.Code(err) != tc.code {
+				t.Errorf("hello %v: %v, want %v", tc.hello, err, tc.code)
+			}
+			conn.Close()
+		}
+		// RunClient gives up on a refusal instead of retrying forever.
+		err := RunClient(context.Background(), ClientConfig{Server: ep.target, Name: "revoked", Insecure: true,
+			Local: testsupport.Fixed(&testsupport.Trainer{}), MinBackoff: time.Millisecond, DialOptions: ep.dial})
+		if !errors.Is(err, ErrRefused) {
+			t.Fatalf("refused client: %v", err)
+		}
 
-	lis2, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2, _ := NewServer(ServerConfig{RunID: "r", Authenticate: InsecureAuthenticator(), Heartbeat: 500 * time.Millisecond})
-	go func() { _ = s2.Serve(lis2) }()
-	waitClients(t, s2, 1)
-	e := newEngine(t, s2, 1)
-	if rep, err := e.RunRound(context.Background(), 1, make([]float32, 4)); err != nil || rep.Participants != 1 {
-		t.Fatalf("round after reconnect: %+v %v", rep, err)
-	}
-	s2.Close(true, "done", time.Second)
-	select {
-	case err := <-rc.done:
-		if err != nil {
+		// Silent after hello: the server's heartbeat check (every memHeartbeat) cuts it off
+		// once it has been silent for more than three heartbeats: after the fourth tick.
+		start := time.Now() // no later than the server's last sight of the client
+		rc := dialRaw(t, ep, "quiet")
+		testsupport.WaitClients(t, s, 1)
+		rc.ended()
+		if el := time.Since(start); el <= 3*memHeartbeat || el > 4*memHeartbeat {
+			t.Fatalf("cut off after %v of silence, want more than 3 and at most 4 heartbeats of %v", el, memHeartbeat)
+		}
+		if n := len(s.Connected()); n != 0 {
+			t.Fatalf("%d clients still connected", n)
+		}
+	})
+}
+
+// A client reconnects after the server goes away and comes back at the same address, and
+// leaves when the server says the run is complete.
+func TestClientReconnectsAndExitsWhenDone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := testsupport.NewNetwork()
+		ep := endpoint{target: testsupport.Target("shoal"), dial: nw.DialOptions()}
+		s1 := newTestServer(t, ServerConfig{RunID: "r", Heartbeat: memHeartbeat})
+		testsupport.Serve(t, nw.Listen(t, "shoal"), func(l net.Listener) error { return s1.Serve(l) }, func() { s1.Close(false, "test over", time.Second) })
+		var fits atomic.Int32
+		rc := startClient(t, ep, "phoenix", func(r int, id fl.ClientID) (fl.Client, error) {
+			fits.Add(1)
+			return &testsupport.Trainer{ID: id, N: 1}, nil
+		}, nil)
+		testsupport.WaitClients(t, s1, 1)
+		s1.Close(false, "restart", time.Second) // not complete: the client must come back
+
+		s2 := newTestServer(t, ServerConfig{RunID: "r", Heartbeat: memHeartbeat})
+		testsupport.Serve(t, nw.Listen(t, "shoal"), func(l net.Listener) error { return s2.Serve(l) }, func() { s2.Close(false, "test over", time.Second) })
+		testsupport.WaitClients(t, s2, 1)
+		e := testsupport.Engine(t, s2, 1)
+		if rep, err := runRound(t, e, 1, make([]float32, 4)); err != nil || rep.Participants != 1 || fits.Load() != 1 {
+			t.Fatalf("round after reconnect: %+v %v, %d fits", rep, err, fits.Load())
+		}
+		s2.Close(true, "done", time.Second)
+		if err := rc.Wait(t, "client exit when the run completed"); err != nil {
 			t.Fatalf("client exit: %v", err)
 		}
-		rc.done <- nil // for the cleanup
-	case <-time.After(5 * time.Second):
-		t.Fatal("client did not exit when the run completed")
-	}
+	})
 }
 
 func TestNaturalOrder(t *testing.T) {
@@ -718,33 +626,11 @@ func TestNaturalOrder(t *testing.T) {
 	}
 }
 
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
-
-func mustFedAvg(tb testing.TB) fl.Strategy {
-	s, err := strategy.New("fedavg", nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s
-}
-
-func mustSampler(tb testing.TB) fl.Sampler {
-	s, err := fl.NewFractionSampler(1, 1)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s
-}
-
 // Roster ids are stable: a client that leaves keeps its id (answering "not connected") and a
 // newcomer gets the next id, so the ids of the others never shift between rounds.
 func TestRosterIdsStayStable(t *testing.T) {
-	s, addr := startServer(t, ServerConfig{})
+	log := testsupport.NewRecorder(t)
+	s, ep := tcpServer(t, ServerConfig{Logger: log.Logger()})
 	var mu sync.Mutex
 	ids := map[string]fl.ClientID{}
 	local := func(name string) func(int, fl.ClientID) (fl.Client, error) {
@@ -752,29 +638,27 @@ func TestRosterIdsStayStable(t *testing.T) {
 			mu.Lock()
 			ids[name] = id
 			mu.Unlock()
-			return &fakeClient{id: id, n: 1}, nil
+			return &testsupport.Trainer{ID: id, N: 1}, nil
 		}
 	}
-	startClient(t, addr, "a", local("a"), nil)
-	b := startClient(t, addr, "b", local("b"), nil)
-	startClient(t, addr, "c", local("c"), nil)
-	waitClients(t, s, 3)
-	e := newEngine(t, s, 1)
+	startClient(t, ep, "a", local("a"), nil)
+	b := startClient(t, ep, "b", local("b"), nil)
+	startClient(t, ep, "c", local("c"), nil)
+	testsupport.WaitClients(t, s, 3)
+	e := testsupport.Engine(t, s, 1)
 	global := make([]float32, 4)
-	if rep, err := e.RunRound(context.Background(), 1, global); err != nil || rep.Participants != 3 {
+	if rep, err := runRound(t, e, 1, global); err != nil || rep.Participants != 3 {
 		t.Fatalf("round 1: %+v %v", rep, err)
 	}
-	b.cancel()
-	<-b.done
-	b.done <- nil // for the cleanup
-	for deadline := time.Now().Add(10 * time.Second); len(s.Connected()) != 2; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("b never left")
-		}
+	b.Stop()
+	// The server logs the departure once b's session is off the roster.
+	log.WaitFor(t, "of b's departure", testsupport.Message("client disconnected", "client", "b"))
+	if got := fmt.Sprint(s.Connected()); got != "[a c]" {
+		t.Fatalf("connected after b left: %s", got)
 	}
-	startClient(t, addr, "d", local("d"), nil)
-	waitClients(t, s, 3)
-	rep, err := e.RunRound(context.Background(), 2, global)
+	startClient(t, ep, "d", local("d"), nil)
+	testsupport.WaitClients(t, s, 3)
+	rep, err := runRound(t, e, 2, global)
 	if err != nil {
 		t.Fatal(err)
 	}
