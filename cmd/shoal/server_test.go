@@ -46,6 +46,9 @@ func TestMain(m *testing.M) {
 
 func shoalBinary(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: builds the binary and runs server and client processes (skipped with -short)")
+	}
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "shoal-e2e-")
 		if err != nil {
