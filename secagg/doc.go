@@ -14,8 +14,9 @@
 // bytes, applies timeouts, and tells the Server when a stage is over (Server.Advance) or that a
 // client is gone (Server.MarkDropped). Every message carries a version, its type, the round and
 // the sender and recipient, and is rejected when stale, replayed, duplicated or out of stage.
-// RunRound drives one complete round in-process, with dropouts injected at any stage; the engine,
-// the benchmarks and the tests use it.
+// RunRound drives one complete round in-process, with dropouts injected at any stage, for the
+// benchmarks (RunBench) and the tests; the federated round engine (package fl) drives the same
+// state machines through the adapter in package securesum, one stage per network exchange.
 //
 // Primitives: X25519 key agreement (RFC 7748; computed with circl's assembly implementation,
 // tested equal to crypto/ecdh) with HKDF-SHA256; AES-128-GCM for the encrypted shares with round,

@@ -6,5 +6,9 @@
 // message that tells each client the round's public parameters, and the encoding of a client's
 // weighted update (and its unclipped bit, for adaptive clipping) into the protocol's input.
 //
-// securesum depends on fl, secagg and he; only cmd and the deployment code depend on it.
+// New builds a protocol by name from a Spec — the server's half and, through FromWire, every
+// client's from the Spec the server announces — so that the simulator, the server and the network
+// client construct protocols in one place. A new backend is one line in the backends table.
+//
+// securesum depends on fl, secagg and he; only cmd depends on it.
 package securesum

@@ -2,7 +2,10 @@
 // plan, benchmark and run private federated training.
 //
 // Subcommands register themselves (see register) so that each lives in a file of its own:
-// simulate, privacy epsilon|noise, bench secagg|he, and later server, client and certs.
+// simulate, server, client, certs, privacy epsilon|noise and bench secagg|he. The command is wiring
+// only: flag groups shared by simulate, server and client (options.go), the run plan both
+// simulate and server build (build.go), and the deployment's network and run store (network.go,
+// runstore.go); the logic lives in the packages it wires.
 package main
 
 import (
