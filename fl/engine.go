@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -168,11 +168,14 @@ func (e *Engine) Run(ctx context.Context, global []float32) ([]RoundReport, erro
 		if err := e.before(ctx, round); err != nil {
 			return history, err
 		}
-		rep, err := e.RunRound(ctx, round, global)
+		rep, cohort, err := e.runRound(ctx, round, global)
 		if err != nil {
 			return history, fmt.Errorf("round %d: %w", round, err)
 		}
 		if e.Commit != nil {
+			// Committed before any client sees the new model (federated evaluation): a crash
+			// after a release can never make a resumed run release the round's noise twice
+			// while accounting for it once.
 			cp, err := e.checkpoint(round, global)
 			if err == nil {
 				err = e.Commit(cp, rep)
@@ -180,6 +183,9 @@ func (e *Engine) Run(ctx context.Context, global []float32) ([]RoundReport, erro
 			if err != nil {
 				return history, fmt.Errorf("commit round %d: %w", round, err)
 			}
+		}
+		if err := e.federatedEval(ctx, round, cohort, global, &rep); err != nil {
+			return history, fmt.Errorf("round %d: %w", round, err)
 		}
 		history = append(history, rep)
 		if e.OnRound != nil {
@@ -223,10 +229,20 @@ func (e *Engine) budgetSpent(round int) (bool, error) {
 	return true, fmt.Errorf("round %d: %w", round, err)
 }
 
-// RunRound runs one round: sample, fit, validate and aggregate, update, evaluate. Client
-// failures are recorded and the round goes on without them; only errors of the server itself
-// (strategy, evaluation, cancellation) are returned.
+// RunRound runs one round: sample, fit, validate and aggregate, update, evaluate (centrally,
+// then on the cohort with FederatedEval). Client failures are recorded and the round goes on
+// without them; only errors of the server itself (strategy, evaluation, cancellation) are
+// returned. Run commits a round before the cohort sees its model; RunRound alone commits nothing.
 func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (RoundReport, error) {
+	rep, cohort, err := e.runRound(ctx, round, global)
+	if err != nil {
+		return rep, err
+	}
+	return rep, e.federatedEval(ctx, round, cohort, global, &rep)
+}
+
+// runRound is RunRound before federated evaluation; it returns the round's cohort.
+func (e *Engine) runRound(ctx context.Context, round int, global []float32) (RoundReport, []ClientID, error) {
 	start := time.Now()
 	log := e.logger().With("round", round)
 	rep := RoundReport{Round: round}
@@ -292,7 +308,7 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 			}
 		})
 		if err != nil && ctx.Err() != nil {
-			return rep, fmt.Errorf("fit stage: %w", ctx.Err())
+			return rep, nil, fmt.Errorf("fit stage: %w", ctx.Err())
 		}
 		if err != nil {
 			log.Warn("fit stage ended early", "err", err)
@@ -306,7 +322,7 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 		res, err := e.secureSum(ctx, round, dim, holders, maxWeight)
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return rep, fmt.Errorf("secure sum %s: %w", e.SecureSum.Name(), ctx.Err())
+			return rep, nil, fmt.Errorf("secure sum %s: %w", e.SecureSum.Name(), ctx.Err())
 		case err != nil:
 			// Whatever went wrong inside the protocol, nothing was released: the round is lost,
 			// the server keeps serving.
@@ -330,7 +346,7 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 		if e.Privacy != nil {
 			var err error
 			if mean, err = e.Privacy.Finalize(round, sum, count, unclipped); err != nil {
-				return rep, fmt.Errorf("privacy: %w", err)
+				return rep, nil, fmt.Errorf("privacy: %w", err)
 			}
 		} else {
 			mean = make([]float32, dim)
@@ -338,12 +354,11 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 				mean[j] = float32(s / totalWeight)
 			}
 		}
-		agg := &Aggregate{Mean: mean, TotalWeight: totalWeight, Count: count, Updates: updates}
-		if err := e.Strategy.AggregateFit(round, global, agg); err != nil {
-			return rep, fmt.Errorf("aggregate with %s: %w", e.Strategy.Name(), err)
-		}
-		if err := checkFinite(global); err != nil {
-			return rep, fmt.Errorf("global model after aggregation: %w", err)
+		if err := e.aggregate(round, global, &Aggregate{Mean: mean, TotalWeight: totalWeight, Count: count, Updates: updates}); err != nil {
+			if !errors.Is(err, ErrRoundAbandoned) {
+				return rep, nil, err
+			}
+			rep.Abandoned = err.Error()
 		}
 	}
 	if rep.Abandoned != "" {
@@ -353,7 +368,7 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 		// Every round that ran is accounted, released or not: conservative and simple.
 		eps, delta, err := e.Privacy.Account(round)
 		if err != nil {
-			return rep, fmt.Errorf("privacy accountant: %w", err)
+			return rep, nil, fmt.Errorf("privacy accountant: %w", err)
 		}
 		rep.Epsilon, rep.Delta = eps, delta
 	}
@@ -361,27 +376,59 @@ func (e *Engine) RunRound(ctx context.Context, round int, global []float32) (Rou
 	if e.Evaluate != nil {
 		loss, acc, err := e.Evaluate(global)
 		if err != nil {
-			return rep, fmt.Errorf("central evaluation: %w", err)
+			return rep, nil, fmt.Errorf("central evaluation: %w", err)
 		}
 		rep.Loss, rep.Accuracy = loss, acc
 	}
-	if e.Config.FederatedEval && len(cohort) > 0 {
-		var results []EvalRes
-		err := e.Transport.Evaluate(fitCtx, cohort, global, func(o EvalOutcome) {
-			if o.Err == nil && o.Res.NumExamples > 0 {
-				results = append(results, o.Res)
-			}
-		})
-		if err != nil && ctx.Err() != nil {
-			return rep, fmt.Errorf("federated evaluation: %w", ctx.Err())
-		}
-		if len(results) > 0 {
-			rep.FedLoss, rep.FedAccuracy = e.Strategy.AggregateEvaluate(round, results)
-		}
-	}
 	rep.Seconds = time.Since(start).Seconds()
 	log.Debug("round done", "participants", rep.Participants, "accuracy", rep.Accuracy, "seconds", rep.Seconds)
-	return rep, nil
+	return rep, cohort, nil
+}
+
+// aggregate lets the strategy update global from agg. A mean or a new model that is not finite
+// (an update far outside any sane range, or a diverging optimiser) abandons the round: global
+// is put back as it was, and the run goes on — one bad round never ends it.
+func (e *Engine) aggregate(round int, global []float32, agg *Aggregate) error {
+	if i := firstNonFinite(agg.Mean); i >= 0 {
+		return fmt.Errorf("%w: the aggregate's coordinate %d is %v", ErrRoundAbandoned, i, agg.Mean[i])
+	}
+	before := slices.Clone(global)
+	if err := e.Strategy.AggregateFit(round, global, agg); err != nil {
+		copy(global, before)
+		return fmt.Errorf("aggregate with %s: %w", e.Strategy.Name(), err)
+	}
+	if i := firstNonFinite(global); i >= 0 {
+		v := global[i]
+		copy(global, before)
+		return fmt.Errorf("%w: the new model's parameter %d would be %v (a diverging optimiser — lower the learning rate — or an out-of-range update)", ErrRoundAbandoned, i, v)
+	}
+	return nil
+}
+
+// federatedEval asks the cohort to score the round's model on their local test data.
+func (e *Engine) federatedEval(ctx context.Context, round int, cohort []ClientID, global []float32, rep *RoundReport) error {
+	if !e.Config.FederatedEval || len(cohort) == 0 {
+		return nil
+	}
+	evalCtx := ctx
+	if e.Config.RoundTimeout > 0 {
+		var cancel context.CancelFunc
+		evalCtx, cancel = context.WithTimeout(ctx, e.Config.RoundTimeout)
+		defer cancel()
+	}
+	var results []EvalRes
+	err := e.Transport.Evaluate(evalCtx, cohort, global, func(o EvalOutcome) {
+		if o.Err == nil && o.Res.NumExamples > 0 {
+			results = append(results, o.Res)
+		}
+	})
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("federated evaluation: %w", ctx.Err())
+	}
+	if len(results) > 0 {
+		rep.FedLoss, rep.FedAccuracy = e.Strategy.AggregateEvaluate(round, results)
+	}
+	return nil
 }
 
 // secureSum runs the secure-sum protocol among the clients holding inputs: stage by stage, the
@@ -455,15 +502,6 @@ func validateSecureFit(res FitRes) error {
 	}
 	if res.NumExamples < 1 {
 		return fmt.Errorf("%w: example count %d, must be ≥ 1", ErrBadUpdate, res.NumExamples)
-	}
-	return nil
-}
-
-func checkFinite(v []float32) error {
-	for i, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return fmt.Errorf("parameter %d is %v (training diverged: lower the learning rate)", i, x)
-		}
 	}
 	return nil
 }
