@@ -1,6 +1,7 @@
 package main
 
 import (
+	crand "crypto/rand"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -50,10 +51,7 @@ func buildPlan(o simOptions, fed *data.Federated, logger *slog.Logger) (*runPlan
 	if err != nil {
 		return nil, err
 	}
-	var seed uint64 // seeded protocol and noise randomness: only when --seed asks for a reproducible run
-	if o.seedGiven {
-		seed = o.Seed
-	}
+	seed := o.privacySeed()
 	secure, dropStage, err := buildSecureSum(o.secOptions, o.Clients, seed)
 	if err != nil {
 		return nil, err
@@ -73,7 +71,7 @@ func buildPlan(o simOptions, fed *data.Federated, logger *slog.Logger) (*runPlan
 			Fit: fl.FitConfig{Epochs: o.LocalEpochs, BatchSize: o.BatchSize, LR: float32(o.LR),
 				Momentum: float32(o.Momentum), WeightDecay: float32(o.WeightDecay)},
 		},
-		Strategy: strat, Sampler: sampler, Source: rand.NewPCG(o.Seed, 0xc0407),
+		Strategy: strat, Sampler: sampler, Source: o.samplerSource(),
 		Evaluate: evaluator.Evaluate, SecureSum: secure, Logger: logger,
 	}
 	if dp != nil {
@@ -98,3 +96,28 @@ func newSampler(sampling string, fraction float64, minClients int) (fl.Sampler, 
 	}
 	return sampler, nil
 }
+
+// privacySeed is the seed of the randomness that protects clients — DP noise, secure-sum
+// protocol randomness — or 0 for the OS CSPRNG. Only a simulation given --seed is seeded (a
+// reproducible experiment, and its summary says so); a deployment never is.
+func (o simOptions) privacySeed() uint64 {
+	if o.seedGiven && !o.deployment {
+		return o.Seed
+	}
+	return 0
+}
+
+// samplerSource is the stream cohorts are drawn from. Under DP the accountant's amplification by
+// subsampling assumes the cohorts are secret, so unless the run is a seeded experiment the
+// stream is keyed from the OS CSPRNG and owes nothing to the seed the run reports; without DP
+// the reported seed reproduces the cohorts (nothing depends on their secrecy).
+func (o simOptions) samplerSource() fl.SamplerSource {
+	if o.dpOn() && o.privacySeed() == 0 {
+		var key [32]byte
+		_, _ = crand.Read(key[:]) // crypto/rand never fails short
+		return rand.NewChaCha8(key)
+	}
+	return rand.NewPCG(o.Seed, 0xc0407)
+}
+
+func (o simOptions) dpOn() bool { return o.DP != "off" && o.DP != "" }

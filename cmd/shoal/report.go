@@ -40,7 +40,7 @@ type historyEntry struct {
 
 func summarize(history []fl.RoundReport, o simOptions, engine *fl.Engine, seconds float64) simSummary {
 	s := simSummary{RoundsRun: len(history), Seconds: seconds, Seed: o.Seed, RunDir: o.Out, History: []historyEntry{},
-		Protection: protection(engine)}
+		Protection: protection(engine, o)}
 	for _, r := range history {
 		s.History = append(s.History, historyEntry{Round: r.Round, Accuracy: r.Accuracy, Loss: r.Loss,
 			Participants: r.Participants, Dropped: r.Dropped, Seconds: r.Seconds, Epsilon: r.Epsilon, Delta: r.Delta, ClipNorm: r.ClipNorm})

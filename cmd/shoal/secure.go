@@ -162,8 +162,9 @@ func seededReaders(seed uint64) func(int, fl.ClientID) io.Reader {
 }
 
 // protection lists, for the run summary, what protects the clients' updates: the secure-sum
-// protocol and the DP mechanism, each with its parameters and threat model.
-func protection(e *fl.Engine) []string {
+// protocol and the DP mechanism, each with its parameters and threat model, and where the
+// randomness that protects them came from.
+func protection(e *fl.Engine, o simOptions) []string {
 	out := []string{"no secure aggregation: the server sees every client's update"}
 	if e.SecureSum != nil {
 		out[0] = e.SecureSum.Describe()
@@ -172,6 +173,14 @@ func protection(e *fl.Engine) []string {
 		out = append(out, e.Privacy.Describe())
 	} else {
 		out = append(out, "no differential privacy: the released models carry no (ε, δ) guarantee")
+	}
+	switch {
+	case o.privacySeed() != 0 && (e.SecureSum != nil || e.Privacy != nil):
+		out = append(out, fmt.Sprintf("seeded: reproducible experiment, not private — the cohorts, the DP noise and "+
+			"the secure-sum randomness all follow from the reported seed %d", o.Seed))
+	case e.Privacy != nil:
+		out = append(out, "cohorts and DP noise come from the OS CSPRNG and are not reproducible from the report; "+
+			"the reported seed determines only the initial model and data shuffles")
 	}
 	return out
 }

@@ -63,7 +63,14 @@ func serverFlags(o *serverOptions, stderr io.Writer) *flag.FlagSet {
 }
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, logger, err := parseServerOptions(args, stderr)
+	return serve(ctx, args, stdout, stderr, false)
+}
+
+// serve runs the server. reproducible makes it seed DP noise and cohorts from --seed as
+// simulate does, so that a test can compare a deployment with a simulation bit for bit; it is
+// reachable only through the Go API (tests), never from the command line.
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer, reproducible bool) error {
+	o, logger, err := parseServerOptions(args, stderr, reproducible)
 	if err != nil {
 		return err
 	}
@@ -72,7 +79,7 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer run.close()
-	o.finish()
+	o.finish(reproducible)
 	fed, err := o.load(true) // the server evaluates; it never holds training data
 	if err != nil {
 		return err
@@ -122,8 +129,9 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// parseServerOptions parses and checks the flags; simulated behaviour is refused.
-func parseServerOptions(args []string, stderr io.Writer) (serverOptions, *slog.Logger, error) {
+// parseServerOptions parses and checks the flags; simulated behaviour is refused, and so is a
+// seed for a DP run.
+func parseServerOptions(args []string, stderr io.Writer, reproducible bool) (serverOptions, *slog.Logger, error) {
 	var o serverOptions
 	fs := serverFlags(&o, stderr)
 	if err := parseWithConfig(fs, args); err != nil {
@@ -153,12 +161,16 @@ func parseServerOptions(args []string, stderr io.Writer) (serverOptions, *slog.L
 		return o, nil, usageErrorf("--certs DIR is required (mutual TLS); plaintext only with an explicit --insecure")
 	case o.Resume && o.Store == "":
 		return o, nil, usageErrorf("--resume needs --store")
+	case o.dpOn() && o.Seed != 0 && !reproducible:
+		return o, nil, usageErrorf("--seed with --dp %s: a seed would make the cohorts and the noise reproducible by anyone "+
+			"who reads the report, which voids the DP guarantee; leave --seed out (cohorts and noise then come from the OS CSPRNG)", o.DP)
 	}
 	return o, logger, nil
 }
 
 // finish fills in what a new run draws (the seed) and the defaults that depend on other flags.
-func (o *serverOptions) finish() {
+func (o *serverOptions) finish(reproducible bool) {
+	o.deployment = !reproducible
 	if !o.Resume {
 		o.drawSeed()
 		o.SeedGiven = o.seedGiven

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -78,6 +79,7 @@ type proc struct {
 	grew   chan struct{}
 	done   chan struct{}
 	err    error
+	kill   func() // SIGKILL for a process, cancellation for an in-process run
 }
 
 func startProc(t *testing.T, name string, args ...string) *proc {
@@ -91,28 +93,56 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	p.kill = func() { _ = p.cmd.Process.Signal(syscall.SIGKILL) }
 	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			p.mu.Unlock()
-			select {
-			case p.grew <- struct{}{}:
-			default:
-			}
-		}
+		p.scan(stderr)
 		p.err = p.cmd.Wait()
 		close(p.done)
 	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
+	p.cleanup()
+	return p
+}
+
+// startInProcess runs fn (a command, in this process) like startProc runs the binary: its
+// stderr lines can be waited for, and kill cancels it.
+func startInProcess(t *testing.T, name string, fn func(ctx context.Context, stdout, stderr io.Writer) error) *proc {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &proc{t: t, name: name, grew: make(chan struct{}, 1), done: make(chan struct{}), kill: cancel}
+	r, w := io.Pipe()
+	scanned := make(chan struct{})
+	go func() { p.scan(r); close(scanned) }()
+	go func() {
+		p.err = fn(ctx, &p.stdout, w)
+		w.Close()
+		<-scanned
+		close(p.done)
+	}()
+	p.cleanup()
+	return p
+}
+
+func (p *proc) scan(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		p.mu.Lock()
+		p.lines = append(p.lines, sc.Text())
+		p.mu.Unlock()
+		select {
+		case p.grew <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (p *proc) cleanup() {
+	p.t.Cleanup(func() {
+		p.kill()
 		<-p.done
-		if t.Failed() {
-			t.Logf("--- %s stderr:\n%s", p.name, p.log())
+		if p.t.Failed() {
+			p.t.Logf("--- %s stderr:\n%s", p.name, p.log())
 		}
 	})
-	return p
 }
 
 func (p *proc) log() string {
@@ -293,9 +323,7 @@ func TestClientKilledMidRound(t *testing.T) {
 	procs := startClients(t, addr, "", clients, "--log-level", "debug")
 	procs["c1"].waitFor("kind=fit", 60*time.Second)
 	start := time.Now()
-	if err := procs["c1"].cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	procs["c1"].kill()
 	if err := srv.wait(100 * time.Second); err != nil {
 		t.Fatalf("server: %v", err)
 	}
@@ -312,34 +340,44 @@ func TestClientKilledMidRound(t *testing.T) {
 // the next round: no round is lost or repeated, the clients reconnect by themselves, and the
 // final model is the one an uninterrupted simulation trains.
 func TestServerKilledAndResumed(t *testing.T) {
-	killAndResume(t, "--fraction", "0.5")
+	killAndResume(t, false, "--fraction", "0.5")
 }
 
 // The same with stateful server parts: server momentum, adaptive clipping and the privacy
 // accountant all continue exactly (same ε, same clip, same model as an uninterrupted run). With
 // four clients the count noise (0.05·q·N) only allows a weak noise multiplier: this tests the
-// bookkeeping, not a useful ε.
+// bookkeeping, not a useful ε. A deployment never seeds its DP noise or cohorts (the command
+// line refuses --seed with --dp), so to compare with a seeded simulation this test runs the
+// server in-process with seeded privacy randomness injected through the Go API, and stops the
+// first server by cancelling it rather than with SIGKILL (TestServerKilledAndResumed and the
+// store's crash tests cover the kill).
 func TestServerKilledAndResumedWithDP(t *testing.T) {
-	killAndResume(t, "--sampling", "poisson", "--fraction", "0.75", "--strategy", "fedavgm", "--dp", "central",
+	killAndResume(t, true, "--sampling", "poisson", "--fraction", "0.75", "--strategy", "fedavgm", "--dp", "central",
 		"--noise-multiplier", "0.25", "--clip", "0.05", "--adaptive-clip", "0.5")
 }
 
-func killAndResume(t *testing.T, extra ...string) {
+func killAndResume(t *testing.T, inProcess bool, extra ...string) {
+	start := func(name string, args ...string) *proc { return startProc(t, name, args...) }
+	if inProcess {
+		start = func(name string, args ...string) *proc {
+			return startInProcess(t, name, func(ctx context.Context, stdout, stderr io.Writer) error {
+				return serve(ctx, args[1:], stdout, stderr, true)
+			})
+		}
+	}
 	const clients = 4
 	addr := freeAddr(t)
 	dir := t.TempDir()
 	storePath := filepath.Join(dir, "run.db")
 	common := trainingArgs(clients, append([]string{"--rounds", "6", "--lr", "0.05", "--target-accuracy", "0", "--json"}, extra...)...)
-	first := startProc(t, "server-1", append([]string{"server", "--insecure", "--listen", addr, "--store", storePath, "--min-clients", "4",
+	first := start("server-1", append([]string{"server", "--insecure", "--listen", addr, "--store", storePath, "--min-clients", "4",
 		"--out", filepath.Join(dir, "net"), "--heartbeat", "1s"}, common...)...)
 	procs := startClients(t, addr, "", clients)
 	first.waitFor("round   3/6", 60*time.Second)
-	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	first.kill()
 	_ = first.wait(10 * time.Second)
 
-	second := startProc(t, "server-2", "server", "--insecure", "--listen", addr, "--store", storePath, "--resume",
+	second := start("server-2", "server", "--insecure", "--listen", addr, "--store", storePath, "--resume",
 		"--out", filepath.Join(dir, "net"), "--heartbeat", "1s", "--min-clients", "4", "--json")
 	line := second.waitFor("resuming run", 30*time.Second)
 	var after int
@@ -450,6 +488,7 @@ func TestServerBadFlags(t *testing.T) {
 		{[]string{"--insecure", "--resume"}, "--store"},
 		{[]string{"--insecure", "--dropout", "0.1"}, "simulates"},
 		{[]string{"--insecure", "--dataset", "synthetic", "--model", "logreg", "--over-select", "0.5"}, "over-select"},
+		{[]string{"--insecure", "--dp", "central", "--sampling", "poisson", "--seed", "3"}, "voids the DP guarantee"},
 	} {
 		code, _, stderr := shoal(t, append([]string{"server", "--out", t.TempDir()}, tc.args...)...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
@@ -608,9 +647,7 @@ func TestThresholdHEResumed(t *testing.T) {
 		"--out", filepath.Join(dir, "net"), "--min-clients", fmt.Sprint(clients), "--heartbeat", "1s"}, common...)...)
 	startClients(t, addr, "", clients)
 	first.waitFor("round   2/4", 60*time.Second)
-	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	first.kill()
 	_ = first.wait(10 * time.Second)
 	second := startProc(t, "server-2", "server", "--insecure", "--listen", addr, "--store", storePath, "--resume",
 		"--out", filepath.Join(dir, "net"), "--min-clients", fmt.Sprint(clients), "--heartbeat", "1s", "--json")

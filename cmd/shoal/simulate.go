@@ -34,7 +34,8 @@ type simOptions struct {
 	Workers                    int
 	CPUProfile                 string
 
-	seedGiven bool // --seed was set: the run may use seeded (reproducible) randomness for privacy
+	seedGiven  bool // --seed was set: a simulation then seeds its privacy randomness too (reproducible, not private)
+	deployment bool // shoal server: randomness that protects clients is never seeded
 }
 
 func simulateFlags(o *simOptions, stderr io.Writer) *flag.FlagSet {
@@ -120,13 +121,9 @@ func buildSimulation(o simOptions, logger *slog.Logger) (*runPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	var noiseSeed uint64
-	if o.seedGiven {
-		noiseSeed = o.Seed
-	}
 	plan.engine.Transport, err = sim.New(plan.model, fed, sim.Config{
 		Workers: o.Workers, Dropout: o.Dropout, StragglerFraction: o.StragglerFraction,
-		StragglerDelay: o.StragglerDelay, Seed: o.Seed, SeededNoise: noiseSeed != 0,
+		StragglerDelay: o.StragglerDelay, Seed: o.Seed, SeededNoise: o.privacySeed() != 0,
 		SecureSum: plan.engine.SecureSum, StageDropout: o.StageDropout, DropStage: plan.dropStage,
 	})
 	if err != nil {
