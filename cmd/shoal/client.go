@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,11 +37,13 @@ type clientOptions struct {
 	LogLevel                        string
 	FaultExitAt                     string
 	Replicas                        int
+	Policy                          fl.ClientPolicy // what this client requires, whatever the server says
 }
 
 func clientFlags(o *clientOptions, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("shoal client", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.String("config", "", "TOML file of flag values (keys are flag names, e.g. the policy); flags given on the command line win")
 	fs.StringVar(&o.Server, "server", "127.0.0.1:7443", "server address host:port")
 	fs.StringVar(&o.ServerName, "server-name", "", "name in the server's certificate (default: the host of --server)")
 	fs.StringVar(&o.Certs, "certs", "", "certificate directory holding ca.pem and clients/NAME.pem (mutual TLS)")
@@ -55,6 +58,12 @@ func clientFlags(o *clientOptions, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.MaxBackoff, "max-backoff", 30*time.Second, "longest wait between reconnection attempts")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	fs.IntVar(&o.Replicas, "replicas", 1, "load testing: run this many clients in one process, named NAME-i, on shards --partition-index+i")
+	p := &o.Policy
+	fs.StringVar(&p.SecureSum, "require-secure-sum", "", "policy: refuse a run without this secure sum ("+strings.Join(securesum.Names(), ", ")+", or any)")
+	fs.IntVar(&p.MinCohort, "min-cohort", 0, "policy: refuse a secure-sum round among fewer clients")
+	fs.IntVar(&p.MinThreshold, "min-threshold", 0, "policy: refuse a SecAgg round whose reconstruction threshold is lower")
+	fs.Float64Var(&p.MaxClip, "require-clip", 0, "policy: refuse a task that does not clip the update to at most this L2 norm")
+	fs.Float64Var(&p.MinNoiseMultiplier, "require-local-noise", 0, "policy: refuse a task whose local DP noise multiplier is below this (needs --require-clip)")
 	fs.StringVar(&o.FaultExitAt, "fault-exit-at", "", "fault injection for tests: exit abruptly on receiving the task ROUND/fit or ROUND/STAGE (secure-sum stage)")
 	return fs
 }
@@ -86,7 +95,8 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			name = fmt.Sprintf("%s-%d", o.Name, i)
 		}
 		configs[i] = grpctransport.ClientConfig{Server: o.Server, Name: name, Insecure: o.Insecure, Local: local,
-			SecureSum: securesum.FromWire, MaxBackoff: o.MaxBackoff, Logger: logger.With("name", name), OnTask: onTask}
+			SecureSum: securesum.FromWire, MaxBackoff: o.MaxBackoff, Logger: logger.With("name", name), OnTask: onTask,
+			Policy: o.Policy}
 		if configs[i].TLS, err = o.tls(name); err != nil {
 			return err
 		}
@@ -123,6 +133,15 @@ func (o clientOptions) check() error {
 		return usageErrorf("--certs DIR is required (mutual TLS); plaintext only with an explicit --insecure")
 	case o.Replicas < 1 || o.Replicas > 100_000:
 		return usageErrorf("--replicas must be in [1, 100000], got %d", o.Replicas)
+	case o.Policy.SecureSum != "" && o.Policy.SecureSum != "any" && !slices.Contains(securesum.Names(), o.Policy.SecureSum):
+		return usageErrorf("--require-secure-sum %q: valid: any, %s", o.Policy.SecureSum, strings.Join(securesum.Names(), ", "))
+	case o.Policy.MinNoiseMultiplier > 0 && o.Policy.MaxClip == 0:
+		return usageErrorf("--require-local-noise needs --require-clip (local noise is calibrated to the clip)")
+	case (o.Policy.MinCohort > 0 || o.Policy.MinThreshold > 0) && o.Policy.SecureSum == "":
+		return usageErrorf("--min-cohort and --min-threshold need --require-secure-sum")
+	}
+	if err := o.Policy.Validate(); err != nil {
+		return usageErrorf("privacy policy: %v", err)
 	}
 	return nil
 }

@@ -53,7 +53,8 @@ func serverFlags(o *serverOptions, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.Insecure, "insecure", false, "serve plaintext and take client names on trust (testing only)")
 	fs.StringVar(&o.Store, "store", "", "run store (SQLite file or directory): every completed round is committed")
 	fs.BoolVar(&o.Resume, "resume", false, "continue the latest run in --store from its last committed round")
-	fs.DurationVar(&o.FitTimeout, "fit-timeout", 0, "deadline of a round's fit stage; later clients are left out (0: --round-timeout)")
+	fs.DurationVar(&o.FitTimeout, "fit-timeout", 10*time.Minute, "deadline of a round's fit stage (and of federated evaluation); later clients are left out")
+	setDefault(fs, "stage-timeout", "2m") // a heartbeating but silent client must not stall a secure sum
 	fs.Float64Var(&o.OverSelect, "over-select", 1, "ask this many times the clients a round needs and keep the first to answer (Bonawitz et al. 2019)")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on this address (/metrics)")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 5*time.Second, "heartbeat interval; a client silent for three is dropped")
@@ -152,6 +153,11 @@ func parseServerOptions(args []string, stderr io.Writer, reproducible bool) (ser
 	if err != nil {
 		return o, nil, err
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if given["round-timeout"] && !given["fit-timeout"] {
+		o.FitTimeout = o.RoundTimeout // simulate's name for the same deadline
+	}
 	o.WaitFor = max(o.MinClients, 1)
 	o.MinClients = o.MinSampled // the engine's sampler takes simulate's meaning
 	switch {
@@ -161,6 +167,9 @@ func parseServerOptions(args []string, stderr io.Writer, reproducible bool) (ser
 		return o, nil, usageErrorf("--certs DIR is required (mutual TLS); plaintext only with an explicit --insecure")
 	case o.Resume && o.Store == "":
 		return o, nil, usageErrorf("--resume needs --store")
+	case o.FitTimeout <= 0 || o.StageTimeout <= 0:
+		return o, nil, usageErrorf("--fit-timeout and --stage-timeout must be > 0 (got %v and %v): without a deadline one client "+
+			"that keeps its connection alive but never answers stalls the run forever", o.FitTimeout, o.StageTimeout)
 	case o.dpOn() && o.Seed != 0 && !reproducible:
 		return o, nil, usageErrorf("--seed with --dp %s: a seed would make the cohorts and the noise reproducible by anyone "+
 			"who reads the report, which voids the DP guarantee; leave --seed out (cohorts and noise then come from the OS CSPRNG)", o.DP)
@@ -179,9 +188,6 @@ func (o *serverOptions) finish(reproducible bool) {
 	if o.Out == "" {
 		o.Out = "runs/server-" + time.Now().UTC().Format("20060102-150405")
 	}
-	if o.FitTimeout == 0 {
-		o.FitTimeout = o.RoundTimeout
-	}
 }
 
 // restore takes the training configuration of a stored run, keeping this invocation's
@@ -199,4 +205,13 @@ func (o *serverOptions) restore(cfg []byte) error {
 		o.Out = keep.Out
 	}
 	return nil
+}
+
+// setDefault changes a flag's default (and what --help shows) for this command.
+func setDefault(fs *flag.FlagSet, name, value string) {
+	f := fs.Lookup(name)
+	if err := f.Value.Set(value); err != nil {
+		panic(err)
+	}
+	f.DefValue = value
 }

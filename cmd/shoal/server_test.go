@@ -489,6 +489,8 @@ func TestServerBadFlags(t *testing.T) {
 		{[]string{"--insecure", "--dropout", "0.1"}, "simulates"},
 		{[]string{"--insecure", "--dataset", "synthetic", "--model", "logreg", "--over-select", "0.5"}, "over-select"},
 		{[]string{"--insecure", "--dp", "central", "--sampling", "poisson", "--seed", "3"}, "voids the DP guarantee"},
+		{[]string{"--insecure", "--fit-timeout", "0"}, "stalls the run forever"},
+		{[]string{"--insecure", "--stage-timeout", "0s"}, "stalls the run forever"},
 	} {
 		code, _, stderr := shoal(t, append([]string{"server", "--out", t.TempDir()}, tc.args...)...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
@@ -503,6 +505,8 @@ func TestServerBadFlags(t *testing.T) {
 		{[]string{"--name", "a"}, "--certs"},
 		{[]string{"--name", "a", "--insecure", "--dataset", "synthetic"}, "--partition-index"},
 		{[]string{"--name", "a", "--insecure", "--dataset", "mnist", "--partition-index", "3", "--clients", "2"}, "--clients"},
+		{[]string{"--name", "a", "--insecure", "--require-secure-sum", "rot13"}, "valid: any"},
+		{[]string{"--name", "a", "--insecure", "--require-local-noise", "1"}, "--require-clip"},
 	} {
 		code, _, stderr := shoal(t, append([]string{"client"}, tc.args...)...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
@@ -669,5 +673,23 @@ func TestThresholdHEResumed(t *testing.T) {
 		if n.Round != i+1 || !close64(n.Accuracy, s.Accuracy, 1e-9) || !close64(n.Loss, s.Loss, 1e-6) {
 			t.Fatalf("round %d: resumed network %+v, simulator %+v", i+1, n, s)
 		}
+	}
+}
+
+// Attack: with the old defaults (no fit or stage deadline) one client that kept its connection
+// alive with heartbeats but never answered stalled the run forever. The server's deadlines are
+// now on by default; the transport leaves such a client out when they pass
+// (grpctransport.TestDeadlineBoundsTheRound).
+func TestAttackSilentClientStallsRunByDefault(t *testing.T) {
+	o, _, err := parseServerOptions([]string{"--insecure"}, io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.FitTimeout <= 0 || o.StageTimeout <= 0 {
+		t.Fatalf("default deadlines: fit %v, stage %v; a silent client would stall the run", o.FitTimeout, o.StageTimeout)
+	}
+	o, _, err = parseServerOptions([]string{"--insecure", "--round-timeout", "42s"}, io.Discard, false)
+	if err != nil || o.FitTimeout != 42*time.Second {
+		t.Fatalf("--round-timeout 42s gave fit deadline %v (%v)", o.FitTimeout, err)
 	}
 }

@@ -49,6 +49,11 @@ type ClientConfig struct {
 	DialOptions []grpc.DialOption
 	// OnTask, if set, is called before each task is worked on (fault injection, progress).
 	OnTask func(kind string, round, stage int)
+	// Policy is the protection this client requires; a run or task that weakens it is refused
+	// (a run: RunClient returns an error wrapping fl.ErrPolicy; a task: the client leaves the
+	// round). Whatever the policy, a run that announced a secure sum never gets an update in
+	// the clear.
+	Policy fl.ClientPolicy
 }
 
 // ErrRefused is returned by RunClient when the server refuses the client for good (unknown or
@@ -64,6 +69,9 @@ func RunClient(ctx context.Context, cfg ClientConfig) error {
 	}
 	if cfg.TLS == nil && !cfg.Insecure {
 		return errors.New("client: no TLS configuration; plaintext needs an explicit insecure setting")
+	}
+	if err := cfg.Policy.Validate(); err != nil {
+		return fmt.Errorf("client: privacy policy: %w", err)
 	}
 	if err := validName(cfg.Name); err != nil && (cfg.Insecure || cfg.Name != "") {
 		return fmt.Errorf("client: %w", err)
@@ -108,6 +116,8 @@ func RunClient(ctx context.Context, cfg ClientConfig) error {
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case errors.Is(err, fl.ErrPolicy):
+			return err // this run can never meet the client's policy
 		case permanent(err):
 			return fmt.Errorf("%w: %v", ErrRefused, err)
 		}
@@ -169,6 +179,7 @@ type runtime struct {
 	seen      map[uint64]bool // task ids already received (replays are ignored)
 	lastRound uint32
 
+	announced string // the secure sum the server announced for the run ("" for none)
 	protoName string
 	protocol  fl.SecureSum
 	sumRound  int
@@ -215,6 +226,11 @@ func (rt *runtime) session(ctx context.Context, api shoalv1.FederationClient) (w
 			w.GetProtocolVersion(), w.GetChunkSize(), w.GetHeartbeatMillis())
 	}
 	log := rt.log.With("run", w.GetRunId(), "as", w.GetClientName())
+	if err := rt.cfg.Policy.CheckRun(w.GetSecureSum()); err != nil {
+		_ = stream.CloseSend()
+		return true, false, err
+	}
+	rt.announced = w.GetSecureSum()
 	log.Info("connected", "server", rt.cfg.Server)
 	if err := rt.setProtocol(w); err != nil {
 		log.Warn("secure rounds will be refused", "err", err)
@@ -453,6 +469,9 @@ func (rt *runtime) work(t *clientTask, log *slog.Logger) (*shoalv1.Result, []byt
 		ins := fl.FitIns{Round: round, Params: params, Config: fitConfigFrom(task.GetFit()), Secure: task.GetSecure()}
 		if err := ins.Config.Validate(); err != nil {
 			return fail(fmt.Errorf("fit configuration: %w", err))
+		}
+		if err := rt.cfg.Policy.CheckFit(ins, rt.announced); err != nil {
+			return fail(err) // the client leaves the round; nothing of its data was touched
 		}
 		if ins.Secure && rt.protocol == nil {
 			return fail(errors.New("secure round, but this client has no secure-sum protocol for the run"))

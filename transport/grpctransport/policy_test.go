@@ -1,0 +1,79 @@
+package grpctransport
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"shoal/fl"
+	"shoal/internal/testsupport"
+)
+
+func clearSum(string, []byte) (fl.SecureSum, error) { return testsupport.ClearSum{}, nil }
+
+// policyClient runs a client that requires policy.
+func policyClient(t *testing.T, ep endpoint, name string, policy fl.ClientPolicy) *testsupport.Proc {
+	t.Helper()
+	return testsupport.Go(t, func(ctx context.Context) error {
+		return RunClient(ctx, ClientConfig{Server: ep.target, Name: name, Insecure: true, Local: trainers, SecureSum: clearSum,
+			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, DialOptions: ep.dial, Policy: policy})
+	})
+}
+
+// Attack: a server that announced a secure sum sends a fit task with Secure = false. On the old
+// client the update went to the server in the clear. Now the client refuses the task and leaves
+// the round: the server learns nothing of its update.
+func TestAttackSecureSumDowngradedToClear(t *testing.T) {
+	s, ep := tcpServer(t, ServerConfig{SecureSum: "clear"}) // announces a secure sum…
+	startClient(t, ep, "a", trainers, clearSum)
+	testsupport.WaitClients(t, s, 1)
+	e := testsupport.Engine(t, s, 1) // …and runs the round without one
+	rep, err := runRound(t, e, 1, make([]float32, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Participants != 0 || rep.Dropped != 1 || rep.Abandoned == "" {
+		t.Fatalf("round %+v: the client sent its update in the clear to a run that announced a secure sum", rep)
+	}
+}
+
+// Attack: a server removes local DP (LocalNoiseStd = 0) or clipping from the tasks of a client
+// that requires them. The client refuses each such task; a task that meets its policy is done.
+func TestAttackLocalNoiseRemoved(t *testing.T) {
+	s, ep := tcpServer(t, ServerConfig{})
+	policyClient(t, ep, "a", fl.ClientPolicy{MaxClip: 1, MinNoiseMultiplier: 1})
+	testsupport.WaitClients(t, s, 1)
+	for _, tc := range []struct {
+		name string
+		fit  fl.FitConfig
+		ok   bool
+	}{
+		{"no clip, no noise", fl.FitConfig{}, false},
+		{"clip but no noise", fl.FitConfig{ClipNorm: 0.5}, false},
+		{"noise below z = 1", fl.FitConfig{ClipNorm: 0.5, LocalNoiseStd: 0.5}, false},
+		{"clip above the required", fl.FitConfig{ClipNorm: 2, LocalNoiseStd: 4}, false},
+		{"as required", fl.FitConfig{ClipNorm: 0.5, LocalNoiseStd: 1}, true},
+	} {
+		e := testsupport.Engine(t, s, 1)
+		fit := tc.fit
+		fit.Epochs, fit.BatchSize, fit.LR = 1, 1, 0.1
+		e.Config.Fit = fit
+		rep, err := runRound(t, e, 1, make([]float32, 4))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rep.Participants == 1; got != tc.ok {
+			t.Errorf("%s: participants %d, want the task done = %v", tc.name, rep.Participants, tc.ok)
+		}
+	}
+}
+
+// A client that requires a secure sum refuses a run without one, and says why.
+func TestClientRefusesRunWithoutRequiredSecureSum(t *testing.T) {
+	_, ep := tcpServer(t, ServerConfig{})
+	p := policyClient(t, ep, "a", fl.ClientPolicy{SecureSum: "secagg"})
+	if err := p.Wait(t, "policy refusal"); !errors.Is(err, fl.ErrPolicy) {
+		t.Fatalf("client ended with %v, want a policy refusal", err)
+	}
+}
