@@ -15,7 +15,11 @@
 //	revoked.txt                     revoked client serials, lowercase hex, one per line
 //
 // A server needs ca.pem, server.pem, server-key.pem and revoked.txt; a client needs ca.pem and
-// its own clients/NAME*.pem, in the same layout.
+// its own clients/NAME*.pem, in the same layout. The server must not have ca-key.pem: whoever
+// holds it can mint identities.
+//
+// Revocation fails closed: while revoked.txt is missing (InitCA writes an empty one),
+// unreadable or malformed, the server refuses every client (see Revocations).
 //
 // This package depends only on the standard library; it must not depend on the rest of Shoal.
 package pki
@@ -39,7 +43,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -83,8 +86,9 @@ func ValidName(name string) error {
 
 // InitCA creates dir (0700) with a new ECDSA P-256 CA (ca.pem, ca-key.pem) and a server
 // certificate (server.pem, server-key.pem) valid for hosts (DNS names or IP addresses; default
-// "localhost", "127.0.0.1", "::1"). It refuses to overwrite an existing CA unless force; with
-// force, certificates issued by the old CA no longer verify and must be issued again.
+// "localhost", "127.0.0.1", "::1"), and an empty revocation list (revoked.txt) unless one
+// exists. It refuses to overwrite an existing CA unless force; with force, certificates issued
+// by the old CA no longer verify and must be issued again (an existing revoked.txt is kept).
 func InitCA(dir string, hosts []string, force bool) error {
 	if dir == "" {
 		return errors.New("init CA: empty directory name")
@@ -146,8 +150,22 @@ func InitCA(dir string, hosts []string, force bool) error {
 	if err := issueServer(dir, caCert, caKey, dnsNames, ips); err != nil {
 		return fmt.Errorf("init CA: %w", err)
 	}
+	// An empty list, so that a fresh setup serves: a server refuses every client while there
+	// is none (fail closed).
+	revoked := filepath.Join(dir, RevokedFile)
+	if _, err := os.Lstat(revoked); errors.Is(err, fs.ErrNotExist) {
+		if err := writeFileAtomic(revoked, []byte(emptyRevokedList), 0o644); err != nil {
+			return fmt.Errorf("init CA: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("init CA: %w", err)
+	}
 	return nil
 }
+
+// emptyRevokedList is the content of a new revocation list: no serial.
+const emptyRevokedList = "# Shoal revocation list: revoked client certificate serials, lowercase hex, one per line.\n" +
+	"# The server refuses every client while this file is missing or malformed.\n"
 
 // IssueServer issues a new server certificate (server.pem, server-key.pem) for hosts, signed
 // by the existing CA in dir: use it when the server moves to another name or address.
@@ -287,7 +305,10 @@ func Serial(cert *x509.Certificate) string { return serialText(cert.SerialNumber
 
 // Revoke adds the serial of the client certificate dir/clients/NAME.pem to dir/revoked.txt
 // (one lowercase-hex serial per line, followed by a "# NAME time" comment). Revoking twice is
-// not an error. A running server picks the change up at its next handshake.
+// not an error. The list must exist (InitCA writes it): recreating a lost list would un-revoke
+// every certificate it named. A running server refuses the client from its next handshake, and
+// one that re-checks its sessions (grpctransport) closes the client's session within one
+// heartbeat.
 func Revoke(dir, name string) error {
 	serial, err := ClientSerial(dir, name)
 	if err != nil {
@@ -301,7 +322,9 @@ func Revoke(dir, name string) error {
 	if revoked[serial] {
 		return nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	// Appending (not rewriting) keeps concurrent revocations; a reader that catches half a
+	// line sees a serial nobody has, and the whole line at its next look.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return fmt.Errorf("revoke %q: %w", name, err)
 	}
@@ -323,8 +346,26 @@ func Revoke(dir, name string) error {
 // ServerTLSConfig returns the server's TLS configuration: TLS 1.3 only, the server certificate
 // from dir, client certificates required and verified against the CA in dir, and a
 // VerifyConnection that refuses revoked serials (re-reading revoked.txt whenever it changes;
-// if it cannot be read, every client is refused) and certificates without a valid identity.
+// while it is missing, unreadable or malformed, every client is refused) and certificates
+// without a valid identity. It fails if the list is unusable now.
+//
+// It checks revocation at the handshake only; to close the sessions of clients revoked while
+// connected, use ServerTLSConfigWith and give the same Revocations to the transport.
 func ServerTLSConfig(dir string) (*tls.Config, error) {
+	rev, err := OpenRevocations(dir, RevocationOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("server TLS config: %w", err)
+	}
+	return ServerTLSConfigWith(dir, rev)
+}
+
+// ServerTLSConfigWith is ServerTLSConfig with the revocation list rev (from OpenRevocations,
+// with the operator's options), which a handshake re-reads when its size or modification time
+// changed, and which the caller shares with whatever re-checks live connections.
+func ServerTLSConfigWith(dir string, rev *Revocations) (*tls.Config, error) {
+	if rev == nil {
+		return nil, errors.New("server TLS config: no revocation list")
+	}
 	pool, err := loadPool(dir)
 	if err != nil {
 		return nil, fmt.Errorf("server TLS config: %w", err)
@@ -332,10 +373,6 @@ func ServerTLSConfig(dir string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, ServerFile), filepath.Join(dir, ServerKeyFile))
 	if err != nil {
 		return nil, fmt.Errorf("server TLS config: load server certificate: %w", err)
-	}
-	rl := &revocationList{path: filepath.Join(dir, RevokedFile)}
-	if _, err := rl.current(); err != nil {
-		return nil, fmt.Errorf("server TLS config: %w", err)
 	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -347,13 +384,10 @@ func ServerTLSConfig(dir string) (*tls.Config, error) {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("shoal: no client certificate")
 			}
-			revoked, err := rl.current()
-			if err != nil {
-				return fmt.Errorf("shoal: refusing client, revocation list unreadable: %w", err)
-			}
+			rev.refreshIfTouched()
 			leaf := cs.PeerCertificates[0]
-			if revoked[serialText(leaf.SerialNumber)] {
-				return fmt.Errorf("shoal: client certificate %s (CN %q) is revoked", serialText(leaf.SerialNumber), leaf.Subject.CommonName)
+			if err := rev.Check(leaf); err != nil {
+				return fmt.Errorf("shoal: %w", err)
 			}
 			if _, err := certName(leaf); err != nil {
 				return fmt.Errorf("shoal: %w", err)
@@ -451,44 +485,12 @@ func clientPaths(dir, name string) (cert, key string) {
 	return base + ".pem", base + "-key.pem"
 }
 
-// revocationList caches revoked.txt and reloads it when its size or modification time changes.
-type revocationList struct {
-	path string
-
-	mu      sync.Mutex
-	size    int64
-	modTime time.Time
-	loaded  bool
-	serials map[string]bool
-}
-
-func (r *revocationList) current() (map[string]bool, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	fi, err := os.Stat(r.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		r.loaded, r.serials = false, nil
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if r.loaded && fi.Size() == r.size && fi.ModTime().Equal(r.modTime) {
-		return r.serials, nil
-	}
-	serials, err := readRevoked(r.path)
-	if err != nil {
-		return nil, err
-	}
-	r.serials, r.size, r.modTime, r.loaded = serials, fi.Size(), fi.ModTime(), true
-	return serials, nil
-}
-
-// readRevoked reads revoked.txt; a missing file is an empty list.
+// readRevoked reads revoked.txt; a missing file is an error (ErrNoRevocationList), as nobody
+// can tell which certificates it revoked.
 func readRevoked(path string) (map[string]bool, error) {
-	data, err := os.ReadFile(path)
+	data, err := readBounded(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]bool{}, nil
+		return nil, missingListError(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read revocation list: %w", err)
