@@ -15,7 +15,9 @@
 //     end of the test; Serve and WaitClients, a server on a listener and its first clients;
 //   - Recorder, a slog handler that keeps the records, so a test can wait for an event the
 //     code under test logs instead of sleeping;
-//   - Recv, a receive with a patience that reports a missing event instead of hanging.
+//   - Recv, a receive with a patience that reports a missing event instead of hanging;
+//   - Revocations, an in-memory revocation list for a server's revocation hook, which the
+//     server sees change only when it refreshes it, as a list on disk.
 //
 // Nothing here sleeps. Every wait is for an event, bounded by Patience: on the real clock a
 // generous bound that only turns a hang into a clear failure, and inside a synctest bubble an

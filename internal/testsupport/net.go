@@ -58,6 +58,10 @@ func (n *Network) DialOptions() []grpc.DialOption {
 	}
 }
 
+// Dialer makes a gRPC client dial through the network, with the transport credentials the
+// client sets itself (TLS, for tests of the real handshake inside a synctest bubble).
+func (n *Network) Dialer() grpc.DialOption { return grpc.WithContextDialer(n.Dial) }
+
 // Target is the gRPC target of the listener named name (passed through to the dialer as is,
 // without name resolution).
 func Target(name string) string { return "passthrough:///" + name }

@@ -31,15 +31,11 @@ type Authenticator func(ctx context.Context, hello *shoalv1.Hello) (name string,
 // example pki.PeerName). A Hello naming someone else is refused.
 func TLSAuthenticator(peerName func(tls.ConnectionState) (string, error)) Authenticator {
 	return func(ctx context.Context, hello *shoalv1.Hello) (string, error) {
-		p, ok := peer.FromContext(ctx)
-		if !ok {
-			return "", errors.New("no peer information")
+		state, err := tlsState(ctx)
+		if err != nil {
+			return "", err
 		}
-		info, ok := p.AuthInfo.(credentials.TLSInfo)
-		if !ok {
-			return "", errors.New("connection is not TLS")
-		}
-		name, err := peerName(info.State)
+		name, err := peerName(state)
 		if err != nil {
 			return "", err
 		}
@@ -48,6 +44,56 @@ func TLSAuthenticator(peerName func(tls.ConnectionState) (string, error)) Authen
 		}
 		return name, nil
 	}
+}
+
+// tlsState is the TLS state of the connection a stream's ctx belongs to.
+func tlsState(ctx context.Context) (tls.ConnectionState, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return tls.ConnectionState{}, errors.New("no peer information")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return tls.ConnectionState{}, errors.New("connection is not TLS")
+	}
+	return info.State, nil
+}
+
+// Revocation is the server's live view of withdrawn client credentials (ServerConfig.Revocation).
+type Revocation interface {
+	// Refresh brings the view up to date (re-reads a revocation list that changed). The server
+	// calls it when it starts serving and then once per heartbeat interval, never more often.
+	// An error means the view is unusable (a revocation list missing or unreadable): every
+	// session is closed and new ones are refused until a later Refresh succeeds.
+	Refresh() error
+	// Check returns why the client of a session may no longer take part (revoked), or nil.
+	// ctx is the session's stream context (its peer carries the TLS state), name the
+	// authenticated name. It must answer from the view, without blocking: the server calls
+	// it for every session at each heartbeat, and for each new session.
+	Check(ctx context.Context, name string) error
+}
+
+// CertRevocations is a certificate revocation list that may change while the server runs,
+// such as a *pki.Revocations.
+type CertRevocations interface {
+	Refresh() error
+	CheckConn(tls.ConnectionState) error
+}
+
+// TLSRevocation checks each session by the client certificate of its TLS connection against
+// list (for example a pki.Revocations shared with the TLS configuration's handshake check).
+func TLSRevocation(list CertRevocations) Revocation { return tlsRevocation{list} }
+
+type tlsRevocation struct{ list CertRevocations }
+
+func (r tlsRevocation) Refresh() error { return r.list.Refresh() }
+
+func (r tlsRevocation) Check(ctx context.Context, _ string) error {
+	state, err := tlsState(ctx)
+	if err != nil {
+		return err
+	}
+	return r.list.CheckConn(state)
 }
 
 // InsecureAuthenticator takes the client's word for its name: only for --insecure runs.
@@ -64,6 +110,13 @@ type ServerConfig struct {
 	// Admit, if set, may refuse a named client (unknown, revoked) before it joins; ctx is the
 	// stream's (its peer carries the TLS state, for the certificate serial).
 	Admit func(ctx context.Context, name string) error
+	// Revocation, if set, makes revocation live: a client whose credential is withdrawn while
+	// it is connected has its session closed at the next heartbeat tick (within one interval
+	// of the change), its outstanding tasks failing as on a disconnect, and its new sessions
+	// are refused (PermissionDenied: the client runtime gives up). While the view is unusable,
+	// every session is closed and new ones are refused (Unavailable: clients retry). See
+	// TLSRevocation.
+	Revocation Revocation
 	// ChunkSize is the payload bytes per chunk message (default DefaultChunkSize).
 	ChunkSize int
 	// MaxResultPayload bounds a secure-sum reply (default 64 MiB + 32 bytes per parameter of
@@ -106,6 +159,7 @@ type Server struct {
 	roster      []*session      // the current round's participants by client id
 	rosterRound int
 	needed      map[int]int // over-selection: updates a round needs
+	revErr      error       // why the last Revocation.Refresh failed, or nil
 }
 
 var _ fl.Transport = (*Server)(nil)
@@ -171,6 +225,7 @@ func (s *Server) Serve(lis net.Listener, extra ...grpc.ServerOption) error {
 	shoalv1.RegisterFederationServer(s.grpc, s)
 	g := s.grpc
 	s.mu.Unlock()
+	s.refreshRevocation()
 	go s.heartbeats()
 	if err := g.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("serve: %w", err)

@@ -1,6 +1,7 @@
 package grpctransport
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ type outbound struct {
 // session is one connected client.
 type session struct {
 	srv      *Server
+	ctx      context.Context // the stream's: its peer carries the TLS state, for Revocation.Check
 	name     string
 	serial   uint64
 	log      *slog.Logger
@@ -74,6 +76,15 @@ func (s *Server) Connect(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoa
 		s.log.Warn("client refused", "err", err)
 		return status.Errorf(codes.Unauthenticated, "client refused: %v", err)
 	}
+	if err := s.revoked(ctx, name); err != nil {
+		s.cfg.Metrics.refuse(refusalReason(err))
+		level := slog.LevelWarn
+		if errors.Is(err, errRevocationUnusable) {
+			level = slog.LevelDebug // said once, as an error, when the list became unusable
+		}
+		s.log.Log(ctx, level, "client refused", "client", name, "err", err)
+		return revocationStatus(err)
+	}
 	if s.cfg.Admit != nil {
 		if err := s.cfg.Admit(ctx, name); err != nil {
 			s.cfg.Metrics.refuse("not-admitted")
@@ -81,7 +92,7 @@ func (s *Server) Connect(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoa
 			return status.Errorf(codes.PermissionDenied, "client %s not admitted: %v", name, err)
 		}
 	}
-	ss := &session{srv: s, name: name, serial: s.nextConn.Add(1), out: make(chan outbound, sendQueue),
+	ss := &session{srv: s, ctx: ctx, name: name, serial: s.nextConn.Add(1), out: make(chan outbound, sendQueue),
 		done: make(chan struct{}), tasks: map[uint64]*task{}}
 	ss.log = s.log.With("client", name, "session", ss.serial)
 	ss.lastSeen.Store(time.Now().UnixNano())
@@ -94,6 +105,12 @@ func (s *Server) Connect(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoa
 	}}}, nil, nil)
 	if !s.join(ss) {
 		return status.Error(codes.Unavailable, "server is shutting down")
+	}
+	// A heartbeat may have refreshed the revocation view between the check above and the
+	// join, and missed this session: check again, now that the next heartbeat will see it.
+	if err := s.revoked(ctx, name); err != nil {
+		s.cfg.Metrics.refuse(refusalReason(err))
+		ss.close(fmt.Errorf("%w: %w", fl.ErrDropped, err))
 	}
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); ss.writeLoop(stream) }()
@@ -132,7 +149,72 @@ func (s *Server) Connect(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoa
 	if errors.Is(ss.err, errProtocol) {
 		return status.Error(codes.InvalidArgument, ss.err.Error())
 	}
+	return revocationStatus(ss.err)
+}
+
+// errRevoked and errRevocationUnusable are why the revocation check ended or refused a
+// session: the client's credential was withdrawn, or the revocation view is unusable and
+// every client is refused (fail closed).
+var (
+	errRevoked            = errors.New("credential revoked")
+	errRevocationUnusable = errors.New("revocation list unusable, refusing every client")
+)
+
+// revoked returns why the client name of the stream ctx may not (any longer) have a session
+// (wrapping errRevoked or errRevocationUnusable), or nil.
+func (s *Server) revoked(ctx context.Context, name string) error {
+	if s.cfg.Revocation == nil {
+		return nil
+	}
+	s.mu.Lock()
+	unusable := s.revErr
+	s.mu.Unlock()
+	if unusable != nil {
+		return fmt.Errorf("%w: %v", errRevocationUnusable, unusable)
+	}
+	if err := s.cfg.Revocation.Check(ctx, name); err != nil {
+		return fmt.Errorf("%w: %v", errRevoked, err)
+	}
 	return nil
+}
+
+// refreshRevocation updates the revocation view (at the start of serving and at every
+// heartbeat tick) and logs when it becomes unusable or usable again.
+func (s *Server) refreshRevocation() {
+	if s.cfg.Revocation == nil {
+		return
+	}
+	err := s.cfg.Revocation.Refresh()
+	s.mu.Lock()
+	prev := s.revErr
+	s.revErr = err
+	s.mu.Unlock()
+	switch {
+	case err != nil && prev == nil:
+		s.log.Error("revocation list unusable: closing every session and refusing every client until it is mended", "err", err)
+	case err == nil && prev != nil:
+		s.log.Warn("revocation list usable again: accepting clients", "was", prev)
+	}
+}
+
+// revocationStatus is the status a session ended or refused by err returns to the client: a
+// revoked client is refused for good, one refused for an unusable list may retry; nil for
+// other errors.
+func revocationStatus(err error) error {
+	switch {
+	case errors.Is(err, errRevoked):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, errRevocationUnusable):
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return nil
+}
+
+func refusalReason(err error) string {
+	if errors.Is(err, errRevocationUnusable) {
+		return "revocation-list"
+	}
+	return "revoked"
 }
 
 // awaitHello receives the session's first message, which must be a Hello, within three
@@ -270,7 +352,8 @@ func (ss *session) writeLoop(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, 
 var errSkip = errors.New("task withdrawn")
 
 // heartbeats runs for the server's lifetime: one ticker for all sessions (not a goroutine per
-// connection) sends heartbeats and cuts off clients silent for three intervals.
+// connection) refreshes the revocation view and closes the sessions it no longer admits,
+// sends heartbeats and cuts off clients silent for three intervals.
 func (s *Server) heartbeats() {
 	interval := s.cfg.Heartbeat
 	tick := time.NewTicker(interval)
@@ -283,6 +366,9 @@ func (s *Server) heartbeats() {
 			return
 		}
 		seq++
+		// Revocation first, and before the sessions are listed: a session that joins after
+		// the listing checks itself against this refresh (see Connect).
+		s.refreshRevocation()
 		s.mu.Lock()
 		sessions := make([]*session, 0, len(s.sessions))
 		for _, ss := range s.sessions {
@@ -290,6 +376,12 @@ func (s *Server) heartbeats() {
 		}
 		s.mu.Unlock()
 		for _, ss := range sessions {
+			if err := s.revoked(ss.ctx, ss.name); err != nil {
+				s.cfg.Metrics.refuse(refusalReason(err))
+				ss.log.Warn("session closed", "err", err)
+				ss.close(fmt.Errorf("%w: %w", fl.ErrDropped, err))
+				continue
+			}
 			if silent := time.Since(time.Unix(0, ss.lastSeen.Load())); silent > 3*interval {
 				s.cfg.Metrics.refuse("heartbeat")
 				ss.close(fmt.Errorf("%w: no message for %v", fl.ErrDropped, silent.Round(time.Millisecond)))
