@@ -169,7 +169,7 @@ func readBounded(path string) ([]byte, error) {
 }
 
 func missingListError(path string) error {
-	return fmt.Errorf("%w: %s does not exist, so no client is accepted (restore it; only if no certificate was ever revoked, create it empty, as `shoal certs init` does)",
+	return fmt.Errorf("%w: %s does not exist (restore it; only if no certificate was ever revoked, create it empty, as `shoal certs init` does)",
 		ErrNoRevocationList, path)
 }
 

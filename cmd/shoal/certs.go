@@ -17,7 +17,7 @@ import (
 func init() {
 	register(command{words: "certs init", summary: "create a CA and a server certificate for mutual TLS", run: runCertsInit})
 	register(command{words: "certs client", summary: "issue a client certificate (the client's identity)", run: runCertsClient})
-	register(command{words: "certs revoke", summary: "revoke a client's certificate (the server refuses it at once)", run: runCertsRevoke})
+	register(command{words: "certs revoke", summary: "revoke a client's certificate (a running server ends its session within a heartbeat)", run: runCertsRevoke})
 	register(command{words: "certs list", summary: "list issued client certificates: serial, expiry, revoked, valid", run: runCertsList})
 	register(command{words: "certs server", summary: "issue a new server certificate for other hosts, same CA", run: runCertsServer})
 }
@@ -100,6 +100,7 @@ type certsInitJSON struct {
 	CAKey      string   `json:"ca_key"`
 	ServerCert string   `json:"server_cert"`
 	ServerKey  string   `json:"server_key"`
+	Revoked    string   `json:"revoked_file"`
 	Hosts      []string `json:"hosts"`
 }
 
@@ -114,13 +115,15 @@ func runCertsInit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	out := certsInitJSON{
 		Dir: f.dir, CA: filepath.Join(f.dir, pki.CAFile), CAKey: filepath.Join(f.dir, pki.CAKeyFile),
-		ServerCert: filepath.Join(f.dir, pki.ServerFile), ServerKey: filepath.Join(f.dir, pki.ServerKeyFile), Hosts: hosts,
+		ServerCert: filepath.Join(f.dir, pki.ServerFile), ServerKey: filepath.Join(f.dir, pki.ServerKeyFile),
+		Revoked: filepath.Join(f.dir, pki.RevokedFile), Hosts: hosts,
 	}
 	if f.json {
 		return certsWriteJSON(stdout, out)
 	}
-	fmt.Fprintf(stdout, "CA:                 %s (key %s: keep it private)\n", out.CA, out.CAKey)
+	fmt.Fprintf(stdout, "CA:                 %s (key %s: keep it private, off the server machine)\n", out.CA, out.CAKey)
 	fmt.Fprintf(stdout, "server certificate: %s (key %s) for %s\n", out.ServerCert, out.ServerKey, strings.Join(hosts, ", "))
+	fmt.Fprintf(stdout, "revocation list:    %s (empty; the server refuses every client without it)\n", out.Revoked)
 	fmt.Fprintf(stdout, "next: shoal certs client --dir %s --name NAME\n", f.dir)
 	return nil
 }
@@ -198,7 +201,7 @@ func runCertsRevoke(ctx context.Context, args []string, stdout, stderr io.Writer
 	if f.json {
 		return certsWriteJSON(stdout, out)
 	}
-	fmt.Fprintf(stdout, "revoked client %q (serial %s) in %s; a running server refuses it from its next handshake\n", f.name, serial, out.RevokedFile)
+	fmt.Fprintf(stdout, "revoked client %q (serial %s) in %s; a running server with this list ends its session within a heartbeat and refuses it from then on\n", f.name, serial, out.RevokedFile)
 	return nil
 }
 

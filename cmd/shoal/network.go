@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -101,11 +102,25 @@ func transportConfig(o serverOptions, run *serverRun, logger *slog.Logger) (grpc
 		logger.Warn("serving plaintext without client authentication (--insecure)")
 		return cfg, nil, nil
 	}
-	tlsCfg, err := pki.ServerTLSConfig(o.Certs)
+	// One revocation list for the handshake and for the live sessions, which the transport
+	// re-checks every heartbeat: revoking a connected client closes its session. A missing or
+	// unreadable list refuses every client, unless --allow-missing-crl (missing only).
+	rev, err := pki.OpenRevocations(o.Certs, pki.RevocationOptions{AllowMissing: o.AllowMissingCRL})
+	if errors.Is(err, pki.ErrNoRevocationList) {
+		err = fmt.Errorf("%w; --allow-missing-crl runs without one, accepting every certificate of the CA", err)
+	}
+	if err != nil {
+		return cfg, nil, fmt.Errorf("certificates: %w", err)
+	}
+	if o.AllowMissingCRL {
+		logger.Warn("--allow-missing-crl: while the revocation list is missing, every certificate of the CA is accepted, and deleting the list un-revokes every client", "list", rev.Path())
+	}
+	tlsCfg, err := pki.ServerTLSConfigWith(o.Certs, rev)
 	if err != nil {
 		return cfg, nil, fmt.Errorf("certificates: %w", err)
 	}
 	cfg.Authenticate = grpctransport.TLSAuthenticator(pki.PeerName)
+	cfg.Revocation = grpctransport.TLSRevocation(rev)
 	return cfg, []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))}, nil
 }
 

@@ -35,6 +35,8 @@ type serverOptions struct {
 	// --min-clients is how many connected clients it waits for (WaitFor).
 	MinSampled int `json:"min_sampled"`
 	WaitFor    int `json:"wait_for"`
+	// AllowMissingCRL is a deployment choice of this invocation, never restored by --resume.
+	AllowMissingCRL bool `json:"-"`
 }
 
 // simulationOnly are simulate flags that describe simulated behaviour; the server refuses them.
@@ -50,6 +52,7 @@ func serverFlags(o *serverOptions, stderr io.Writer) *flag.FlagSet {
 	fs.Lookup("out").Usage = "run directory (default runs/server-<UTC time>)"
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7443", "address to serve clients on")
 	fs.StringVar(&o.Certs, "certs", "", "certificate directory from 'shoal certs init' (mutual TLS)")
+	fs.BoolVar(&o.AllowMissingCRL, "allow-missing-crl", false, "accept every certificate of the CA while --certs has no revoked.txt (default: refuse every client); deleting the list then un-revokes everyone")
 	fs.BoolVar(&o.Insecure, "insecure", false, "serve plaintext and take client names on trust (testing only)")
 	fs.StringVar(&o.Store, "store", "", "run store (SQLite file or directory): every completed round is committed")
 	fs.BoolVar(&o.Resume, "resume", false, "continue the latest run in --store from its last committed round")
