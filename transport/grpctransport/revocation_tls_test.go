@@ -169,8 +169,15 @@ func TestAttackRevokedClientReusesConnectionOverTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		for {
-			_, err := first.Recv() // heartbeats, until the session ends
+			// Answer heartbeats, as a live client does, until the session ends.
+			m, err := first.Recv()
 			if err == nil {
+				if el := time.Since(revoked); el > 10*memHeartbeat {
+					t.Fatalf("mallory's session still open %v after the revocation", el)
+				}
+				if hb := m.GetHeartbeat(); hb != nil {
+					_ = first.Send(&shoalv1.ClientMsg{Body: &shoalv1.ClientMsg_Heartbeat{Heartbeat: &shoalv1.Heartbeat{Seq: hb.GetSeq()}}})
+				}
 				continue
 			}
 			if status.Code(err) != codes.PermissionDenied {
