@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -81,11 +80,9 @@ func TestAttackRevokedClientKeepsSession(t *testing.T) {
 		if err := victim.Wait(t, "the revoked client's exit"); !errors.Is(err, ErrRefused) {
 			t.Fatalf("revoked client: %v, want refused for good", err)
 		}
-		// Coming back is refused at once, before the client joins the roster.
-		err := RunClient(context.Background(), ClientConfig{Server: ep.target, Name: "b", Insecure: true,
-			Local: trainers, MinBackoff: time.Millisecond, DialOptions: ep.dial})
-		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "PermissionDenied") {
-			t.Fatalf("revoked client reconnecting: %v", err)
+		// Coming back is refused at once, before a welcome: the client never rejoins.
+		if err := helloStatus(t, ep, "b"); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("revoked client's new session: %v, want PermissionDenied before any welcome", err)
 		}
 		if got := fmt.Sprint(s.Connected()); got != "[a c]" {
 			t.Fatalf("connected: %s", got)
@@ -170,19 +167,9 @@ func TestRevocationPolledOncePerHeartbeat(t *testing.T) {
 		}
 		startClient(t, ep, "mallory", trainers, nil) // refused, gives up
 		for range 3 {
-			conn, err := grpc.NewClient(ep.target, ep.dial...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			stream, err := shoalv1.NewFederationClient(conn).Connect(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = stream.Send(&shoalv1.ClientMsg{Body: &shoalv1.ClientMsg_Hello{Hello: &shoalv1.Hello{ProtocolVersion: ProtocolVersion, Name: "mallory"}}})
-			if _, err := stream.Recv(); status.Code(err) != codes.PermissionDenied {
+			if err := helloStatus(t, ep, "mallory"); status.Code(err) != codes.PermissionDenied {
 				t.Fatalf("revoked hello: %v", err)
 			}
-			conn.Close()
 		}
 		time.Sleep(10 * memHeartbeat)
 		if n := rev.Refreshes() - before; n != 10 {
@@ -192,4 +179,32 @@ func TestRevocationPolledOncePerHeartbeat(t *testing.T) {
 			t.Fatalf("%d connected, want 6", got)
 		}
 	})
+}
+
+// helloStatus opens a session as name and returns how the server answered the hello: nil
+// for a welcome, else the error that ended the stream.
+func helloStatus(t *testing.T, ep endpoint, name string) error {
+	t.Helper()
+	conn, err := grpc.NewClient(ep.target, ep.dial...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := shoalv1.NewFederationClient(conn).Connect(ctx)
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&shoalv1.ClientMsg{Body: &shoalv1.ClientMsg_Hello{Hello: &shoalv1.Hello{ProtocolVersion: ProtocolVersion, Name: name}}}); err != nil {
+		return err
+	}
+	m, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	if m.GetWelcome() == nil {
+		return fmt.Errorf("first message %v, want a welcome", m)
+	}
+	return nil
 }
