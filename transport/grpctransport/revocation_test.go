@@ -44,6 +44,7 @@ func roundWithActMidFit(t *testing.T, s *Server, started <-chan fl.ClientID, act
 	global := make([]float32, 10)
 	rep, err := runRound(t, e, 1, global)
 	at := testsupport.Recv(t, acted, "the act")
+	t.Logf("round ended %v (fake clock) after the act", time.Since(at))
 	return midFit{rep: rep, err: err, fitErrs: fitErrs, global: global, sinceAct: time.Since(at)}
 }
 
