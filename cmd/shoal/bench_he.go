@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -99,15 +98,10 @@ func parseBenchHEFlags(args []string, stderr io.Writer) (cfg he.BenchConfig, asJ
 	fs.IntVar(&cfg.CommitteeOffline, "committee-offline", 0, "committee members unreachable at decryption time")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed for the synthetic updates, weights and dropouts (keys always use crypto/rand)")
 	fs.BoolVar(&asJSON, "json", false, "print one JSON object")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, false, err
-		}
-		return cfg, false, usageErrorf("%v", err)
+	if err := parseArgs(fs, args); err != nil {
+		return cfg, false, err
 	}
 	switch {
-	case fs.NArg() > 0:
-		err = usageErrorf("unexpected arguments %q", fs.Args())
 	case cfg.Clients < 2:
 		err = usageErrorf("--clients must be at least 2 (one upload is never decrypted)")
 	case cfg.Committee < 2 || cfg.Committee > cfg.Clients:

@@ -116,14 +116,8 @@ func parseBenchSecAggFlags(args []string, stderr io.Writer) (*benchSecAggFlags, 
 	fs.BoolVar(&f.malicious, "malicious", false, "malicious-server variant (signatures and ConsistencyCheck)")
 	fs.Uint64Var(&f.seed, "seed", 0, "seed for reproducible keys, inputs and dropouts (0: crypto/rand keys)")
 	fs.BoolVar(&f.json, "json", false, "write one JSON object to stdout")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, usageErrorf("%v", err)
-	}
-	if fs.NArg() != 0 {
-		return nil, usageErrorf("unexpected arguments %q", fs.Args())
+	if err := parseArgs(fs, args); err != nil {
+		return nil, err
 	}
 	return f, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -44,14 +43,8 @@ func parseCertsFlags(words string, args []string, stderr io.Writer, withName, wi
 		fs.BoolVar(&f.force, "force", false, "replace an existing CA (every certificate it issued stops working)")
 	}
 	fs.BoolVar(&f.json, "json", false, "write one JSON object to stdout")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, usageErrorf("%v", err)
-	}
-	if fs.NArg() != 0 {
-		return nil, usageErrorf("unexpected arguments %q", fs.Args())
+	if err := parseArgs(fs, args); err != nil {
+		return nil, err
 	}
 	if f.dir == "" {
 		return nil, usageErrorf("--dir is required")

@@ -145,9 +145,9 @@ func (o outputOptions) logger(stderr io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), nil
 }
 
-// parseWithConfig parses args, then fills every flag not given on the command line from the
-// TOML file named by --config. Unknown keys are an error.
-func parseWithConfig(fs *flag.FlagSet, args []string) error {
+// parseArgs parses args: a bad flag or a positional argument is a usage error, -h is
+// flag.ErrHelp.
+func parseArgs(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -156,6 +156,15 @@ func parseWithConfig(fs *flag.FlagSet, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("unexpected arguments %q", fs.Args())
+	}
+	return nil
+}
+
+// parseWithConfig parses args, then fills every flag not given on the command line from the
+// TOML file named by --config (if the command has one). Unknown keys are an error.
+func parseWithConfig(fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	cfg := fs.Lookup("config")
 	if cfg == nil || cfg.Value.String() == "" {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -88,26 +87,13 @@ type privacyEpsilonJSON struct {
 	Seconds         float64  `json:"seconds"`
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErrorf("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected arguments: %q", fs.Args())
-	}
-	return nil
-}
-
 func runPrivacyEpsilon(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("privacy epsilon", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var p privacyFlags
 	p.register(fs)
 	z := fs.Float64("noise-multiplier", math.NaN(), "noise multiplier z > 0: noise stddev in units of the clip norm (required)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if err := p.check(); err != nil {
@@ -177,7 +163,7 @@ func runPrivacyNoise(ctx context.Context, args []string, stdout, stderr io.Write
 	var p privacyFlags
 	p.register(fs)
 	target := fs.Float64("target-epsilon", math.NaN(), "the ε not to exceed, > 0 (required)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if err := p.check(); err != nil {
