@@ -14,15 +14,23 @@ import (
 // round on synthetic updates.
 type BenchConfig struct {
 	Params    *Params // nil: DefaultParams()
-	Clients   int     // clients in the round, at least 2 (one upload is never decrypted)
+	Clients   int     // clients in the round, at least MinContributors
 	Committee int     // decryption committee size K, in [2, Clients]: the first K clients
 	Threshold int     // members needed to decrypt, T, in [2, Committee]
 	Dim       int     // update dimension, in [1, MaxDim]
 	// Dropout is the probability, in [0, 1), that a client drops out before uploading.
 	Dropout float64
 	// CommitteeOffline committee members, in [0, Committee], are unreachable at decryption
-	// time; more than Committee−Threshold abandons the round.
+	// time (they approved the round's contributor set before leaving); more than
+	// Committee−Threshold abandons the round.
 	CommitteeOffline int
+	// ApprovalOffline of those, in [0, CommitteeOffline], are unreachable already when the
+	// round closes, so they do not approve it either: more than Committee−ApprovalQuorum
+	// abandons the round.
+	ApprovalOffline int
+	// MinContributors is the server's and the members' minimum of distinct uploads (0:
+	// DefaultMinContributors).
+	MinContributors int
 	// Seed seeds the synthetic updates, weights and dropouts. Keys always come from
 	// crypto/rand.
 	Seed uint64
@@ -34,6 +42,7 @@ type Bench struct {
 	cfg          BenchConfig
 	params       *Params
 	ids          []PartyID // every client; the committee is ids[:Committee]
+	sim          *Simulation
 	setup        *PublicSetup
 	keys         map[PartyID]*KeyMaterial
 	setupSeconds float64
@@ -42,7 +51,11 @@ type Bench struct {
 
 // BenchReport is what a benchmark measured. Wall-clock seconds are followed by CPU seconds
 // (user+system, all threads, shoal/internal/cputime) of the same phases: on a busy machine the
-// wall-clock figures mostly measure the wait for a core.
+// wall-clock figures mostly measure the wait for a core. Signing and checking the signatures
+// and digests that keep the server honest are inside the phases they belong to: the client's
+// signature in ClientEncrypt…, the server's check of each upload in ServerAggregate…, the
+// members' check of the manifest in Approve…, and each active member's check and re-addition
+// of every contribution's c1 halves in Decrypt… (MemberShareCPUSeconds per member).
 type BenchReport struct {
 	Params               *Params
 	Correct              bool    // the sum is within ErrorBoundSum and every upload was counted
@@ -57,21 +70,30 @@ type BenchReport struct {
 	ClientEncryptSeconds      float64
 	ServerAggregateSeconds    float64
 	DecryptSeconds            float64 // shares + combine + decode
+	ApproveSeconds            float64 // every approving member's check of the manifest
 	ClientEncryptCPUSeconds   float64
 	ServerAggregateCPUSeconds float64
 	DecryptCPUSeconds         float64
+	ApproveCPUSeconds         float64
+	MemberShareCPUSeconds     float64 // one active member: verify the request, re-add the c1 halves, compute its share
 	ClientUploadBytes         int
 	PlainUploadBytes          int     // the update as float32
 	Expansion                 float64 // ClientUploadBytes / PlainUploadBytes
 	DecryptShareBytes         int
-	DecryptRequestBytes       int
+	DecryptRequestBytes       int // to each active member: manifest, approvals and every contribution's c1 halves
+	ApprovalRequestBytes      int // to each reachable member: the manifest
+	ApprovalBytes             int // one member's approval
 }
 
 // check refuses a configuration the benchmark cannot run, naming the offending field.
 func (c *BenchConfig) check() error {
+	least, err := minContributors(c.MinContributors)
+	if err != nil {
+		return fmt.Errorf("he bench: %w", err)
+	}
 	switch {
-	case c.Clients < 2:
-		return fmt.Errorf("he bench: clients %d < 2 (one upload is never decrypted)", c.Clients)
+	case c.Clients < least:
+		return fmt.Errorf("he bench: clients %d < the minimum of contributors %d (fewer would expose individual updates)", c.Clients, least)
 	case c.Committee < 2 || c.Committee > c.Clients:
 		return fmt.Errorf("he bench: committee %d not in [2, clients=%d]", c.Committee, c.Clients)
 	case c.Threshold < 2 || c.Threshold > c.Committee:
@@ -82,12 +104,15 @@ func (c *BenchConfig) check() error {
 		return fmt.Errorf("he bench: dropout %v not in [0, 1)", c.Dropout)
 	case c.CommitteeOffline < 0 || c.CommitteeOffline > c.Committee:
 		return fmt.Errorf("he bench: committee offline %d not in [0, committee=%d]", c.CommitteeOffline, c.Committee)
+	case c.ApprovalOffline < 0 || c.ApprovalOffline > c.CommitteeOffline:
+		return fmt.Errorf("he bench: approval offline %d not in [0, committee offline=%d]", c.ApprovalOffline, c.CommitteeOffline)
 	}
 	return nil
 }
 
 // NewBench checks cfg and runs the key ceremony of its committee in-process, with keys from
-// crypto/rand. It returns ctx's error if ctx is done when the ceremony ends.
+// crypto/rand and identities from an in-memory CA (NewSimulation). It returns ctx's error if
+// ctx is done when the ceremony ends.
 func NewBench(ctx context.Context, cfg BenchConfig) (*Bench, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
@@ -99,8 +124,14 @@ func NewBench(ctx context.Context, cfg BenchConfig) (*Bench, error) {
 	for i := range b.ids {
 		b.ids[i] = PartyID(i + 1)
 	}
+	sim, err := NewSimulation()
+	if err != nil {
+		return nil, err
+	}
+	sim.MinContributors = cfg.MinContributors
+	b.sim = sim
 	t0 := time.Now()
-	setup, keys, err := RunCeremony(b.params, b.ids[:cfg.Committee], cfg.Threshold, crand.Reader)
+	setup, keys, err := RunCeremony(sim, b.params, b.ids[:cfg.Committee], cfg.Threshold, crand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("key ceremony: %w", err)
 	}
@@ -160,8 +191,9 @@ func (b *Bench) updates(ctx context.Context, acc *benchUpdates) iter.Seq2[PartyI
 func (b *Bench) Run(ctx context.Context) (*BenchReport, error) {
 	b.round++
 	var acc benchUpdates
+	approvers := b.ids[b.cfg.ApprovalOffline:b.cfg.Committee]
 	online := b.ids[b.cfg.CommitteeOffline:b.cfg.Committee]
-	agg, stats, err := RunRound(b.setup, b.keys, b.round, b.cfg.Dim, b.updates(ctx, &acc), online)
+	agg, stats, err := RunRound(b.sim, b.setup, b.keys, b.round, b.cfg.Dim, b.updates(ctx, &acc), approvers, online)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -208,6 +240,11 @@ func (b *Bench) report(agg *Aggregate, stats *RoundStats, acc *benchUpdates) *Be
 		ClientEncryptCPUSeconds:   stats.EncryptCPUSeconds / uploads,
 		ServerAggregateCPUSeconds: stats.AggregateCPUSeconds,
 		DecryptCPUSeconds:         stats.DecryptCPUSeconds,
+		ApproveSeconds:            stats.ApproveSeconds,
+		ApproveCPUSeconds:         stats.ApproveCPUSeconds,
+		MemberShareCPUSeconds:     stats.MemberShareCPUSeconds,
+		ApprovalRequestBytes:      stats.ApprovalRequestBytes,
+		ApprovalBytes:             stats.ApprovalBytes,
 		ClientUploadBytes:         stats.UploadBytes,
 		PlainUploadBytes:          4 * dim,
 		Expansion:                 float64(stats.UploadBytes) / float64(4*dim),

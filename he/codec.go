@@ -13,7 +13,7 @@ import (
 // message of one kind can never be decoded as another.
 const (
 	wireMagic   = "SHHE"
-	wireVersion = 1
+	wireVersion = 2
 )
 
 type msgType byte
@@ -29,6 +29,10 @@ const (
 	typeDecryptRequest
 	typeDecryptShare
 	typeCeremony
+	typeKeyCommitment
+	typeEndorsement
+	typeApprovalRequest
+	typeApproval
 )
 
 func (t msgType) String() string {
@@ -53,6 +57,14 @@ func (t msgType) String() string {
 		return "decryption share"
 	case typeCeremony:
 		return "ceremony"
+	case typeKeyCommitment:
+		return "key commitment"
+	case typeEndorsement:
+		return "endorsement"
+	case typeApprovalRequest:
+		return "approval request"
+	case typeApproval:
+		return "approval"
 	}
 	return fmt.Sprintf("message type %d", byte(t))
 }

@@ -10,7 +10,11 @@ import (
 // polynomials are Lattigo's MarshalBinary output, whose header and coefficient ranges
 // are checked against the parameters before Lattigo parses them. Decoders take the
 // parameters when the message does not carry them, reject any trailing byte, and
-// check counts before allocating.
+// check counts before allocating. A signature is two length-prefixed byte strings: the
+// signer's certificate and the signature value.
+
+// maxContributions bounds the contributor set of one round.
+const maxContributions = 1 << 20
 
 func (e *encoder) ceremonyID(id CeremonyID) { e.raw(id[:]) }
 
@@ -18,6 +22,30 @@ func (d *decoder) ceremonyID() (id CeremonyID) {
 	copy(id[:], d.take(len(id), "ceremony id"))
 	return id
 }
+
+func (e *encoder) digest(h [32]byte) { e.raw(h[:]) }
+
+func (d *decoder) digest(what string) (h [32]byte) {
+	copy(h[:], d.take(32, what))
+	return h
+}
+
+func (e *encoder) signature(s Signature) {
+	e.bytes(s.Certificate)
+	e.bytes(s.Value)
+}
+
+// signature reads a signature; its slices alias the input.
+func (d *decoder) signature(what string) Signature {
+	cert := d.bytes(maxCertificateBytes, what+" certificate")
+	v := d.bytes(maxSignatureBytes, what+" value")
+	if d.err == nil && (len(cert) == 0 || len(v) == 0) {
+		d.fail("empty %s", what)
+	}
+	return Signature{Certificate: cert, Value: v}
+}
+
+func signatureSize(s Signature) int { return 8 + len(s.Certificate) + len(s.Value) }
 
 func (e *encoder) polys(ps ...ring.Poly) error {
 	for _, p := range ps {
@@ -43,7 +71,7 @@ func (u *Upload) MarshalBinary() ([]byte, error) { return u.AppendBinary(nil) }
 // AppendBinary appends the encoded upload to dst (encoding.BinaryAppender): a client
 // that reuses its send buffer avoids allocating megabytes per round.
 func (u *Upload) AppendBinary(dst []byte) ([]byte, error) {
-	size := 16 + 8 + 8 + 8
+	size := 16 + 8 + 8 + 8 + signatureSize(u.Signature)
 	if len(u.Ciphertexts) > 0 {
 		size += len(u.Ciphertexts) * (u.Ciphertexts[0][0].BinarySize() + u.Ciphertexts[0][1].BinarySize())
 	}
@@ -53,6 +81,7 @@ func (u *Upload) AppendBinary(dst []byte) ([]byte, error) {
 	e.u64(uint64(u.From))
 	e.u32(uint32(u.Dim))
 	e.u32(uint32(len(u.Ciphertexts)))
+	e.signature(u.Signature)
 	for _, ct := range u.Ciphertexts {
 		if err := e.polys(ct[0], ct[1]); err != nil {
 			return nil, err
@@ -73,7 +102,8 @@ func decodeUploadHeader(d *decoder, p *Params) (ceremony CeremonyID, round uint6
 	return
 }
 
-// DecodeUpload decodes and validates an upload for parameters p.
+// DecodeUpload decodes and validates an upload for parameters p (not its signature, which
+// needs the verifier's trust root and run).
 func DecodeUpload(p *Params, b []byte) (*Upload, error) {
 	d, err := newDecoder(b, typeUpload)
 	if err != nil {
@@ -81,6 +111,7 @@ func DecodeUpload(p *Params, b []byte) (*Upload, error) {
 	}
 	u := &Upload{}
 	u.Ceremony, u.Round, u.From, u.Dim, _ = decodeUploadHeader(d, p)
+	u.Signature = cloneSignature(d.signature("upload signature"))
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -101,23 +132,160 @@ func DecodeUpload(p *Params, b []byte) (*Upload, error) {
 	return u, nil
 }
 
+func (e *encoder) contributions(cs []Contribution) {
+	e.u32(uint32(len(cs)))
+	for _, c := range cs {
+		e.u64(uint64(c.From))
+		e.digest(c.C0Digest)
+		e.digest(c.C1Digest)
+		e.signature(c.Signature)
+	}
+}
+
+func contributionsSize(cs []Contribution) int {
+	n := 4
+	for _, c := range cs {
+		n += 8 + 64 + signatureSize(c.Signature)
+	}
+	return n
+}
+
+func (d *decoder) contributions() []Contribution {
+	n := d.count(maxContributions, "contribution count")
+	if d.err != nil {
+		return nil
+	}
+	// Each contribution takes at least 8+64+10 bytes: refuse a count the input cannot hold
+	// before allocating for it.
+	if n > (len(d.b)-d.off)/82 {
+		d.fail("%d contributions cannot fit in %d bytes", n, len(d.b)-d.off)
+		return nil
+	}
+	cs := make([]Contribution, n)
+	for i := range cs {
+		cs[i].From = PartyID(d.u64("contributor"))
+		cs[i].C0Digest = d.digest("c0 digest")
+		cs[i].C1Digest = d.digest("c1 digest")
+		cs[i].Signature = cloneSignature(d.signature("contribution signature"))
+		if d.err != nil {
+			return nil
+		}
+	}
+	return cs
+}
+
+// MarshalBinary encodes the approval request.
+func (r *ApprovalRequest) MarshalBinary() ([]byte, error) {
+	e := newEncoder(typeApprovalRequest, 32+contributionsSize(r.Contributions))
+	e.ceremonyID(r.Ceremony)
+	e.u64(r.Round)
+	e.u32(uint32(r.Dim))
+	e.contributions(r.Contributions)
+	return e.b, nil
+}
+
+// DecodeApprovalRequest decodes an approval request.
+func DecodeApprovalRequest(b []byte) (*ApprovalRequest, error) {
+	d, err := newDecoder(b, typeApprovalRequest)
+	if err != nil {
+		return nil, err
+	}
+	r := &ApprovalRequest{Ceremony: d.ceremonyID(), Round: d.u64("round")}
+	r.Dim = d.count(MaxDim, "dimension")
+	r.Contributions = d.contributions()
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (e *encoder) approval(a *Approval) {
+	e.ceremonyID(a.Ceremony)
+	e.u64(a.Round)
+	e.u64(uint64(a.From))
+	e.signature(a.Signature)
+}
+
+func (d *decoder) approval() Approval {
+	a := Approval{Ceremony: d.ceremonyID(), Round: d.u64("round"), From: PartyID(d.u64("member"))}
+	a.Signature = cloneSignature(d.signature("approval signature"))
+	return a
+}
+
+// MarshalBinary encodes the approval.
+func (a *Approval) MarshalBinary() ([]byte, error) {
+	e := newEncoder(typeApproval, 32+signatureSize(a.Signature))
+	e.approval(a)
+	return e.b, nil
+}
+
+// DecodeApproval decodes an approval.
+func DecodeApproval(b []byte) (*Approval, error) {
+	d, err := newDecoder(b, typeApproval)
+	if err != nil {
+		return nil, err
+	}
+	a := d.approval()
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
 // MarshalBinary encodes the request.
 func (r *DecryptRequest) MarshalBinary() ([]byte, error) { return r.AppendBinary(nil) }
 
 // AppendBinary appends the encoded request to dst (encoding.BinaryAppender).
 func (r *DecryptRequest) AppendBinary(dst []byte) ([]byte, error) {
-	e := appendEncoder(dst, typeDecryptRequest, 64+8*len(r.Active)+len(r.C1)*polySize(r.C1))
+	size := 64 + 8*len(r.Active) + contributionsSize(r.Contributions)
+	for i := range r.Approvals {
+		size += 32 + signatureSize(r.Approvals[i].Signature)
+	}
+	for _, raw := range r.c1raw {
+		size += len(raw)
+	}
+	for _, cs := range r.C1 {
+		size += len(cs) * polySize(cs)
+	}
+	e := appendEncoder(dst, typeDecryptRequest, size)
 	e.ceremonyID(r.Ceremony)
 	e.u64(r.Round)
 	e.u32(uint32(r.Dim))
-	e.u32(uint32(r.Contributors))
 	e.u32(uint32(len(r.Active)))
 	for _, id := range r.Active {
 		e.u64(uint64(id))
 	}
-	e.u32(uint32(len(r.C1)))
-	if err := e.polys(r.C1...); err != nil {
-		return nil, err
+	e.contributions(r.Contributions)
+	e.u32(uint32(len(r.Approvals)))
+	for i := range r.Approvals {
+		e.approval(&r.Approvals[i])
+	}
+	switch {
+	case r.C1 != nil:
+		if len(r.C1) != len(r.Contributions) {
+			return nil, fmt.Errorf("he: request has c1 halves for %d of %d contributions", len(r.C1), len(r.Contributions))
+		}
+		nct := 0
+		if len(r.C1) > 0 {
+			nct = len(r.C1[0])
+		}
+		e.u32(uint32(nct))
+		for _, cs := range r.C1 {
+			if len(cs) != nct {
+				return nil, fmt.Errorf("he: contributions with %d and %d ciphertexts", nct, len(cs))
+			}
+			if err := e.polys(cs...); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		if len(r.c1raw) != len(r.Contributions) {
+			return nil, fmt.Errorf("he: request has c1 halves for %d of %d contributions", len(r.c1raw), len(r.Contributions))
+		}
+		e.u32(uint32(r.c1nct))
+		for _, raw := range r.c1raw {
+			e.raw(raw)
+		}
 	}
 	return e.b, nil
 }
@@ -134,7 +302,6 @@ func polySize(ps []ring.Poly) int {
 func decodeRequestHeader(d *decoder, p *Params) (*DecryptRequest, int) {
 	r := &DecryptRequest{Ceremony: d.ceremonyID(), Round: d.u64("round")}
 	r.Dim = d.count(MaxDim, "dimension")
-	r.Contributors = d.count(1<<31-1, "contributors")
 	nActive := d.count(maxCommittee, "active set size")
 	if d.err != nil {
 		return nil, 0
@@ -143,9 +310,25 @@ func decodeRequestHeader(d *decoder, p *Params) (*DecryptRequest, int) {
 	for i := range r.Active {
 		r.Active[i] = PartyID(d.u64("active member"))
 	}
+	r.Contributions = d.contributions()
+	nApprovals := d.count(maxCommittee, "approval count")
+	if d.err != nil {
+		return nil, 0
+	}
+	if nApprovals > (len(d.b)-d.off)/42 {
+		d.fail("%d approvals cannot fit in %d bytes", nApprovals, len(d.b)-d.off)
+		return nil, 0
+	}
+	r.Approvals = make([]Approval, nApprovals)
+	for i := range r.Approvals {
+		r.Approvals[i] = d.approval()
+	}
 	nct := d.count(p.CiphertextsFor(MaxDim), "ciphertext count")
 	if d.err == nil && (r.Dim < 1 || nct != p.CiphertextsFor(r.Dim)) {
 		d.fail("%d ciphertexts cannot carry dimension %d", nct, r.Dim)
+	}
+	if d.err != nil {
+		return nil, 0
 	}
 	return r, nct
 }
@@ -160,12 +343,15 @@ func DecodeDecryptRequest(p *Params, b []byte) (*DecryptRequest, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	if want := d.off + nct*p.polyBytes(); want != len(b) {
+	if want := d.off + len(r.Contributions)*nct*p.polyBytes(); want != len(b) {
 		return nil, malformed("decryption request is %d bytes, want %d", len(b), want)
 	}
-	r.C1 = newPolys(p, nct)
-	for k := range r.C1 {
-		d.poly(p, &r.C1[k], "ciphertext c1")
+	r.C1 = make([][]ring.Poly, len(r.Contributions))
+	for i := range r.C1 {
+		r.C1[i] = newPolys(p, nct)
+		for k := range r.C1[i] {
+			d.poly(p, &r.C1[i][k], "ciphertext c1")
+		}
 	}
 	if err := d.done(); err != nil {
 		return nil, err
@@ -213,12 +399,47 @@ func DecodeDecryptShare(p *Params, b []byte) (*DecryptShare, error) {
 	return s, nil
 }
 
-// MarshalBinary encodes the key-generation share.
-func (m *KeyGenShare) MarshalBinary() ([]byte, error) {
-	e := newEncoder(typeKeyGenShare, 64+m.PublicKeyShare.BinarySize())
+func (e *encoder) commitment(m *KeyCommitment) {
 	e.ceremonyID(m.Ceremony)
 	e.u64(uint64(m.From))
 	e.raw(m.ExchangeKey[:])
+	e.digest(m.ShareHash)
+	e.signature(m.Signature)
+}
+
+func (d *decoder) commitment() *KeyCommitment {
+	m := &KeyCommitment{Ceremony: d.ceremonyID(), From: PartyID(d.u64("sender"))}
+	copy(m.ExchangeKey[:], d.take(32, "exchange key"))
+	m.ShareHash = d.digest("share hash")
+	m.Signature = cloneSignature(d.signature("commitment signature"))
+	return m
+}
+
+// MarshalBinary encodes the key commitment.
+func (m *KeyCommitment) MarshalBinary() ([]byte, error) {
+	e := newEncoder(typeKeyCommitment, 96+signatureSize(m.Signature))
+	e.commitment(m)
+	return e.b, nil
+}
+
+// DecodeKeyCommitment decodes a key commitment.
+func DecodeKeyCommitment(b []byte) (*KeyCommitment, error) {
+	d, err := newDecoder(b, typeKeyCommitment)
+	if err != nil {
+		return nil, err
+	}
+	m := d.commitment()
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// MarshalBinary encodes the key-generation share (a member's revealed public-key share).
+func (m *KeyGenShare) MarshalBinary() ([]byte, error) {
+	e := newEncoder(typeKeyGenShare, 32+m.PublicKeyShare.BinarySize())
+	e.ceremonyID(m.Ceremony)
+	e.u64(uint64(m.From))
 	if err := e.poly(m.PublicKeyShare); err != nil {
 		return nil, err
 	}
@@ -232,7 +453,6 @@ func DecodeKeyGenShare(p *Params, b []byte) (*KeyGenShare, error) {
 		return nil, err
 	}
 	m := &KeyGenShare{Ceremony: d.ceremonyID(), From: PartyID(d.u64("sender"))}
-	copy(m.ExchangeKey[:], d.take(32, "exchange key"))
 	m.PublicKeyShare = p.rlwe.RingQ().NewPoly()
 	d.poly(p, &m.PublicKeyShare, "public key share")
 	if err := d.done(); err != nil {
@@ -243,39 +463,39 @@ func DecodeKeyGenShare(p *Params, b []byte) (*KeyGenShare, error) {
 
 // MarshalBinary encodes the directory.
 func (m *Directory) MarshalBinary() ([]byte, error) {
-	e := newEncoder(typeDirectory, 32+32*len(m.ExchangeKeys)+2*m.PublicKey[0].BinarySize())
-	e.ceremonyID(m.Ceremony)
-	e.u32(uint32(len(m.ExchangeKeys)))
-	for _, k := range m.ExchangeKeys {
-		e.raw(k[:])
+	size := 32
+	for _, c := range m.Commitments {
+		size += 96 + signatureSize(c.Signature)
 	}
-	if err := e.polys(m.PublicKey[0], m.PublicKey[1]); err != nil {
-		return nil, err
+	e := newEncoder(typeDirectory, size)
+	e.ceremonyID(m.Ceremony)
+	e.u32(uint32(len(m.Commitments)))
+	for _, c := range m.Commitments {
+		if c == nil {
+			return nil, fmt.Errorf("he: directory with a missing commitment")
+		}
+		e.commitment(c)
 	}
 	return e.b, nil
 }
 
-// DecodeDirectory decodes a ceremony directory for parameters p.
-func DecodeDirectory(p *Params, b []byte) (*Directory, error) {
+// DecodeDirectory decodes a ceremony directory.
+func DecodeDirectory(b []byte) (*Directory, error) {
 	d, err := newDecoder(b, typeDirectory)
 	if err != nil {
 		return nil, err
 	}
 	m := &Directory{Ceremony: d.ceremonyID()}
-	n := d.count(maxCommittee, "exchange key count")
+	n := d.count(maxCommittee, "commitment count")
 	if d.err != nil {
 		return nil, d.err
 	}
-	if want := d.off + 32*n + 2*p.polyBytes(); want != len(b) {
-		return nil, malformed("directory is %d bytes, want %d", len(b), want)
+	if n > (len(d.b)-d.off)/96 {
+		return nil, malformed("%d commitments cannot fit in %d bytes", n, len(d.b)-d.off)
 	}
-	m.ExchangeKeys = make([][32]byte, n)
-	for i := range m.ExchangeKeys {
-		copy(m.ExchangeKeys[i][:], d.take(32, "exchange key"))
-	}
-	for i := range m.PublicKey {
-		m.PublicKey[i] = p.rlwe.RingQ().NewPoly()
-		d.poly(p, &m.PublicKey[i], "public key")
+	m.Commitments = make([]*KeyCommitment, n)
+	for i := range m.Commitments {
+		m.Commitments[i] = d.commitment()
 	}
 	if err := d.done(); err != nil {
 		return nil, err
@@ -311,8 +531,32 @@ func DecodeSealedShare(p *Params, b []byte) (*SealedShare, error) {
 	return m, nil
 }
 
+// MarshalBinary encodes the endorsement.
+func (m *Endorsement) MarshalBinary() ([]byte, error) {
+	e := newEncoder(typeEndorsement, 32+signatureSize(m.Signature))
+	e.ceremonyID(m.Ceremony)
+	e.u64(uint64(m.From))
+	e.signature(m.Signature)
+	return e.b, nil
+}
+
+// DecodeEndorsement decodes an endorsement.
+func DecodeEndorsement(b []byte) (*Endorsement, error) {
+	d, err := newDecoder(b, typeEndorsement)
+	if err != nil {
+		return nil, err
+	}
+	m := &Endorsement{Ceremony: d.ceremonyID(), From: PartyID(d.u64("sender"))}
+	m.Signature = cloneSignature(d.signature("endorsement signature"))
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 func (c *Ceremony) encodeTo(e *encoder) {
 	e.ceremonyID(c.ID)
+	e.raw(c.Run[:])
 	c.Params.encodeTo(e)
 	e.u32(uint32(len(c.Committee)))
 	for _, id := range c.Committee {
@@ -324,9 +568,14 @@ func (c *Ceremony) encodeTo(e *encoder) {
 
 func decodeCeremonyFrom(d *decoder) *Ceremony {
 	c := &Ceremony{ID: d.ceremonyID()}
+	copy(c.Run[:], d.take(len(c.Run), "run id"))
 	c.Params = decodeParamsFrom(d)
 	k := d.count(maxCommittee, "committee size")
 	if d.err != nil {
+		return nil
+	}
+	if k > (len(d.b)-d.off)/8 {
+		d.fail("committee of %d cannot fit in %d bytes", k, len(d.b)-d.off)
 		return nil
 	}
 	c.Committee = make([]PartyID, k)
@@ -347,7 +596,7 @@ func decodeCeremonyFrom(d *decoder) *Ceremony {
 
 // MarshalBinary encodes the ceremony description.
 func (c *Ceremony) MarshalBinary() ([]byte, error) {
-	e := newEncoder(typeCeremony, 128+8*len(c.Committee))
+	e := newEncoder(typeCeremony, 144+8*len(c.Committee))
 	c.encodeTo(e)
 	return e.b, nil
 }
@@ -367,7 +616,14 @@ func DecodeCeremony(b []byte) (*Ceremony, error) {
 
 func (s *PublicSetup) encodeTo(e *encoder) error {
 	s.Ceremony.encodeTo(e)
-	return e.polys(s.PublicKey.Value[0].Q, s.PublicKey.Value[1].Q)
+	if err := e.polys(s.PublicKey.Value[0].Q, s.PublicKey.Value[1].Q); err != nil {
+		return err
+	}
+	e.u32(uint32(len(s.Endorsements)))
+	for _, sig := range s.Endorsements {
+		e.signature(sig)
+	}
+	return nil
 }
 
 func decodeSetupFrom(d *decoder) *PublicSetup {
@@ -388,19 +644,42 @@ func decodeSetupFrom(d *decoder) *PublicSetup {
 		d.fail("%v", err)
 		return nil
 	}
-	return &PublicSetup{Ceremony: *c, PublicKey: pk}
+	s := &PublicSetup{Ceremony: *c, PublicKey: pk}
+	n := d.count(len(c.Committee), "endorsement count")
+	if d.err != nil {
+		return nil
+	}
+	if n > 0 {
+		s.Endorsements = make([]Signature, n)
+		for i := range s.Endorsements {
+			s.Endorsements[i] = cloneSignature(d.signature("endorsement"))
+		}
+	}
+	if d.err != nil {
+		return nil
+	}
+	return s
+}
+
+func setupSize(s *PublicSetup) int {
+	n := 256 + 8*len(s.Ceremony.Committee) + 2*s.Params().polyBytes()
+	for _, sig := range s.Endorsements {
+		n += signatureSize(sig)
+	}
+	return n
 }
 
 // MarshalBinary encodes the public setup.
 func (s *PublicSetup) MarshalBinary() ([]byte, error) {
-	e := newEncoder(typePublicSetup, 256+8*len(s.Ceremony.Committee)+2*s.Params().polyBytes())
+	e := newEncoder(typePublicSetup, setupSize(s))
 	if err := s.encodeTo(e); err != nil {
 		return nil, err
 	}
 	return e.b, nil
 }
 
-// DecodePublicSetup decodes and checks a public setup.
+// DecodePublicSetup decodes and checks the form of a public setup. Its endorsements are
+// checked by PublicSetup.Verify, against the verifier's own trust root.
 func DecodePublicSetup(b []byte) (*PublicSetup, error) {
 	d, err := newDecoder(b, typePublicSetup)
 	if err != nil {
@@ -416,11 +695,19 @@ func DecodePublicSetup(b []byte) (*PublicSetup, error) {
 // MarshalBinary encodes the key material, including the member's secret share: store
 // the result as a secret (file mode 0600 or encrypted at rest).
 func (k *KeyMaterial) MarshalBinary() ([]byte, error) {
-	e := newEncoder(typeKeyMaterial, 256+8*len(k.Setup.Ceremony.Committee)+3*k.Setup.Params().polyBytes())
+	size := setupSize(k.Setup) + k.Setup.Params().polyBytes() + 16
+	for _, n := range k.Names {
+		size += 4 + len(n)
+	}
+	e := newEncoder(typeKeyMaterial, size)
 	if err := k.Setup.encodeTo(e); err != nil {
 		return nil, err
 	}
 	e.u64(uint64(k.Self))
+	e.u32(uint32(len(k.Names)))
+	for _, n := range k.Names {
+		e.bytes([]byte(n))
+	}
 	if err := e.poly(k.share.Q); err != nil {
 		return nil, err
 	}
@@ -438,6 +725,21 @@ func DecodeKeyMaterial(b []byte) (*KeyMaterial, error) {
 		return nil, d.err
 	}
 	k := &KeyMaterial{Setup: s, Self: PartyID(d.u64("member"))}
+	n := d.count(len(s.Ceremony.Committee), "name count")
+	if d.err == nil && n != len(s.Ceremony.Committee) {
+		d.fail("%d names for %d members", n, len(s.Ceremony.Committee))
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	k.Names = make([]string, n)
+	for i := range k.Names {
+		name := d.bytes(maxNameBytes, "member name")
+		if d.err == nil && len(name) == 0 {
+			d.fail("empty member name")
+		}
+		k.Names[i] = string(name)
+	}
 	k.share.Q = s.Params().rlwe.RingQ().NewPoly()
 	d.poly(s.Params(), &k.share.Q, "threshold share")
 	if err := d.done(); err != nil {
