@@ -32,10 +32,11 @@ const dim2NN = 199210
 
 type benchFixture struct {
 	p       *Params
+	sim     *Simulation
 	setup   *PublicSetup
 	keys    map[PartyID]*KeyMaterial
 	update  []float32
-	uploads [][]byte // 8 distinct encrypted uploads of the 2NN update
+	uploads [][]byte // 8 distinct encrypted uploads of the 2NN update, signed by parties 1…8
 }
 
 var (
@@ -47,17 +48,18 @@ func bench2NN(b *testing.B) *benchFixture {
 	benchOnce.Do(func() {
 		p := DefaultParams()
 		committee := committeeIDs(5)
-		setup, keys, err := RunCeremony(p, committee, 3, crand.Reader)
+		sim := testSimulation(b)
+		setup, keys, err := RunCeremony(sim, p, committee, 3, crand.Reader)
 		if err != nil {
 			b.Fatal(err)
 		}
-		f := &benchFixture{p: p, setup: setup, keys: keys, update: make([]float32, dim2NN)}
+		f := &benchFixture{p: p, sim: sim, setup: setup, keys: keys, update: make([]float32, dim2NN)}
 		rng := newRNG(1)
 		for i := range f.update {
 			f.update[i] = float32(rng.Float64()*2 - 1)
 		}
-		enc, _ := NewEncryptor(setup)
 		for c := 0; c < 8; c++ {
+			enc := newTestEncryptor(b, setup, PartyID(c+1))
 			up, err := enc.Encrypt(1, PartyID(c+1), f.update, float64(c+1))
 			if err != nil {
 				b.Fatal(err)
@@ -104,7 +106,7 @@ func BenchmarkEncryptOverhead2NN(b *testing.B) {
 	f := bench2NN(b)
 	p := f.p
 	nct := p.CiphertextsFor(dim2NN)
-	enc, _ := NewEncryptor(f.setup)
+	enc := newTestEncryptor(b, f.setup, 1)
 	enc.SetWorkers(1)
 	rawEnc := rlwe.NewEncryptor(p.rlwe, f.setup.PublicKey)
 	pt := rlwe.NewPlaintext(p.rlwe, p.rlwe.MaxLevel())
@@ -147,7 +149,7 @@ func BenchmarkClientEncrypt2NN(b *testing.B) {
 			name = "parallel"
 		}
 		b.Run(name, measureCPU(func(b *testing.B) {
-			enc, _ := NewEncryptor(f.setup)
+			enc := newTestEncryptor(b, f.setup, 1)
 			if workers > 0 {
 				enc.SetWorkers(workers)
 			}
@@ -174,7 +176,8 @@ func relabelled(uploads [][]byte) [][]byte {
 	return out
 }
 
-// setSender rewrites the sender field of an encoded upload.
+// setSender rewrites the sender field of an encoded upload (which breaks its signature: only
+// for an aggregator that does not verify).
 func setSender(b []byte, id PartyID) { binary.BigEndian.PutUint64(b[6+16+8:], uint64(id)) }
 
 // relabel returns upload bytes with the sender field set to id.
@@ -185,7 +188,8 @@ func relabel(dst, src []byte, id PartyID) []byte {
 }
 
 // BenchmarkAggregateOverhead2NN: the server's AddEncoded of one 2NN upload (validate,
-// decode, add) against the raw Lattigo operations on the same bytes: Poly.UnmarshalBinary
+// decode, add, digest and keep the c1 halves; the signature check is measured by
+// BenchmarkServerVerifyUpload2NN) against the raw Lattigo operations on the same bytes: Poly.UnmarshalBinary
 // and ring Add of the 2·25 polynomials.
 func BenchmarkAggregateOverhead2NN(b *testing.B) {
 	f := bench2NN(b)
@@ -195,7 +199,7 @@ func BenchmarkAggregateOverhead2NN(b *testing.B) {
 	sum := newPolys(p, 2*nct)
 	scratch := rq.NewPoly()
 	pb := p.polyBytes()
-	a, _ := NewAggregator(f.setup, 1, dim2NN)
+	a, _ := NewAggregator(f.setup, 1, dim2NN, AggregatorConfig{})
 	bufs := relabelled(f.uploads)
 	id := PartyID(0)
 	overhead(b, func() {
@@ -224,7 +228,7 @@ func BenchmarkServerAggregate1000x2NN(b *testing.B) {
 	bufs := relabelled(f.uploads)
 	measureCPU(func(b *testing.B) {
 		for b.Loop() {
-			a, _ := NewAggregator(f.setup, 1, dim2NN)
+			a, _ := NewAggregator(f.setup, 1, dim2NN, AggregatorConfig{})
 			for c := 1; c <= 1000; c++ {
 				buf := bufs[c%len(bufs)]
 				setSender(buf, PartyID(c))
@@ -236,9 +240,10 @@ func BenchmarkServerAggregate1000x2NN(b *testing.B) {
 	})(b)
 }
 
-// BenchmarkDecryptOverhead2NN: one threshold decryption of a 2NN aggregate with t = 3 of
-// K = 5 — each active member's Share (Combiner, key switch, smudging), the wire round
-// trip of request and shares, Finish with decoding — against the raw Lattigo operations
+// BenchmarkDecryptOverhead2NN: one threshold decryption of a 2NN aggregate of 3 uploads with
+// t = 3 of K = 5 — each active member's Share (checking the request's signatures, digests
+// and approvals, re-adding the 3 contributions' c1 halves, Combiner, key switch, smudging),
+// the wire round trip of request and shares, Finish with decoding — against the raw Lattigo operations
 // for the same protocol: MarshalBinary/UnmarshalBinary of the request and the shares,
 // GenAdditiveShare, KeySwitchProtocol.GenShare with Lattigo's own flooding (σ = 2^49,
 // its float64 sampler's limit) and ring Add of the shares.
@@ -266,15 +271,15 @@ func benchDecryptOverhead(b *testing.B, flooding ring.DiscreteGaussian) {
 	rq := p.rlwe.RingQ()
 	zero := rlwe.NewSecretKey(p.rlwe)
 	var a *Aggregator
-	bufs := relabelled(f.uploads[:2])
+	var decs map[PartyID]*Decryptor
 	prepare := func() {
-		a, _ = NewAggregator(f.setup, 1, dim2NN)
-		for c, buf := range bufs {
-			setSender(buf, PartyID(c+1))
+		a = newTestAggregator(b, f.setup, 1, dim2NN)
+		for _, buf := range f.uploads[:3] {
 			if err := a.AddEncoded(buf); err != nil {
 				b.Fatal(err)
 			}
 		}
+		decs = approveAll(b, a, f.keys, committee[:4])
 		runtime.GC() // settle the garbage of earlier iterations outside the measurement
 	}
 	var shareBuf []byte // a member's send buffer, reused
@@ -285,8 +290,7 @@ func benchDecryptOverhead(b *testing.B, flooding ring.DiscreteGaussian) {
 		}
 		rb, _ := req.MarshalBinary()
 		for _, id := range active {
-			d, _ := NewDecryptor(f.keys[id])
-			s, err := d.ShareEncoded(rb)
+			s, err := decs[id].ShareEncoded(rb)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -35,12 +35,14 @@ func TestRunBenchWithinErrorBound(t *testing.T) {
 	var acc benchUpdates
 	for range b.updates(context.Background(), &acc) {
 	}
-	if rep.Uploaded != acc.uploaded || rep.Uploaded < 2 || rep.Uploaded > cfg.Clients {
+	if rep.Uploaded != acc.uploaded || rep.Uploaded < DefaultMinContributors || rep.Uploaded > cfg.Clients {
 		t.Fatalf("uploaded %d, regenerated round has %d", rep.Uploaded, acc.uploaded)
 	}
 	if rep.Params != cfg.Params || rep.Ciphertexts != 1 || rep.PlainUploadBytes != 4*cfg.Dim ||
 		rep.ClientUploadBytes < cfg.Params.CiphertextBytes() ||
-		rep.Expansion <= 1 || rep.DecryptShareBytes <= 0 || rep.DecryptRequestBytes <= 0 || rep.SetupSeconds <= 0 {
+		rep.Expansion <= 1 || rep.DecryptShareBytes <= 0 || rep.SetupSeconds <= 0 ||
+		rep.ApprovalRequestBytes <= 0 || rep.ApprovalBytes <= 0 || rep.MemberShareCPUSeconds <= 0 ||
+		rep.DecryptRequestBytes < rep.Uploaded*cfg.Params.CiphertextBytes()/2 {
 		t.Fatalf("implausible report %+v", rep)
 	}
 }
@@ -71,7 +73,9 @@ func TestNewBenchRefusesBadConfig(t *testing.T) {
 		change func(*BenchConfig)
 		want   string
 	}{
-		{func(c *BenchConfig) { c.Clients = 1 }, "clients 1 < 2"},
+		{func(c *BenchConfig) { c.Clients = 2 }, "clients 2 < the minimum of contributors 3"},
+		{func(c *BenchConfig) { c.Clients, c.MinContributors = 4, 5 }, "clients 4 < the minimum of contributors 5"},
+		{func(c *BenchConfig) { c.MinContributors = 1 }, "minimum of 1 contributors"},
 		{func(c *BenchConfig) { c.Committee = 7 }, "committee 7 not in [2, clients=6]"},
 		{func(c *BenchConfig) { c.Threshold = 5 }, "threshold 5 not in [2, committee=4]"},
 		{func(c *BenchConfig) { c.Threshold = 1 }, "threshold 1"},
@@ -79,6 +83,7 @@ func TestNewBenchRefusesBadConfig(t *testing.T) {
 		{func(c *BenchConfig) { c.Dropout = 1 }, "dropout 1 not in [0, 1)"},
 		{func(c *BenchConfig) { c.Dropout = math.NaN() }, "dropout NaN"},
 		{func(c *BenchConfig) { c.CommitteeOffline = 5 }, "committee offline 5 not in [0, committee=4]"},
+		{func(c *BenchConfig) { c.ApprovalOffline = 2 }, "approval offline 2 not in [0, committee offline=1]"},
 	} {
 		cfg := smallBenchConfig(t)
 		tc.change(&cfg)
@@ -97,6 +102,21 @@ func TestRunBenchTooFewOnline(t *testing.T) {
 	_, err := RunBench(context.Background(), cfg)
 	if !errors.Is(err, ErrNotEnoughMembers) || !strings.HasPrefix(err.Error(), "encrypted round: ") {
 		t.Fatalf("error %v, want an encrypted round error wrapping ErrNotEnoughMembers", err)
+	}
+}
+
+// TestRunBenchApprovalQuorum: members unreachable already when the round closes do not
+// approve it; below the approval quorum nothing is decrypted, even with T members online.
+func TestRunBenchApprovalQuorum(t *testing.T) {
+	cfg := smallBenchConfig(t)
+	cfg.Dim, cfg.Committee, cfg.Threshold, cfg.CommitteeOffline, cfg.ApprovalOffline = 10, 4, 2, 1, 1
+	if _, err := RunBench(context.Background(), cfg); err != nil { // quorum ⌈6/2⌉ = 3 of the 3 left
+		t.Fatal(err)
+	}
+	cfg.CommitteeOffline, cfg.ApprovalOffline = 2, 2 // 2 online ≥ T, but 2 approvals < 3
+	_, err := RunBench(context.Background(), cfg)
+	if !errors.Is(err, ErrNotEnoughMembers) || !strings.Contains(err.Error(), "quorum 3") {
+		t.Fatalf("error %v, want ErrNotEnoughMembers for want of the approval quorum", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/tuneinsight/lattigo/v6/ring"
@@ -21,6 +22,7 @@ type encoded struct {
 func allMessages(t testing.TB) (*Params, []encoded) {
 	t.Helper()
 	p := testParams(t)
+	sim := testSimulation(t)
 	committee := committeeIDs(3)
 	cer, err := NewCeremony(p, committee, 2, crand.Reader)
 	if err != nil {
@@ -28,15 +30,15 @@ func allMessages(t testing.TB) (*Params, []encoded) {
 	}
 	server, _ := NewCeremonyServer(cer)
 	members := map[PartyID]*CeremonyMember{}
-	var kgs []*KeyGenShare
+	var commitments []*KeyCommitment
 	for _, id := range committee {
-		m, msg, err := JoinCeremony(cer, id, crand.Reader)
+		m, msg, err := JoinCeremony(cer, id, identityOf(t, id), sim.Trust, crand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}
 		members[id] = m
-		kgs = append(kgs, msg)
-		if err := server.HandleKeyGenShare(msg); err != nil {
+		commitments = append(commitments, msg)
+		if err := server.HandleCommitment(msg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -45,9 +47,14 @@ func allMessages(t testing.TB) (*Params, []encoded) {
 		t.Fatal(err)
 	}
 	var sealed []*SealedShare
+	var reveals []*KeyGenShare
 	for _, id := range committee {
-		s, err := members[id].HandleDirectory(dir)
+		r, s, err := members[id].HandleDirectory(dir)
 		if err != nil {
+			t.Fatal(err)
+		}
+		reveals = append(reveals, r)
+		if err := server.HandleKeyGenShare(r); err != nil {
 			t.Fatal(err)
 		}
 		sealed = append(sealed, s...)
@@ -57,11 +64,20 @@ func allMessages(t testing.TB) (*Params, []encoded) {
 			}
 		}
 	}
-	var km *KeyMaterial
+	all, err := server.KeyGenShares()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[PartyID]*KeyMaterial{}
+	var endorsement *Endorsement
 	for _, id := range committee {
 		boxes, _ := server.SharesFor(id)
-		km, err = members[id].HandleSealedShares(boxes)
+		km, e, err := members[id].HandleSealedShares(all, boxes)
 		if err != nil {
+			t.Fatal(err)
+		}
+		keys[id], endorsement = km, e
+		if err := server.HandleEndorsement(e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -69,11 +85,10 @@ func allMessages(t testing.TB) (*Params, []encoded) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, _ := NewEncryptor(setup)
-	agg, _ := NewAggregator(setup, 4, 10)
+	agg := newTestAggregator(t, setup, 4, 10)
 	var up *Upload
-	for id := PartyID(1); id <= 2; id++ {
-		up, err = enc.Encrypt(4, id, make([]float32, 10), 1)
+	for id := PartyID(1); id <= 3; id++ {
+		up, err = newTestEncryptor(t, setup, id).Encrypt(4, id, make([]float32, 10), 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,15 +96,24 @@ func allMessages(t testing.TB) (*Params, []encoded) {
 			t.Fatal(err)
 		}
 	}
-	req, err := agg.DecryptRequest([]PartyID{km.Self, committee[0]})
+	appReq, err := agg.ApprovalRequest()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec, _ := NewDecryptor(km)
-	share, err := dec.Share(req)
+	decs := approveAll(t, agg, keys, committee)
+	approval, err := newTestDecryptor(t, keys[committee[0]]).Approve(appReq)
 	if err != nil {
 		t.Fatal(err)
 	}
+	req, err := agg.DecryptRequest(committee[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	share, err := decs[committee[1]].Share(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	km := keys[committee[1]]
 	must := func(m marshaler) []byte {
 		b, err := m.MarshalBinary()
 		if err != nil {
@@ -101,12 +125,16 @@ func allMessages(t testing.TB) (*Params, []encoded) {
 	return p, []encoded{
 		{"params", must(p), wrap(func(b []byte) (marshaler, error) { return DecodeParams(b) })},
 		{"ceremony", must(cer), wrap(func(b []byte) (marshaler, error) { return DecodeCeremony(b) })},
-		{"keygen share", must(kgs[0]), wrap(func(b []byte) (marshaler, error) { return DecodeKeyGenShare(p, b) })},
-		{"directory", must(dir), wrap(func(b []byte) (marshaler, error) { return DecodeDirectory(p, b) })},
+		{"key commitment", must(commitments[0]), wrap(func(b []byte) (marshaler, error) { return DecodeKeyCommitment(b) })},
+		{"directory", must(dir), wrap(func(b []byte) (marshaler, error) { return DecodeDirectory(b) })},
+		{"keygen share", must(reveals[0]), wrap(func(b []byte) (marshaler, error) { return DecodeKeyGenShare(p, b) })},
 		{"sealed share", must(sealed[0]), wrap(func(b []byte) (marshaler, error) { return DecodeSealedShare(p, b) })},
+		{"endorsement", must(endorsement), wrap(func(b []byte) (marshaler, error) { return DecodeEndorsement(b) })},
 		{"public setup", must(setup), wrap(func(b []byte) (marshaler, error) { return DecodePublicSetup(b) })},
 		{"key material", must(km), wrap(func(b []byte) (marshaler, error) { return DecodeKeyMaterial(b) })},
 		{"upload", must(up), wrap(func(b []byte) (marshaler, error) { return DecodeUpload(p, b) })},
+		{"approval request", must(appReq), wrap(func(b []byte) (marshaler, error) { return DecodeApprovalRequest(b) })},
+		{"approval", must(approval), wrap(func(b []byte) (marshaler, error) { return DecodeApproval(b) })},
 		{"decrypt request", must(req), wrap(func(b []byte) (marshaler, error) { return DecodeDecryptRequest(p, b) })},
 		{"decrypt share", must(share), wrap(func(b []byte) (marshaler, error) { return DecodeDecryptShare(p, b) })},
 	}
@@ -164,14 +192,14 @@ func TestMalformedMessagesRejected(t *testing.T) {
 			continue
 		}
 		b := bytes.Clone(m.b)
-		off := 6 + 16 + 8 + 8 + 4 + 4 + 8 + 8 // header, fields, Lattigo row count and row length
+		off := uploadBodyOffset(b) + 8 + 8 // header, fields, signature, Lattigo row count and row length
 		binary.LittleEndian.PutUint64(b[off:], p.moduli[0])
 		if _, err := m.decode(b); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("unreduced coefficient: %v", err)
 		}
 		// A huge Lattigo row count must be refused before Lattigo allocates for it.
 		b = bytes.Clone(m.b)
-		binary.LittleEndian.PutUint64(b[6+16+8+8+4+4:], 1<<40)
+		binary.LittleEndian.PutUint64(b[uploadBodyOffset(b):], 1<<40)
 		if _, err := m.decode(b); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("huge row count: %v", err)
 		}
@@ -181,10 +209,7 @@ func TestMalformedMessagesRejected(t *testing.T) {
 func TestKeyMaterialSurvivesSaveAndLoad(t *testing.T) {
 	p := testParams(t)
 	committee := committeeIDs(3)
-	setup, keys, err := RunCeremony(p, committee, 2, crand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	setup, keys := runCeremony(t, p, committee, 2)
 	// Save and reload every member's key material and the public setup.
 	loaded := map[PartyID]*KeyMaterial{}
 	for id, km := range keys {
@@ -195,14 +220,20 @@ func TestKeyMaterialSurvivesSaveAndLoad(t *testing.T) {
 		if loaded[id], err = DecodeKeyMaterial(b); err != nil {
 			t.Fatal(err)
 		}
+		if !slices.Equal(loaded[id].Names, km.Names) || len(km.Names) != 3 {
+			t.Fatalf("names %q reloaded as %q", km.Names, loaded[id].Names)
+		}
 	}
 	sb, _ := setup.MarshalBinary()
 	setup2, err := DecodePublicSetup(sb)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := setup2.Verify(testSimulation(t).Trust); err != nil {
+		t.Fatalf("reloaded setup: %v", err)
+	}
 	r := randomRound(newRNG(5), 3, 20)
-	agg, _, err := RunRound(setup2, loaded, 9, 20, r.seq(nil), committee[1:])
+	agg, _, err := runRound(t, setup2, loaded, 9, 20, r.seq(nil), committee[1:])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,14 +242,41 @@ func TestKeyMaterialSurvivesSaveAndLoad(t *testing.T) {
 	}
 }
 
+// ceremonyAtDirectory runs a ceremony of committee up to the directory.
+func ceremonyAtDirectory(t *testing.T, p *Params, committee []PartyID, threshold int) (*Ceremony, *CeremonyServer, map[PartyID]*CeremonyMember, *Directory) {
+	t.Helper()
+	cer, err := NewCeremony(p, committee, threshold, crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, _ := NewCeremonyServer(cer)
+	members := map[PartyID]*CeremonyMember{}
+	for _, id := range committee {
+		m, msg, err := JoinCeremony(cer, id, identityOf(t, id), testSimulation(t).Trust, crand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members[id] = m
+		if err := server.HandleCommitment(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, err := server.Directory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cer, server, members, dir
+}
+
 func TestCeremonyRejectsTamperingAndMisuse(t *testing.T) {
 	p := testParams(t)
+	trust := testSimulation(t).Trust
 	committee := committeeIDs(3)
 	cer, _ := NewCeremony(p, committee, 2, crand.Reader)
 	server, _ := NewCeremonyServer(cer)
 	members := map[PartyID]*CeremonyMember{}
 	for i, id := range committee {
-		m, msg, err := JoinCeremony(cer, id, crand.Reader)
+		m, msg, err := JoinCeremony(cer, id, identityOf(t, id), trust, crand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -228,22 +286,35 @@ func TestCeremonyRejectsTamperingAndMisuse(t *testing.T) {
 				t.Fatalf("directory with a member missing: %v", err)
 			}
 		}
-		if err := server.HandleKeyGenShare(msg); err != nil {
+		if err := server.HandleCommitment(msg); err != nil {
 			t.Fatal(err)
 		}
-		if err := server.HandleKeyGenShare(msg); err == nil {
-			t.Fatal("duplicate key generation share accepted")
+		if err := server.HandleCommitment(msg); err == nil {
+			t.Fatal("duplicate commitment accepted")
 		}
 	}
-	if _, _, err := JoinCeremony(cer, 42, crand.Reader); err == nil {
+	if _, _, err := JoinCeremony(cer, 42, identityOf(t, 42), trust, crand.Reader); err == nil {
 		t.Fatal("non-member joined")
+	}
+	if _, _, err := JoinCeremony(cer, committee[0], identityOf(t, committee[0]), nil, crand.Reader); err == nil {
+		t.Fatal("member joined without a trust root")
+	}
+	other := identityOf(t, committee[1])
+	if _, _, err := JoinCeremony(cer, committee[0], Identity{Certificate: other.Certificate, Key: identityOf(t, committee[0]).Key}, trust, crand.Reader); err == nil {
+		t.Fatal("member joined with a key that is not its certificate's")
 	}
 	dir, _ := server.Directory()
 	var all []*SealedShare
 	for _, id := range committee {
-		s, err := members[id].HandleDirectory(dir)
+		r, s, err := members[id].HandleDirectory(dir)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if err := server.HandleKeyGenShare(r); err != nil {
+			t.Fatal(err)
+		}
+		if err := server.HandleKeyGenShare(r); err == nil {
+			t.Fatal("duplicate public-key share accepted")
 		}
 		all = append(all, s...)
 	}
@@ -251,6 +322,10 @@ func TestCeremonyRejectsTamperingAndMisuse(t *testing.T) {
 		if err := server.HandleSealedShare(s); err != nil {
 			t.Fatal(err)
 		}
+	}
+	reveals, err := server.KeyGenShares()
+	if err != nil {
+		t.Fatal(err)
 	}
 	boxes, _ := server.SharesFor(committee[0])
 	// A flipped byte in a box fails authentication.
@@ -261,26 +336,34 @@ func TestCeremonyRejectsTamperingAndMisuse(t *testing.T) {
 		tampered[i] = &c
 	}
 	tampered[0].Box[len(tampered[0].Box)/2] ^= 1
-	if _, err := members[committee[0]].HandleSealedShares(tampered); err == nil {
+	if _, _, err := members[committee[0]].HandleSealedShares(reveals, tampered); err == nil {
 		t.Fatal("tampered share accepted")
 	}
 	// A box relabelled for another recipient does not open.
-	other, _ := server.SharesFor(committee[1])
-	relabelled := []*SealedShare{boxes[0], {Ceremony: other[0].Ceremony, From: other[1].From, To: committee[0], Box: other[1].Box}}
+	others, _ := server.SharesFor(committee[1])
+	relabelled := []*SealedShare{boxes[0], {Ceremony: others[0].Ceremony, From: others[1].From, To: committee[0], Box: others[1].Box}}
 	if relabelled[1].From == boxes[0].From {
 		relabelled[1].From = boxes[1].From
 	}
-	if _, err := members[committee[0]].HandleSealedShares(relabelled); err == nil {
+	if _, _, err := members[committee[0]].HandleSealedShares(reveals, relabelled); err == nil {
 		t.Fatal("relabelled share accepted")
 	}
-	if _, err := members[committee[0]].HandleSealedShares(boxes[:1]); err == nil {
+	if _, _, err := members[committee[0]].HandleSealedShares(reveals, boxes[:1]); err == nil {
 		t.Fatal("missing share accepted")
 	}
-	if _, err := members[committee[0]].HandleSealedShares(boxes); err != nil {
+	// Public-key shares out of order, or one swapped for another polynomial.
+	swapped := []*KeyGenShare{reveals[1], reveals[0], reveals[2]}
+	if _, _, err := members[committee[0]].HandleSealedShares(swapped, boxes); err == nil {
+		t.Fatal("public-key shares out of committee order accepted")
+	}
+	if _, _, err := members[committee[0]].HandleSealedShares(reveals, boxes); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := members[committee[0]].HandleSealedShares(boxes); err == nil {
+	if _, _, err := members[committee[0]].HandleSealedShares(reveals, boxes); err == nil {
 		t.Fatal("second completion accepted")
+	}
+	if _, err := server.Setup(); !errors.Is(err, ErrNotEnoughMembers) {
+		t.Fatalf("setup without the endorsements: %v", err)
 	}
 }
 
@@ -332,4 +415,14 @@ func TestPolyFormatMatchesLattigo(t *testing.T) {
 	if !back.Equal(&pol) {
 		t.Fatal("decoding Lattigo's encoding gives another polynomial")
 	}
+}
+
+// uploadBodyOffset is where an encoded upload's polynomials start: after the header, the
+// fixed fields and the signature (two length-prefixed strings).
+func uploadBodyOffset(b []byte) int {
+	off := 6 + 16 + 8 + 8 + 4 + 4
+	for range 2 {
+		off += 4 + int(binary.BigEndian.Uint32(b[off:]))
+	}
+	return off
 }

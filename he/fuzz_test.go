@@ -61,7 +61,23 @@ func FuzzDecodeKeyGenShare(f *testing.F) {
 }
 
 func FuzzDecodeDirectory(f *testing.F) {
-	fuzzDecoder(f, "directory", func(p *Params, b []byte) (marshaler, error) { return DecodeDirectory(p, b) })
+	fuzzDecoder(f, "directory", func(_ *Params, b []byte) (marshaler, error) { return DecodeDirectory(b) })
+}
+
+func FuzzDecodeKeyCommitment(f *testing.F) {
+	fuzzDecoder(f, "key commitment", func(_ *Params, b []byte) (marshaler, error) { return DecodeKeyCommitment(b) })
+}
+
+func FuzzDecodeEndorsement(f *testing.F) {
+	fuzzDecoder(f, "endorsement", func(_ *Params, b []byte) (marshaler, error) { return DecodeEndorsement(b) })
+}
+
+func FuzzDecodeApprovalRequest(f *testing.F) {
+	fuzzDecoder(f, "approval request", func(_ *Params, b []byte) (marshaler, error) { return DecodeApprovalRequest(b) })
+}
+
+func FuzzDecodeApproval(f *testing.F) {
+	fuzzDecoder(f, "approval", func(_ *Params, b []byte) (marshaler, error) { return DecodeApproval(b) })
 }
 
 func FuzzDecodeSealedShare(f *testing.F) {
@@ -101,10 +117,7 @@ func FuzzAggregatorAddEncoded(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := NewAggregator(setup, 4, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
+		a := newTestAggregator(t, setup, 4, 10)
 		if err := a.AddEncoded(b); err != nil && !aggregateIsZero(a) {
 			t.Fatal("rejected upload changed the aggregate")
 		}
@@ -122,7 +135,9 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		"params": "FuzzDecodeParams", "ceremony": "FuzzDecodeCeremony", "keygen share": "FuzzDecodeKeyGenShare",
 		"directory": "FuzzDecodeDirectory", "sealed share": "FuzzDecodeSealedShare", "public setup": "FuzzDecodePublicSetup",
 		"key material": "FuzzDecodeKeyMaterial", "upload": "FuzzDecodeUpload", "decrypt request": "FuzzDecodeDecryptRequest",
-		"decrypt share": "FuzzDecodeDecryptShare",
+		"decrypt share": "FuzzDecodeDecryptShare", "key commitment": "FuzzDecodeKeyCommitment",
+		"endorsement": "FuzzDecodeEndorsement", "approval request": "FuzzDecodeApprovalRequest",
+		"approval": "FuzzDecodeApproval",
 	}
 	for name, target := range targets {
 		dir := filepath.Join("testdata", "fuzz", target)
@@ -160,7 +175,7 @@ func aggregateIsZero(a *Aggregator) bool {
 }
 
 // FuzzDecryptorShareEncoded feeds arbitrary bytes to a member's streaming request
-// decoder: it must never panic, and a rejected request must not use the member's budget.
+// decoder: it must never panic, and a rejected request must not move its round counter.
 func FuzzDecryptorShareEncoded(f *testing.F) {
 	_, seeds := fuzzSeeds(f)
 	f.Add(seeds["decrypt request"])
@@ -171,15 +186,10 @@ func FuzzDecryptorShareEncoded(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := NewDecryptor(km)
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := newTestDecryptor(t, km)
 		if _, err := d.ShareEncoded(b); err != nil {
-			for round, n := range d.served {
-				if n != 0 {
-					t.Fatalf("rejected request counted for round %d", round)
-				}
+			if round, ok := d.LastRound(); ok {
+				t.Fatalf("rejected request moved the round counter to %d", round)
 			}
 		}
 	})

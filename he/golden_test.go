@@ -112,8 +112,8 @@ func checkGolden(t *testing.T, name string, got []byte) []byte {
 }
 
 // goldenLiteral is the smallest parameter set NewParams accepts in ring size and moduli: one
-// polynomial is 32 784 bytes, so the largest message (key material, three polynomials) stays
-// under 100 KB and every vector is stored whole.
+// polynomial is 32 784 bytes, so the largest message (the decryption request, the c1 halves of
+// three uploads) stays near 100 KB and every vector is stored whole.
 var goldenLiteral = ParamsLiteral{LogN: 12, LogQ: []int{40}, LogScale: 20, LogSmudging: 12}
 
 type goldenMsg struct {
@@ -132,7 +132,8 @@ func mustMarshal(t *testing.T, m marshaler) []byte {
 }
 
 // goldenRun runs a ceremony (committee 1, 2, 3, threshold 2) and one round (clients 11, 12,
-// 13, dimension 4) with all randomness fixed, and returns one encoding of every message kind.
+// 13, dimension 4) with all randomness fixed (identities from an in-memory CA included), and
+// returns one encoding of every message kind.
 func goldenRun(t *testing.T) []goldenMsg {
 	t.Helper()
 	if fips140.Version() == "v1.0.0" {
@@ -154,6 +155,20 @@ func goldenRun(t *testing.T) []goldenMsg {
 	add("params", mustMarshal(t, p), func(b []byte) (marshaler, error) { return DecodeParams(b) })
 	add("params-default", mustMarshal(t, DefaultParams()), func(b []byte) (marshaler, error) { return DecodeParams(b) })
 
+	// Identities from an in-memory CA: deterministic under SetGlobalRandom (its validity
+	// period is fixed).
+	sim, err := NewSimulation()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ident := func(id PartyID) Identity {
+		v, err := sim.Identity(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+
 	// Key ceremony, every message through its encoding as an engine would.
 	committee := []PartyID{1, 2, 3}
 	cer, err := NewCeremony(p, committee, 2, random)
@@ -167,20 +182,19 @@ func goldenRun(t *testing.T) []goldenMsg {
 	}
 	members := map[PartyID]*CeremonyMember{}
 	for _, id := range committee {
-		m, kg, err := JoinCeremony(cer, id, random)
+		m, kc, err := JoinCeremony(cer, id, ident(id), sim.Trust, random)
 		if err != nil {
 			t.Fatal(err)
 		}
 		members[id] = m
-		b := mustMarshal(t, kg)
+		b := mustMarshal(t, kc)
 		if id == 1 {
-			add("keygen-share", b, withP(func(p *Params, b []byte) (marshaler, error) { return DecodeKeyGenShare(p, b) }))
+			add("key-commitment", b, func(b []byte) (marshaler, error) { return DecodeKeyCommitment(b) })
 		}
-		kg, err = DecodeKeyGenShare(p, b)
-		if err != nil {
+		if kc, err = DecodeKeyCommitment(b); err != nil {
 			t.Fatal(err)
 		}
-		if err := server.HandleKeyGenShare(kg); err != nil {
+		if err := server.HandleCommitment(kc); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -189,14 +203,24 @@ func goldenRun(t *testing.T) []goldenMsg {
 		t.Fatal(err)
 	}
 	dirBytes := mustMarshal(t, dir)
-	add("directory", dirBytes, withP(func(p *Params, b []byte) (marshaler, error) { return DecodeDirectory(p, b) }))
+	add("directory", dirBytes, func(b []byte) (marshaler, error) { return DecodeDirectory(b) })
 	for _, id := range committee {
-		d, err := DecodeDirectory(p, dirBytes)
+		d, err := DecodeDirectory(dirBytes)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealed, err := members[id].HandleDirectory(d)
+		reveal, sealed, err := members[id].HandleDirectory(d)
 		if err != nil {
+			t.Fatal(err)
+		}
+		b := mustMarshal(t, reveal)
+		if id == 1 {
+			add("keygen-share", b, withP(func(p *Params, b []byte) (marshaler, error) { return DecodeKeyGenShare(p, b) }))
+		}
+		if reveal, err = DecodeKeyGenShare(p, b); err != nil {
+			t.Fatal(err)
+		}
+		if err := server.HandleKeyGenShare(reveal); err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range sealed {
@@ -212,13 +236,28 @@ func goldenRun(t *testing.T) []goldenMsg {
 			}
 		}
 	}
+	reveals, err := server.KeyGenShares()
+	if err != nil {
+		t.Fatal(err)
+	}
 	keys := map[PartyID]*KeyMaterial{}
 	for _, id := range committee {
 		boxes, err := server.SharesFor(id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if keys[id], err = members[id].HandleSealedShares(boxes); err != nil {
+		var e *Endorsement
+		if keys[id], e, err = members[id].HandleSealedShares(reveals, boxes); err != nil {
+			t.Fatal(err)
+		}
+		b := mustMarshal(t, e)
+		if id == 1 {
+			add("endorsement", b, func(b []byte) (marshaler, error) { return DecodeEndorsement(b) })
+		}
+		if e, err = DecodeEndorsement(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := server.HandleEndorsement(e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -229,20 +268,21 @@ func goldenRun(t *testing.T) []goldenMsg {
 	}
 	add("public-setup", mustMarshal(t, setup), func(b []byte) (marshaler, error) { return DecodePublicSetup(b) })
 
-	// One round: three uploads, decrypted by members 1 and 2.
+	// One round: three signed uploads, approved by the whole committee, decrypted by
+	// members 1 and 2.
 	const round, dim = 5, 4
-	enc, err := NewEncryptor(setup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc.SetWorkers(1)
-	agg, err := NewAggregator(setup, round, dim)
+	agg, err := NewAggregator(setup, round, dim, AggregatorConfig{Trust: sim.Trust})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := make([]float64, dim)
 	totalWeight := 0.0
 	for id := PartyID(11); id <= 13; id++ {
+		enc, err := NewEncryptor(setup, ident(id), sim.Trust)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc.SetWorkers(1)
 		x := make([]float32, dim)
 		w := float64(id - 10)
 		for i := range x {
@@ -262,6 +302,29 @@ func goldenRun(t *testing.T) []goldenMsg {
 			t.Fatal(err)
 		}
 	}
+	appReq, err := agg.ApprovalRequest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	appBytes := mustMarshal(t, appReq)
+	add("approval-request", appBytes, func(b []byte) (marshaler, error) { return DecodeApprovalRequest(b) })
+	decs := map[PartyID]*Decryptor{}
+	for _, id := range committee {
+		if decs[id], err = NewDecryptor(keys[id], DecryptorConfig{Identity: ident(id), Trust: sim.Trust}); err != nil {
+			t.Fatal(err)
+		}
+		ap, err := decs[id].ApproveEncoded(appBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := mustMarshal(t, ap)
+		if id == 1 {
+			add("approval", b, func(b []byte) (marshaler, error) { return DecodeApproval(b) })
+		}
+		if err := agg.AddApprovalEncoded(b); err != nil {
+			t.Fatal(err)
+		}
+	}
 	req, err := agg.DecryptRequest(committee)
 	if err != nil {
 		t.Fatal(err)
@@ -269,11 +332,7 @@ func goldenRun(t *testing.T) []goldenMsg {
 	reqBytes := mustMarshal(t, req)
 	add("decrypt-request", reqBytes, withP(func(p *Params, b []byte) (marshaler, error) { return DecodeDecryptRequest(p, b) }))
 	for _, id := range req.Active {
-		dec, err := NewDecryptor(keys[id])
-		if err != nil {
-			t.Fatal(err)
-		}
-		share, err := dec.ShareEncoded(reqBytes)
+		share, err := decs[id].ShareEncoded(reqBytes)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,6 @@
 package he
 
 import (
-	crand "crypto/rand"
 	"iter"
 	"math"
 	"math/rand/v2"
@@ -77,14 +76,11 @@ func maxAbsDiff(a, b []float64) float64 {
 func TestRoundSumsCloseToPlain(t *testing.T) {
 	p := testParams(t)
 	committee := committeeIDs(5)
-	setup, keys, err := RunCeremony(p, committee, 3, crand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	setup, keys := runCeremony(t, p, committee, 3)
 	rng := rand.New(rand.NewPCG(1, 2))
 	dim := 3*p.N() + 17 // several ciphertexts, the weight in the last one
 	r := randomRound(rng, 20, dim)
-	agg, stats, err := RunRound(setup, keys, 7, dim, r.seq(nil), committee[1:4])
+	agg, stats, err := runRound(t, setup, keys, 7, dim, r.seq(nil), committee[1:4])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,10 +99,7 @@ func TestRoundSumsCloseToPlain(t *testing.T) {
 func TestPrecisionManyClients(t *testing.T) {
 	p := testParams(t)
 	committee := committeeIDs(4)
-	setup, keys, err := RunCeremony(p, committee, 2, crand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	setup, keys := runCeremony(t, p, committee, 2)
 	sizes := []int{10, 100, 1000}
 	if testing.Short() {
 		sizes = sizes[:2]
@@ -115,7 +108,7 @@ func TestPrecisionManyClients(t *testing.T) {
 		rng := rand.New(rand.NewPCG(uint64(clients), 9))
 		dim := 300
 		r := randomRound(rng, clients, dim)
-		agg, _, err := RunRound(setup, keys, 1, dim, r.seq(nil), committee)
+		agg, _, err := runRound(t, setup, keys, 1, dim, r.seq(nil), committee)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,13 +131,10 @@ func TestPrecisionManyClients(t *testing.T) {
 func TestDropoutsBeforeUploadAreLeftOut(t *testing.T) {
 	p := testParams(t)
 	committee := committeeIDs(3)
-	setup, keys, err := RunCeremony(p, committee, 2, crand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	setup, keys := runCeremony(t, p, committee, 2)
 	r := randomRound(rand.New(rand.NewPCG(3, 4)), 10, 50)
 	drop := map[PartyID]bool{2: true, 5: true, 9: true}
-	agg, _, err := RunRound(setup, keys, 1, 50, r.seq(drop), committee[1:])
+	agg, _, err := runRound(t, setup, keys, 1, 50, r.seq(drop), committee[1:])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,10 +168,7 @@ func TestFreshNoiseEstimate(t *testing.T) {
 		t.Fatal(err)
 	}
 	committee := committeeIDs(3)
-	setup, keys, err := RunCeremony(p, committee, 2, crand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	setup, keys := runCeremony(t, p, committee, 2)
 	const clients, dim = 40, 4000
 	zeros := func(yield func(PartyID, Update) bool) {
 		for c := 1; c <= clients; c++ {
@@ -190,7 +177,7 @@ func TestFreshNoiseEstimate(t *testing.T) {
 			}
 		}
 	}
-	agg, _, err := RunRound(setup, keys, 1, dim, zeros, committee)
+	agg, _, err := runRound(t, setup, keys, 1, dim, zeros, committee)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,13 +197,10 @@ func TestFreshNoiseEstimate(t *testing.T) {
 func TestWeightSlotAtCiphertextBoundaries(t *testing.T) {
 	p := testParams(t)
 	committee := committeeIDs(2)
-	setup, keys, err := RunCeremony(p, committee, 2, crand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	setup, keys := runCeremony(t, p, committee, 2)
 	for _, dim := range []int{1, p.N() - 1, p.N(), p.N() + 1} {
-		r := randomRound(newRNG(uint64(dim)), 2, dim)
-		agg, _, err := RunRound(setup, keys, 1, dim, r.seq(nil), committee)
+		r := randomRound(newRNG(uint64(dim)), 3, dim)
+		agg, _, err := runRound(t, setup, keys, 1, dim, r.seq(nil), committee)
 		if err != nil {
 			t.Fatalf("dim %d: %v", dim, err)
 		}

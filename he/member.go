@@ -175,6 +175,13 @@ func (d *Decryptor) Share(req *DecryptRequest) (*DecryptShare, error) {
 	if req == nil {
 		return nil, errors.New("he: nil decryption request")
 	}
+	if req.C1 == nil && req.c1raw != nil { // an aggregator's request: its c1 halves are encoded
+		b, err := req.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		return d.ShareEncoded(b)
+	}
 	nct := d.p.CiphertextsFor(max(req.Dim, 1))
 	if len(req.C1) != len(req.Contributions) {
 		return nil, fmt.Errorf("he: request has c1 halves for %d of %d contributions", len(req.C1), len(req.Contributions))

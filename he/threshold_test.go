@@ -3,7 +3,6 @@ package he
 import (
 	"bytes"
 	"crypto/ecdh"
-	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -16,8 +15,8 @@ import (
 	"github.com/tuneinsight/lattigo/v6/ring"
 )
 
-// fixture: a ceremony and a set of encoded uploads that can be replayed into fresh
-// aggregators, so every subset test decrypts the same aggregate.
+// fixture: a ceremony and a set of encoded, signed uploads (clients 1…n) that can be replayed
+// into fresh aggregators, so every subset test decrypts the same aggregate.
 type fixture struct {
 	p         *Params
 	committee []PartyID
@@ -31,19 +30,11 @@ type fixture struct {
 func newFixture(t *testing.T, k, threshold, clients, dim int) *fixture {
 	t.Helper()
 	f := &fixture{p: testParams(t), committee: committeeIDs(k), dim: dim}
-	var err error
-	f.setup, f.keys, err = RunCeremony(f.p, f.committee, threshold, crand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.setup, f.keys = runCeremony(t, f.p, f.committee, threshold)
 	f.plain = randomRound(rand.New(rand.NewPCG(uint64(k), uint64(clients))), clients, dim)
-	enc, err := NewEncryptor(f.setup)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, id := range f.plain.order {
 		u := f.plain.updates[id]
-		up, err := enc.Encrypt(1, id, u.Values, u.Weight)
+		up, err := newTestEncryptor(t, f.setup, id).Encrypt(1, id, u.Values, u.Weight)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,10 +49,7 @@ func newFixture(t *testing.T, k, threshold, clients, dim int) *fixture {
 
 func (f *fixture) aggregator(t *testing.T) *Aggregator {
 	t.Helper()
-	a, err := NewAggregator(f.setup, 1, f.dim)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newTestAggregator(t, f.setup, 1, f.dim)
 	for _, b := range f.uploads {
 		if err := a.AddEncoded(b); err != nil {
 			t.Fatal(err)
@@ -70,19 +58,23 @@ func (f *fixture) aggregator(t *testing.T) *Aggregator {
 	return a
 }
 
-func (f *fixture) decryptWith(t *testing.T, active []PartyID) (*Aggregate, error) {
+// approved returns an aggregator of all uploads whose manifest the whole committee approved,
+// and the members' decryptors.
+func (f *fixture) approved(t *testing.T) (*Aggregator, map[PartyID]*Decryptor) {
 	t.Helper()
 	a := f.aggregator(t)
+	return a, approveAll(t, a, f.keys, f.committee)
+}
+
+func (f *fixture) decryptWith(t *testing.T, active []PartyID) (*Aggregate, error) {
+	t.Helper()
+	a, decs := f.approved(t)
 	req, err := a.DecryptRequest(active)
 	if err != nil {
 		return nil, err
 	}
 	for _, id := range req.Active {
-		d, err := NewDecryptor(f.keys[id])
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := d.Share(req)
+		s, err := decs[id].Share(req)
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +125,7 @@ func TestFewerThanThresholdCannotDecrypt(t *testing.T) {
 			t.Fatalf("subset %v: got %v, want ErrNotEnoughMembers", set, err)
 		}
 		// …members refuse a request whose active set is below the threshold…
-		a := f.aggregator(t)
+		a, decs := f.approved(t)
 		var extra PartyID
 		for _, id := range f.committee {
 			if id != set[0] && id != set[1] {
@@ -146,25 +138,21 @@ func TestFewerThanThresholdCannotDecrypt(t *testing.T) {
 		}
 		forged := *req
 		forged.Active = set
-		d, err := NewDecryptor(f.keys[set[0]])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := d.Share(&forged); !errors.Is(err, ErrNotEnoughMembers) {
+		rb, _ := forged.MarshalBinary()
+		if _, err := decs[set[0]].ShareEncoded(rb); !errors.Is(err, ErrNotEnoughMembers) {
 			t.Fatalf("subset %v: member answered a below-threshold request: %v", set, err)
 		}
 	}
 	// …and with only t−1 of the t shares the server gets nothing: Finish refuses, and
 	// combining the shares by hand yields values unrelated to the sum.
-	a := f.aggregator(t)
+	a, decs := f.approved(t)
 	req, err := a.DecryptRequest(f.committee[:3])
 	if err != nil {
 		t.Fatal(err)
 	}
 	var shares []*DecryptShare
 	for _, id := range req.Active[:2] {
-		d, _ := NewDecryptor(f.keys[id])
-		s, err := d.Share(req)
+		s, err := decs[id].Share(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,16 +186,17 @@ func combineByHand(p *Params, sum [][2]ring.Poly, shares []*DecryptShare, dim in
 	return out
 }
 
-func TestRetryWithAnotherActiveSet(t *testing.T) {
+// TestMemberSharesOncePerRound: a member releases one share per round, whatever the active
+// set; a round older than its last is refused; the next round works.
+func TestMemberSharesOncePerRound(t *testing.T) {
 	f := newFixture(t, 4, 3, 3, 40)
-	a := f.aggregator(t)
+	a, decs := f.approved(t)
 	req, err := a.DecryptRequest(f.committee[:3])
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range req.Active[:2] { // the third member drops before answering
-		d, _ := NewDecryptor(f.keys[id])
-		s, err := d.Share(req)
+		s, err := decs[id].Share(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -218,26 +207,64 @@ func TestRetryWithAnotherActiveSet(t *testing.T) {
 	if _, err := a.Finish(); !errors.Is(err, ErrNotEnoughMembers) {
 		t.Fatalf("Finish without the dropped member: %v", err)
 	}
-	req, err = a.DecryptRequest([]PartyID{f.committee[0], f.committee[1], f.committee[3]})
+	if _, err := decs[req.Active[0]].Share(req); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("second share for the same request: %v", err)
+	}
+	retry, err := a.DecryptRequest([]PartyID{f.committee[0], f.committee[1], f.committee[3]})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range req.Active {
-		d, _ := NewDecryptor(f.keys[id])
-		s, err := d.Share(req)
+	if _, err := decs[f.committee[0]].Share(retry); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("a share for another active set in the same round: %v", err)
+	}
+	// The next round: fresh uploads of round 2, the same decryptors.
+	a2 := newTestAggregator(t, f.setup, 2, f.dim)
+	for _, id := range f.plain.order {
+		u := f.plain.updates[id]
+		up, err := newTestEncryptor(t, f.setup, id).Encrypt(2, id, u.Values, u.Weight)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := a.AddShare(s); err != nil {
+		if err := a2.Add(up); err != nil {
 			t.Fatal(err)
 		}
 	}
-	agg, err := a.Finish()
+	r2, _ := a2.ApprovalRequest()
+	for _, id := range f.committee {
+		ap, err := decs[id].Approve(r2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a2.AddApproval(ap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req2, err := a2.DecryptRequest(f.committee[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range req2.Active {
+		s, err := decs[id].Share(req2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a2.AddShare(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agg, err := a2.Finish()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if e := maxAbsDiff(agg.Sum, f.plain.sum); e > f.p.MaxAbsError(3) {
 		t.Fatalf("error %.3g", e)
+	}
+	// Round 1 is now in every member's past.
+	if _, err := decs[f.committee[3]].Share(retry); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("a share for an older round: %v", err)
+	}
+	if _, err := decs[f.committee[3]].Approve(a.appReq); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("an approval for an older round: %v", err)
 	}
 }
 
@@ -250,6 +277,7 @@ var forbiddenOnServer = []reflect.Type{
 	reflect.TypeFor[KeyMaterial](),
 	reflect.TypeFor[Decryptor](),
 	reflect.TypeFor[CeremonyMember](),
+	reflect.TypeFor[Identity](),
 }
 
 // reachable reports every type reachable from t through fields, pointers, slices,
@@ -271,7 +299,8 @@ func reachable(t reflect.Type, seen map[reflect.Type]bool) {
 		}
 	case reflect.Interface:
 		// Interfaces could hold anything; the server types must not have any that
-		// could carry a key. Lattigo's samplers are interfaces but hold no key.
+		// could carry a key. Lattigo's samplers are interfaces but hold no key, and a
+		// Trust holds only public certificates.
 	}
 }
 
@@ -280,7 +309,8 @@ func TestServerViewHoldsNoSecret(t *testing.T) {
 		reflect.TypeFor[Aggregator](), reflect.TypeFor[CeremonyServer](), reflect.TypeFor[PublicSetup](),
 		reflect.TypeFor[Upload](), reflect.TypeFor[DecryptRequest](), reflect.TypeFor[DecryptShare](),
 		reflect.TypeFor[Directory](), reflect.TypeFor[SealedShare](), reflect.TypeFor[KeyGenShare](),
-		reflect.TypeFor[Aggregate](), reflect.TypeFor[Ceremony](),
+		reflect.TypeFor[Aggregate](), reflect.TypeFor[Ceremony](), reflect.TypeFor[KeyCommitment](),
+		reflect.TypeFor[Endorsement](), reflect.TypeFor[ApprovalRequest](), reflect.TypeFor[Approval](),
 	}
 	for _, st := range serverTypes {
 		seen := map[reflect.Type]bool{}
@@ -301,15 +331,14 @@ func TestServerViewHoldsNoSecret(t *testing.T) {
 
 func TestServerCannotDecryptAnIndividualUpload(t *testing.T) {
 	f := newFixture(t, 3, 2, 3, 40)
-	a := f.aggregator(t)
+	a, decs := f.approved(t)
 	req, err := a.DecryptRequest(f.committee)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var shares []*DecryptShare
 	for _, id := range req.Active {
-		d, _ := NewDecryptor(f.keys[id])
-		s, err := d.Share(req)
+		s, err := decs[id].Share(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,42 +359,22 @@ func TestServerCannotDecryptAnIndividualUpload(t *testing.T) {
 		t.Fatalf("aggregate shares decrypt an individual upload to within %.3g", e)
 	}
 	// An aggregate of a single upload is refused by the server and by the members.
-	single, _ := NewAggregator(f.setup, 1, f.dim)
+	single := newTestAggregator(t, f.setup, 1, f.dim)
 	if err := single.AddEncoded(f.uploads[0]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := single.DecryptRequest(f.committee); err == nil {
-		t.Fatal("server issued a decryption request for one upload")
+	if _, err := single.ApprovalRequest(); !errors.Is(err, ErrTooFewContributors) {
+		t.Fatalf("server asked to approve one upload: %v", err)
 	}
-	forged := *req
-	forged.Contributors = 1
-	d, _ := NewDecryptor(f.keys[f.committee[0]])
-	if _, err := d.Share(&forged); err == nil {
-		t.Fatal("member decrypted a one-upload aggregate")
-	}
-}
-
-func TestMemberLimitsSharesPerRound(t *testing.T) {
-	f := newFixture(t, 3, 2, 2, 10)
-	a := f.aggregator(t)
-	req, err := a.DecryptRequest(f.committee[:2])
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, _ := NewDecryptor(f.keys[f.committee[0]])
-	for i := 0; i < MaxSharesPerRound; i++ {
-		if _, err := d.Share(req); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := d.Share(req); err == nil {
-		t.Fatal("member exceeded MaxSharesPerRound")
+	forged := ApprovalRequest{Ceremony: req.Ceremony, Round: req.Round, Dim: req.Dim, Contributions: req.Contributions[:1]}
+	if _, err := newTestDecryptor(t, f.keys[f.committee[0]]).Approve(&forged); !errors.Is(err, ErrTooFewContributors) {
+		t.Fatalf("member approved a one-upload aggregate: %v", err)
 	}
 }
 
 func TestEncryptRejectsBadInput(t *testing.T) {
-	f := newFixture(t, 2, 2, 2, 10)
-	enc, _ := NewEncryptor(f.setup)
+	f := newFixture(t, 2, 2, 3, 10)
+	enc := newTestEncryptor(t, f.setup, 1)
 	ok := []float32{1, 2, 3}
 	cases := []struct {
 		name   string
@@ -385,7 +394,7 @@ func TestEncryptRejectsBadInput(t *testing.T) {
 			t.Errorf("%s: accepted", c.name)
 		}
 	}
-	a, _ := NewAggregator(f.setup, 1, f.dim)
+	a := newTestAggregator(t, f.setup, 1, f.dim)
 	up, _ := enc.Encrypt(2, 1, make([]float32, f.dim), 1)
 	if err := a.Add(up); err == nil {
 		t.Error("aggregator accepted an upload for another round")
@@ -402,6 +411,10 @@ func TestEncryptRejectsBadInput(t *testing.T) {
 		t.Error("aggregator accepted a duplicate upload")
 	}
 	up, _ = enc.Encrypt(1, 2, make([]float32, f.dim), 1)
+	if err := a.Add(up); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("aggregator accepted a second upload by the same party under another id: %v", err)
+	}
+	up, _ = newTestEncryptor(t, f.setup, 3).Encrypt(1, 3, make([]float32, f.dim), 1)
 	up.Ciphertexts[0][1].Coeffs[0][0] = f.p.moduli[0] // unreduced coefficient
 	if err := a.Add(up); err == nil {
 		t.Error("aggregator accepted an unreduced coefficient")
@@ -410,43 +423,59 @@ func TestEncryptRejectsBadInput(t *testing.T) {
 
 func TestRejectedUploadLeavesAggregateUnchanged(t *testing.T) {
 	f := newFixture(t, 2, 2, 3, 2*4096+5) // three ciphertexts per upload
-	a := f.aggregator(t)
-	before := make([][2]ring.Poly, len(a.sum))
-	for k := range a.sum {
-		before[k] = [2]ring.Poly{*a.sum[k][0].CopyNew(), *a.sum[k][1].CopyNew()}
-	}
-	bad := relabel(nil, f.uploads[0], 99)
-	// Corrupt the last coefficient of the last polynomial: everything before it is
-	// added first and must be rolled back.
-	binary.LittleEndian.PutUint64(bad[len(bad)-8:], f.p.moduli[len(f.p.moduli)-1])
-	if err := a.AddEncoded(bad); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("corrupted upload: %v", err)
-	}
-	for k := range a.sum {
-		if !a.sum[k][0].Equal(&before[k][0]) || !a.sum[k][1].Equal(&before[k][1]) {
-			t.Fatalf("ciphertext %d of the aggregate changed", k)
+	for _, verify := range []bool{false, true} {
+		a := f.aggregator(t)
+		if !verify {
+			a.ver = nil // the streaming decoder's own checks only
 		}
-	}
-	if len(a.Contributors()) != 3 {
-		t.Fatal("rejected upload counted as a contribution")
-	}
-	// The same sender may retry with a valid upload.
-	if err := a.AddEncoded(relabel(nil, f.uploads[0], 99)); err != nil {
-		t.Fatal(err)
+		before := make([][2]ring.Poly, len(a.sum))
+		for k := range a.sum {
+			before[k] = [2]ring.Poly{*a.sum[k][0].CopyNew(), *a.sum[k][1].CopyNew()}
+		}
+		unchanged := func(what string) {
+			t.Helper()
+			for k := range a.sum {
+				if !a.sum[k][0].Equal(&before[k][0]) || !a.sum[k][1].Equal(&before[k][1]) {
+					t.Fatalf("%s: ciphertext %d of the aggregate changed", what, k)
+				}
+			}
+			if len(a.Contributors()) != 3 {
+				t.Fatalf("%s: rejected upload counted as a contribution", what)
+			}
+		}
+		bad := relabel(nil, f.uploads[0], 99)
+		// Corrupt the last coefficient of the last polynomial: everything before it is
+		// added first and must be rolled back.
+		binary.LittleEndian.PutUint64(bad[len(bad)-8:], f.p.moduli[len(f.p.moduli)-1])
+		if err := a.AddEncoded(bad); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("corrupted upload: %v", err)
+		}
+		unchanged("corrupted upload")
+		if verify {
+			// A relabelled upload is well formed but not signed by party 99: rolled back too.
+			if err := a.AddEncoded(relabel(nil, f.uploads[0], 99)); !errors.Is(err, ErrUntrusted) {
+				t.Fatalf("relabelled upload: %v", err)
+			}
+			unchanged("relabelled upload")
+			continue
+		}
+		// The same sender may retry with a valid upload.
+		if err := a.AddEncoded(relabel(nil, f.uploads[0], 99)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
 func TestEncodedSharesValidatedAndRolledBack(t *testing.T) {
 	f := newFixture(t, 3, 2, 3, 2*4096+5)
-	a := f.aggregator(t)
+	a, decs := f.approved(t)
 	req, err := a.DecryptRequest(f.committee[:2])
 	if err != nil {
 		t.Fatal(err)
 	}
 	var encoded [][]byte
 	for _, id := range req.Active {
-		d, _ := NewDecryptor(f.keys[id])
-		s, err := d.Share(req)
+		s, err := decs[id].Share(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -477,29 +506,34 @@ func TestEncodedSharesValidatedAndRolledBack(t *testing.T) {
 
 func TestShareEncodedMatchesShareAndRejectsMalformed(t *testing.T) {
 	f := newFixture(t, 3, 2, 3, 100)
-	a := f.aggregator(t)
+	a, decs := f.approved(t)
 	req, err := a.DecryptRequest(f.committee[:2])
 	if err != nil {
 		t.Fatal(err)
 	}
 	rb, _ := req.MarshalBinary()
-	d0, _ := NewDecryptor(f.keys[req.Active[0]])
+	d0 := decs[req.Active[0]]
+	before, _ := d0.LastRound()
 	bad := bytes.Clone(rb)
 	binary.LittleEndian.PutUint64(bad[len(bad)-8:], f.p.moduli[len(f.p.moduli)-1])
+	flipped := bytes.Clone(rb)
+	flipped[len(flipped)-100] ^= 1 // a reduced coefficient, but not the signed c1
 	for _, b := range [][]byte{bad, rb[:len(rb)-1], append(bytes.Clone(rb), 0)} {
 		if _, err := d0.ShareEncoded(b); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("malformed request: %v", err)
 		}
 	}
-	if d0.served[req.Round] != 0 {
-		t.Fatal("a rejected request counted against the member's budget")
+	if _, err := d0.ShareEncoded(flipped); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("request with altered c1 halves: %v", err)
+	}
+	if after, _ := d0.LastRound(); after != before || d0.state.shared {
+		t.Fatal("a rejected request moved the member's round counter")
 	}
 	s0, err := d0.ShareEncoded(rb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d1, _ := NewDecryptor(f.keys[req.Active[1]])
-	s1, err := d1.Share(req)
+	s1, err := decs[req.Active[1]].Share(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package securesum
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -14,6 +13,7 @@ import (
 
 	"shoal/fl"
 	"shoal/he"
+	"shoal/pki"
 )
 
 // HEOptions configures threshold homomorphic aggregation.
@@ -24,32 +24,58 @@ type HEOptions struct {
 	// Rand returns the randomness of party id (−1: the server) for the ceremony; nil means
 	// crypto/rand.
 	Rand func(round int, id fl.ClientID) io.Reader
+
+	// Identity and Trust say who this process is and whom it believes; they are local, never
+	// taken from the server. Both nil: a simulation, where every client lives in this process
+	// with an identity from an in-memory CA. Trust alone: a deployment server (it checks
+	// uploads and approvals before relaying them, and holds no identity). Both: a deployment
+	// client, which signs as Identity whatever client id the server gives it.
+	Identity *he.Identity
+	// Trust verifies certificates against a root this process holds (pki.LoadClientVerifier
+	// on the CA certificate).
+	Trust he.Trust
+	// MinContributors: committee members release a decryption share only for the sum of at
+	// least this many distinct signed uploads, and the server abandons a round with fewer
+	// (0: he.DefaultMinContributors = 3).
+	MinContributors int
+	// MinThreshold: a client refuses to encrypt under a setup whose threshold is lower
+	// (0: 2). It is the client's own floor: the server chooses the committee.
+	MinThreshold int
 }
 
 // HE is the fl.SecureSum of threshold homomorphic aggregation: a one-time key ceremony among
-// the committee (round 0), then per round encrypted uploads that the server adds, and
-// decryption shares from T online committee members for the aggregate only.
+// the committee (round 0), then per round signed encrypted uploads that the server adds, the
+// committee's approval of the round's contributor set, and decryption shares from T online
+// committee members for the sum of that set only.
 type HE struct {
 	o      HEOptions
 	params *he.Params
+	trust  he.Trust
+
+	// Simulation: the in-memory CA and the identities it issued to the federation's clients.
+	ca      *pki.MemoryCA
+	idMu    sync.Mutex
+	idCache map[fl.ClientID]he.Identity
 
 	// Server side: the public setup, known once the ceremony is done.
 	mu    sync.Mutex
 	setup *he.PublicSetup
 	wire  []byte // its encoding, sent with every round's upload request
 
-	// Client side: decoded public setups, shared by the virtual clients of one process (it is
-	// public material, checked against its hash in every message).
+	// Client side: encryptors for verified public setups, shared by the virtual clients of one
+	// process (the setup is public material, identified by its hash in every message).
 	cacheMu sync.Mutex
-	cache   map[[32]byte]*he.PublicSetup
+	cache   map[[32]byte]*he.Encryptor
 
-	// Client side: each committee member's decryptor, kept across rounds so that its limit on
-	// decryption requests per round holds (every extra decryption averages the smudging noise).
+	// Client side: each committee member's decryptor, kept across rounds: it holds the member's
+	// round counter (one contributor set approved, one share released, per round; rounds only
+	// go up).
 	decMu      sync.Mutex
 	decryptors map[fl.ClientID]*he.Decryptor
 }
 
-// NewHE validates the options.
+// NewHE validates the options. Without Identity and Trust it simulates every client in this
+// process, with identities from a fresh in-memory CA.
 func NewHE(o HEOptions) (*HE, error) {
 	p := o.Params
 	if p == nil {
@@ -58,23 +84,47 @@ func NewHE(o HEOptions) (*HE, error) {
 	if o.Committee < 2 {
 		return nil, fmt.Errorf("he: the committee needs at least 2 members, got %d", o.Committee)
 	}
-	if o.Threshold < 1 || o.Threshold > o.Committee {
-		return nil, fmt.Errorf("he: threshold must be in [1, committee = %d], got %d", o.Committee, o.Threshold)
+	if o.Threshold < 2 || o.Threshold > o.Committee {
+		return nil, fmt.Errorf("he: threshold must be in [2, committee = %d], got %d", o.Committee, o.Threshold)
 	}
-	return &HE{o: o, params: p, cache: map[[32]byte]*he.PublicSetup{}, decryptors: map[fl.ClientID]*he.Decryptor{}}, nil
+	if o.MinContributors == 0 {
+		o.MinContributors = he.DefaultMinContributors
+	}
+	if o.MinContributors < 2 {
+		return nil, fmt.Errorf("he: minimum of %d contributors; at least 2 (one upload is an individual update)", o.MinContributors)
+	}
+	if o.MinThreshold == 0 {
+		o.MinThreshold = 2
+	}
+	h := &HE{o: o, params: p, trust: o.Trust, cache: map[[32]byte]*he.Encryptor{}, decryptors: map[fl.ClientID]*he.Decryptor{}}
+	switch {
+	case o.Identity != nil && o.Trust == nil:
+		return nil, errors.New("he: a client identity needs a trust root (the CA certificate) to verify the others")
+	case o.Identity == nil && o.Trust == nil:
+		ca, err := pki.NewMemoryCA()
+		if err != nil {
+			return nil, err
+		}
+		h.ca, h.trust, h.idCache = ca, ca.Verifier(), map[fl.ClientID]he.Identity{}
+	}
+	return h, nil
 }
 
 func (h *HE) Name() string { return "he" }
 
 func (h *HE) Describe() string {
 	return fmt.Sprintf("he: threshold CKKS aggregation (Lattigo multiparty), committee %d, threshold %d, N = 2^%d, log QP = %.0f, %d-bit security; "+
-		"the server adds ciphertexts and decrypts only the aggregate with %d members' shares; no party holds the secret key",
-		h.o.Committee, h.o.Threshold, h.params.LogN(), h.params.LogQP(), h.params.SecurityBits(), h.o.Threshold)
+		"the server adds ciphertexts and decrypts only the aggregate with %d members' shares; no party holds the secret key; "+
+		"members sign the key, clients sign their uploads, and a member decrypts only the sum of at least %d distinct signed uploads "+
+		"of a round whose contributor set %d members approved",
+		h.o.Committee, h.o.Threshold, h.params.LogN(), h.params.LogQP(), h.params.SecurityBits(), h.o.Threshold,
+		h.o.MinContributors, he.ApprovalQuorum(h.o.Committee, h.o.Threshold))
 }
 
-// Stages of a round: the upload request answered by the encrypted update, the liveness check
-// of the committee, and the decryption request answered by decryption shares.
-func (h *HE) Stages() []string { return []string{"upload", "ping", "decrypt"} }
+// Stages of a round: the upload request answered by the signed encrypted update, the
+// committee's approval of the round's contributor set, and the decryption request answered by
+// decryption shares.
+func (h *HE) Stages() []string { return []string{"upload", "approve", "decrypt"} }
 
 func (h *HE) rand(round int, id fl.ClientID) io.Reader {
 	if h.o.Rand == nil {
@@ -83,15 +133,45 @@ func (h *HE) rand(round int, id fl.ClientID) io.Reader {
 	return h.o.Rand(round, id)
 }
 
+// identity returns the identity client id signs with.
+func (h *HE) identity(id fl.ClientID) (he.Identity, error) {
+	if h.o.Identity != nil {
+		return *h.o.Identity, nil
+	}
+	if h.ca == nil {
+		return he.Identity{}, errors.New("he: this process holds no client identity (a deployment server)")
+	}
+	h.idMu.Lock()
+	defer h.idMu.Unlock()
+	if v, ok := h.idCache[id]; ok {
+		return v, nil
+	}
+	cert, key, err := h.ca.IssueClient(fmt.Sprintf("sim-client-%d", id))
+	if err != nil {
+		return he.Identity{}, err
+	}
+	v := he.Identity{Certificate: cert, Key: key}
+	h.idCache[id] = v
+	return v, nil
+}
+
+// explain adds, in a simulation, why a deployment client's messages would not verify.
+func (h *HE) explain(err error) error {
+	if err != nil && h.ca != nil && errors.Is(err, he.ErrUntrusted) {
+		return fmt.Errorf("%w (this process simulates every client with an in-memory CA; a deployment client needs its own certificate: securesum.FromWireHE)", err)
+	}
+	return err
+}
+
 // Message kinds, the first byte of every message of this adapter.
 const (
 	heCeremony byte = 1 + iota
 	heDirectory
 	heSealed
 	heUploadRequest
-	hePing
+	heApprovalRequest
 	heDecryptRequest
-	heAck
+	heReveals
 )
 
 // SetupClients is the committee: the first K registered clients.
@@ -116,7 +196,8 @@ func partyOf(id fl.ClientID) he.PartyID { return he.PartyID(id) + 1 }
 
 func clientOf(p he.PartyID) fl.ClientID { return fl.ClientID(p - 1) }
 
-// NewSetup begins the key ceremony.
+// NewSetup begins the key ceremony: commitments, directory, reveals and sealed shares,
+// endorsements.
 func (h *HE) NewSetup(clients []fl.ClientID) (fl.SumServer, error) {
 	if len(clients) != h.o.Committee {
 		return nil, fmt.Errorf("he: a committee of %d needs %d clients, the federation has %d", h.o.Committee, h.o.Committee, len(clients))
@@ -168,19 +249,41 @@ func (s *heSetupServer) Next() (map[fl.ClientID][]byte, bool, error) {
 			msgs[id] = append([]byte{heDirectory}, b...)
 		}
 	case 2:
+		reveals, err := s.srv.KeyGenShares()
+		if err != nil {
+			return nil, false, err
+		}
+		var parts [][]byte
+		for _, r := range reveals {
+			b, err := r.MarshalBinary()
+			if err != nil {
+				return nil, false, err
+			}
+			parts = append(parts, b)
+		}
 		for _, id := range s.members {
 			shares, err := s.srv.SharesFor(partyOf(id))
 			if err != nil {
 				return nil, false, err
 			}
-			if msgs[id], err = frameSealed(shares); err != nil {
-				return nil, false, err
+			mine := slices.Clip(parts)
+			for _, sh := range shares {
+				b, err := sh.MarshalBinary()
+				if err != nil {
+					return nil, false, err
+				}
+				mine = append(mine, b)
 			}
+			msgs[id] = frame(heReveals, mine)
 		}
 	default:
 		setup, err := s.srv.Setup()
 		if err != nil {
 			return nil, false, err
+		}
+		// A member that endorsed garbage would make every client refuse the key: find out now.
+		if _, err := setup.Verify(s.h.trust); err != nil {
+			return nil, false, fmt.Errorf("he key ceremony: the endorsed setup does not verify: %w", err)
 		}
 		wire, err := setup.MarshalBinary()
 		if err != nil {
@@ -199,20 +302,33 @@ func (s *heSetupServer) Receive(from fl.ClientID, msg []byte) error {
 	p := s.h.params
 	switch s.stage {
 	case 1:
-		m, err := he.DecodeKeyGenShare(p, msg)
+		m, err := he.DecodeKeyCommitment(msg)
 		if err != nil {
 			return err
 		}
 		if m.From != partyOf(from) {
-			return fmt.Errorf("he: key share from client %d claims to be from party %d", from, m.From)
+			return fmt.Errorf("he: key commitment from client %d claims to be from party %d", from, m.From)
 		}
-		return s.srv.HandleKeyGenShare(m)
+		return s.srv.HandleCommitment(m)
 	case 2:
 		parts, err := unframe(heSealed, msg, len(s.members))
 		if err != nil {
 			return err
 		}
-		for _, b := range parts {
+		if len(parts) != len(s.members) {
+			return fmt.Errorf("he: ceremony reply of %d parts, want %d", len(parts), len(s.members))
+		}
+		reveal, err := he.DecodeKeyGenShare(p, parts[0])
+		if err != nil {
+			return err
+		}
+		if reveal.From != partyOf(from) {
+			return fmt.Errorf("he: key share from client %d claims to be from party %d", from, reveal.From)
+		}
+		if err := s.srv.HandleKeyGenShare(reveal); err != nil {
+			return err
+		}
+		for _, b := range parts[1:] {
 			m, err := he.DecodeSealedShare(p, b)
 			if err != nil {
 				return err
@@ -226,10 +342,14 @@ func (s *heSetupServer) Receive(from fl.ClientID, msg []byte) error {
 		}
 		return nil
 	case 3:
-		if !bytes.Equal(msg, []byte{heAck}) {
-			return errors.New("he: malformed ceremony acknowledgement")
+		e, err := he.DecodeEndorsement(msg)
+		if err != nil {
+			return err
 		}
-		return nil
+		if e.From != partyOf(from) {
+			return fmt.Errorf("he: endorsement from client %d claims to be from party %d", from, e.From)
+		}
+		return s.srv.HandleEndorsement(e)
 	}
 	return fmt.Errorf("he: unexpected ceremony message at stage %d", s.stage)
 }
@@ -237,7 +357,8 @@ func (s *heSetupServer) Receive(from fl.ClientID, msg []byte) error {
 func (s *heSetupServer) Drop(fl.ClientID)              { s.dropped = true }
 func (s *heSetupServer) Result() (fl.SumResult, error) { return fl.SumResult{}, nil }
 
-// NewServer begins a round: the holders upload, then T online committee members decrypt.
+// NewServer begins a round: the holders upload, the reachable committee members approve the
+// contributor set, then T of them decrypt its sum.
 func (h *HE) NewServer(round int, clients []fl.ClientID, dim int, _ float64) (fl.SumServer, error) {
 	h.mu.Lock()
 	setup, wire := h.setup, h.wire
@@ -245,7 +366,7 @@ func (h *HE) NewServer(round int, clients []fl.ClientID, dim int, _ float64) (fl
 	if setup == nil {
 		return nil, errors.New("he: no key ceremony has been run")
 	}
-	agg, err := he.NewAggregator(setup, uint64(round), dim+1)
+	agg, err := he.NewAggregator(setup, uint64(round), dim+1, he.AggregatorConfig{Trust: h.trust, MinContributors: h.o.MinContributors})
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +375,7 @@ func (h *HE) NewServer(round int, clients []fl.ClientID, dim int, _ float64) (fl
 	req = binary.BigEndian.AppendUint64(req, uint64(round))
 	req = binary.BigEndian.AppendUint32(req, uint32(dim))
 	req = append(req, wire...)
-	return &heServer{h: h, agg: agg, round: round, dim: dim, holders: slices.Clone(clients), request: req, online: map[fl.ClientID]bool{}}, nil
+	return &heServer{h: h, agg: agg, round: round, dim: dim, holders: slices.Clone(clients), request: req}, nil
 }
 
 type heServer struct {
@@ -265,8 +386,6 @@ type heServer struct {
 	holders []fl.ClientID
 	request []byte
 	stage   int
-	online  map[fl.ClientID]bool
-	active  []he.PartyID
 	res     *he.Aggregate
 }
 
@@ -278,20 +397,7 @@ func (s *heServer) Next() (map[fl.ClientID][]byte, bool, error) {
 			msgs[id] = s.request
 		}
 	case 1:
-		for i := range s.h.o.Committee {
-			msgs[fl.ClientID(i)] = []byte{hePing}
-		}
-	case 2:
-		for i := range s.h.o.Committee {
-			if s.online[fl.ClientID(i)] {
-				s.active = append(s.active, partyOf(fl.ClientID(i)))
-			}
-		}
-		// Exactly T members: each extra decryption of the aggregate would average its smudging.
-		if len(s.active) > s.h.o.Threshold {
-			s.active = s.active[:s.h.o.Threshold]
-		}
-		req, err := s.agg.DecryptRequest(s.active)
+		req, err := s.agg.ApprovalRequest()
 		if err != nil {
 			return nil, false, abandoned(err)
 		}
@@ -299,8 +405,23 @@ func (s *heServer) Next() (map[fl.ClientID][]byte, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		for _, id := range s.active {
-			msgs[clientOf(id)] = append([]byte{heDecryptRequest}, b...)
+		m := append([]byte{heApprovalRequest}, b...)
+		for i := range s.h.o.Committee {
+			msgs[fl.ClientID(i)] = m
+		}
+	case 2:
+		// T of the members that approved; the request needs the approval quorum.
+		active := s.agg.Approvers()
+		req, err := s.agg.DecryptRequest(active)
+		if err != nil {
+			return nil, false, abandoned(err)
+		}
+		b, err := req.AppendBinary([]byte{heDecryptRequest})
+		if err != nil {
+			return nil, false, err
+		}
+		for _, id := range req.Active {
+			msgs[clientOf(id)] = b
 		}
 	default:
 		res, err := s.agg.Finish()
@@ -314,7 +435,7 @@ func (s *heServer) Next() (map[fl.ClientID][]byte, bool, error) {
 	return msgs, false, nil
 }
 
-// abandoned marks a decryption that could not happen (too few members, too few uploads):
+// abandoned marks a decryption that could not happen (too few members, approvals or uploads):
 // nothing was decrypted, so the engine leaves the model unchanged.
 func abandoned(err error) error {
 	return fmt.Errorf("%w: %v", fl.ErrRoundAbandoned, err)
@@ -325,18 +446,21 @@ func (s *heServer) Receive(from fl.ClientID, msg []byte) error {
 	case 1:
 		return s.agg.AddEncoded(msg)
 	case 2:
-		if !bytes.Equal(msg, []byte{heAck}) {
-			return errors.New("he: malformed liveness answer")
+		ap, err := he.DecodeApproval(msg)
+		if err != nil {
+			return err
 		}
-		s.online[from] = true
-		return nil
+		if ap.From != partyOf(from) {
+			return fmt.Errorf("he: approval from client %d claims to be from party %d", from, ap.From)
+		}
+		return s.agg.AddApproval(ap)
 	case 3:
 		return s.agg.AddShareEncoded(msg)
 	}
 	return fmt.Errorf("he: unexpected message at stage %d", s.stage)
 }
 
-func (s *heServer) Drop(fl.ClientID) {} // a missing upload is left out; a missing share fails Finish
+func (s *heServer) Drop(fl.ClientID) {} // a missing upload is left out; a missing approval may still leave a quorum; a missing share fails Finish
 
 func (s *heServer) Result() (fl.SumResult, error) {
 	if s.res == nil {
@@ -350,7 +474,8 @@ func (s *heServer) Result() (fl.SumResult, error) {
 }
 
 // NewClient begins client id's half: it answers ceremony messages (committee members), upload
-// requests (with its input) and decryption requests (committee members, from their saved key).
+// requests (with its input), approval and decryption requests (committee members, from their
+// saved key).
 func (h *HE) NewClient(round int, id fl.ClientID, in fl.SumInput) (fl.SumClient, error) {
 	if in.Update != nil {
 		if !(in.Weight > 0) || math.IsInf(in.Weight, 0) {
@@ -374,10 +499,16 @@ type heClient struct {
 }
 
 func (c *heClient) Handle(msg []byte) ([]byte, error) {
+	reply, err := c.handle(msg)
+	return reply, c.h.explain(err)
+}
+
+func (c *heClient) handle(msg []byte) ([]byte, error) {
 	if len(msg) == 0 {
 		return nil, errors.New("he: empty message")
 	}
-	p := c.h.params
+	h := c.h
+	p := h.params
 	switch msg[0] {
 	case heCeremony:
 		cer, err := he.DecodeCeremony(msg[1:])
@@ -387,60 +518,109 @@ func (c *heClient) Handle(msg []byte) ([]byte, error) {
 		if !cer.Params.Equal(p) {
 			return nil, errors.New("he: the ceremony's parameters are not the run's")
 		}
-		m, share, err := he.JoinCeremony(cer, partyOf(c.id), c.h.rand(0, c.id))
+		if cer.Threshold < h.o.MinThreshold {
+			return nil, fmt.Errorf("he: ceremony threshold %d below this client's minimum %d", cer.Threshold, h.o.MinThreshold)
+		}
+		id, err := h.identity(c.id)
+		if err != nil {
+			return nil, err
+		}
+		m, commitment, err := he.JoinCeremony(cer, partyOf(c.id), id, h.trust, h.rand(0, c.id))
 		if err != nil {
 			return nil, err
 		}
 		c.member = m
-		return share.MarshalBinary()
+		return commitment.MarshalBinary()
 	case heDirectory:
 		if c.member == nil {
 			return nil, errors.New("he: directory before the ceremony")
 		}
-		dir, err := he.DecodeDirectory(p, msg[1:])
+		dir, err := he.DecodeDirectory(msg[1:])
 		if err != nil {
 			return nil, err
 		}
-		sealed, err := c.member.HandleDirectory(dir)
+		reveal, sealed, err := c.member.HandleDirectory(dir)
 		if err != nil {
 			return nil, err
 		}
-		return frameSealed(sealed)
-	case heSealed:
+		parts := make([][]byte, 0, 1+len(sealed))
+		b, err := reveal.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, b)
+		for _, s := range sealed {
+			if b, err = s.MarshalBinary(); err != nil {
+				return nil, err
+			}
+			parts = append(parts, b)
+		}
+		return frame(heSealed, parts), nil
+	case heReveals:
 		if c.member == nil {
 			return nil, errors.New("he: sealed shares before the ceremony")
 		}
-		parts, err := unframe(heSealed, msg, c.h.o.Committee)
+		k := h.o.Committee
+		parts, err := unframe(heReveals, msg, 2*k-1)
 		if err != nil {
 			return nil, err
 		}
-		boxes := make([]*he.SealedShare, len(parts))
-		for i, b := range parts {
-			if boxes[i], err = he.DecodeSealedShare(p, b); err != nil {
+		if len(parts) != 2*k-1 {
+			return nil, fmt.Errorf("he: %d public-key and sealed shares, want %d", len(parts), 2*k-1)
+		}
+		reveals := make([]*he.KeyGenShare, k)
+		for i := range reveals {
+			if reveals[i], err = he.DecodeKeyGenShare(p, parts[i]); err != nil {
 				return nil, err
 			}
 		}
-		km, err := c.member.HandleSealedShares(boxes)
+		boxes := make([]*he.SealedShare, k-1)
+		for i := range boxes {
+			if boxes[i], err = he.DecodeSealedShare(p, parts[k+i]); err != nil {
+				return nil, err
+			}
+		}
+		km, endorsement, err := c.member.HandleSealedShares(reveals, boxes)
+		if err != nil {
+			return nil, err
+		}
+		id, err := h.identity(c.id)
 		if err != nil {
 			return nil, err
 		}
 		// The member's key stays in this process's memory: a restarted client takes part in the
 		// next ceremony, not in decrypting under the old key.
-		d, err := he.NewDecryptor(km)
+		d, err := he.NewDecryptor(km, he.DecryptorConfig{Identity: id, Trust: h.trust, MinContributors: h.o.MinContributors})
 		if err != nil {
 			return nil, err
 		}
-		c.h.decMu.Lock()
-		c.h.decryptors[c.id] = d // a new ceremony replaces the member's key
-		c.h.decMu.Unlock()
+		h.decMu.Lock()
+		h.decryptors[c.id] = d // a new ceremony replaces the member's key
+		h.decMu.Unlock()
 		c.member = nil
-		return []byte{heAck}, nil
+		return endorsement.MarshalBinary()
 	case heUploadRequest:
 		return c.upload(msg[1:])
-	case hePing:
-		return []byte{heAck}, nil
+	case heApprovalRequest:
+		dec, err := h.decryptor(c.id)
+		if err != nil {
+			return nil, err
+		}
+		ap, err := dec.ApproveEncoded(msg[1:])
+		if err != nil {
+			return nil, err
+		}
+		return ap.MarshalBinary()
 	case heDecryptRequest:
-		return c.share(msg[1:])
+		dec, err := h.decryptor(c.id)
+		if err != nil {
+			return nil, err
+		}
+		sh, err := dec.ShareEncoded(msg[1:])
+		if err != nil {
+			return nil, err
+		}
+		return sh.MarshalBinary()
 	}
 	return nil, fmt.Errorf("he: unknown message kind %d", msg[0])
 }
@@ -453,11 +633,11 @@ func (c *heClient) upload(b []byte) ([]byte, error) {
 	if round != uint64(c.round) || c.in.Update == nil || dim+1 != len(c.in.Update) {
 		return nil, fmt.Errorf("he: upload request for round %d dim %d; the client holds round %d", round, dim, c.round)
 	}
-	setup, err := c.h.publicSetup(b[12:])
+	id, err := c.h.identity(c.id)
 	if err != nil {
 		return nil, err
 	}
-	enc, err := he.NewEncryptor(setup)
+	enc, err := c.h.encryptor(b[12:], id)
 	if err != nil {
 		return nil, err
 	}
@@ -467,18 +647,6 @@ func (c *heClient) upload(b []byte) ([]byte, error) {
 	}
 	c.in.Update = nil
 	return up.MarshalBinary()
-}
-
-func (c *heClient) share(b []byte) ([]byte, error) {
-	dec, err := c.h.decryptor(c.id)
-	if err != nil {
-		return nil, err
-	}
-	sh, err := dec.ShareEncoded(b)
-	if err != nil {
-		return nil, err
-	}
-	return sh.MarshalBinary()
 }
 
 // decryptor returns committee member id's decryptor from the last ceremony it completed.
@@ -491,13 +659,15 @@ func (h *HE) decryptor(id fl.ClientID) (*he.Decryptor, error) {
 	return nil, fmt.Errorf("he: client %d holds no key from a completed ceremony", id)
 }
 
-// publicSetup decodes the setup a round request carries, once per distinct setup.
-func (h *HE) publicSetup(b []byte) (*he.PublicSetup, error) {
+// encryptor verifies the setup a round request carries (once per distinct setup: every
+// committee member endorsed it, under this process's trust root, with at least the client's
+// minimum threshold) and returns an encryptor under it signing as id.
+func (h *HE) encryptor(b []byte, id he.Identity) (*he.Encryptor, error) {
 	key := sha256.Sum256(b)
 	h.cacheMu.Lock()
 	defer h.cacheMu.Unlock()
-	if s, ok := h.cache[key]; ok {
-		return s, nil
+	if e, ok := h.cache[key]; ok {
+		return e.WithIdentity(id)
 	}
 	s, err := he.DecodePublicSetup(b)
 	if err != nil {
@@ -506,21 +676,18 @@ func (h *HE) publicSetup(b []byte) (*he.PublicSetup, error) {
 	if !s.Params().Equal(h.params) {
 		return nil, errors.New("he: the public setup's parameters are not the run's")
 	}
-	h.cache[key] = s
-	return s, nil
-}
-
-// frameSealed packs sealed Shamir shares into one message.
-func frameSealed(shares []*he.SealedShare) ([]byte, error) {
-	parts := make([][]byte, len(shares))
-	for i, sh := range shares {
-		b, err := sh.MarshalBinary()
-		if err != nil {
-			return nil, err
-		}
-		parts[i] = b
+	if s.Ceremony.Threshold < h.o.MinThreshold {
+		return nil, fmt.Errorf("he: setup threshold %d below this client's minimum %d", s.Ceremony.Threshold, h.o.MinThreshold)
 	}
-	return frame(heSealed, parts), nil
+	e, err := he.NewEncryptor(s, id, h.trust)
+	if err != nil {
+		return nil, err
+	}
+	if len(h.cache) >= 16 {
+		clear(h.cache)
+	}
+	h.cache[key] = e
+	return e.WithIdentity(id)
 }
 
 // frame packs parts as kind, count, then length-prefixed parts.

@@ -1,0 +1,95 @@
+package securesum
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"shoal/fl"
+	"shoal/he"
+	"shoal/pki"
+)
+
+// HELocal is what a deployment process of a threshold-HE run holds itself and never takes
+// from the server: a client's identity (its certificate and key), the trust root every
+// party's certificate is verified against, and the client's own floors. The server announces
+// the committee and threshold (Spec); the floors keep a misbehaving server from announcing
+// its way around them.
+type HELocal struct {
+	Identity *he.Identity // the client's; nil on the server
+	Trust    he.Trust     // e.g. pki.LoadClientVerifier(certsDir)
+	// MinContributors: a committee member decrypts only sums of at least this many distinct
+	// signed uploads; the server abandons rounds with fewer (0: he.DefaultMinContributors).
+	MinContributors int
+	// MinThreshold: a client refuses a ceremony or setup with a lower threshold (0: 2).
+	MinThreshold int
+}
+
+// LoadHEClient is the HELocal of client name in a certificate directory laid out by package
+// pki: its certificate and key (clients/NAME.pem, NAME-key.pem) and the CA certificate
+// (ca.pem) as the trust root.
+func LoadHEClient(certsDir, name string) (HELocal, error) {
+	cert, key, err := pki.LoadClientIdentity(certsDir, name)
+	if err != nil {
+		return HELocal{}, err
+	}
+	v, err := pki.LoadClientVerifier(certsDir)
+	if err != nil {
+		return HELocal{}, err
+	}
+	return HELocal{Identity: &he.Identity{Certificate: cert, Key: key}, Trust: v}, nil
+}
+
+// LoadHEServer is the server's HELocal: the CA certificate of a certificate directory as the
+// root the server checks uploads and approvals against before relaying them.
+func LoadHEServer(certsDir string) (HELocal, error) {
+	v, err := pki.LoadClientVerifier(certsDir)
+	if err != nil {
+		return HELocal{}, err
+	}
+	return HELocal{Trust: v}, nil
+}
+
+// InsecureHEClient is a client's HELocal for a run without certificates (--insecure, testing
+// only): a throwaway self-signed identity, and a trust that accepts any self-signed one. It
+// keeps the protocol's shape and protects nothing against the server.
+func InsecureHEClient(name string) (HELocal, error) {
+	cert, key, err := pki.SelfSignedClient(name)
+	if err != nil {
+		return HELocal{}, err
+	}
+	return HELocal{Identity: &he.Identity{Certificate: cert, Key: key}, Trust: pki.InsecureClientVerifier{}}, nil
+}
+
+// InsecureHEServer is the server's HELocal for a run without certificates (testing only).
+func InsecureHEServer() HELocal { return HELocal{Trust: pki.InsecureClientVerifier{}} }
+
+// NewHEFromSpec builds the threshold-HE protocol of spec for a deployment process: the
+// server (local without Identity) or a client (with its Identity).
+func NewHEFromSpec(spec Spec, local HELocal) (*HE, error) {
+	if local.Trust == nil {
+		return nil, errors.New("he: a deployment process needs its own trust root (the CA certificate)")
+	}
+	return NewHE(HEOptions{Committee: spec.Committee, Threshold: spec.Threshold, Rand: spec.Rand,
+		Identity: local.Identity, Trust: local.Trust, MinContributors: local.MinContributors, MinThreshold: local.MinThreshold})
+}
+
+// FromWireHE is FromWire for a deployment client: "he" is built with the client's own
+// identity and trust root (FromWire alone would simulate every client with an in-memory CA,
+// and refuse the run's real signatures); every other protocol as FromWire builds it.
+func FromWireHE(local HELocal) func(name string, params []byte) (fl.SecureSum, error) {
+	return func(name string, params []byte) (fl.SecureSum, error) {
+		if name != "he" {
+			return FromWire(name, params)
+		}
+		if local.Identity == nil {
+			return nil, errors.New("he: a deployment client needs its own certificate and key")
+		}
+		var s Spec
+		if err := json.Unmarshal(params, &s); err != nil {
+			return nil, fmt.Errorf("parameters of %s: %w", name, err)
+		}
+		s.Rand = nil // never seeded from the wire
+		return NewHEFromSpec(s, local)
+	}
+}
