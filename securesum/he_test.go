@@ -1,17 +1,27 @@
 package securesum
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"shoal/fl"
+	"shoal/he"
+	"shoal/pki"
+
+	"github.com/tuneinsight/lattigo/v6/ring"
 )
 
-// driveServer runs any protocol server half against client halves created on demand (with
-// inputs from inputs, empty otherwise), dropping clients as drop says (stage index).
-func driveServer(t *testing.T, p fl.SecureSum, round int, srv fl.SumServer, inputs map[fl.ClientID]fl.SumInput, drop map[fl.ClientID]int) error {
+// driveServer runs a protocol's server half against client halves created on demand from
+// clientProto(id) (with inputs from inputs, empty otherwise), dropping clients as drop says
+// (stage index). clientProto stands for the process the client runs in: the server's own
+// object in a simulation, one object per client in a deployment.
+func driveServer(t *testing.T, clientProto func(fl.ClientID) fl.SecureSum, round int, srv fl.SumServer,
+	inputs map[fl.ClientID]fl.SumInput, drop map[fl.ClientID]int) error {
 	t.Helper()
 	clients := map[fl.ClientID]fl.SumClient{}
 	for stage := 0; ; stage++ {
@@ -29,69 +39,108 @@ func driveServer(t *testing.T, p fl.SecureSum, round int, srv fl.SumServer, inpu
 			}
 			c, ok := clients[id]
 			if !ok {
-				if c, err = p.NewClient(round, id, inputs[id]); err != nil {
+				if c, err = clientProto(id).NewClient(round, id, inputs[id]); err != nil {
 					t.Fatal(err)
 				}
 				clients[id] = c
 			}
-			reply, err := c.Handle(m)
+			reply, err := fl.HandleSafely(c, m)
 			if err == nil {
 				err = srv.Receive(id, reply)
 			}
 			if err != nil {
-				t.Fatalf("round %d stage %d client %d: %v", round, stage, id, err)
+				return fmt.Errorf("round %d stage %d client %d: %w", round, stage, id, err)
 			}
 		}
 	}
 }
 
-func TestHEAdapterCeremonyRoundsAndThreshold(t *testing.T) {
-	p, err := NewHE(HEOptions{Committee: 4, Threshold: 3, Rand: seeded(9)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	setup, err := p.NewSetup(p.SetupClients(8))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := driveServer(t, p, 0, setup, nil, nil); err != nil {
-		t.Fatalf("ceremony: %v", err)
-	}
-	const dim = 1000
-	rng := rand.New(rand.NewPCG(3, 4))
-	inputs := map[fl.ClientID]fl.SumInput{}
-	var holders []fl.ClientID
-	want := make([]float64, dim)
-	var wantW, wantU float64
-	for i := 2; i < 8; i++ { // clients 2, 3 are on the committee, 4..7 are not
+func same(p fl.SecureSum) func(fl.ClientID) fl.SecureSum { return func(fl.ClientID) fl.SecureSum { return p } }
+
+type heRound struct {
+	inputs  map[fl.ClientID]fl.SumInput
+	holders []fl.ClientID
+	want    []float64
+	wantW   float64
+	wantU   float64
+}
+
+func newHERound(ids []fl.ClientID, dim int, seed uint64) *heRound {
+	rng := rand.New(rand.NewPCG(seed, 4))
+	r := &heRound{inputs: map[fl.ClientID]fl.SumInput{}, want: make([]float64, dim)}
+	for _, id := range ids {
 		u := make([]float32, dim)
 		for j := range u {
 			u[j] = float32(rng.Float64()*2 - 1)
 		}
 		w := float64(1 + rng.IntN(600))
-		inputs[fl.ClientID(i)] = fl.SumInput{Update: u, Weight: w, Unclipped: float64(i % 2)}
-		holders = append(holders, fl.ClientID(i))
-		for j, v := range u {
-			want[j] += w * float64(v)
-		}
-		wantW += w
-		wantU += float64(i % 2)
+		r.inputs[id] = fl.SumInput{Update: u, Weight: w, Unclipped: float64(id % 2)}
+		r.holders = append(r.holders, id)
 	}
-	for _, tc := range []struct {
+	return r
+}
+
+// sum is the plain sum over the holders not in dropped.
+func (r *heRound) check(t *testing.T, name string, res fl.SumResult, dropped map[fl.ClientID]int) {
+	t.Helper()
+	want := make([]float64, len(r.want))
+	var w, u float64
+	n := 0
+	for _, id := range r.holders {
+		if _, gone := dropped[id]; gone {
+			continue
+		}
+		in := r.inputs[id]
+		for j, v := range in.Update {
+			want[j] += in.Weight * float64(v)
+		}
+		w += in.Weight
+		u += in.Unclipped
+		n++
+	}
+	if res.Count != n || math.Abs(res.Weight-w) > 1e-3 || math.Abs(res.Unclipped-u) > 1e-3 {
+		t.Fatalf("%s: count %d weight %v unclipped %v, want %d %v %v", name, res.Count, res.Weight, res.Unclipped, n, w, u)
+	}
+	for j := range want {
+		if math.Abs(res.Sum[j]-want[j]) > 1e-3 {
+			t.Fatalf("%s: entry %d = %v, want %v", name, j, res.Sum[j], want[j])
+		}
+	}
+}
+
+func TestHEAdapterCeremonyRoundsAndThreshold(t *testing.T) {
+	p, err := NewHE(HEOptions{Committee: 5, Threshold: 3, Rand: seeded(9)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup, err := p.NewSetup(p.SetupClients(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := driveServer(t, same(p), 0, setup, nil, nil); err != nil {
+		t.Fatalf("ceremony: %v", err)
+	}
+	const dim = 1000
+	// Clients 3, 4 are on the committee, 5…8 are not. Approval quorum ⌈(5+3)/2⌉ = 4.
+	r := newHERound([]fl.ClientID{3, 4, 5, 6, 7, 8}, dim, 3)
+	for i, tc := range []struct {
 		name string
 		drop map[fl.ClientID]int
 		ok   bool
 	}{
 		{"all online", nil, true},
-		{"one member offline", map[fl.ClientID]int{1: 1}, true},         // 3 of 4 answer the ping
-		{"two members offline", map[fl.ClientID]int{0: 1, 3: 1}, false}, // 2 < T: nothing decrypted
-		{"member leaves after ping", map[fl.ClientID]int{0: 2}, false},  // an active member's share missing
+		{"non-committee clients drop before uploading", map[fl.ClientID]int{5: 0, 8: 0}, true},
+		{"one member offline from the approval", map[fl.ClientID]int{1: 1}, true},
+		{"two members offline from the approval", map[fl.ClientID]int{0: 1, 2: 1}, false}, // 3 approvals < quorum 4
+		{"member leaves after approving", map[fl.ClientID]int{0: 2}, false},              // an active member's share missing
+		{"too few uploads", map[fl.ClientID]int{5: 0, 6: 0, 7: 0, 8: 0}, false},           // 2 < 3 contributors
 	} {
-		srv, err := p.NewServer(5, holders, dim, 1)
+		round := 5 + i // a member answers once per round: every case is a new round
+		srv, err := p.NewServer(round, r.holders, dim, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = driveServer(t, p, 5, srv, inputs, tc.drop)
+		err = driveServer(t, same(p), round, srv, r.inputs, tc.drop)
 		if !tc.ok {
 			if !errors.Is(err, fl.ErrRoundAbandoned) {
 				t.Fatalf("%s: err = %v, want the round abandoned", tc.name, err)
@@ -105,19 +154,16 @@ func TestHEAdapterCeremonyRoundsAndThreshold(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Count != len(holders) || math.Abs(res.Weight-wantW) > 1e-3 || math.Abs(res.Unclipped-wantU) > 1e-3 {
-			t.Fatalf("%s: count %d weight %v unclipped %v, want %d %v %v", tc.name, res.Count, res.Weight, res.Unclipped, len(holders), wantW, wantU)
-		}
-		for j := range want {
-			if math.Abs(res.Sum[j]-want[j]) > 1e-3 {
-				t.Fatalf("%s: entry %d = %v, want %v", tc.name, j, res.Sum[j], want[j])
-			}
-		}
+		r.check(t, tc.name, res, tc.drop)
 	}
 }
 
 func TestHEAdapterRefusals(t *testing.T) {
-	for _, o := range []HEOptions{{Committee: 1, Threshold: 1}, {Committee: 3, Threshold: 4}, {Committee: 3, Threshold: 0}} {
+	ca, _ := pki.NewMemoryCA()
+	cert, key, _ := ca.IssueClient("c")
+	for _, o := range []HEOptions{{Committee: 1, Threshold: 1}, {Committee: 3, Threshold: 4}, {Committee: 3, Threshold: 0},
+		{Committee: 3, Threshold: 1}, {Committee: 3, Threshold: 2, MinContributors: 1},
+		{Committee: 3, Threshold: 2, Identity: &he.Identity{Certificate: cert, Key: key}}} {
 		if _, err := NewHE(o); err == nil {
 			t.Fatalf("options %+v accepted", o)
 		}
@@ -127,25 +173,279 @@ func TestHEAdapterRefusals(t *testing.T) {
 		t.Fatal("a round before the key ceremony was accepted")
 	}
 	c, _ := p.NewClient(1, 5, fl.SumInput{})
-	for _, m := range [][]byte{nil, {99}, {heSealed, 0, 0}, {heUploadRequest, 1}} {
+	for _, m := range [][]byte{nil, {99}, {heSealed, 0, 0}, {heUploadRequest, 1}, {heReveals, 0, 0, 0, 0}, {heApprovalRequest}, {heDecryptRequest}} {
 		if _, err := c.Handle(m); err == nil {
 			t.Fatalf("malformed message %v accepted", m)
 		}
 	}
+	// A deployment server holds no identity: it cannot play a client.
+	srv, err := NewHEFromSpec(Spec{Committee: 3, Threshold: 2}, HELocal{Trust: ca.Verifier()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup, err := srv.NewSetup(srv.SetupClients(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := setup.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, _ := srv.NewClient(0, 0, fl.SumInput{})
+	if _, err := sc.Handle(msgs[0]); err == nil || !strings.Contains(err.Error(), "no client identity") {
+		t.Fatalf("a server process joined the ceremony as a member: %v", err)
+	}
+	if _, err := FromWireHE(HELocal{Trust: ca.Verifier()})("he", []byte(`{"he_committee":3,"he_threshold":2}`)); err == nil {
+		t.Fatal("a deployment client without an identity accepted")
+	}
+	// A client's own floor on the threshold, whatever the server announces.
+	strict, _ := NewHE(HEOptions{Committee: 3, Threshold: 2, MinThreshold: 3})
+	c2, _ := strict.NewClient(0, 0, fl.SumInput{})
+	if _, err := c2.Handle(msgs[0]); err == nil || !strings.Contains(err.Error(), "below this client's minimum") {
+		t.Fatalf("a ceremony below the client's minimum threshold: %v", err)
+	}
 }
 
-func FuzzUnframe(f *testing.F) {
-	f.Add(frame(heSealed, [][]byte{[]byte("ab"), nil, []byte("xyz")}))
-	f.Add([]byte{heSealed, 0, 0, 0, 9})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		parts, err := unframe(heSealed, b, 8)
-		if err == nil && len(parts) > 8 {
-			t.Fatal("too many parts accepted")
+// deployment is one server process and one process per client, each with its own HE object
+// built the way the command builds it, all under one CA.
+type deployment struct {
+	server  *HE
+	clients map[fl.ClientID]fl.SecureSum
+	build   func(fl.ClientID) fl.SecureSum
+}
+
+func newDeployment(t *testing.T, spec Spec, serverLocal HELocal, clientLocal func(fl.ClientID) HELocal) *deployment {
+	t.Helper()
+	srv, err := NewHEFromSpec(spec, serverLocal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err := spec.Wire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &deployment{server: srv, clients: map[fl.ClientID]fl.SecureSum{}}
+	d.build = func(id fl.ClientID) fl.SecureSum {
+		if c, ok := d.clients[id]; ok {
+			return c
 		}
-		if err == nil {
-			if got := frame(heSealed, parts); string(got) != string(b) {
-				t.Fatal("frame(unframe(b)) != b")
-			}
+		c, err := FromWireHE(clientLocal(id))("he", wire)
+		if err != nil {
+			t.Fatal(err)
 		}
+		d.clients[id] = c
+		return c
+	}
+	return d
+}
+
+// TestHEDeploymentIdentities runs the ceremony and rounds with every client in its own HE
+// object, signing with its own certificate from a CA whose certificate every party holds —
+// and shows that a client built with FromWire alone (a simulation's in-memory CA) refuses the
+// run's messages instead of trusting them.
+func TestHEDeploymentIdentities(t *testing.T) {
+	ca, err := pki.NewMemoryCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{Committee: 3, Threshold: 2}
+	d := newDeployment(t, spec, HELocal{Trust: ca.Verifier()}, func(id fl.ClientID) HELocal {
+		cert, key, err := ca.IssueClient(fmt.Sprintf("client-%d", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return HELocal{Identity: &he.Identity{Certificate: cert, Key: key}, Trust: ca.Verifier()}
 	})
+	setup, err := d.server.NewSetup(d.server.SetupClients(6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := driveServer(t, d.build, 0, setup, nil, nil); err != nil {
+		t.Fatalf("ceremony: %v", err)
+	}
+	const dim = 50
+	r := newHERound([]fl.ClientID{1, 3, 4, 5}, dim, 7)
+	for round := 1; round <= 2; round++ {
+		srv, err := d.server.NewServer(round, r.holders, dim, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := driveServer(t, d.build, round, srv, r.inputs, nil); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		res, err := srv.Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.check(t, fmt.Sprintf("round %d", round), res, nil)
+	}
+	// A client process built without its identity (FromWire: a simulation of its own) does not
+	// trust the run's setup: fail closed, with the reason.
+	wire, _ := spec.Wire()
+	naive, err := FromWire("he", wire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := d.server.NewServer(3, []fl.ClientID{5}, dim, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := srv.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := naive.NewClient(3, 5, r.inputs[5])
+	if _, err := c.Handle(msgs[5]); err == nil || !strings.Contains(err.Error(), "FromWireHE") {
+		t.Fatalf("a client without its identity encrypted under the run's setup: %v", err)
+	}
+}
+
+// TestHEInsecureDeployment: --insecure runs keep working with throwaway self-signed
+// identities (and protect nothing against the server).
+func TestHEInsecureDeployment(t *testing.T) {
+	spec := Spec{Committee: 2, Threshold: 2}
+	d := newDeployment(t, spec, InsecureHEServer(), func(id fl.ClientID) HELocal {
+		l, err := InsecureHEClient(fmt.Sprintf("client-%d", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	})
+	setup, err := d.server.NewSetup(d.server.SetupClients(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := driveServer(t, d.build, 0, setup, nil, nil); err != nil {
+		t.Fatalf("ceremony: %v", err)
+	}
+	r := newHERound([]fl.ClientID{0, 1, 2, 3}, 10, 1)
+	srv, err := d.server.NewServer(1, r.holders, 10, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := driveServer(t, d.build, 1, srv, r.inputs, nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := srv.Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.check(t, "insecure", res, nil)
+}
+
+// TestAttackAdapterSubstitutedSetup: a server that sends, with the upload request, a setup
+// whose public key it holds the secret of gets no upload: the client verifies the members'
+// endorsements against its own trust root.
+func TestAttackAdapterSubstitutedSetup(t *testing.T) {
+	p, err := NewHE(HEOptions{Committee: 3, Threshold: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cer, err := p.NewSetup(p.SetupClients(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := driveServer(t, same(p), 0, cer, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The server's own key pair, through a ceremony of its own (its own committee identities
+	// from its own in-memory CA, named like the real members).
+	rogue, err := NewHE(HEOptions{Committee: 3, Threshold: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcer, _ := rogue.NewSetup(rogue.SetupClients(5))
+	if err := driveServer(t, same(rogue), 0, rcer, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	const dim = 8
+	r := newHERound([]fl.ClientID{3}, dim, 2)
+	real, _ := p.NewServer(1, r.holders, dim, 1)
+	fake, _ := rogue.NewServer(1, r.holders, dim, 1)
+	realMsgs, _, _ := real.Next()
+	fakeMsgs, _, _ := fake.Next()
+	// The real setup with the public key swapped for the rogue one.
+	realSetup, err := he.DecodePublicSetup(realMsgs[3][13:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeSetup, _ := he.DecodePublicSetup(fakeMsgs[3][13:])
+	swapped := *realSetup
+	swapped.PublicKey = fakeSetup.PublicKey
+	sb, _ := swapped.MarshalBinary()
+	for name, msg := range map[string][]byte{
+		"a ceremony of the server's own":    fakeMsgs[3],
+		"the members' setup, another key": append(bytes.Clone(realMsgs[3][:13]), sb...),
+	} {
+		c, _ := p.NewClient(1, 3, r.inputs[3])
+		reply, err := c.Handle(msg)
+		if err == nil || !errors.Is(err, he.ErrUntrusted) || reply != nil {
+			t.Fatalf("%s: the client answered (%d bytes, %v)", name, len(reply), err)
+		}
+	}
+	c, _ := p.NewClient(1, 3, r.inputs[3])
+	if _, err := c.Handle(realMsgs[3]); err != nil {
+		t.Fatalf("the real setup: %v", err)
+	}
+}
+
+// TestAttackAdapterDecryptVictimAlone: the members' adapter refuses to approve or decrypt a
+// round that holds one client's upload, however the server dresses the request up.
+func TestAttackAdapterDecryptVictimAlone(t *testing.T) {
+	p, err := NewHE(HEOptions{Committee: 3, Threshold: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cer, _ := p.NewSetup(p.SetupClients(5))
+	if err := driveServer(t, same(p), 0, cer, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	const dim = 8
+	r := newHERound([]fl.ClientID{4}, dim, 5)
+	srv, _ := p.NewServer(9, r.holders, dim, 1)
+	msgs, _, _ := srv.Next()
+	victim, _ := p.NewClient(9, 4, r.inputs[4])
+	up, err := victim.Handle(msgs[4])
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := he.DecodeUpload(p.params, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server's forged manifest: the victim's contribution alone, and relabelled copies.
+	a, _ := he.NewAggregator(p.setup, 9, dim+1, he.AggregatorConfig{MinContributors: 2})
+	if err := a.Add(u); err != nil {
+		t.Fatal(err)
+	}
+	relabelled := *u
+	relabelled.From = partyOf(2)
+	if err := a.Add(&relabelled); err != nil { // the server does not check: no trust given
+		t.Fatal(err)
+	}
+	areq, err := a.ApprovalRequest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab, _ := areq.MarshalBinary()
+	for id := range fl.ClientID(3) {
+		c, _ := p.NewClient(9, id, fl.SumInput{})
+		if _, err := c.Handle(append([]byte{heApprovalRequest}, ab...)); err == nil {
+			t.Fatalf("member %d approved a round of the victim alone", id)
+		}
+	}
+	// The old attack: a decryption request straight away, without approvals.
+	c1 := []ring.Poly{u.Ciphertexts[0][1]}
+	req := &he.DecryptRequest{Ceremony: u.Ceremony, Round: 9, Dim: dim + 1, Active: []he.PartyID{1, 2},
+		Contributions: areq.Contributions, C1: [][]ring.Poly{c1, c1}}
+	b, err := req.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range fl.ClientID(2) {
+		c, _ := p.NewClient(9, id, fl.SumInput{})
+		if _, err := c.Handle(append([]byte{heDecryptRequest}, b...)); err == nil {
+			t.Fatalf("member %d decrypted a round of the victim alone", id)
+		}
+	}
 }
