@@ -534,8 +534,8 @@ func TestAttackDifferencingTwoSets(t *testing.T) {
 			}
 			honest := committee[:tc.k-tc.colluding]
 			colluders := committee[tc.k-tc.colluding:]
-			withVictim := ups       // {V, A, B, C}
-			without := ups[1:]      // {A, B, C}
+			withVictim := ups                   // {V, A, B, C}
+			without := ups[1:]                  // {A, B, C}
 			need := tc.threshold - tc.colluding // honest shares each decryption needs
 			groups := [2][]PartyID{honest[:need], honest[need : 2*need]}
 

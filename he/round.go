@@ -371,7 +371,7 @@ func NewAggregator(setup *PublicSetup, round uint64, dim int, cfg AggregatorConf
 	p := setup.Params()
 	c := &setup.Ceremony
 	a := &Aggregator{setup: setup, digest: setup.Digest(), p: p, round: round, dim: dim, min: mc,
-		quorum: ApprovalQuorum(len(c.Committee), c.Threshold),
+		quorum:   ApprovalQuorum(len(c.Committee), c.Threshold),
 		contribs: map[PartyID]*contribution{}, byName: map[string]bool{}, approved: map[PartyID]Approval{}}
 	if cfg.Trust != nil {
 		if a.ver, err = newVerifier(cfg.Trust); err != nil {

@@ -55,7 +55,9 @@ func driveServer(t *testing.T, clientProto func(fl.ClientID) fl.SecureSum, round
 	}
 }
 
-func same(p fl.SecureSum) func(fl.ClientID) fl.SecureSum { return func(fl.ClientID) fl.SecureSum { return p } }
+func same(p fl.SecureSum) func(fl.ClientID) fl.SecureSum {
+	return func(fl.ClientID) fl.SecureSum { return p }
+}
 
 type heRound struct {
 	inputs  map[fl.ClientID]fl.SumInput
@@ -132,7 +134,7 @@ func TestHEAdapterCeremonyRoundsAndThreshold(t *testing.T) {
 		{"non-committee clients drop before uploading", map[fl.ClientID]int{5: 0, 8: 0}, true},
 		{"one member offline from the approval", map[fl.ClientID]int{1: 1}, true},
 		{"two members offline from the approval", map[fl.ClientID]int{0: 1, 2: 1}, false}, // 3 approvals < quorum 4
-		{"member leaves after approving", map[fl.ClientID]int{0: 2}, false},              // an active member's share missing
+		{"member leaves after approving", map[fl.ClientID]int{0: 2}, false},               // an active member's share missing
 		{"too few uploads", map[fl.ClientID]int{5: 0, 6: 0, 7: 0, 8: 0}, false},           // 2 < 3 contributors
 	} {
 		round := 5 + i // a member answers once per round: every case is a new round
@@ -374,7 +376,7 @@ func TestAttackAdapterSubstitutedSetup(t *testing.T) {
 	swapped.PublicKey = fakeSetup.PublicKey
 	sb, _ := swapped.MarshalBinary()
 	for name, msg := range map[string][]byte{
-		"a ceremony of the server's own":    fakeMsgs[3],
+		"a ceremony of the server's own":  fakeMsgs[3],
 		"the members' setup, another key": append(bytes.Clone(realMsgs[3][:13]), sb...),
 	} {
 		c, _ := p.NewClient(1, 3, r.inputs[3])
