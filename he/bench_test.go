@@ -334,3 +334,76 @@ func benchDecryptOverhead(b *testing.B, flooding ring.DiscreteGaussian) {
 		}
 	})
 }
+
+// BenchmarkVerificationCosts2NN measures what keeps the server honest, per 2NN upload
+// (25 ciphertexts): the client's digest of both halves and signature, the server's check of
+// an upload (AddEncoded with a trust root against without), and a committee member's check of
+// one contribution in a decryption request (signature with its certificate cached, digest of
+// the 25 c1 halves, and their addition into the member's own sum).
+func BenchmarkVerificationCosts2NN(b *testing.B) {
+	f := bench2NN(b)
+	p := f.p
+	up, err := DecodeUpload(p, f.uploads[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := identityOf(b, 1)
+	b.Run("client-digest-and-sign", measureCPU(func(b *testing.B) {
+		for b.Loop() {
+			h0, h1 := halfDigests(up.Ciphertexts)
+			if _, err := id.sign(uploadDigest(f.setup.Ceremony.Run, f.setup.Digest(), 1, 1, dim2NN, h0, h1)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}))
+	b.Run("server-add-upload", func(b *testing.B) {
+		var checked, unchecked *Aggregator
+		i := 0
+		overheadWithSetup(b, func() {
+			if i%len(f.uploads) == 0 {
+				checked = newTestAggregator(b, f.setup, 1, dim2NN)
+				unchecked, _ = NewAggregator(f.setup, 1, dim2NN, AggregatorConfig{})
+			}
+		}, func() {
+			if err := checked.AddEncoded(f.uploads[i%len(f.uploads)]); err != nil {
+				b.Fatal(err)
+			}
+		}, func() {
+			if err := unchecked.AddEncoded(f.uploads[i%len(f.uploads)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		})
+	})
+	b.Run("member-check-contribution", measureCPU(func(b *testing.B) {
+		d := newTestDecryptor(b, f.keys[f.setup.Ceremony.Committee[0]])
+		c := contributionOf(up)
+		raw := f.uploads[0][uploadBodyOffset(f.uploads[0]):]
+		pb := p.polyBytes()
+		sum := newPolys(p, len(up.Ciphertexts))
+		digest := uploadDigest(f.setup.Ceremony.Run, d.setup, 1, 1, dim2NN, c.C0Digest, c.C1Digest)
+		for b.Loop() {
+			if _, err := d.ver.verify(c.Signature, digest); err != nil {
+				b.Fatal(err)
+			}
+			h := newHalfHash(c1Label)
+			for k := range up.Ciphertexts {
+				c1 := raw[(2*k+1)*pb : (2*k+2)*pb]
+				if _, err := addPolyChecked(p, c1, sum[k]); err != nil {
+					b.Fatal(err)
+				}
+				h.Write(c1)
+			}
+			if sum32(h) != c.C1Digest {
+				b.Fatal("digest")
+			}
+		}
+	}))
+	b.Run("member-check-certificate", measureCPU(func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := testSimulation(b).Trust.Verify(id.Certificate); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}))
+}

@@ -2,8 +2,11 @@ package he
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
+	"os"
 	"strings"
 	"testing"
 )
@@ -127,5 +130,32 @@ func TestNewBenchCancelled(t *testing.T) {
 	cfg.Committee, cfg.Threshold, cfg.CommitteeOffline = 2, 2, 0
 	if _, err := NewBench(ctx, cfg); !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want context.Canceled", err)
+	}
+}
+
+// TestBenchOverheadReport runs `shoal bench he`'s benchmark at the size given by the
+// environment (HE_BENCH="clients,committee,threshold,dim") and prints its report as JSON: the
+// measurement behind BENCHMARKS.md's verification-overhead table. Skipped unless HE_BENCH is
+// set.
+func TestBenchOverheadReport(t *testing.T) {
+	spec := os.Getenv("HE_BENCH")
+	if spec == "" {
+		t.Skip("set HE_BENCH=clients,committee,threshold,dim (e.g. 100,5,3,199210)")
+	}
+	var cfg BenchConfig
+	if _, err := fmt.Sscanf(spec, "%d,%d,%d,%d", &cfg.Clients, &cfg.Committee, &cfg.Threshold, &cfg.Dim); err != nil {
+		t.Fatalf("HE_BENCH=%q: %v", spec, err)
+	}
+	cfg.Seed = 1
+	rep, err := RunBench(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := *rep
+	out.Params = nil
+	b, _ := json.MarshalIndent(out, "", "  ")
+	t.Logf("%s", b)
+	if !rep.Correct {
+		t.Fatal("not correct")
 	}
 }

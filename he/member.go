@@ -17,6 +17,10 @@ type DecryptorConfig struct {
 	// MinContributors: the member refuses to decrypt an aggregate of fewer distinct signed
 	// uploads (0: DefaultMinContributors; at least 2).
 	MinContributors int
+	// FirstRound: the member refuses rounds below it. The round counter lives in the
+	// Decryptor: a member that restores saved key material into a new Decryptor sets FirstRound
+	// to the old one's LastRound()+1, or a server could have it decrypt a past round again.
+	FirstRound uint64
 }
 
 // Decryptor is a committee member's side of a round: it approves one contributor set per
@@ -75,11 +79,16 @@ func NewDecryptor(km *KeyMaterial, cfg DecryptorConfig) (*Decryptor, error) {
 	for j := range c.Committee {
 		points[j] = shamirPoint(j)
 	}
-	return &Decryptor{
+	d := &Decryptor{
 		km: km, p: p, id: cfg.Identity, ver: ver, setup: km.Setup.Digest(), min: mc,
 		quorum:   ApprovalQuorum(len(c.Committee), c.Threshold),
 		combiner: multiparty.NewCombiner(p.rlwe, shamirPoint(idx), points, c.Threshold),
-	}, nil
+	}
+	if cfg.FirstRound > 0 {
+		// As if round FirstRound−1 had been decrypted: only later rounds are answered.
+		d.state = memberRound{started: true, round: cfg.FirstRound - 1, shared: true}
+	}
+	return d, nil
 }
 
 // LastRound returns the last round the member approved or decrypted (ok false before any).

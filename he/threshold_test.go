@@ -266,6 +266,19 @@ func TestMemberSharesOncePerRound(t *testing.T) {
 	if _, err := decs[f.committee[3]].Approve(a.appReq); !errors.Is(err, ErrUntrusted) {
 		t.Fatalf("an approval for an older round: %v", err)
 	}
+	// A member restored from saved key material keeps refusing the past (FirstRound).
+	last, ok := decs[f.committee[0]].LastRound()
+	if !ok || last != 2 {
+		t.Fatalf("last round %d, %v", last, ok)
+	}
+	restored, err := NewDecryptor(f.keys[f.committee[0]], DecryptorConfig{Identity: identityOf(t, f.committee[0]),
+		Trust: testSimulation(t).Trust, FirstRound: last + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restored.Approve(r2); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("a restored member approving a past round: %v", err)
+	}
 }
 
 // forbiddenOnServer are the types that hold a secret key or part of one.

@@ -41,6 +41,11 @@ type HEOptions struct {
 	// MinThreshold: a client refuses to encrypt under a setup whose threshold is lower
 	// (0: 2). It is the client's own floor: the server chooses the committee.
 	MinThreshold int
+	// TrustedCommittee, if set, lists the certified names a client accepts on the committee:
+	// it refuses to encrypt under a key endorsed by anyone else. Without it, the server may
+	// seat any certified clients (the guarantee then assumes fewer than T of them collude
+	// with it).
+	TrustedCommittee []string
 }
 
 // HE is the fl.SecureSum of threshold homomorphic aggregation: a one-time key ceremony among
@@ -678,6 +683,17 @@ func (h *HE) encryptor(b []byte, id he.Identity) (*he.Encryptor, error) {
 	}
 	if s.Ceremony.Threshold < h.o.MinThreshold {
 		return nil, fmt.Errorf("he: setup threshold %d below this client's minimum %d", s.Ceremony.Threshold, h.o.MinThreshold)
+	}
+	if h.o.TrustedCommittee != nil {
+		names, err := s.Verify(h.trust)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			if !slices.Contains(h.o.TrustedCommittee, n) {
+				return nil, fmt.Errorf("%w: committee member %q is not one this client trusts", he.ErrUntrusted, n)
+			}
+		}
 	}
 	e, err := he.NewEncryptor(s, id, h.trust)
 	if err != nil {

@@ -23,6 +23,8 @@ type HELocal struct {
 	MinContributors int
 	// MinThreshold: a client refuses a ceremony or setup with a lower threshold (0: 2).
 	MinThreshold int
+	// TrustedCommittee: if set, the only certified names a client accepts on the committee.
+	TrustedCommittee []string
 }
 
 // LoadHEClient is the HELocal of client name in a certificate directory laid out by package
@@ -71,7 +73,8 @@ func NewHEFromSpec(spec Spec, local HELocal) (*HE, error) {
 		return nil, errors.New("he: a deployment process needs its own trust root (the CA certificate)")
 	}
 	return NewHE(HEOptions{Committee: spec.Committee, Threshold: spec.Threshold, Rand: spec.Rand,
-		Identity: local.Identity, Trust: local.Trust, MinContributors: local.MinContributors, MinThreshold: local.MinThreshold})
+		Identity: local.Identity, Trust: local.Trust, MinContributors: local.MinContributors, MinThreshold: local.MinThreshold,
+		TrustedCommittee: local.TrustedCommittee})
 }
 
 // FromWireHE is FromWire for a deployment client: "he" is built with the client's own

@@ -281,6 +281,18 @@ func TestHEDeploymentIdentities(t *testing.T) {
 		}
 		r.check(t, fmt.Sprintf("round %d", round), res, nil)
 	}
+	// A client that trusts only a committee of other names refuses the setup.
+	picky := newDeployment(t, spec, HELocal{Trust: ca.Verifier()}, func(id fl.ClientID) HELocal {
+		cert, key, _ := ca.IssueClient(fmt.Sprintf("picky-%d", id))
+		return HELocal{Identity: &he.Identity{Certificate: cert, Key: key}, Trust: ca.Verifier(),
+			TrustedCommittee: []string{"client-0", "client-1", "someone-else"}}
+	})
+	pickySrv, _ := d.server.NewServer(3, []fl.ClientID{4}, dim, 1)
+	pm, _, _ := pickySrv.Next()
+	pc, _ := picky.build(4).NewClient(3, 4, r.inputs[4])
+	if _, err := pc.Handle(pm[4]); !errors.Is(err, he.ErrUntrusted) || !strings.Contains(err.Error(), "client-2") {
+		t.Fatalf("a client encrypted under a committee it does not trust: %v", err)
+	}
 	// A client process built without its identity (FromWire: a simulation of its own) does not
 	// trust the run's setup: fail closed, with the reason.
 	wire, _ := spec.Wire()
@@ -288,7 +300,7 @@ func TestHEDeploymentIdentities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := d.server.NewServer(3, []fl.ClientID{5}, dim, 1)
+	srv, err := d.server.NewServer(4, []fl.ClientID{5}, dim, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +308,7 @@ func TestHEDeploymentIdentities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := naive.NewClient(3, 5, r.inputs[5])
+	c, _ := naive.NewClient(4, 5, r.inputs[5])
 	if _, err := c.Handle(msgs[5]); err == nil || !strings.Contains(err.Error(), "FromWireHE") {
 		t.Fatalf("a client without its identity encrypted under the run's setup: %v", err)
 	}
