@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -461,5 +463,61 @@ func TestAttackAdapterDecryptVictimAlone(t *testing.T) {
 		if _, err := c.Handle(append([]byte{heDecryptRequest}, b...)); err == nil {
 			t.Fatalf("member %d decrypted a round of the victim alone", id)
 		}
+	}
+}
+
+// TestHEDeploymentFromCertificateDirectory: the command's wiring, identities and trust root
+// loaded from a certificate directory laid out by package pki.
+func TestHEDeploymentFromCertificateDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	if err := pki.InitCA(dir, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if err := pki.IssueClient(dir, fmt.Sprintf("c%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	server, err := LoadHEServer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDeployment(t, Spec{Committee: 3, Threshold: 2}, server, func(id fl.ClientID) HELocal {
+		l, err := LoadHEClient(dir, fmt.Sprintf("c%d", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	})
+	setup, err := d.server.NewSetup(d.server.SetupClients(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := driveServer(t, d.build, 0, setup, nil, nil); err != nil {
+		t.Fatalf("ceremony: %v", err)
+	}
+	r := newHERound([]fl.ClientID{0, 1, 2, 3}, 10, 8)
+	srv, _ := d.server.NewServer(1, r.holders, 10, 1)
+	if err := driveServer(t, d.build, 1, srv, r.inputs, nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := srv.Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.check(t, "certificate directory", res, nil)
+	// A key that is not the certificate's, or an unknown name, is refused.
+	if _, err := LoadHEClient(dir, "nobody"); err == nil {
+		t.Fatal("an identity without a certificate loaded")
+	}
+	other, err := os.ReadFile(filepath.Join(dir, pki.ClientsDir, "c1-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, pki.ClientsDir, "c0-key.pem"), other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadHEClient(dir, "c0"); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("c1's key loaded as c0's identity: %v", err)
 	}
 }
