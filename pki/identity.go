@@ -83,11 +83,21 @@ func LoadCA(dir string) (*x509.Certificate, error) {
 
 // ClientVerifier verifies client certificates against one CA certificate: the chain, the
 // client-authentication usage, the validity period, a key that is ECDSA P-256 or Ed25519,
-// and a valid identity (CommonName and URI SAN shoal://client/NAME agreeing). It does not
-// consult the revocation list, which only the server holds.
+// and a valid identity (CommonName and URI SAN shoal://client/NAME agreeing). It consults a
+// revocation list only if given one (WithRevocations): the server holds revoked.txt, the
+// clients do not.
 type ClientVerifier struct {
-	roots *x509.CertPool
-	now   func() time.Time
+	roots   *x509.CertPool
+	now     func() time.Time
+	revoked *Revocations
+}
+
+// WithRevocations returns a verifier that also refuses the certificates r revokes (and every
+// certificate while r is unusable, as r does).
+func (v *ClientVerifier) WithRevocations(r *Revocations) *ClientVerifier {
+	c := *v
+	c.revoked = r
+	return &c
 }
 
 // NewClientVerifier trusts the client certificates ca issued.
@@ -131,6 +141,11 @@ func (v *ClientVerifier) Verify(der []byte) (string, crypto.PublicKey, error) {
 	name, err := certName(c)
 	if err != nil {
 		return "", nil, err
+	}
+	if v.revoked != nil {
+		if err := v.revoked.Check(c); err != nil {
+			return "", nil, err
+		}
 	}
 	return name, c.PublicKey, nil
 }

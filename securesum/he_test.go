@@ -506,6 +506,29 @@ func TestHEDeploymentFromCertificateDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.check(t, "certificate directory", res, nil)
+	// With the server's revocation list, a revoked client's certificate is refused.
+	if err := pki.Revoke(dir, "c3"); err != nil {
+		t.Fatal(err)
+	}
+	revs, err := pki.OpenRevocations(dir, pki.RevocationOptions{AllowMissing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := pki.LoadClientVerifier(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c3, _, _ := pki.LoadClientIdentity(dir, "c3")
+	c2, _, _ := pki.LoadClientIdentity(dir, "c2")
+	if _, _, err := v.WithRevocations(revs).Verify(c3); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("a revoked certificate verified: %v", err)
+	}
+	if name, _, err := v.WithRevocations(revs).Verify(c2); err != nil || name != "c2" {
+		t.Fatalf("c2: %q, %v", name, err)
+	}
+	if _, _, err := v.Verify(c3); err != nil {
+		t.Fatalf("without the list: %v", err)
+	}
 	// A key that is not the certificate's, or an unknown name, is refused.
 	if _, err := LoadHEClient(dir, "nobody"); err == nil {
 		t.Fatal("an identity without a certificate loaded")
