@@ -1,7 +1,6 @@
 package he
 
 import (
-	"bytes"
 	"crypto/ecdh"
 	"crypto/sha256"
 	"errors"
@@ -707,10 +706,4 @@ type KeyMaterial struct {
 	Self  PartyID
 	Names []string // committee order
 	share multiparty.ShamirSecretShare
-}
-
-// equalSetups reports whether two setups have the same ceremony and public key.
-func equalSetups(a, b *PublicSetup) bool {
-	da, db := a.Digest(), b.Digest()
-	return bytes.Equal(da[:], db[:])
 }
