@@ -10,5 +10,6 @@
 // client's from the Spec the server announces — so that the simulator, the server and the network
 // client construct protocols in one place. A new backend is one line in the backends table.
 //
-// securesum depends on fl, secagg and he; only cmd depends on it.
+// securesum depends on fl, secagg, he and pki (a deployment process's identity and trust root for
+// threshold HE); only cmd depends on it.
 package securesum

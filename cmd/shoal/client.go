@@ -38,6 +38,15 @@ type clientOptions struct {
 	FaultExitAt                     string
 	Replicas                        int
 	Policy                          fl.ClientPolicy // what this client requires, whatever the server says
+	HECommittee                     string          // threshold HE: the certified names it accepts on the committee
+}
+
+// trustedCommittee is --he-trusted-committee as a list (nil: any certified members).
+func (o clientOptions) trustedCommittee() []string {
+	if o.HECommittee == "" {
+		return nil
+	}
+	return strings.Split(o.HECommittee, ",")
 }
 
 func clientFlags(o *clientOptions, stderr io.Writer) *flag.FlagSet {
@@ -60,8 +69,9 @@ func clientFlags(o *clientOptions, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.Replicas, "replicas", 1, "load testing: run this many clients in one process, named NAME-i, on shards --partition-index+i")
 	p := &o.Policy
 	fs.StringVar(&p.SecureSum, "require-secure-sum", "", "policy: refuse a run without this secure sum ("+strings.Join(securesum.Names(), ", ")+", or any)")
-	fs.IntVar(&p.MinCohort, "min-cohort", 0, "policy: refuse a secure-sum round among fewer clients")
-	fs.IntVar(&p.MinThreshold, "min-threshold", 0, "policy: refuse a SecAgg round whose reconstruction threshold is lower")
+	fs.IntVar(&p.MinCohort, "min-cohort", 0, "policy: refuse a secure-sum round among fewer clients (HE: as a committee member, decrypt only sums of at least this many uploads)")
+	fs.IntVar(&p.MinThreshold, "min-threshold", 0, "policy: refuse a secure sum whose threshold is lower (SecAgg: shares to reconstruct; HE: committee members to decrypt)")
+	fs.StringVar(&o.HECommittee, "he-trusted-committee", "", "policy: threshold HE: comma-separated certificate names the client accepts as the decryption committee (default: any certified members)")
 	fs.Float64Var(&p.MaxClip, "require-clip", 0, "policy: refuse a task that does not clip the update to at most this L2 norm")
 	fs.Float64Var(&p.MinNoiseMultiplier, "require-local-noise", 0, "policy: refuse a task whose local DP noise multiplier is below this (needs --require-clip)")
 	fs.StringVar(&o.FaultExitAt, "fault-exit-at", "", "fault injection for tests: exit abruptly on receiving the task ROUND/fit or ROUND/STAGE (secure-sum stage)")
@@ -94,8 +104,12 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if len(locals) > 1 {
 			name = fmt.Sprintf("%s-%d", o.Name, i)
 		}
+		protocols, err := o.secureSum(name)
+		if err != nil {
+			return err
+		}
 		configs[i] = grpctransport.ClientConfig{Server: o.Server, Name: name, Insecure: o.Insecure, Local: local,
-			SecureSum: securesum.FromWire, MaxBackoff: o.MaxBackoff, Logger: logger.With("name", name), OnTask: onTask,
+			SecureSum: protocols, MaxBackoff: o.MaxBackoff, Logger: logger.With("name", name), OnTask: onTask,
 			Policy: o.Policy}
 		if configs[i].TLS, err = o.tls(name); err != nil {
 			return err
@@ -144,6 +158,25 @@ func (o clientOptions) check() error {
 		return usageErrorf("privacy policy: %v", err)
 	}
 	return nil
+}
+
+// secureSum builds client name's half of whatever secure sum a run announces, with the
+// client's own identity and trust root (its certificate and the CA's, never the server's) and
+// its own requirements.
+func (o clientOptions) secureSum(name string) (func(string, []byte) (fl.SecureSum, error), error) {
+	var local securesum.HELocal
+	var err error
+	if o.Insecure {
+		local, err = securesum.InsecureHEClient(name)
+	} else {
+		local, err = securesum.LoadHEClient(o.Certs, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("identity for threshold HE: %w", err)
+	}
+	local.MinContributors, local.MinThreshold = o.Policy.MinCohort, o.Policy.MinThreshold
+	local.TrustedCommittee = o.trustedCommittee()
+	return securesum.FromWireHE(local), nil
 }
 
 // tls is client name's mutual-TLS configuration (nil with --insecure).

@@ -21,6 +21,7 @@ import (
 
 	"shoal/fl"
 	"shoal/pki"
+	"shoal/securesum"
 	"shoal/transport/grpctransport"
 )
 
@@ -49,6 +50,19 @@ func startNetwork(ctx context.Context, o serverOptions, engine *fl.Engine, run *
 		return nil, err
 	}
 	cfg.Metrics = metrics
+	if o.SecureSum == "he" {
+		// Threshold HE in deployment: the server checks uploads and approvals against the CA
+		// certificate (it signs nothing and holds no identity of its own).
+		local := securesum.InsecureHEServer()
+		if !o.Insecure {
+			if local, err = securesum.LoadHEServer(o.Certs); err != nil {
+				return nil, fmt.Errorf("threshold HE: %w", err)
+			}
+		}
+		if engine.SecureSum, err = securesum.NewHEFromSpec(o.secureSpec(), local); err != nil {
+			return nil, usageErrorf("%v", err)
+		}
+	}
 	if engine.SecureSum != nil {
 		cfg.SecureSum = engine.SecureSum.Name()
 		if cfg.SecureSumParams, err = o.secureSpec().Wire(); err != nil {
