@@ -192,10 +192,11 @@ func (c *Client) SetEncodedInput(encoded []uint32) error {
 	return nil
 }
 
-func advertiseTranscript(round uint64, id uint32, channel, msk *[keySize]byte) []byte {
-	b := make([]byte, 0, 96)
-	b = append(b, "shoal/secagg/v1 advertise"...)
-	b = binary.BigEndian.AppendUint64(b, round)
+// advertiseTranscript is what a client signs in AdvertiseKeys: its keys for this run and round.
+func advertiseTranscript(s session, id uint32, channel, msk *[keySize]byte) []byte {
+	b := make([]byte, 0, 128)
+	b = append(b, "shoal/secagg/v2 advertise"...)
+	b = appendSession(b, s)
 	b = binary.BigEndian.AppendUint32(b, id)
 	b = append(b, channel[:]...)
 	return append(b, msk[:]...)
@@ -204,18 +205,20 @@ func advertiseTranscript(round uint64, id uint32, channel, msk *[keySize]byte) [
 // seedCommitment binds a client to its self-mask seed b_u, so that the server detects a seed
 // reconstructed from bad shares instead of silently producing a wrong sum. b_u is 256 uniformly
 // random bits, so its hash reveals nothing.
-func seedCommitment(round uint64, id uint32, seed *[secretSize]byte) [keySize]byte {
-	b := make([]byte, 0, 64)
-	b = append(b, "shoal/secagg/v1 seed"...)
-	b = binary.BigEndian.AppendUint64(b, round)
+func seedCommitment(s session, id uint32, seed *[secretSize]byte) [keySize]byte {
+	b := make([]byte, 0, 96)
+	b = append(b, "shoal/secagg/v2 seed"...)
+	b = appendSession(b, s)
 	b = binary.BigEndian.AppendUint32(b, id)
 	return sha256.Sum256(append(b, seed[:]...))
 }
 
-func consistencyTranscript(round uint64, survivors []uint32) []byte {
-	b := make([]byte, 0, 40+4*len(survivors))
-	b = append(b, "shoal/secagg/v1 consistency"...)
-	b = binary.BigEndian.AppendUint64(b, round)
+// consistencyTranscript is what a survivor signs in ConsistencyCheck: the survivor set U3 of
+// this run and round.
+func consistencyTranscript(s session, survivors []uint32) []byte {
+	b := make([]byte, 0, 64+4*len(survivors))
+	b = append(b, "shoal/secagg/v2 consistency"...)
+	b = appendSession(b, s)
 	return putUint32s(b, survivors)
 }
 
@@ -229,9 +232,9 @@ func (c *Client) Start() ([]byte, error) {
 	c.mask = newKeyPair(c.rs)
 	_, _ = c.rs.Read(c.seed[:])
 	m := &message{Header: Header{Type: MsgAdvertiseKeys}, channel: c.channel.public, msk: c.mask.public,
-		commit: seedCommitment(c.cfg.Round, c.id, &c.seed)}
+		commit: seedCommitment(c.cfg.session(), c.id, &c.seed)}
 	if c.cfg.Malicious() {
-		m.sig = ed25519.Sign(c.signKey, advertiseTranscript(c.cfg.Round, c.id, &m.channel, &m.msk))
+		m.sig = ed25519.Sign(c.signKey, advertiseTranscript(c.cfg.session(), c.id, &m.channel, &m.msk))
 	}
 	c.stage = cAwaitKeys
 	return c.out(m), nil
@@ -301,7 +304,7 @@ func (c *Client) handleKeys(m *message) ([]byte, error) {
 		if i < 0 {
 			return nil, c.abort("key list names client %d: %v", k.id, errNotNeighbour)
 		}
-		if c.cfg.Malicious() && !ed25519.Verify(c.cfg.VerifyKeys[k.id], advertiseTranscript(c.cfg.Round, k.id, &k.channel, &k.msk), k.sig) {
+		if c.cfg.Malicious() && !ed25519.Verify(c.cfg.VerifyKeys[k.id], advertiseTranscript(c.cfg.session(), k.id, &k.channel, &k.msk), k.sig) {
 			return nil, c.abort("bad signature on the keys of client %d", k.id)
 		}
 		for _, pk := range [2]x25519.Key{k.channel, k.msk} {
@@ -329,14 +332,14 @@ func (c *Client) handleKeys(m *message) ([]byte, error) {
 		if !p.advertised {
 			continue
 		}
-		key, err := agree(&c.channel.secret, &p.channelPub, purposeChannel, c.cfg.Round, c.id, p.id)
+		key, err := agree(&c.channel.secret, &p.channelPub, purposeChannel, c.cfg.session(), c.id, p.id)
 		if err != nil {
 			return nil, c.abort("%v", err)
 		}
 		p.channelKey = key
 		dealer.shareAt(uint64(p.id)+1, shares[:])
 		start := len(ctBuf)
-		ctBuf, err = sealShare(&key, c.cfg.Round, c.id, p.id, shares[:chunksPerSecret], shares[chunksPerSecret:], ctBuf)
+		ctBuf, err = sealShare(&key, c.cfg.session(), c.id, p.id, shares[:chunksPerSecret], shares[chunksPerSecret:], ctBuf)
 		if err != nil {
 			return nil, c.abort("%v", err)
 		}
@@ -361,7 +364,7 @@ func (c *Client) handleShares(m *message) ([]byte, error) {
 			return nil, c.abort("shares from client %d, which is not a neighbour that advertised keys", e.id)
 		}
 		p := &c.peers[i]
-		if err := openShare(&p.channelKey, c.cfg.Round, p.id, c.id, e.ct, p.bShare[:], p.sShare[:]); err != nil {
+		if err := openShare(&p.channelKey, c.cfg.session(), p.id, c.id, e.ct, p.bShare[:], p.sShare[:]); err != nil {
 			return nil, c.abort("share from client %d: %v", p.id, err)
 		}
 		p.inU2 = true
@@ -369,7 +372,7 @@ func (c *Client) handleShares(m *message) ([]byte, error) {
 	// y = x + PRG(b_u) + Σ_{v>u} PRG(s_uv) - Σ_{v<u} PRG(s_uv), in Z_2^32 and reduced to Z_2^k.
 	acc := c.input
 	var e maskExpander
-	selfKey, err := selfMaskKey(&c.seed, c.cfg.Round, c.id)
+	selfKey, err := selfMaskKey(&c.seed, c.cfg.session(), c.id)
 	if err != nil {
 		return nil, c.abort("%v", err)
 	}
@@ -381,7 +384,7 @@ func (c *Client) handleShares(m *message) ([]byte, error) {
 		if !p.inU2 {
 			continue
 		}
-		key, err := agree(&c.mask.secret, &p.maskPub, purposeMask, c.cfg.Round, c.id, p.id)
+		key, err := agree(&c.mask.secret, &p.maskPub, purposeMask, c.cfg.session(), c.id, p.id)
 		if err != nil {
 			return nil, c.abort("%v", err)
 		}
@@ -432,7 +435,7 @@ func (c *Client) handleConsistency(m *message) ([]byte, error) {
 	}
 	c.survivors = m.ids
 	c.stage = cAwaitUnmask
-	sig := ed25519.Sign(c.signKey, consistencyTranscript(c.cfg.Round, m.ids))
+	sig := ed25519.Sign(c.signKey, consistencyTranscript(c.cfg.session(), m.ids))
 	return c.out(&message{Header: Header{Type: MsgConsistencySig}, sig: sig}), nil
 }
 
@@ -447,7 +450,7 @@ func (c *Client) handleUnmask(m *message) ([]byte, error) {
 		if len(m.sigs) < c.cfg.Threshold {
 			return nil, c.abort("only %d survivors signed the survivor set, threshold is %d", len(m.sigs), c.cfg.Threshold)
 		}
-		transcript := consistencyTranscript(c.cfg.Round, m.ids)
+		transcript := consistencyTranscript(c.cfg.session(), m.ids)
 		for _, s := range m.sigs {
 			if _, in := slices.BinarySearch(m.ids, s.id); !in {
 				return nil, c.abort("signature from client %d, not a survivor", s.id)

@@ -55,6 +55,16 @@ type Config struct {
 	Threshold int       // t: shares of a client's secret needed to reconstruct it, 1 ≤ t ≤ Degree
 	GraphSeed [32]byte  // public randomness that permutes the Harary graph
 
+	// RunID identifies the run (16 random bytes chosen by the server once per run). It is bound
+	// into every signature, every derived key and every seed commitment, so that a transcript of
+	// one run is worthless in another even when both reach the same round number.
+	RunID [16]byte
+
+	// NormDim is how many leading entries of the update conditional rounding bounds in L2 norm
+	// (0: all Dim entries); see NormBound. Entries after it (an adapter's side channel, such as
+	// a count) are rounded the same way but do not count toward the norm.
+	NormDim int
+
 	// VerifyKeys, when set (one Ed25519 key per client, from a PKI), selects the variant secure
 	// against a malicious server: AdvertiseKeys are signed and the ConsistencyCheck stage runs.
 	VerifyKeys []ed25519.PublicKey
@@ -84,6 +94,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("secagg config: clip range %v must be finite and > 0", c.ClipRange)
 	case !(c.MaxWeight > 0) || math.IsInf(c.MaxWeight, 0):
 		return fmt.Errorf("secagg config: max weight %v must be finite and > 0", c.MaxWeight)
+	case c.NormDim < 0 || c.NormDim > c.Dim:
+		return fmt.Errorf("secagg config: norm dim %d out of range [0, dim %d]", c.NormDim, c.Dim)
 	}
 	switch c.Graph {
 	case GraphComplete:
@@ -206,8 +218,9 @@ const StatisticalSecurity = 40
 // threshold t such that n·P[dropped neighbours > k-t] ≤ 2^-40 and n·P[corrupt neighbours ≥ t]
 // ≤ 2^-40 (semi-honest; malicious: ≥ 2t-k), and no client has only corrupt or dropped
 // neighbours except with probability 2^-40 (an isolated client's input would be exposed; the
-// full connectivity argument for random Harary graphs is Bell et al.'s). It falls back to the complete graph when no smaller
-// degree works.
+// full connectivity argument for random Harary graphs is Bell et al.'s). It falls back to the
+// complete graph when no smaller degree works. AssessGraph makes the same checks for a given
+// degree and threshold and reports the probabilities.
 func PlanGraph(n int, maxDropout, maxCorrupt float64, kind GraphKind, malicious bool) (degree, threshold int, err error) {
 	if n < 2 || n > MaxClients {
 		return 0, 0, fmt.Errorf("plan graph: clients %d out of range [2, %d]", n, MaxClients)
@@ -217,26 +230,13 @@ func PlanGraph(n int, maxDropout, maxCorrupt float64, kind GraphKind, malicious 
 	}
 	dropped := int(math.Floor(maxDropout * float64(n)))
 	corrupt := int(math.Floor(maxCorrupt * float64(n)))
-	secure := func(k, t, c int) bool {
-		if malicious {
-			return 2*t > k+c
-		}
-		return t > c
-	}
 	if kind == GraphHarary {
 		for k := 2; k < n-1; k += 2 {
 			t := correctnessThreshold(n, k, dropped, false)
 			if t < 1 {
 				continue
 			}
-			cMin := t // corrupt neighbours that break security: t (semi-honest), 2t-k (malicious)
-			if malicious {
-				cMin = 2*t - k
-			}
-			// Privacy also needs each honest survivor to keep an honest surviving neighbour:
-			// a client whose neighbours are all corrupt or dropped has its input exposed.
-			isolated := hypergeomLogTail(n-1, min(dropped+corrupt, n-1), k, k)
-			if cMin >= 1 && hypergeomLogTail(n-1, corrupt, k, cMin) <= logBudget(n) && isolated <= logBudget(n) {
+			if assess(n, k, t, dropped, corrupt, false, malicious).Secure() {
 				return k, t, nil
 			}
 		}
@@ -245,11 +245,114 @@ func PlanGraph(n int, maxDropout, maxCorrupt float64, kind GraphKind, malicious 
 	}
 	k := n - 1
 	t := correctnessThreshold(n, k, dropped, true)
-	if t < 1 || !secure(k, t, corrupt) {
+	if t < 1 || !assess(n, k, t, dropped, corrupt, true, malicious).Secure() {
 		return 0, 0, fmt.Errorf("plan graph: no threshold for %d clients tolerates %.0f%% dropout and %.0f%% corruption (malicious=%v)",
 			n, 100*maxDropout, 100*maxCorrupt, malicious)
 	}
 	return k, t, nil
+}
+
+// GraphRisk is what a masking graph of a given degree and threshold achieves for a round of n
+// clients of which ⌊maxDropout·n⌋ drop out and ⌊maxCorrupt·n⌋ collude with the server. The
+// probabilities are per client, over the random permutation of the Harary graph (0 or 1 for
+// the complete graph, whose analysis is worst-case); each is also the expected fraction of
+// clients it happens to.
+type GraphRisk struct {
+	Clients, Degree, Threshold int
+	Dropped, Corrupt           int // ⌊maxDropout·n⌋ and ⌊maxCorrupt·n⌋
+	Complete, Malicious        bool
+	// Unrecoverable: more than Degree−Threshold of the client's neighbours drop, so its masks
+	// cannot be removed and the round is abandoned (correctness, not privacy).
+	Unrecoverable float64
+	// Exposed: at least Threshold (malicious server: 2·Threshold−Degree) of its neighbours are
+	// corrupt, so the server can reconstruct both of its secrets and unmask its input.
+	Exposed float64
+	// Isolated: every neighbour is corrupt or dropped, so its input is exposed.
+	Isolated float64
+	// SecurityBits is σ such that the union bound over the n clients, n·max(Unrecoverable,
+	// Exposed, Isolated), is 2^-σ; +Inf when all three are 0, 0 or less when a failure is
+	// expected.
+	SecurityBits float64
+
+	logWorst float64 // log max(Unrecoverable, Exposed, Isolated)
+}
+
+// Secure reports whether the parameters meet the StatisticalSecurity target (what PlanGraph
+// requires of the degree and threshold it returns).
+func (r GraphRisk) Secure() bool { return r.Clients > 0 && r.logWorst <= logBudget(r.Clients) }
+
+// String describes the risk in one line.
+func (r GraphRisk) String() string {
+	what := fmt.Sprintf("%d clients, degree %d, threshold %d, %d dropped, %d corrupt", r.Clients, r.Degree, r.Threshold, r.Dropped, r.Corrupt)
+	if r.Secure() {
+		if math.IsInf(r.SecurityBits, 1) {
+			return what + ": secure (worst case)"
+		}
+		return fmt.Sprintf("%s: %.0f-bit statistical security", what, r.SecurityBits)
+	}
+	return fmt.Sprintf("%s: each client is exposed to the server with probability %.3g (at least %d corrupt neighbours), "+
+		"isolated with probability %.3g and unrecoverable with probability %.3g; union bound over the cohort %.3g bits",
+		what, r.Exposed, r.exposedAt(), r.Isolated, r.Unrecoverable, r.SecurityBits)
+}
+
+func (r GraphRisk) exposedAt() int {
+	if r.Malicious {
+		return 2*r.Threshold - r.Degree
+	}
+	return r.Threshold
+}
+
+// AssessGraph checks a degree and threshold against the dropout and corruption bounds, with the
+// checks PlanGraph makes (so a forced degree can be held to the same standard), and returns the
+// probabilities. A degree of n−1 is the complete graph whatever kind says.
+func AssessGraph(n, degree, threshold int, maxDropout, maxCorrupt float64, kind GraphKind, malicious bool) (GraphRisk, error) {
+	if n < 2 || n > MaxClients || degree < 1 || degree > n-1 {
+		return GraphRisk{}, fmt.Errorf("assess graph: degree %d of %d clients out of range", degree, n)
+	}
+	if threshold < 1 || threshold > degree {
+		return GraphRisk{}, fmt.Errorf("assess graph: threshold %d out of range [1, degree %d]", threshold, degree)
+	}
+	if !(maxDropout >= 0 && maxDropout < 1) || !(maxCorrupt >= 0 && maxCorrupt < 1) {
+		return GraphRisk{}, fmt.Errorf("assess graph: dropout %v and corruption %v must be in [0, 1)", maxDropout, maxCorrupt)
+	}
+	if kind != GraphComplete && kind != GraphHarary {
+		return GraphRisk{}, fmt.Errorf("assess graph: unknown graph %v", kind)
+	}
+	dropped := int(math.Floor(maxDropout * float64(n)))
+	corrupt := int(math.Floor(maxCorrupt * float64(n)))
+	return assess(n, degree, threshold, dropped, corrupt, kind == GraphComplete || degree == n-1, malicious), nil
+}
+
+// assess computes the GraphRisk of valid parameters.
+func assess(n, k, t, dropped, corrupt int, complete, malicious bool) GraphRisk {
+	r := GraphRisk{Clients: n, Degree: k, Threshold: t, Dropped: dropped, Corrupt: corrupt,
+		Complete: complete || k >= n-1, Malicious: malicious}
+	cMin := r.exposedAt() // corrupt neighbours that break security
+	var logU, logE, logI float64
+	if r.Complete {
+		// Worst case: every dropped and every corrupt client is a neighbour.
+		indicator := func(b bool) float64 {
+			if b {
+				return 0 // log 1
+			}
+			return math.Inf(-1)
+		}
+		logU = indicator(dropped > k-t)
+		logE = indicator(corrupt >= cMin)
+		logI = indicator(dropped+corrupt >= k)
+	} else {
+		logU = hypergeomLogTail(n-1, dropped, k, k-t+1)
+		logE = 0
+		if cMin >= 1 {
+			logE = hypergeomLogTail(n-1, corrupt, k, cMin)
+		}
+		logI = hypergeomLogTail(n-1, min(dropped+corrupt, n-1), k, k)
+	}
+	r.Unrecoverable, r.Exposed, r.Isolated = math.Exp(logU), math.Exp(logE), math.Exp(logI)
+	worst := max(logU, logE, logI)
+	r.logWorst = worst
+	r.SecurityBits = -(worst + math.Log(float64(n))) / math.Ln2
+	return r
 }
 
 // logBudget is log(2^-σ / n): the per-client failure probability allowed by the union bound.
@@ -275,7 +378,8 @@ func correctnessThreshold(n, k int, dropped int, complete bool) int {
 
 // PlanThreshold returns the threshold for a forced degree (for like-for-like comparisons): the
 // largest t that keeps every client reconstructible with a fraction maxDropout of the n clients
-// dropping (see PlanGraph). It does not check security against corrupted clients.
+// dropping (see PlanGraph). It does not check security against corrupted clients: AssessGraph
+// does.
 func PlanThreshold(n, degree int, maxDropout float64, kind GraphKind) (int, error) {
 	if n < 2 || n > MaxClients || degree < 1 || degree > n-1 {
 		return 0, fmt.Errorf("plan threshold: degree %d of %d clients out of range", degree, n)

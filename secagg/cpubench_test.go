@@ -36,7 +36,7 @@ func BenchmarkX25519Agree(b *testing.B) {
 	a, p := newKeyPair(rs), newKeyPair(rs)
 	t := startCPU(b, 0)
 	for b.Loop() {
-		if _, err := agree(&a.secret, &p.public, purposeMask, 1, 0, 1); err != nil {
+		if _, err := agree(&a.secret, &p.public, purposeMask, session{round: 1}, 0, 1); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -150,47 +150,49 @@ func TestX25519MatchesStdlib(t *testing.T) {
 		if !x25519.Shared(&got, &a.secret, &b.public) || string(got[:]) != string(want) {
 			t.Fatal("shared secret differs from crypto/ecdh")
 		}
-		k1, err1 := agree(&a.secret, &b.public, purposeMask, 5, 1, 2)
-		k2, err2 := agree(&b.secret, &a.public, purposeMask, 5, 2, 1)
-		k3, _ := agree(&b.secret, &a.public, purposeMask, 6, 2, 1)
-		k4, _ := agree(&b.secret, &a.public, purposeChannel, 5, 2, 1)
+		k1, err1 := agree(&a.secret, &b.public, purposeMask, session{round: 5}, 1, 2)
+		k2, err2 := agree(&b.secret, &a.public, purposeMask, session{round: 5}, 2, 1)
+		k3, _ := agree(&b.secret, &a.public, purposeMask, session{round: 6}, 2, 1)
+		k4, _ := agree(&b.secret, &a.public, purposeChannel, session{round: 5}, 2, 1)
+		k5, _ := agree(&b.secret, &a.public, purposeMask, session{run: [16]byte{1}, round: 5}, 2, 1)
 		if err1 != nil || err2 != nil || k1 != k2 {
 			t.Fatal("pairwise keys differ")
 		}
-		if k1 == k3 || k1 == k4 {
-			t.Fatal("keys not separated by round or purpose")
+		if k1 == k3 || k1 == k4 || k1 == k5 {
+			t.Fatal("keys not separated by run, round or purpose")
 		}
 	}
 	var zero x25519.Key // a low-order point
 	a := newKeyPair(rs)
-	if _, err := agree(&a.secret, &zero, purposeMask, 1, 0, 1); err == nil {
+	if _, err := agree(&a.secret, &zero, purposeMask, session{round: 1}, 0, 1); err == nil {
 		t.Fatal("low-order public key accepted")
 	}
 }
 
-// An encrypted share opens only with its round, sender and receiver.
+// An encrypted share opens only with its run, round, sender and receiver.
 func TestShareAEADBinding(t *testing.T) {
 	key := [16]byte{4}
 	b := []uint64{1, 2, 3, 4, 5}
 	s := []uint64{6, 7, 8, 9, 10}
-	ct, err := sealShare(&key, 7, 1, 2, b, s, nil)
+	ses := session{run: [16]byte{9}, round: 7}
+	ct, err := sealShare(&key, ses, 1, 2, b, s, nil)
 	if err != nil || len(ct) != shareCipherSize {
 		t.Fatalf("seal: %v, %d bytes", err, len(ct))
 	}
 	gb, gs := make([]uint64, 5), make([]uint64, 5)
-	if err := openShare(&key, 7, 1, 2, ct, gb, gs); err != nil || gb[4] != 5 || gs[0] != 6 {
+	if err := openShare(&key, ses, 1, 2, ct, gb, gs); err != nil || gb[4] != 5 || gs[0] != 6 {
 		t.Fatalf("open: %v %v %v", err, gb, gs)
 	}
 	for _, c := range []struct {
-		round    uint64
+		ses      session
 		from, to uint32
-	}{{8, 1, 2}, {7, 2, 1}, {7, 1, 3}} {
-		if err := openShare(&key, c.round, c.from, c.to, ct, gb, gs); err == nil {
-			t.Fatalf("share opened with round %d sender %d receiver %d", c.round, c.from, c.to)
+	}{{session{run: ses.run, round: 8}, 1, 2}, {session{run: [16]byte{8}, round: 7}, 1, 2}, {ses, 2, 1}, {ses, 1, 3}} {
+		if err := openShare(&key, c.ses, c.from, c.to, ct, gb, gs); err == nil {
+			t.Fatalf("share opened with run %x round %d sender %d receiver %d", c.ses.run, c.ses.round, c.from, c.to)
 		}
 	}
 	ct[3] ^= 1
-	if err := openShare(&key, 7, 1, 2, ct, gb, gs); err == nil {
+	if err := openShare(&key, ses, 1, 2, ct, gb, gs); err == nil {
 		t.Fatal("tampered share opened")
 	}
 }

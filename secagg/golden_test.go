@@ -130,8 +130,9 @@ func goldenVariants() []goldenVariant {
 	// Bits 5 with 4 clients gives a 7-bit ring: 6 entries pack into 42 bits, so the masked input
 	// has padding bits. Client 3 drops after sharing its keys, so client 0's unmasking shares
 	// hold both kinds (self-mask seeds of 1 and 2, the masking key of 3).
+	// The run id is bound into signatures, keys and commitments: the vectors pin that too.
 	base := Config{Round: 7, Clients: 4, Dim: 5, Bits: 5, ClipRange: 1, MaxWeight: 4,
-		Graph: GraphComplete, Degree: 3, Threshold: 2}
+		Graph: GraphComplete, Degree: 3, Threshold: 2, RunID: [16]byte([]byte("golden run id 16"))}
 	drop := map[ClientID]Stage{3: StageMasked}
 
 	mal := base

@@ -6,7 +6,9 @@ import (
 	"fmt"
 )
 
-// Wire format, version 1. Every message starts with an 18-byte header:
+// Wire format, version 2 (version 1 had the same layout, but bound no run id into signatures,
+// keys and commitments: the two cannot interoperate). Every message starts with an 18-byte
+// header:
 //
 //	version u8 | type u8 | round u64 | sender u32 | recipient u32
 //
@@ -14,7 +16,7 @@ import (
 // Lists are a u32 count then entries strictly increasing by id, so every message has exactly
 // one encoding; decoders reject anything else, including trailing bytes.
 const (
-	wireVersion = 1
+	wireVersion = 2
 	headerSize  = 18
 )
 

@@ -56,9 +56,11 @@ func TestMessagesRoundTrip(t *testing.T) {
 			t.Fatalf("%v with a trailing byte: err = %v", m.Type, err)
 		}
 		bad := bytes.Clone(data)
-		bad[0] = 2
-		if _, err := decode(bad); !errors.Is(err, ErrMalformed) {
-			t.Fatalf("%v with version 2 accepted", m.Type)
+		for _, v := range []byte{wireVersion - 1, wireVersion + 1} {
+			bad[0] = v
+			if _, err := decode(bad); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("%v with version %d accepted", m.Type, v)
+			}
 		}
 	}
 	for typ := MsgAdvertiseKeys; typ <= MsgUnmaskShares; typ++ {

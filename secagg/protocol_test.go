@@ -232,7 +232,7 @@ func TestMaliciousServerEquivocationDetected(t *testing.T) {
 	all := []uint32{0, 1, 2, 3, 4, 5}
 	lie := []uint32{0, 1, 2, 3, 4} // tells client 0 that client 5 dropped
 	sig := func(id uint32, ids []uint32) sigEntry {
-		return sigEntry{id: id, sig: ed25519.Sign(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(id + 1)}, 32)), consistencyTranscript(c.cfg.Round, ids))}
+		return sigEntry{id: id, sig: ed25519.Sign(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(id + 1)}, 32)), consistencyTranscript(c.cfg.session(), ids))}
 	}
 	// Client 0 signs the lie; the server forwards it with signatures it cannot have from
 	// honest clients for that set: it only has their signatures of the true set.

@@ -190,7 +190,7 @@ func (s *Server) receiveKeys(from uint32, m *message) error {
 		return fmt.Errorf("channel and masking keys are equal")
 	}
 	if s.cfg.Malicious() {
-		if m.sig == nil || !ed25519.Verify(s.cfg.VerifyKeys[from], advertiseTranscript(s.cfg.Round, from, &m.channel, &m.msk), m.sig) {
+		if m.sig == nil || !ed25519.Verify(s.cfg.VerifyKeys[from], advertiseTranscript(s.cfg.session(), from, &m.channel, &m.msk), m.sig) {
 			return fmt.Errorf("missing or invalid signature")
 		}
 	} else if m.sig != nil {
@@ -230,7 +230,7 @@ func (s *Server) receiveMasked(m *message) error {
 }
 
 func (s *Server) receiveSig(from uint32, m *message) error {
-	if !ed25519.Verify(s.cfg.VerifyKeys[from], consistencyTranscript(s.cfg.Round, s.u3), m.sig) {
+	if !ed25519.Verify(s.cfg.VerifyKeys[from], consistencyTranscript(s.cfg.session(), s.u3), m.sig) {
 		return fmt.Errorf("invalid signature of the survivor set")
 	}
 	s.sigs = append(s.sigs, sigEntry{id: from, sig: m.sig})
@@ -450,10 +450,10 @@ func (s *Server) unmask() error {
 			return s.abandon("client %d: %v", u, err)
 		}
 		if s.inU3[u] {
-			if seedCommitment(s.cfg.Round, u, &secret) != s.commits[u] {
+			if seedCommitment(s.cfg.session(), u, &secret) != s.commits[u] {
 				return s.abandon("self-mask seed of client %d reconstructed from its neighbours' shares does not match its commitment (bad shares)", u)
 			}
-			key, err := selfMaskKey(&secret, s.cfg.Round, u)
+			key, err := selfMaskKey(&secret, s.cfg.session(), u)
 			if err != nil {
 				return s.abandon("%v", err)
 			}
@@ -474,7 +474,7 @@ func (s *Server) unmask() error {
 			if !s.inU3[v] {
 				continue
 			}
-			key, err := agree(&sk, (*x25519.Key)(&s.keys[v].msk), purposeMask, s.cfg.Round, u, v)
+			key, err := agree(&sk, (*x25519.Key)(&s.keys[v].msk), purposeMask, s.cfg.session(), u, v)
 			if err != nil {
 				return s.abandon("%v", err)
 			}
@@ -490,8 +490,19 @@ func (s *Server) unmask() error {
 	}
 	s.prgBytes = e.written
 	ringMask := uint32(uint64(1)<<s.cfg.RingBits() - 1)
+	var largest uint32
 	for i := range s.acc {
-		s.acc[i] &= ringMask
+		v := s.acc[i] & ringMask
+		s.acc[i] = v
+		largest = max(largest, v)
+	}
+	// The masks cancel whatever the clients sent, so a client that adds a constant to its masked
+	// input shifts the sum by it and can wrap it around the ring: refuse a sum no honest inputs
+	// can add up to.
+	if uint64(largest) > uint64(len(s.u3))*uint64(s.cfg.quantLevels()) {
+		if err := FeasibleSum(s.cfg, s.acc, len(s.u3)); err != nil {
+			return s.abandon("round %d: %v: a client sent an out-of-range masked input", s.cfg.Round, err)
+		}
 	}
 	sum, weight, err := DecodeSum(s.cfg, s.acc, len(s.u3))
 	if err != nil {
