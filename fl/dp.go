@@ -57,6 +57,11 @@ type DPConfig struct {
 	// Adaptive, if set, moves S toward a quantile of the update norms (Andrew et al. 2021); its
 	// noised count takes a share of the privacy budget, so the update sum gets less noise.
 	Adaptive *privacy.AdaptiveClipper
+	// Sensitivity maps the clip S to the largest L2 norm one client's contribution can have in
+	// the sum the server noises: the secure sum's Sensitivity(S, dim), which exceeds S when the
+	// protocol quantises. Central noise is z·Sensitivity(S), so that the ε the accountant reports
+	// for z holds. Nil: the identity (a plain or exact sum).
+	Sensitivity func(clip float64) float64
 }
 
 // DPFedAvg is the server half of DP-FedAvg: clip norm to clients, noise on the sum, the
@@ -105,6 +110,9 @@ func NewDPFedAvg(cfg DPConfig) (*DPFedAvg, error) {
 		}
 		d.valueZ = z
 	}
+	if _, err := d.sensitivity(d.clip()); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -126,6 +134,31 @@ func (d *DPFedAvg) clip() float64 {
 	return d.cfg.Clip
 }
 
+// sensitivity returns the L2 sensitivity of the sum for clip s: Sensitivity(s), never below s.
+func (d *DPFedAvg) sensitivity(s float64) (float64, error) {
+	if d.cfg.Sensitivity == nil {
+		return s, nil
+	}
+	v := d.cfg.Sensitivity(s)
+	if !(v >= s) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("sensitivity %v for clip %v: must be finite and at least the clip", v, s)
+	}
+	return v, nil
+}
+
+// NoiseStd is the standard deviation of the central noise on the sum for the current clip,
+// z·Sensitivity(S) (with z lowered for adaptive clipping's count); 0 for local noise.
+func (d *DPFedAvg) NoiseStd() (float64, error) {
+	if d.cfg.Placement != PlacementCentral {
+		return 0, nil
+	}
+	sens, err := d.sensitivity(d.clip())
+	if err != nil {
+		return 0, err
+	}
+	return d.valueZ * sens, nil
+}
+
 // Describe states the mechanism for the run report.
 func (d *DPFedAvg) Describe() string {
 	s := fmt.Sprintf("DP-FedAvg, %s noise, noise multiplier z = %g, clip S = %g", d.cfg.Placement, d.cfg.NoiseMultiplier, d.cfg.Clip)
@@ -134,6 +167,9 @@ func (d *DPFedAvg) Describe() string {
 	}
 	if d.cfg.PerLayer {
 		s += " per layer"
+	}
+	if sens, err := d.sensitivity(d.cfg.Clip); err == nil && sens != d.cfg.Clip && d.cfg.Placement == PlacementCentral {
+		s += fmt.Sprintf(", noise calibrated to the quantised sum's sensitivity %.6g (σ = z·%.6g)", sens, sens)
 	}
 	return s + fmt.Sprintf(", Poisson q = %g, δ = %g, %s accountant", d.cfg.SamplingRate, d.cfg.Delta, d.cfg.Accountant.Kind())
 }
@@ -176,7 +212,12 @@ func (d *DPFedAvg) Finalize(round int, sum []float64, count int, unclipped float
 		src = privacy.NewSeededSource(d.cfg.NoiseSeed ^ uint64(round)*0x9e3779b97f4a7c15)
 	}
 	if d.cfg.Placement == PlacementCentral {
-		s := d.clip()
+		// The noise is calibrated to the sensitivity of the sum actually released: a quantising
+		// secure sum can lengthen a contribution beyond the clip S.
+		s, err := d.sensitivity(d.clip())
+		if err != nil {
+			return nil, fmt.Errorf("round %d noise: %w", round, err)
+		}
 		noise, err := privacy.NewGaussianNoise(d.valueZ*s, s, len(sum))
 		if err != nil {
 			return nil, fmt.Errorf("round %d noise: %w", round, err)

@@ -36,6 +36,11 @@ type SecureSum interface {
 	Describe() string
 	// Stages names the protocol's exchanges in order (for reports and dropout injection).
 	Stages() []string
+	// Sensitivity is the largest L2 norm one client's contribution to the sum can have when its
+	// update (dim entries) is clipped to L2 norm clip and weighted 1: clip for an exact sum,
+	// more for a protocol that quantises (its rounding can lengthen the update). Central DP
+	// calibrates its noise to it (DPConfig.Sensitivity).
+	Sensitivity(clip float64, dim int) float64
 	// NewServer begins the server's half of a round among the clients that hold inputs;
 	// maxWeight is the largest of their aggregation weights (1 under unit weights), which a
 	// quantising protocol scales by.

@@ -748,3 +748,6 @@ func unframe(kind byte, b []byte, maxParts int) ([][]byte, error) {
 	}
 	return parts, nil
 }
+
+// Sensitivity is clip: the update is encrypted as it is, not rounded to a grid.
+func (h *HE) Sensitivity(clip float64, _ int) float64 { return clip }

@@ -19,6 +19,13 @@ type Spec struct {
 	MaxDropout float64 `json:"max_dropout"` // tolerated dropout fraction
 	MaxCorrupt float64 `json:"max_corrupt"` // tolerated fraction of clients colluding with the server
 	Degree     int     `json:"degree"`      // SecAgg+: forced graph degree (0: planned)
+	// AllowWeakDegree keeps a forced degree that fails the dropout or corruption bounds; the run
+	// then claims no statistical security (SecAggOptions.AllowWeakDegree).
+	AllowWeakDegree bool `json:"allow_weak_degree,omitempty"`
+	// RunID (16 bytes, or empty) identifies the run: the server draws it once per run and
+	// announces it; every SecAgg signature and derived key binds it, and a client refuses a setup
+	// message of another run. Empty at the server: drawn at random (SecAggOptions.RunID).
+	RunID []byte `json:"run_id,omitempty"`
 	// Threshold HE.
 	Committee int `json:"he_committee"`
 	Threshold int `json:"he_threshold"`
@@ -37,8 +44,16 @@ var backends = map[string]func(Spec) (fl.SecureSum, error){
 }
 
 func newSecAggFromSpec(plus bool, s Spec) (fl.SecureSum, error) {
-	return NewSecAgg(SecAggOptions{Plus: plus, Bits: s.Bits, ClipRange: s.ClipRange, MaxDropout: s.MaxDropout,
-		MaxCorrupt: s.MaxCorrupt, Degree: s.Degree, Rand: s.Rand})
+	o := SecAggOptions{Plus: plus, Bits: s.Bits, ClipRange: s.ClipRange, MaxDropout: s.MaxDropout,
+		MaxCorrupt: s.MaxCorrupt, Degree: s.Degree, AllowWeakDegree: s.AllowWeakDegree, Rand: s.Rand}
+	switch len(s.RunID) {
+	case 0:
+	case len(o.RunID):
+		copy(o.RunID[:], s.RunID)
+	default:
+		return nil, fmt.Errorf("secagg: run id of %d bytes, want %d", len(s.RunID), len(o.RunID))
+	}
+	return NewSecAgg(o)
 }
 
 // Names lists the secure-sum protocols New knows, sorted.

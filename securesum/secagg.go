@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"sync"
 
 	"shoal/fl"
 	"shoal/secagg"
@@ -20,7 +21,19 @@ type SecAggOptions struct {
 	ClipRange  float64 // entries are clipped to [−ClipRange, ClipRange] (default 0.5)
 	MaxDropout float64 // tolerated dropout fraction, chooses degree and threshold (default 0.1)
 	MaxCorrupt float64 // tolerated fraction of clients colluding with the server (default 0.1)
-	Degree     int     // force the graph degree (0: planned from the fractions)
+	// Degree forces the graph degree (0: planned from the fractions). A forced degree is held to
+	// the checks PlanGraph makes (secagg.AssessGraph) in every round and refused when it does not
+	// meet them, unless AllowWeakDegree is set.
+	Degree int
+	// AllowWeakDegree keeps a forced Degree that fails the dropout or corruption bounds. The run
+	// then claims no statistical security: Describe says so and reports, for the weakest round
+	// planned so far, the probability that a client has enough corrupt neighbours to be exposed.
+	AllowWeakDegree bool
+	// RunID identifies the run; it is bound into every signature and derived key of the
+	// protocol, so no transcript of one run can be replayed in another. Zero at the server: it
+	// draws 16 random bytes (from Rand(0, −1) when Rand is set) once. At a client, a non-zero
+	// RunID (the one the server announced) makes it refuse a setup message of any other run.
+	RunID [16]byte
 	// Rand returns the randomness of client id (or of the server, id −1) in a round; nil means
 	// crypto/rand, the only choice for a real run.
 	Rand func(round int, id fl.ClientID) io.Reader
@@ -28,7 +41,19 @@ type SecAggOptions struct {
 
 // SecAgg is the fl.SecureSum of Bonawitz et al. 2017 and of SecAgg+ (Bell et al. 2020), for a
 // semi-honest server: the server learns only the sum of the survivors' quantised updates.
-type SecAgg struct{ o SecAggOptions }
+//
+// Aggregation weights are at least 1 (the engine's weights are example counts ≥ 1, or 1 under
+// unit weights) and at most the round's announced maximum; with that, the server knows the
+// range every honest sum lies in, and abandons a round whose unmasked sum is outside it (a
+// client can shift the sum by any constant, masks cancel whatever it sends).
+type SecAgg struct {
+	o SecAggOptions
+
+	mu    sync.Mutex
+	runID [16]byte          // the server's run id, drawn once
+	drawn bool              // runID is set
+	weak  *secagg.GraphRisk // weakest forced-degree round planned so far (AllowWeakDegree)
+}
 
 // NewSecAgg validates the options and fills in defaults.
 func NewSecAgg(o SecAggOptions) (*SecAgg, error) {
@@ -60,12 +85,49 @@ func (s *SecAgg) Name() string {
 
 func (s *SecAgg) Describe() string {
 	graph := "complete graph (Bonawitz et al. 2017)"
+	claim := fmt.Sprintf("tolerates %.0f%% dropout and %.0f%% of clients colluding with the server", 100*s.o.MaxDropout, 100*s.o.MaxCorrupt)
 	if s.o.Plus {
-		graph = "random Harary graph (SecAgg+, Bell et al. 2020), 40-bit statistical security"
+		graph = fmt.Sprintf("random Harary graph (SecAgg+, Bell et al. 2020), %d-bit statistical security", secagg.StatisticalSecurity)
 	}
-	return fmt.Sprintf("%s: %s; semi-honest server learns only the sum; tolerates %.0f%% dropout and %.0f%% of clients colluding with the server; "+
-		"%d-bit stochastic quantisation of entries clipped to ±%g, summed in Z_2^(b+⌈log2 n⌉)",
-		s.Name(), graph, 100*s.o.MaxDropout, 100*s.o.MaxCorrupt, s.o.Bits, s.o.ClipRange)
+	switch {
+	case s.o.Degree > 0 && s.o.AllowWeakDegree:
+		graph = fmt.Sprintf("graph of forced degree %d accepted without checking it against the dropout and corruption bounds "+
+			"(allow weak degree): NO statistical-security claim", s.o.Degree)
+		s.mu.Lock()
+		weak := s.weak
+		s.mu.Unlock()
+		if weak != nil {
+			graph += "; weakest round so far: " + describeRisk(*weak, s.o.MaxCorrupt)
+		} else {
+			graph += "; no round has fallen short of the bounds so far"
+		}
+		claim = fmt.Sprintf("sized for %.0f%% dropout; %.0f%% of clients colluding with the server may expose others' inputs", 100*s.o.MaxDropout, 100*s.o.MaxCorrupt)
+	case s.o.Degree > 0 && s.o.Plus:
+		graph = fmt.Sprintf("random Harary graph (SecAgg+, Bell et al. 2020) of forced degree %d, checked every round: %d-bit statistical security",
+			s.o.Degree, secagg.StatisticalSecurity)
+	}
+	return fmt.Sprintf("%s: %s; semi-honest server learns only the sum; %s; "+
+		"%d-bit conditional stochastic quantisation of entries clipped to ±%g, summed in Z_2^(b+⌈log2 n⌉); "+
+		"sums outside the range of honest inputs are refused, in-range inputs are not validated",
+		s.Name(), graph, claim, s.o.Bits, s.o.ClipRange)
+}
+
+// describeRisk states what a weak graph loses, in the words of the run summary.
+func describeRisk(r secagg.GraphRisk, maxCorrupt float64) string {
+	exposedAt := r.Threshold
+	return fmt.Sprintf("%d clients, degree %d, threshold %d: a client has at least %d of its neighbours among %d corrupt clients "+
+		"(%.0f%% colluding with the server), which then unmask its input, with probability %.3g (about %.0f clients per round); "+
+		"it is isolated among corrupt or dropped neighbours with probability %.3g",
+		r.Clients, r.Degree, r.Threshold, exposedAt, r.Corrupt, 100*maxCorrupt, r.Exposed, r.Exposed*float64(r.Clients), r.Isolated)
+}
+
+// Sensitivity is the largest L2 norm one client's contribution to the sum can have when its
+// update is clipped to clip and weighted 1 (the engine's unit weights under DP, where maxWeight
+// is 1 and nothing is scaled): conditional rounding (secagg.NormBound) keeps the dequantised
+// update within B(clip) = √(clip² + O(γ²·dim + γ·clip)) of the origin, γ = 2·ClipRange/(2^Bits−1).
+func (s *SecAgg) Sensitivity(clip float64, dim int) float64 {
+	cfg := secagg.Config{Dim: max(dim, 1) + 1, NormDim: max(dim, 1), Bits: s.o.Bits, ClipRange: s.o.ClipRange}
+	return secagg.NormBound(&cfg, clip)
 }
 
 // Stages are the exchanges of one round: the setup message answered by AdvertiseKeys, the key
@@ -80,28 +142,84 @@ func (s *SecAgg) rand(round int, id fl.ClientID) io.Reader {
 	return s.o.Rand(round, id)
 }
 
-// config plans the round's public parameters for n clients whose largest weight is maxWeight.
-func (s *SecAgg) config(round, n, dim int, maxWeight float64) (secagg.Config, error) {
+// Plan returns the degree and threshold a round of n clients uses and what they guarantee. A
+// forced degree that fails the dropout or corruption bounds is refused (with an error saying by
+// how much) unless AllowWeakDegree is set; the engine's command line can call Plan with the
+// expected cohort size to refuse a run before it starts.
+func (s *SecAgg) Plan(n int) (degree, threshold int, risk secagg.GraphRisk, err error) {
 	kind := secagg.GraphComplete
 	if s.o.Plus {
 		kind = secagg.GraphHarary
 	}
-	var degree, threshold int
-	var err error
-	if s.o.Degree > 0 {
-		degree = min(s.o.Degree, n-1)
-		threshold, err = secagg.PlanThreshold(n, degree, s.o.MaxDropout, kind)
-	} else {
-		degree, threshold, err = secagg.PlanGraph(n, s.o.MaxDropout, s.o.MaxCorrupt, kind, false)
+	if s.o.Degree == 0 {
+		if degree, threshold, err = secagg.PlanGraph(n, s.o.MaxDropout, s.o.MaxCorrupt, kind, false); err != nil {
+			return 0, 0, risk, err
+		}
+		risk, err = secagg.AssessGraph(n, degree, threshold, s.o.MaxDropout, s.o.MaxCorrupt, kind, false)
+		return degree, threshold, risk, err
 	}
+	if n < 2 || n > secagg.MaxClients {
+		return 0, 0, risk, fmt.Errorf("secagg: %d clients out of range [2, %d]", n, secagg.MaxClients)
+	}
+	degree = min(s.o.Degree, n-1)
+	if threshold, err = secagg.PlanThreshold(n, degree, s.o.MaxDropout, kind); err != nil {
+		return 0, 0, risk, fmt.Errorf("secagg: forced degree %d: %w", degree, err)
+	}
+	if risk, err = secagg.AssessGraph(n, degree, threshold, s.o.MaxDropout, s.o.MaxCorrupt, kind, false); err != nil {
+		return 0, 0, risk, err
+	}
+	if !risk.Secure() {
+		if !s.o.AllowWeakDegree {
+			hint := "plan the degree instead (degree 0)"
+			if k, _, err := secagg.PlanGraph(n, s.o.MaxDropout, s.o.MaxCorrupt, kind, false); err == nil {
+				hint = fmt.Sprintf("the smallest degree that meets them is %d (degree 0 plans it)", k)
+			}
+			return 0, 0, risk, fmt.Errorf("secagg: forced degree %d does not meet the %d-bit bounds for %d clients with %.0f%% dropout and %.0f%% corrupt: "+
+				"%s; %s, or accept the weaker guarantee explicitly (allow weak degree)",
+				degree, secagg.StatisticalSecurity, n, 100*s.o.MaxDropout, 100*s.o.MaxCorrupt, describeRisk(risk, s.o.MaxCorrupt), hint)
+		}
+		s.mu.Lock()
+		if s.weak == nil || risk.SecurityBits < s.weak.SecurityBits {
+			s.weak = &risk
+		}
+		s.mu.Unlock()
+	}
+	return degree, threshold, risk, nil
+}
+
+// RunID returns the run id the server binds into every round (drawing it on first use).
+func (s *SecAgg) RunID() ([16]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drawn {
+		return s.runID, nil
+	}
+	s.runID = s.o.RunID
+	if s.runID == ([16]byte{}) {
+		if _, err := io.ReadFull(s.rand(0, -1), s.runID[:]); err != nil {
+			return s.runID, fmt.Errorf("secagg run id: %w", err)
+		}
+	}
+	s.drawn = true
+	return s.runID, nil
+}
+
+// config plans the round's public parameters for n clients whose largest weight is maxWeight.
+func (s *SecAgg) config(round, n, dim int, maxWeight float64) (secagg.Config, error) {
+	degree, threshold, _, err := s.Plan(n)
 	if err != nil {
 		return secagg.Config{}, err
 	}
-	if degree == n-1 {
-		kind = secagg.GraphComplete
+	kind := secagg.GraphComplete
+	if s.o.Plus && degree < n-1 {
+		kind = secagg.GraphHarary
+	}
+	runID, err := s.RunID()
+	if err != nil {
+		return secagg.Config{}, err
 	}
 	cfg := secagg.Config{Round: uint64(round), Clients: n, Dim: dim + 1, Bits: s.o.Bits, ClipRange: s.o.ClipRange,
-		MaxWeight: maxWeight, Graph: kind, Degree: degree, Threshold: threshold}
+		MaxWeight: maxWeight, Graph: kind, Degree: degree, Threshold: threshold, RunID: runID, NormDim: dim}
 	if _, err := io.ReadFull(s.rand(round, -1), cfg.GraphSeed[:]); err != nil {
 		return secagg.Config{}, fmt.Errorf("graph seed: %w", err)
 	}
@@ -121,7 +239,7 @@ func (s *SecAgg) NewServer(round int, clients []fl.ClientID, dim int, maxWeight 
 	}
 	cfg, err := s.config(round, len(clients), dim, maxWeight)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", fl.ErrRoundAbandoned, err)
+		return nil, fmt.Errorf("%w: secagg round %d: %v", fl.ErrRoundAbandoned, round, err)
 	}
 	srv, err := secagg.NewServer(cfg)
 	if err != nil {
@@ -162,7 +280,7 @@ func (v *secaggServer) Next() (map[fl.ClientID][]byte, bool, error) {
 	out, err := v.srv.Advance()
 	if err != nil {
 		if errors.Is(err, secagg.ErrAbandoned) {
-			return nil, false, fmt.Errorf("%w: %v", fl.ErrRoundAbandoned, err)
+			return nil, false, fmt.Errorf("%w: secagg round %d: %v", fl.ErrRoundAbandoned, v.cfg.Round, err)
 		}
 		return nil, false, err
 	}
@@ -195,12 +313,15 @@ func (v *secaggServer) Result() (fl.SumResult, error) {
 	r, err := v.srv.Result()
 	if err != nil {
 		if errors.Is(err, secagg.ErrAbandoned) {
-			return fl.SumResult{}, fmt.Errorf("%w: %v", fl.ErrRoundAbandoned, err)
+			return fl.SumResult{}, fmt.Errorf("%w: secagg round %d: %v", fl.ErrRoundAbandoned, v.cfg.Round, err)
 		}
 		return fl.SumResult{}, err
 	}
-	if len(r.Sum) != v.dim+1 {
+	if len(r.Sum) != v.dim+1 || len(r.Ring) != v.dim+2 {
 		return fl.SumResult{}, fmt.Errorf("secagg: result has %d entries, want %d", len(r.Sum), v.dim+1)
+	}
+	if err := v.feasible(r.Ring, len(r.Survivors)); err != nil {
+		return fl.SumResult{}, fmt.Errorf("%w: secagg round %d: %v; nothing released", fl.ErrRoundAbandoned, v.cfg.Round, err)
 	}
 	sum := make([]float64, v.dim)
 	for j := range sum {
@@ -209,12 +330,40 @@ func (v *secaggServer) Result() (fl.SumResult, error) {
 	return fl.SumResult{Sum: sum, Weight: r.Weight, Unclipped: r.Sum[v.dim] / v.s.o.ClipRange, Count: len(r.Survivors)}, nil
 }
 
+// feasible checks the unmasked ring sum of count inputs against the range honest inputs add up
+// to, in exact ring units (L = 2^Bits − 1 per input): every update entry in [0, count·L], that is
+// |sum_j| ≤ count·ClipRange·maxWeight; the unclipped entry (Unclipped·ClipRange with Unclipped in
+// [0, 1]) at least count·(L−1)/2, an unclipped count of at least 0 up to quantisation; and the
+// weight, each at least 1 (quantised to at least ⌊L/maxWeight⌋) and at most maxWeight, in
+// [count·⌊L/maxWeight⌋, count·L] and never 0, since the mean divides by it.
+func (v *secaggServer) feasible(ring []uint32, count int) error {
+	if err := secagg.FeasibleSum(&v.cfg, ring, count); err != nil {
+		return fmt.Errorf("sum out of its feasible range (a client sent an out-of-range masked input): %w", err)
+	}
+	levels := uint64(1)<<v.cfg.Bits - 1
+	if lo := uint64(count) * ((levels - 1) / 2); uint64(ring[v.dim]) < lo {
+		return fmt.Errorf("unclipped count below 0 (ring %d < %d): a client sent an out-of-range masked input", ring[v.dim], lo)
+	}
+	perClient := uint64(math.Floor(minWeight * (float64(levels) / v.cfg.MaxWeight)))
+	if lo := max(uint64(count)*perClient, 1); uint64(ring[v.dim+1]) < lo {
+		return fmt.Errorf("total weight %g below %g, the least %d clients of weight ≥ %g can have (ring %d < %d): a client sent an out-of-range masked input",
+			float64(ring[v.dim+1])*v.cfg.MaxWeight/float64(levels), float64(lo)*v.cfg.MaxWeight/float64(levels), count, float64(minWeight), ring[v.dim+1], lo)
+	}
+	return nil
+}
+
+// minWeight is the smallest aggregation weight of an honest client.
+const minWeight = 1
+
 // NewClient holds client id's input until the setup message arrives. At setup the update is
 // scaled by weight/MaxWeight (the round's, from the setup) so the sum is the weighted sum; the
 // unclipped bit rides as one more entry.
 func (s *SecAgg) NewClient(round int, id fl.ClientID, in fl.SumInput) (fl.SumClient, error) {
-	if !(in.Weight >= 0) || math.IsInf(in.Weight, 0) {
-		return nil, fmt.Errorf("secagg input: weight %v must be finite and ≥ 0", in.Weight)
+	if !(in.Weight >= minWeight) || math.IsInf(in.Weight, 0) {
+		return nil, fmt.Errorf("secagg input: weight %v must be finite and ≥ %d", in.Weight, minWeight)
+	}
+	if !(in.Unclipped >= 0 && in.Unclipped <= 1) {
+		return nil, fmt.Errorf("secagg input: unclipped indicator %v must be in [0, 1]", in.Unclipped)
 	}
 	for j, x := range in.Update {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
@@ -243,8 +392,11 @@ func (c *secaggClient) Handle(msg []byte) ([]byte, error) {
 	if cfg.Round != uint64(c.round) || cfg.Dim != len(c.in.Update)+1 {
 		return nil, fmt.Errorf("secagg setup: round %d dim %d, the client holds round %d dim %d", cfg.Round, cfg.Dim, c.round, len(c.in.Update)+1)
 	}
-	if cfg.Bits != c.s.o.Bits || cfg.ClipRange != c.s.o.ClipRange {
+	if cfg.Bits != c.s.o.Bits || cfg.ClipRange != c.s.o.ClipRange || cfg.NormDim != len(c.in.Update) {
 		return nil, errors.New("secagg setup: quantisation parameters differ from the run's")
+	}
+	if c.s.o.RunID != ([16]byte{}) && cfg.RunID != c.s.o.RunID {
+		return nil, fmt.Errorf("secagg setup: run %x, this client joined run %x", cfg.RunID, c.s.o.RunID)
 	}
 	if c.in.Weight > cfg.MaxWeight {
 		return nil, fmt.Errorf("secagg setup: the round's largest weight %v is below this client's %v", cfg.MaxWeight, c.in.Weight)
@@ -273,17 +425,20 @@ func (c *secaggClient) vector(maxWeight float64) []float32 {
 	return vec
 }
 
-// The setup message: magic, version, then the public round configuration and the recipient's
-// index in the cohort, big-endian.
-const setupMagic = "SHOALSA1"
+// The setup message: magic (with the version), then the public round configuration and the
+// recipient's index in the cohort, big-endian: run id (16 bytes), round u64, clients, dim, bits,
+// degree, threshold, norm dim (u32 each), clip range, max weight (float64 bits), graph u8,
+// graph seed (32 bytes), index u32.
+const setupMagic = "SHOALSA2"
 
-const setupSize = len(setupMagic) + 8 + 4*5 + 8 + 8 + 1 + 32 + 4
+const setupSize = len(setupMagic) + 16 + 8 + 4*6 + 8 + 8 + 1 + 32 + 4
 
 func encodeSetup(cfg *secagg.Config, index uint32) []byte {
 	b := make([]byte, 0, setupSize)
 	b = append(b, setupMagic...)
+	b = append(b, cfg.RunID[:]...)
 	b = binary.BigEndian.AppendUint64(b, cfg.Round)
-	for _, v := range []int{cfg.Clients, cfg.Dim, cfg.Bits, cfg.Degree, cfg.Threshold} {
+	for _, v := range []int{cfg.Clients, cfg.Dim, cfg.Bits, cfg.Degree, cfg.Threshold, cfg.NormDim} {
 		b = binary.BigEndian.AppendUint32(b, uint32(v))
 	}
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(cfg.ClipRange))
@@ -299,14 +454,16 @@ func decodeSetup(b []byte) (secagg.Config, uint32, error) {
 		return cfg, 0, fmt.Errorf("secagg setup: malformed message (%d bytes)", len(b))
 	}
 	p := b[len(setupMagic):]
+	copy(cfg.RunID[:], p)
+	p = p[16:]
 	cfg.Round = binary.BigEndian.Uint64(p)
 	p = p[8:]
-	vals := make([]int, 5)
+	vals := make([]int, 6)
 	for i := range vals {
 		vals[i] = int(binary.BigEndian.Uint32(p))
 		p = p[4:]
 	}
-	cfg.Clients, cfg.Dim, cfg.Bits, cfg.Degree, cfg.Threshold = vals[0], vals[1], vals[2], vals[3], vals[4]
+	cfg.Clients, cfg.Dim, cfg.Bits, cfg.Degree, cfg.Threshold, cfg.NormDim = vals[0], vals[1], vals[2], vals[3], vals[4], vals[5]
 	cfg.ClipRange = math.Float64frombits(binary.BigEndian.Uint64(p))
 	cfg.MaxWeight = math.Float64frombits(binary.BigEndian.Uint64(p[8:]))
 	cfg.Graph = secagg.GraphKind(p[16])
