@@ -20,11 +20,19 @@ type smallCluster struct {
 
 func newSmallCluster(t *testing.T, n int, malicious bool) *smallCluster {
 	t.Helper()
+	return newRunCluster(t, n, malicious, [16]byte{}, 9)
+}
+
+// newRunCluster is newSmallCluster in the run with the given id, the clients' randomness from
+// seed (the Ed25519 keys are the same in every run: one PKI).
+func newRunCluster(t *testing.T, n int, malicious bool, run [16]byte, seed uint64) *smallCluster {
+	t.Helper()
 	k, th, err := PlanGraph(n, 0.2, 0, GraphComplete, malicious)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Round: 4, Clients: n, Dim: 8, Bits: 8, ClipRange: 1, MaxWeight: 1, Graph: GraphComplete, Degree: k, Threshold: th}
+	cfg := Config{Round: 4, Clients: n, Dim: 8, Bits: 8, ClipRange: 1, MaxWeight: 1, Graph: GraphComplete, Degree: k, Threshold: th,
+		RunID: run}
 	var sks []ed25519.PrivateKey
 	if malicious {
 		cfg.VerifyKeys = make([]ed25519.PublicKey, n)
@@ -43,7 +51,7 @@ func newSmallCluster(t *testing.T, n int, malicious bool) *smallCluster {
 		if malicious {
 			opts = append(opts, WithSigningKey(sks[id]))
 		}
-		cl, err := NewClient(cfg, id, seeded(9)(id), opts...)
+		cl, err := NewClient(cfg, id, seeded(seed)(id), opts...)
 		if err != nil {
 			t.Fatal(err)
 		}

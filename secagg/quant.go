@@ -53,7 +53,7 @@ func (c *Config) normDim() int {
 // NormBound returns B(norm): the largest L2 norm the dequantised first NormDim entries of an
 // input can have when those entries, clipped to ±ClipRange, have L2 norm `norm` (see the
 // comment on conditional rounding above). For a DP clip S, NormBound(cfg, S) is the sensitivity
-// of the sum: B(S) = √(S² + O(γ²m + γS)), for example 0.500052 for S = 0.5, m = 199,210 and
+// of the sum: B(S) = √(S² + O(γ²m + γS)), for example 0.500061 for S = 0.5, m = 199,210 and
 // 16 bits over ±0.5.
 func NormBound(cfg *Config, norm float64) float64 {
 	return math.Sqrt(cfg.normBound2(norm, cfg.normDim()))
