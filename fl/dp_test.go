@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"shoal/privacy"
@@ -224,4 +225,68 @@ func adaptiveClipper(t *testing.T) *privacy.AdaptiveClipper {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// With a quantising secure sum the sensitivity of the sum exceeds the clip; central noise is
+// calibrated to z·Sensitivity(S) (so the ε the accountant reports for z holds), for the fixed
+// and the adaptive clip alike. A sensitivity below the clip, or not finite, is refused.
+func TestDPFedAvgNoiseCalibratedToSensitivity(t *testing.T) {
+	sens := func(clip float64) float64 { return 1.3*clip + 0.01 }
+	c := dpConfig(t)
+	c.Sensitivity = sens
+	d, err := NewDPFedAvg(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if std, err := d.NoiseStd(); err != nil || std != 1.2*sens(0.5) {
+		t.Fatalf("noise std %v (%v), want z·Sensitivity(S) = %v", std, err, 1.2*sens(0.5))
+	}
+	if !strings.Contains(d.Describe(), "sensitivity 0.66") {
+		t.Fatalf("describe: %s", d.Describe())
+	}
+	const dim = 200_000
+	mean, err := d.Finalize(1, make([]float64, dim), 20, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sq float64
+	for _, v := range mean {
+		sq += float64(v) * float64(v)
+	}
+	want := 1.2 * sens(0.5) / 20
+	if sd := math.Sqrt(sq / dim); math.Abs(sd-want) > 0.01*want {
+		t.Fatalf("noise sd on the mean %v, want z·Sensitivity(S)/(qN) = %v (z·S/(qN) would be %v)", sd, want, 1.2*0.5/20)
+	}
+
+	// Adaptive clipping: the round's clip goes through Sensitivity too, with the value multiplier.
+	a := dpConfig(t)
+	a.Adaptive = adaptiveClipper(t)
+	a.Sensitivity = sens
+	ad, err := NewDPFedAvg(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vz, _ := a.Adaptive.ValueNoiseMultiplier(1.2)
+	if std, _ := ad.NoiseStd(); math.Abs(std-vz*sens(a.Adaptive.Clip())) > 1e-12 {
+		t.Fatalf("adaptive noise std %v, want %v", std, vz*sens(a.Adaptive.Clip()))
+	}
+
+	for _, bad := range []func(float64) float64{
+		func(c float64) float64 { return 0.9 * c },
+		func(float64) float64 { return math.NaN() },
+		func(float64) float64 { return math.Inf(1) },
+	} {
+		c := dpConfig(t)
+		c.Sensitivity = bad
+		if _, err := NewDPFedAvg(c); err == nil {
+			t.Fatal("a sensitivity below the clip or not finite accepted")
+		}
+	}
+	// Local noise is added by each client before the sum: it needs no sensitivity of the sum.
+	l := dpConfig(t)
+	l.Placement, l.Sensitivity = PlacementLocal, sens
+	ld, _ := NewDPFedAvg(l)
+	if std, _ := ld.NoiseStd(); std != 0 {
+		t.Fatalf("local placement: central noise std %v", std)
+	}
 }
