@@ -358,7 +358,7 @@ func TestSecAggFeasibleRange(t *testing.T) {
 		want  string
 	}{
 		{"coordinate", 2, 1 << (k - 1), "entry 2"},
-		{"unclipped", dim, 1<<k - 150000, "unclipped count below 0"}, // honest ≈ 3·32767.5 + 3·65535
+		{"unclipped", dim, 1<<k - 150000, "unclipped count below 0"},      // honest ≈ 3·32767.5 + 3·65535
 		{"weight below its least", dim + 1, 1<<k - 66000, "total weight"}, // honest ≈ 65535 + 5·655.35, least 6·655
 		{"weight beyond its most", dim + 1, 3 << (k - 2), "the weight"},
 	} {
