@@ -123,6 +123,13 @@ func (c *Config) roundEntries(src []float32, rs *byteStream, dst []uint32) (norm
 	levels := c.quantLevels()
 	lv := int64(levels)
 	clip := c.ClipRange
+	// Clip in the bits of the float32 (no NaN or Inf reach here): |x| is clamped to the largest
+	// float32 at most ClipRange with an integer min, which is cheaper than two float64 min/max.
+	cf := float32(clip)
+	if float64(cf) > clip {
+		cf = math.Nextafter32(cf, 0)
+	}
+	cb := math.Float32bits(cf)
 	// y = (x + clip)·scale ∈ [0, levels]; q = floor(y + u) with u = r/2^32, computed in fixed
 	// point as (y·2^32 + r) >> 32: exact, since y·2^32 < 2^63 is a float64 with an exact
 	// integer part, and it needs no floating-point floor.
@@ -135,29 +142,18 @@ func (c *Config) roundEntries(src []float32, rs *byteStream, dst []uint32) (norm
 		in := src[off : off+n]
 		out := dst[off : off+n]
 		noise := noise[:len(in)]
-		var nx0, nx1 float64
+		var nx float64
 		var sq uint64 // (2q−L)² < 2^48, so 1024 of them fit
-		i := 0
-		for ; i+2 <= len(in); i += 2 {
-			v0 := min(max(float64(in[i]), -clip), clip)
-			v1 := min(max(float64(in[i+1]), -clip), clip)
-			q0 := min(uint64(int64((v0+clip)*scale))+uint64(noise[i]), top) >> 32 // < 2^48: the signed conversion is one instruction
-			q1 := min(uint64(int64((v1+clip)*scale))+uint64(noise[i+1]), top) >> 32
-			out[i], out[i+1] = uint32(q0), uint32(q1)
-			d0, d1 := 2*int64(q0)-lv, 2*int64(q1)-lv
-			sq += uint64(d0*d0) + uint64(d1*d1)
-			nx0 += v0 * v0
-			nx1 += v1 * v1
-		}
-		for ; i < len(in); i++ {
-			v := min(max(float64(in[i]), -clip), clip)
-			q := min(uint64(int64((v+clip)*scale))+uint64(noise[i]), top) >> 32
+		for i, x := range in {
+			b := math.Float32bits(x)
+			v := float64(math.Float32frombits(min(b&0x7fffffff, cb) | b&0x80000000))
+			q := min(uint64(int64((v+clip)*scale))+uint64(noise[i]), top) >> 32 // < 2^48: the signed conversion is one instruction
 			out[i] = uint32(q)
 			d := 2*int64(q) - lv
 			sq += uint64(d * d)
-			nx0 += v * v
+			nx += v * v
 		}
-		norm2 += nx0 + nx1
+		norm2 += nx
 		var carry uint64
 		sqLo, carry = bits.Add64(sqLo, sq, 0)
 		sqHi += carry
