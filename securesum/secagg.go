@@ -91,8 +91,12 @@ func (s *SecAgg) Describe() string {
 	}
 	switch {
 	case s.o.Degree > 0 && s.o.AllowWeakDegree:
-		graph = fmt.Sprintf("graph of forced degree %d accepted without checking it against the dropout and corruption bounds "+
-			"(allow weak degree): NO statistical-security claim", s.o.Degree)
+		kind := "complete graph"
+		if s.o.Plus {
+			kind = "random Harary graph (SecAgg+)"
+		}
+		graph = fmt.Sprintf("%s of forced degree %d, kept even in rounds where it fails the dropout and corruption bounds "+
+			"(allow weak degree): NO statistical-security claim", kind, s.o.Degree)
 		s.mu.Lock()
 		weak := s.weak
 		s.mu.Unlock()
