@@ -262,12 +262,13 @@ func (s *secTransport) Exchange(_ context.Context, round, stage int, msgs map[fl
 }
 
 // TestAttackRingWrapAbandonsRound: one client adds a constant to the weight entry of its
-// masked input so that the ring sum of the weights wraps to 0. The masks still cancel, the
-// decoded weight is 0 (and would be anything else the attacker likes), and before the fix the
-// engine divided the sum by it: the mean was ±Inf, the global model non-finite, and the run
-// stopped with an error. Now the adapter's server refuses the out-of-range sum: the round is
-// abandoned (ErrRoundAbandoned, naming the round), the model is left unchanged, and the run
-// goes on.
+// masked input so that the ring sum of the weights wraps to 0, or to a single quantisation step.
+// The masks still cancel and the decoded weight is what the attacker chose. Before the fix the
+// engine divided the sum by it: with 0 the mean was ±Inf and the run stopped (later, the
+// engine's own non-finite check abandoned the round, without saying why); with one step the mean
+// is finite but some 10^5 times too large, and it went into the model. Now the adapter's server
+// refuses the out-of-range sum: the round is abandoned (ErrRoundAbandoned, naming the round and
+// the weight), the model is left unchanged, and the run goes on.
 func TestAttackRingWrapAbandonsRound(t *testing.T) {
 	const n, dim, rounds, attacked = 8, 40, 3, 2
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -280,49 +281,51 @@ func TestAttackRingWrapAbandonsRound(t *testing.T) {
 			mean[j] += float64(updates[i][j]) / n
 		}
 	}
-	for _, plus := range []bool{false, true} {
-		p, err := NewSecAgg(SecAggOptions{Plus: plus, MaxDropout: 0.2, MaxCorrupt: 0.1, Rand: seeded(21)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Every client has 5 examples: weight 5 = the round's largest, quantised to 2^16 − 1;
-		// the weights add up to n·(2^16 − 1) in Z_{2^19}. The attacker adds the complement.
-		k := 16 + 3
-		wrap := uint32((1<<k - n*65535) % (1 << k))
-		tr := &secTransport{proto: p, updates: updates, examples: 5,
-			tamper: func(round, stage int, id fl.ClientID, reply []byte) []byte {
-				if round == attacked && stage == 2 && id == 3 {
-					return shiftMaskedEntry(t, reply, dim+1, wrap)
-				}
-				return reply
-			}}
-		strat, err := strategy.New("fedavg", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sampler, _ := fl.NewFractionSampler(1, 1)
-		e := &fl.Engine{Config: fl.EngineConfig{Rounds: rounds, MinResults: 2, Fit: fl.FitConfig{Epochs: 1, BatchSize: 1, LR: 0.1}},
-			Strategy: strat, Sampler: sampler, Transport: tr, Source: rand.NewPCG(1, 2), SecureSum: p}
-		global := make([]float32, dim)
-		hist, err := e.Run(context.Background(), global)
-		if err != nil {
-			t.Fatalf("plus=%v: the attack stopped the run: %v", plus, err)
-		}
-		if len(hist) != rounds {
-			t.Fatalf("plus=%v: %d rounds ran, want %d", plus, len(hist), rounds)
-		}
-		for _, r := range hist {
-			if (r.Abandoned != "") != (r.Round == attacked) {
-				t.Fatalf("plus=%v: round %d abandoned %q", plus, r.Round, r.Abandoned)
+	// Every client has 5 examples: weight 5 = the round's largest, quantised to 2^16 − 1; the
+	// weights add up to n·(2^16 − 1) in Z_{2^19}. The attacker adds what takes that to `to`.
+	const k = 16 + 3
+	for _, to := range []uint32{0, 1} {
+		for _, plus := range []bool{false, true} {
+			p, err := NewSecAgg(SecAggOptions{Plus: plus, MaxDropout: 0.2, MaxCorrupt: 0.1, Rand: seeded(21)})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		if a := hist[attacked-1].Abandoned; !strings.Contains(a, "round abandoned") || !strings.Contains(a, "secagg round 2") || !strings.Contains(a, "weight") {
-			t.Fatalf("plus=%v: abandoned round says %q, want the round and the weight named", plus, a)
-		}
-		// Two clean rounds added the mean twice; the attacked round added nothing.
-		for j := range dim {
-			if d := float64(global[j]) - 2*mean[j]; math.IsNaN(d) || math.Abs(d) > 2*0.5/65535*2 {
-				t.Fatalf("plus=%v: coordinate %d = %v, want 2·mean = %v", plus, j, global[j], 2*mean[j])
+			shift := uint32((1<<k + int(to) - n*65535) % (1 << k))
+			tr := &secTransport{proto: p, updates: updates, examples: 5,
+				tamper: func(round, stage int, id fl.ClientID, reply []byte) []byte {
+					if round == attacked && stage == 2 && id == 3 {
+						return shiftMaskedEntry(t, reply, dim+1, shift)
+					}
+					return reply
+				}}
+			strat, err := strategy.New("fedavg", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sampler, _ := fl.NewFractionSampler(1, 1)
+			e := &fl.Engine{Config: fl.EngineConfig{Rounds: rounds, MinResults: 2, Fit: fl.FitConfig{Epochs: 1, BatchSize: 1, LR: 0.1}},
+				Strategy: strat, Sampler: sampler, Transport: tr, Source: rand.NewPCG(1, 2), SecureSum: p}
+			global := make([]float32, dim)
+			hist, err := e.Run(context.Background(), global)
+			if err != nil {
+				t.Fatalf("weight to %d, plus=%v: the attack stopped the run: %v", to, plus, err)
+			}
+			if len(hist) != rounds {
+				t.Fatalf("weight to %d, plus=%v: %d rounds ran, want %d", to, plus, len(hist), rounds)
+			}
+			for _, r := range hist {
+				if (r.Abandoned != "") != (r.Round == attacked) {
+					t.Fatalf("weight to %d, plus=%v: round %d abandoned %q", to, plus, r.Round, r.Abandoned)
+				}
+			}
+			if a := hist[attacked-1].Abandoned; !strings.Contains(a, "round abandoned") || !strings.Contains(a, "secagg round 2") || !strings.Contains(a, "weight") {
+				t.Fatalf("weight to %d, plus=%v: abandoned round says %q, want the round and the weight named", to, plus, a)
+			}
+			// Two clean rounds added the mean twice; the attacked round added nothing.
+			for j := range dim {
+				if d := float64(global[j]) - 2*mean[j]; math.IsNaN(d) || math.Abs(d) > 2*0.5/65535*2 {
+					t.Fatalf("weight to %d, plus=%v: coordinate %d = %v, want 2·mean = %v", to, plus, j, global[j], 2*mean[j])
+				}
 			}
 		}
 	}
