@@ -163,7 +163,7 @@ func (h *HE) identity(id fl.ClientID) (he.Identity, error) {
 // explain adds, in a simulation, why a deployment client's messages would not verify.
 func (h *HE) explain(err error) error {
 	if err != nil && h.ca != nil && errors.Is(err, he.ErrUntrusted) {
-		return fmt.Errorf("%w (this process simulates every client with an in-memory CA; a deployment client needs its own certificate: securesum.FromWireHE)", err)
+		return fmt.Errorf("%w (this process simulates every client with an in-memory CA; a deployment client needs its own certificate: securesum.FromWireLocal)", err)
 	}
 	return err
 }

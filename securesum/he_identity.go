@@ -10,65 +10,67 @@ import (
 	"shoal/pki"
 )
 
-// HELocal is what a deployment process of a threshold-HE run holds itself and never takes
-// from the server: a client's identity (its certificate and key), the trust root every
-// party's certificate is verified against, and the client's own floors. The server announces
-// the committee and threshold (Spec); the floors keep a misbehaving server from announcing
-// its way around them.
-type HELocal struct {
+// Local is what a deployment process holds itself and never takes from the server: a client's
+// identity (its certificate and key) and the trust root every party's certificate is verified
+// against (threshold HE), and the client's own floors for every protocol. The server announces
+// the committee, cohort and threshold (Spec, and each round's setup); the floors keep a
+// misbehaving server from announcing its way around them.
+type Local struct {
 	Identity *he.Identity // the client's; nil on the server
 	Trust    he.Trust     // e.g. pki.LoadClientVerifier(certsDir)
 	// MinContributors: a committee member decrypts only sums of at least this many distinct
 	// signed uploads; the server abandons rounds with fewer (0: he.DefaultMinContributors).
+	// SecAgg: a client refuses to mask its update in a round among fewer clients.
 	MinContributors int
-	// MinThreshold: a client refuses a ceremony or setup with a lower threshold (0: 2).
+	// MinThreshold: a client refuses a ceremony or setup with a lower threshold (0: 2); SecAgg:
+	// a round whose Shamir threshold is lower.
 	MinThreshold int
 	// TrustedCommittee: if set, the only certified names a client accepts on the committee.
 	TrustedCommittee []string
 }
 
-// LoadHEClient is the HELocal of client name in a certificate directory laid out by package
+// LoadClient is the Local of client name in a certificate directory laid out by package
 // pki: its certificate and key (clients/NAME.pem, NAME-key.pem) and the CA certificate
 // (ca.pem) as the trust root.
-func LoadHEClient(certsDir, name string) (HELocal, error) {
+func LoadClient(certsDir, name string) (Local, error) {
 	cert, key, err := pki.LoadClientIdentity(certsDir, name)
 	if err != nil {
-		return HELocal{}, err
+		return Local{}, err
 	}
 	v, err := pki.LoadClientVerifier(certsDir)
 	if err != nil {
-		return HELocal{}, err
+		return Local{}, err
 	}
-	return HELocal{Identity: &he.Identity{Certificate: cert, Key: key}, Trust: v}, nil
+	return Local{Identity: &he.Identity{Certificate: cert, Key: key}, Trust: v}, nil
 }
 
-// LoadHEServer is the server's HELocal: the CA certificate of a certificate directory as the
+// LoadServer is the server's Local: the CA certificate of a certificate directory as the
 // root the server checks uploads and approvals against before relaying them.
-func LoadHEServer(certsDir string) (HELocal, error) {
+func LoadServer(certsDir string) (Local, error) {
 	v, err := pki.LoadClientVerifier(certsDir)
 	if err != nil {
-		return HELocal{}, err
+		return Local{}, err
 	}
-	return HELocal{Trust: v}, nil
+	return Local{Trust: v}, nil
 }
 
-// InsecureHEClient is a client's HELocal for a run without certificates (--insecure, testing
+// InsecureClient is a client's Local for a run without certificates (--insecure, testing
 // only): a throwaway self-signed identity, and a trust that accepts any self-signed one. It
 // keeps the protocol's shape and protects nothing against the server.
-func InsecureHEClient(name string) (HELocal, error) {
+func InsecureClient(name string) (Local, error) {
 	cert, key, err := pki.SelfSignedClient(name)
 	if err != nil {
-		return HELocal{}, err
+		return Local{}, err
 	}
-	return HELocal{Identity: &he.Identity{Certificate: cert, Key: key}, Trust: pki.InsecureClientVerifier{}}, nil
+	return Local{Identity: &he.Identity{Certificate: cert, Key: key}, Trust: pki.InsecureClientVerifier{}}, nil
 }
 
-// InsecureHEServer is the server's HELocal for a run without certificates (testing only).
-func InsecureHEServer() HELocal { return HELocal{Trust: pki.InsecureClientVerifier{}} }
+// InsecureServer is the server's Local for a run without certificates (testing only).
+func InsecureServer() Local { return Local{Trust: pki.InsecureClientVerifier{}} }
 
 // NewHEFromSpec builds the threshold-HE protocol of spec for a deployment process: the
 // server (local without Identity) or a client (with its Identity).
-func NewHEFromSpec(spec Spec, local HELocal) (*HE, error) {
+func NewHEFromSpec(spec Spec, local Local) (*HE, error) {
 	if local.Trust == nil {
 		return nil, errors.New("he: a deployment process needs its own trust root (the CA certificate)")
 	}
@@ -77,11 +79,20 @@ func NewHEFromSpec(spec Spec, local HELocal) (*HE, error) {
 		TrustedCommittee: local.TrustedCommittee})
 }
 
-// FromWireHE is FromWire for a deployment client: "he" is built with the client's own
+// FromWireLocal is FromWire for a deployment client: "he" is built with the client's own
 // identity and trust root (FromWire alone would simulate every client with an in-memory CA,
-// and refuse the run's real signatures); every other protocol as FromWire builds it.
-func FromWireHE(local HELocal) func(name string, params []byte) (fl.SecureSum, error) {
+// and refuse the run's real signatures), SecAgg with the client's floors on cohort and
+// threshold; every other protocol as FromWire builds it.
+func FromWireLocal(local Local) func(name string, params []byte) (fl.SecureSum, error) {
 	return func(name string, params []byte) (fl.SecureSum, error) {
+		if name == "secagg" || name == "secaggplus" {
+			p, err := FromWire(name, params)
+			if err != nil {
+				return nil, err
+			}
+			p.(*SecAgg).require(local.MinContributors, local.MinThreshold)
+			return p, nil
+		}
 		if name != "he" {
 			return FromWire(name, params)
 		}

@@ -183,7 +183,7 @@ func TestHEAdapterRefusals(t *testing.T) {
 		}
 	}
 	// A deployment server holds no identity: it cannot play a client.
-	srv, err := NewHEFromSpec(Spec{Committee: 3, Threshold: 2}, HELocal{Trust: ca.Verifier()})
+	srv, err := NewHEFromSpec(Spec{Committee: 3, Threshold: 2}, Local{Trust: ca.Verifier()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestHEAdapterRefusals(t *testing.T) {
 	if _, err := sc.Handle(msgs[0]); err == nil || !strings.Contains(err.Error(), "no client identity") {
 		t.Fatalf("a server process joined the ceremony as a member: %v", err)
 	}
-	if _, err := FromWireHE(HELocal{Trust: ca.Verifier()})("he", []byte(`{"he_committee":3,"he_threshold":2}`)); err == nil {
+	if _, err := FromWireLocal(Local{Trust: ca.Verifier()})("he", []byte(`{"he_committee":3,"he_threshold":2}`)); err == nil {
 		t.Fatal("a deployment client without an identity accepted")
 	}
 	// A client's own floor on the threshold, whatever the server announces.
@@ -218,7 +218,7 @@ type deployment struct {
 	build   func(fl.ClientID) fl.SecureSum
 }
 
-func newDeployment(t *testing.T, spec Spec, serverLocal HELocal, clientLocal func(fl.ClientID) HELocal) *deployment {
+func newDeployment(t *testing.T, spec Spec, serverLocal Local, clientLocal func(fl.ClientID) Local) *deployment {
 	t.Helper()
 	srv, err := NewHEFromSpec(spec, serverLocal)
 	if err != nil {
@@ -233,7 +233,7 @@ func newDeployment(t *testing.T, spec Spec, serverLocal HELocal, clientLocal fun
 		if c, ok := d.clients[id]; ok {
 			return c
 		}
-		c, err := FromWireHE(clientLocal(id))("he", wire)
+		c, err := FromWireLocal(clientLocal(id))("he", wire)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -253,12 +253,12 @@ func TestHEDeploymentIdentities(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := Spec{Committee: 3, Threshold: 2}
-	d := newDeployment(t, spec, HELocal{Trust: ca.Verifier()}, func(id fl.ClientID) HELocal {
+	d := newDeployment(t, spec, Local{Trust: ca.Verifier()}, func(id fl.ClientID) Local {
 		cert, key, err := ca.IssueClient(fmt.Sprintf("client-%d", id))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return HELocal{Identity: &he.Identity{Certificate: cert, Key: key}, Trust: ca.Verifier()}
+		return Local{Identity: &he.Identity{Certificate: cert, Key: key}, Trust: ca.Verifier()}
 	})
 	setup, err := d.server.NewSetup(d.server.SetupClients(6))
 	if err != nil {
@@ -284,9 +284,9 @@ func TestHEDeploymentIdentities(t *testing.T) {
 		r.check(t, fmt.Sprintf("round %d", round), res, nil)
 	}
 	// A client that trusts only a committee of other names refuses the setup.
-	picky := newDeployment(t, spec, HELocal{Trust: ca.Verifier()}, func(id fl.ClientID) HELocal {
+	picky := newDeployment(t, spec, Local{Trust: ca.Verifier()}, func(id fl.ClientID) Local {
 		cert, key, _ := ca.IssueClient(fmt.Sprintf("picky-%d", id))
-		return HELocal{Identity: &he.Identity{Certificate: cert, Key: key}, Trust: ca.Verifier(),
+		return Local{Identity: &he.Identity{Certificate: cert, Key: key}, Trust: ca.Verifier(),
 			TrustedCommittee: []string{"client-0", "client-1", "someone-else"}}
 	})
 	pickySrv, _ := d.server.NewServer(3, []fl.ClientID{4}, dim, 1)
@@ -311,7 +311,7 @@ func TestHEDeploymentIdentities(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _ := naive.NewClient(4, 5, r.inputs[5])
-	if _, err := c.Handle(msgs[5]); err == nil || !strings.Contains(err.Error(), "FromWireHE") {
+	if _, err := c.Handle(msgs[5]); err == nil || !strings.Contains(err.Error(), "FromWireLocal") {
 		t.Fatalf("a client without its identity encrypted under the run's setup: %v", err)
 	}
 }
@@ -320,8 +320,8 @@ func TestHEDeploymentIdentities(t *testing.T) {
 // identities (and protect nothing against the server).
 func TestHEInsecureDeployment(t *testing.T) {
 	spec := Spec{Committee: 2, Threshold: 2}
-	d := newDeployment(t, spec, InsecureHEServer(), func(id fl.ClientID) HELocal {
-		l, err := InsecureHEClient(fmt.Sprintf("client-%d", id))
+	d := newDeployment(t, spec, InsecureServer(), func(id fl.ClientID) Local {
+		l, err := InsecureClient(fmt.Sprintf("client-%d", id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -478,12 +478,12 @@ func TestHEDeploymentFromCertificateDirectory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	server, err := LoadHEServer(dir)
+	server, err := LoadServer(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := newDeployment(t, Spec{Committee: 3, Threshold: 2}, server, func(id fl.ClientID) HELocal {
-		l, err := LoadHEClient(dir, fmt.Sprintf("c%d", id))
+	d := newDeployment(t, Spec{Committee: 3, Threshold: 2}, server, func(id fl.ClientID) Local {
+		l, err := LoadClient(dir, fmt.Sprintf("c%d", id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -530,7 +530,7 @@ func TestHEDeploymentFromCertificateDirectory(t *testing.T) {
 		t.Fatalf("without the list: %v", err)
 	}
 	// A key that is not the certificate's, or an unknown name, is refused.
-	if _, err := LoadHEClient(dir, "nobody"); err == nil {
+	if _, err := LoadClient(dir, "nobody"); err == nil {
 		t.Fatal("an identity without a certificate loaded")
 	}
 	other, err := os.ReadFile(filepath.Join(dir, pki.ClientsDir, "c1-key.pem"))
@@ -540,7 +540,7 @@ func TestHEDeploymentFromCertificateDirectory(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, pki.ClientsDir, "c0-key.pem"), other, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadHEClient(dir, "c0"); err == nil || !strings.Contains(err.Error(), "does not match") {
+	if _, err := LoadClient(dir, "c0"); err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("c1's key loaded as c0's identity: %v", err)
 	}
 }

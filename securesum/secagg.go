@@ -49,6 +49,10 @@ type SecAggOptions struct {
 type SecAgg struct {
 	o SecAggOptions
 
+	// Client-side floors (Local): a client refuses to mask its update in a round among fewer
+	// than minCohort clients or with a Shamir threshold below minThreshold.
+	minCohort, minThreshold int
+
 	mu    sync.Mutex
 	runID [16]byte          // the server's run id, drawn once
 	drawn bool              // runID is set
@@ -405,6 +409,10 @@ func (c *secaggClient) Handle(msg []byte) ([]byte, error) {
 	if c.in.Weight > cfg.MaxWeight {
 		return nil, fmt.Errorf("secagg setup: the round's largest weight %v is below this client's %v", cfg.MaxWeight, c.in.Weight)
 	}
+	if cfg.Clients < c.s.minCohort || cfg.Threshold < c.s.minThreshold {
+		return nil, fmt.Errorf("%w: secagg round of %d clients with threshold %d; this client masks only among ≥ %d with threshold ≥ %d",
+			fl.ErrPolicy, cfg.Clients, cfg.Threshold, c.s.minCohort, c.s.minThreshold)
+	}
 	sc, err := secagg.NewClient(cfg, index, c.s.rand(c.round, c.id))
 	if err != nil {
 		return nil, err
@@ -480,4 +488,9 @@ func decodeSetup(b []byte) (secagg.Config, uint32, error) {
 		return cfg, 0, fmt.Errorf("secagg setup: index %d outside a cohort of %d", index, cfg.Clients)
 	}
 	return cfg, index, nil
+}
+
+// require sets a client's floors on the rounds it masks its update in (see Local).
+func (s *SecAgg) require(minCohort, minThreshold int) {
+	s.minCohort, s.minThreshold = minCohort, minThreshold
 }

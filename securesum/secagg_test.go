@@ -665,3 +665,40 @@ func TestAttackSetupFromAnotherRun(t *testing.T) {
 		t.Fatal("seeded run ids differ")
 	}
 }
+
+// Attack: the SecAgg threshold and cohort came from the server's setup message, and a client
+// masked its update whatever they were (threshold 2 in a cohort of 2: the other client and the
+// server together unmask it). A client with floors refuses such a round.
+func TestAttackThresholdFromServerSetup(t *testing.T) {
+	server, err := NewSecAgg(SecAggOptions{MaxDropout: 0.5, Rand: seeded(8)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.NewServer(1, []fl.ClientID{1, 2, 3}, 2, 1) // a cohort of 3, threshold 2
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := srv.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, _ := Spec{}.Wire()
+	build := FromWireLocal(Local{MinContributors: 5, MinThreshold: 3})
+	proto, err := build("secagg", wire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := proto.NewClient(1, 1, fl.SumInput{Update: []float32{0.1, 0.2}, Weight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Handle(msgs[1]); !errors.Is(err, fl.ErrPolicy) {
+		t.Fatalf("a client requiring a cohort of 5 and threshold 3 masked in a round of 3 with threshold 2: %v", err)
+	}
+	// Without floors (FromWire) the same setup is accepted: what the server says goes.
+	plain, _ := FromWire("secagg", wire)
+	c, _ = plain.NewClient(1, 1, fl.SumInput{Update: []float32{0.1, 0.2}, Weight: 1})
+	if _, err := c.Handle(msgs[1]); err != nil {
+		t.Fatalf("default client refused an ordinary setup: %v", err)
+	}
+}

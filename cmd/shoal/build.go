@@ -52,11 +52,11 @@ func buildPlan(o simOptions, fed *data.Federated, logger *slog.Logger) (*runPlan
 		return nil, err
 	}
 	seed := o.privacySeed()
-	secure, dropStage, err := buildSecureSum(o.secOptions, o.Clients, seed)
-	if err != nil {
-		return nil, err
+	expected := o.Fraction * float64(o.Clients) // the cohort a round expects
+	if o.Sampling == "fraction" {
+		expected = max(expected, float64(o.MinClients))
 	}
-	dp, err := buildPrivacy(o.secOptions, o.Sampling, o.Fraction, o.Clients, seed)
+	secure, dropStage, err := buildSecureSum(o.secOptions, o.Clients, expected, seed)
 	if err != nil {
 		return nil, err
 	}
@@ -73,6 +73,20 @@ func buildPlan(o simOptions, fed *data.Federated, logger *slog.Logger) (*runPlan
 		},
 		Strategy: strat, Sampler: sampler, Source: o.samplerSource(),
 		Evaluate: evaluator.Evaluate, SecureSum: secure, Logger: logger,
+	}
+	// The DP noise is calibrated to what a client can contribute to the sum the server noises:
+	// the clip, enlarged by the secure sum's quantisation rounding (whichever protocol the
+	// engine ends up running: a deployment rebuilds it with its identities).
+	dim := model.NumParams()
+	sensitivity := func(clip float64) float64 {
+		if engine.SecureSum == nil {
+			return clip
+		}
+		return engine.SecureSum.Sensitivity(clip, dim)
+	}
+	dp, err := buildPrivacy(o.secOptions, o.Sampling, o.Fraction, o.Clients, seed, sensitivity)
+	if err != nil {
+		return nil, err
 	}
 	if dp != nil {
 		engine.Privacy = dp

@@ -164,19 +164,19 @@ func (o clientOptions) check() error {
 // client's own identity and trust root (its certificate and the CA's, never the server's) and
 // its own requirements.
 func (o clientOptions) secureSum(name string) (func(string, []byte) (fl.SecureSum, error), error) {
-	var local securesum.HELocal
+	var local securesum.Local
 	var err error
 	if o.Insecure {
-		local, err = securesum.InsecureHEClient(name)
+		local, err = securesum.InsecureClient(name)
 	} else {
-		local, err = securesum.LoadHEClient(o.Certs, name)
+		local, err = securesum.LoadClient(o.Certs, name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("identity for threshold HE: %w", err)
 	}
 	local.MinContributors, local.MinThreshold = o.Policy.MinCohort, o.Policy.MinThreshold
 	local.TrustedCommittee = o.trustedCommittee()
-	return securesum.FromWireHE(local), nil
+	return securesum.FromWireLocal(local), nil
 }
 
 // tls is client name's mutual-TLS configuration (nil with --insecure).

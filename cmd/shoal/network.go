@@ -50,22 +50,13 @@ func startNetwork(ctx context.Context, o serverOptions, engine *fl.Engine, run *
 		return nil, err
 	}
 	cfg.Metrics = metrics
-	if o.SecureSum == "he" {
-		// Threshold HE in deployment: the server checks uploads and approvals against the CA
-		// certificate (it signs nothing and holds no identity of its own).
-		local := securesum.InsecureHEServer()
-		if !o.Insecure {
-			if local, err = securesum.LoadHEServer(o.Certs); err != nil {
-				return nil, fmt.Errorf("threshold HE: %w", err)
-			}
-		}
-		if engine.SecureSum, err = securesum.NewHEFromSpec(o.secureSpec(), local); err != nil {
-			return nil, usageErrorf("%v", err)
-		}
-	}
 	if engine.SecureSum != nil {
+		spec, err := deploymentSecureSum(o, engine)
+		if err != nil {
+			return nil, err
+		}
 		cfg.SecureSum = engine.SecureSum.Name()
-		if cfg.SecureSumParams, err = o.secureSpec().Wire(); err != nil {
+		if cfg.SecureSumParams, err = spec.Wire(); err != nil {
 			return nil, err
 		}
 	}
@@ -95,6 +86,31 @@ func startNetwork(ctx context.Context, o serverOptions, engine *fl.Engine, run *
 		}
 	}
 	return n, nil
+}
+
+// deploymentSecureSum rebuilds the run's secure sum for a deployment and returns the spec the
+// server announces: a fresh run id that every SecAgg signature and key binds (a client refuses
+// a setup of another run), and for threshold HE the server's trust root (the CA certificate;
+// it signs nothing and holds no identity of its own).
+func deploymentSecureSum(o serverOptions, engine *fl.Engine) (securesum.Spec, error) {
+	spec := o.secureSpec()
+	spec.RunID = make([]byte, 16)
+	_, _ = rand.Read(spec.RunID) // crypto/rand never fails short
+	var err error
+	if o.SecureSum != "he" {
+		engine.SecureSum, err = securesum.New(o.SecureSum, spec)
+		return spec, err
+	}
+	local := securesum.InsecureServer()
+	if !o.Insecure {
+		if local, err = securesum.LoadServer(o.Certs); err != nil {
+			return spec, fmt.Errorf("threshold HE: %w", err)
+		}
+	}
+	if engine.SecureSum, err = securesum.NewHEFromSpec(spec, local); err != nil {
+		return spec, usageErrorf("%v", err)
+	}
+	return spec, nil
 }
 
 // transportConfig is the gRPC transport's configuration: identity (mutual TLS or, explicitly,

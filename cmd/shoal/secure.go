@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ type secOptions struct {
 	MaxDropout      float64
 	MaxCorrupt      float64
 	SecAggDegree    int
+	AllowWeakDegree bool
 	StageDropout    float64
 	DropoutStage    string
 	StageTimeout    time.Duration
@@ -46,7 +48,8 @@ func (s *secOptions) register(fs *flag.FlagSet) {
 	fs.Float64Var(&s.SecAggClipRange, "secagg-clip-range", 0.5, "SecAgg: entries of the (weight-scaled) update are clipped to ±this")
 	fs.Float64Var(&s.MaxDropout, "max-dropout", 0.1, "SecAgg: fraction of the cohort that may drop out mid-protocol (chooses degree and threshold)")
 	fs.Float64Var(&s.MaxCorrupt, "max-corrupt", 0.1, "SecAgg: fraction of clients that may collude with the server")
-	fs.IntVar(&s.SecAggDegree, "secagg-degree", 0, "SecAgg+: force the graph degree (0: planned)")
+	fs.IntVar(&s.SecAggDegree, "secagg-degree", 0, "SecAgg+: force the graph degree (0: planned); refused when it misses the --max-dropout/--max-corrupt bounds")
+	fs.BoolVar(&s.AllowWeakDegree, "secagg-allow-weak-degree", false, "SecAgg+: keep a forced degree that misses the bounds; the run then claims no statistical security (the summary says so)")
 	fs.Float64Var(&s.StageDropout, "stage-dropout", 0, "probability that a client in the secure-sum protocol drops at --dropout-stage")
 	fs.StringVar(&s.DropoutStage, "dropout-stage", "", "protocol stage of --stage-dropout (secagg: advertise, share, masked (default), unmask; he: upload (default), ping, decrypt)")
 	fs.DurationVar(&s.StageTimeout, "stage-timeout", 0, "deadline of each secure-sum stage (0: none)")
@@ -63,8 +66,9 @@ func (s *secOptions) register(fs *flag.FlagSet) {
 
 // buildPrivacy returns the DP mechanism (nil when --dp off) for a population of clients. DP
 // accounting assumes Poisson sampling, so any other sampling is refused rather than reported
-// with a wrong ε. seed, when non-zero, makes the noise reproducible (--seed).
-func buildPrivacy(s secOptions, sampling string, q float64, clients int, seed uint64) (*fl.DPFedAvg, error) {
+// with a wrong ε. seed, when non-zero, makes the noise reproducible (--seed). sensitivity maps
+// the clip to the largest contribution the secure sum can carry (its quantisation rounding).
+func buildPrivacy(s secOptions, sampling string, q float64, clients int, seed uint64, sensitivity func(float64) float64) (*fl.DPFedAvg, error) {
 	switch s.DP {
 	case "off", "":
 		if s.MaxEpsilon != 0 || s.AdaptiveClip != 0 {
@@ -84,7 +88,7 @@ func buildPrivacy(s secOptions, sampling string, q float64, clients int, seed ui
 		return nil, usageErrorf("--accountant: %v", err)
 	}
 	cfg := fl.DPConfig{Placement: s.DP, NoiseMultiplier: s.NoiseMultiplier, Clip: s.Clip, PerLayer: s.PerLayerClip,
-		SamplingRate: q, Clients: clients, Delta: s.Delta, MaxEpsilon: s.MaxEpsilon, Accountant: acct}
+		SamplingRate: q, Clients: clients, Delta: s.Delta, MaxEpsilon: s.MaxEpsilon, Accountant: acct, Sensitivity: sensitivity}
 	if seed != 0 {
 		cfg.NoiseSeed = seed ^ 0xd9 | 1
 	} else if cfg.Source, err = privacy.NewSource(); err != nil {
@@ -108,13 +112,14 @@ func buildPrivacy(s secOptions, sampling string, q float64, clients int, seed ui
 
 // secureSpec is the run's secure-sum configuration as the server announces it.
 func (s secOptions) secureSpec() securesum.Spec {
-	return securesum.Spec{Bits: s.SecAggBits, ClipRange: s.SecAggClipRange, MaxDropout: s.MaxDropout,
-		MaxCorrupt: s.MaxCorrupt, Degree: s.SecAggDegree, Committee: s.HECommittee, Threshold: s.HEThreshold}
+	return securesum.Spec{Bits: s.SecAggBits, ClipRange: s.SecAggClipRange, MaxDropout: s.MaxDropout, MaxCorrupt: s.MaxCorrupt,
+		Degree: s.SecAggDegree, AllowWeakDegree: s.AllowWeakDegree, Committee: s.HECommittee, Threshold: s.HEThreshold}
 }
 
 // buildSecureSum returns the configured protocol (nil for none) and the index of the dropout
 // stage. seed, when non-zero, makes the protocol's randomness reproducible (simulation only).
-func buildSecureSum(s secOptions, clients int, seed uint64) (fl.SecureSum, int, error) {
+// expected is the expected cohort, against which a forced SecAgg+ degree is checked up front.
+func buildSecureSum(s secOptions, clients int, expected float64, seed uint64) (fl.SecureSum, int, error) {
 	if s.SecureSum == "none" || s.SecureSum == "" {
 		if s.StageDropout > 0 {
 			return nil, 0, usageErrorf("--stage-dropout needs a --secure-sum protocol")
@@ -144,6 +149,13 @@ func buildSecureSum(s secOptions, clients int, seed uint64) (fl.SecureSum, int, 
 	}
 	if s.StageDropout < 0 || s.StageDropout >= 1 {
 		return nil, 0, usageErrorf("--stage-dropout must be in [0, 1), got %v", s.StageDropout)
+	}
+	if sa, ok := proto.(*securesum.SecAgg); ok && s.SecAggDegree > 0 {
+		// Refused now rather than in the first round: the run would otherwise claim a security
+		// its graph does not have.
+		if _, _, _, err := sa.Plan(max(2, int(math.Round(expected)))); err != nil {
+			return nil, 0, usageErrorf("--secagg-degree %d: %v", s.SecAggDegree, err)
+		}
 	}
 	return proto, stage, nil
 }

@@ -82,6 +82,7 @@ func TestSimulateSecureSumRefusals(t *testing.T) {
 		{[]string{"--secure-sum", "secagg", "--dropout-stage", "lunch"}, "advertise, share, masked, unmask"},
 		{[]string{"--stage-dropout", "0.1"}, "needs a --secure-sum"},
 		{[]string{"--secure-sum", "secagg", "--secagg-bits", "40"}, "bits"},
+		{[]string{"--secure-sum", "secaggplus", "--clients", "300", "--fraction", "1", "--secagg-degree", "6"}, "--secagg-degree 6"},
 	} {
 		code, _, stderr := shoal(t, append([]string{"simulate", "--dataset", "synthetic", "--out", t.TempDir()}, tc.args...)...)
 		if code == 0 || !strings.Contains(stderr, tc.want) {
