@@ -6,12 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"flag"
-	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 	"testing/cryptotest"
+
+	"shoal/internal/golden"
 )
 
 // Golden wire-format vectors, in the style of crypto/tls's handshake tests: every message of
@@ -70,45 +69,11 @@ func (s *goldenStream) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// goldenDiff describes where got and want first differ.
-func goldenDiff(got, want []byte) string {
-	i := 0
-	for i < len(got) && i < len(want) && got[i] == want[i] {
-		i++
-	}
-	window := func(b []byte) string {
-		if i >= len(b) {
-			return "(end)"
-		}
-		return fmt.Sprintf("% x", b[i:min(i+16, len(b))])
-	}
-	return fmt.Sprintf("first difference at offset %d (0x%x): got %s, want %s; got %d bytes, want %d",
-		i, i, window(got), window(want), len(got), len(want))
-}
-
 // checkGolden compares got with testdata/golden/<name>.golden (or rewrites the file with
 // -update) and returns the golden bytes, for the caller to decode.
 func checkGolden(t *testing.T, name string, got []byte) []byte {
 	t.Helper()
-	path := filepath.Join("testdata", "golden", name+".golden")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("golden file %s: %v; to create it, run `%s`", path, err, goldenUpdateCmd)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("golden file %s does not match the encoding: %s. If the wire-format change is intended, run `%s` and review the diff",
-			path, goldenDiff(got, want), goldenUpdateCmd)
-	}
-	return want
+	return golden.Files{Update: *update, UpdateCmd: goldenUpdateCmd}.Check(t, name, got)
 }
 
 // goldenLiteral is the smallest parameter set NewParams accepts in ring size and moduli: one
@@ -370,7 +335,7 @@ func TestGoldenMessages(t *testing.T) {
 	for i, m := range msgs {
 		t.Run(m.name, func(t *testing.T) {
 			if !bytes.Equal(m.b, again[i].b) {
-				t.Fatalf("%s differs between two runs with the same randomness: %s", m.name, goldenDiff(again[i].b, m.b))
+				t.Fatalf("%s differs between two runs with the same randomness: %s", m.name, golden.Diff(again[i].b, m.b))
 			}
 			want := checkGolden(t, m.name, m.b)
 			if len(want) < 6 || string(want[:4]) != wireMagic || want[4] != wireVersion {
@@ -385,7 +350,7 @@ func TestGoldenMessages(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(re, want) {
-				t.Fatalf("golden %s decodes but re-encodes differently: %s", m.name, goldenDiff(re, want))
+				t.Fatalf("golden %s decodes but re-encodes differently: %s", m.name, golden.Diff(re, want))
 			}
 		})
 	}

@@ -8,9 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"shoal/internal/golden"
 )
 
 // Golden wire-format vectors, in the style of crypto/tls's handshake tests: every message type
@@ -63,45 +63,11 @@ func (s *goldenStream) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// goldenDiff describes where got and want first differ.
-func goldenDiff(got, want []byte) string {
-	i := 0
-	for i < len(got) && i < len(want) && got[i] == want[i] {
-		i++
-	}
-	window := func(b []byte) string {
-		if i >= len(b) {
-			return "(end)"
-		}
-		return fmt.Sprintf("% x", b[i:min(i+16, len(b))])
-	}
-	return fmt.Sprintf("first difference at offset %d (0x%x): got %s, want %s; got %d bytes, want %d",
-		i, i, window(got), window(want), len(got), len(want))
-}
-
 // checkGolden compares got with testdata/golden/<name>.golden (or rewrites the file with
 // -update) and returns the golden bytes, for the caller to decode.
 func checkGolden(t *testing.T, name string, got []byte) []byte {
 	t.Helper()
-	path := filepath.Join("testdata", "golden", name+".golden")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("golden file %s: %v; to create it, run `%s`", path, err, goldenUpdateCmd)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("golden file %s does not match the encoding: %s. If the wire-format change is intended, run `%s` and review the diff",
-			path, goldenDiff(got, want), goldenUpdateCmd)
-	}
-	return want
+	return golden.Files{Update: *update, UpdateCmd: goldenUpdateCmd}.Check(t, name, got)
 }
 
 // goldenInputs gives client id a fixed update in [-1.25, 1.25] (some entries get clipped) and
@@ -198,7 +164,7 @@ func TestGoldenMessages(t *testing.T) {
 						t.Fatalf("the round produced no %v to or from client 0", typ)
 					}
 					if !bytes.Equal(got, again[typ]) {
-						t.Fatalf("%v differs between two runs with the same randomness: %s", typ, goldenDiff(again[typ], got))
+						t.Fatalf("%v differs between two runs with the same randomness: %s", typ, golden.Diff(again[typ], got))
 					}
 					want := checkGolden(t, v.name+"-"+typ.String(), got)
 					h, err := Peek(want)
@@ -213,7 +179,7 @@ func TestGoldenMessages(t *testing.T) {
 						t.Fatalf("golden %v does not decode: %v", typ, err)
 					}
 					if re := m.encode(); !bytes.Equal(re, want) {
-						t.Fatalf("golden %v decodes but re-encodes differently: %s", typ, goldenDiff(re, want))
+						t.Fatalf("golden %v decodes but re-encodes differently: %s", typ, golden.Diff(re, want))
 					}
 				})
 			}

@@ -5,13 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	"shoal/fl"
+	"shoal/internal/golden"
 	shoalv1 "shoal/proto/shoal/v1"
 )
 
@@ -41,45 +40,11 @@ func goldenMarshal(t *testing.T, m proto.Message) []byte {
 	return b
 }
 
-// goldenDiff describes where got and want first differ.
-func goldenDiff(got, want []byte) string {
-	i := 0
-	for i < len(got) && i < len(want) && got[i] == want[i] {
-		i++
-	}
-	window := func(b []byte) string {
-		if i >= len(b) {
-			return "(end)"
-		}
-		return fmt.Sprintf("% x", b[i:min(i+16, len(b))])
-	}
-	return fmt.Sprintf("first difference at offset %d (0x%x): got %s, want %s; got %d bytes, want %d",
-		i, i, window(got), window(want), len(got), len(want))
-}
-
 // checkGolden compares got with testdata/golden/<name>.golden (or rewrites the file with
 // -update) and returns the golden bytes, for the caller to decode.
 func checkGolden(t *testing.T, name string, got []byte) []byte {
 	t.Helper()
-	path := filepath.Join("testdata", "golden", name+".golden")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("golden file %s: %v; to create it, run `%s`", path, err, goldenUpdateCmd)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("golden file %s does not match the encoding: %s. If the wire-format change is intended, run `%s` and review the diff",
-			path, goldenDiff(got, want), goldenUpdateCmd)
-	}
-	return want
+	return golden.Files{Update: *update, UpdateCmd: goldenUpdateCmd}.Check(t, name, got)
 }
 
 // goldenParams covers the float32 cases a model can hold: signed zeros, ordinary values,
@@ -119,7 +84,7 @@ func TestGoldenFloatBytes(t *testing.T) {
 			}
 		}
 		if re := floatBytes(vals); !bytes.Equal(re, want) {
-			t.Errorf("%s: golden floats re-encode differently: %s", name, goldenDiff(re, want))
+			t.Errorf("%s: golden floats re-encode differently: %s", name, golden.Diff(re, want))
 		}
 	}
 }
@@ -162,7 +127,7 @@ func TestGoldenChunks(t *testing.T) {
 			t.Fatalf("golden chunk %d: %v", i, err)
 		}
 		if re := goldenMarshal(t, &dec); !bytes.Equal(re, want) {
-			t.Fatalf("golden chunk %d re-encodes differently: %s", i, goldenDiff(re, want))
+			t.Fatalf("golden chunk %d re-encodes differently: %s", i, golden.Diff(re, want))
 		}
 		done, err := asm.add(dec.GetChunk())
 		if err != nil {
@@ -239,7 +204,7 @@ func TestGoldenMessages(t *testing.T) {
 				t.Fatalf("golden %s decodes to %v, want %v", m.name, dec, m.msg)
 			}
 			if re := goldenMarshal(t, dec); !bytes.Equal(re, want) {
-				t.Fatalf("golden %s re-encodes differently: %s", m.name, goldenDiff(re, want))
+				t.Fatalf("golden %s re-encodes differently: %s", m.name, golden.Diff(re, want))
 			}
 		})
 	}
