@@ -432,7 +432,7 @@ func TestServerRefusesUnauthorisedClients(t *testing.T) {
 
 	local := func(int, fl.ClientID) (fl.Client, error) { return nil, errors.New("never asked") }
 	try := func(dir, certName, helloName string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		cfg := grpctransport.ClientConfig{Server: addr, Name: helloName, Local: local, MinBackoff: 50 * time.Millisecond}
 		if certName == "" { // the right CA, but no client certificate

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -98,6 +99,10 @@ func RunClient(ctx context.Context, cfg ClientConfig) error {
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20+messageOverhead), grpc.MaxCallSendMsgSize(16<<20+messageOverhead)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// gRPC's own reconnect backoff (1 s, growing to 2 min) would otherwise sit under ours:
+		// a refused client would wait for it between attempts instead of giving up promptly.
+		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: 20 * time.Second,
+			Backoff: backoff.Config{BaseDelay: cfg.MinBackoff, Multiplier: 2, Jitter: 0.2, MaxDelay: cfg.MaxBackoff}}),
 	}, cfg.DialOptions...)
 	conn, err := grpc.NewClient(cfg.Server, opts...)
 	if err != nil {
@@ -149,8 +154,11 @@ const maxHandshakeFailures = 5
 
 func handshakeFailure(err error) bool {
 	msg := err.Error()
+	// A TLS 1.3 server that refuses the client's certificate closes the connection after the
+	// client believes the handshake done: the client's next read or write fails in one of these
+	// ways, depending on timing.
 	return strings.Contains(msg, "server preface") || strings.Contains(msg, "handshake") ||
-		strings.Contains(msg, "tls:") || strings.Contains(msg, "connection reset")
+		strings.Contains(msg, "tls:") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
 }
 
 // permanent reports a refusal that retrying cannot cure: the server refused the identity or
