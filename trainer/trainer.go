@@ -85,19 +85,33 @@ func (c *Client) Fit(ctx context.Context, ins fl.FitIns) (fl.FitRes, error) {
 	return res, nil
 }
 
-// privatize clips the update to the configured norm (flat or per layer), records whether it was
-// within the norm already, and adds local noise when asked: all on the client, before anything
-// leaves it.
+// privatize clips and noises the update in place (see Privatize), with the model's layers.
 func (c *Client) privatize(cfg fl.FitConfig, res *fl.FitRes) error {
+	var sizes []int
+	if cfg.PerLayerClip {
+		sizes = c.Model.LayerSizes()
+	}
+	return Privatize(cfg, res, sizes, c.NoiseSource)
+}
+
+// Privatize clips res.Update to cfg.ClipNorm (flat, or split across layerSizes under
+// PerLayerClip), records in res.Unclipped whether it was within the norm already, and adds local
+// Gaussian noise when cfg.LocalNoiseStd > 0: all on the client, before anything leaves it. It
+// does nothing when cfg.ClipNorm is 0. src drives the noise; nil means a fresh crypto/rand-keyed
+// source. Every client that answers fit tasks — the built-in trainer and the external-trainer
+// bridge (package trainer/process) — goes through this one function.
+func Privatize(cfg fl.FitConfig, res *fl.FitRes, layerSizes []int, src *privacy.Source) error {
+	if cfg.ClipNorm <= 0 {
+		return nil
+	}
 	clip := float64(cfg.ClipNorm)
 	res.Unclipped = 1
 	if cfg.PerLayerClip {
-		sizes := c.Model.LayerSizes()
-		clips, err := privacy.SplitClipBySize(clip, sizes)
+		clips, err := privacy.SplitClipBySize(clip, layerSizes)
 		if err != nil {
 			return fmt.Errorf("per-layer clipping: %w", err)
 		}
-		norms, err := privacy.ClipPerLayer(res.Update, sizes, clips)
+		norms, err := privacy.ClipPerLayer(res.Update, layerSizes, clips)
 		if err != nil {
 			return fmt.Errorf("per-layer clipping: %w", err)
 		}
@@ -118,11 +132,10 @@ func (c *Client) privatize(cfg fl.FitConfig, res *fl.FitRes) error {
 	if cfg.LocalNoiseStd <= 0 {
 		return nil
 	}
-	src := c.NoiseSource
 	if src == nil {
 		var err error
 		if src, err = privacy.NewSource(); err != nil {
-			return err
+			return fmt.Errorf("local noise: %w", err)
 		}
 	}
 	// Sensitivity 2S: locally, the neighbouring update is any other vector in the S-ball.
