@@ -46,7 +46,24 @@ type Config struct {
 	SeededNoise bool
 	// Fault, if set, may corrupt or fail a client's result (tests and fault injection).
 	Fault func(id fl.ClientID, res *fl.FitRes) error
+	// NewClient, when set, replaces the built-in trainer.Client (an external trainer: package
+	// trainer/process): worker w (0 ≤ w < Workers) calls it once, at New, for the factory that
+	// makes its virtual clients; a factory is used by one goroutine at a time.
+	NewClient func(worker int) (ClientFactory, error)
 }
+
+// VirtualClient is what a ClientFactory knows of the client it makes: its id, the round (0 for
+// evaluation), its example indices into the federation's training and test sets (Test nil: no
+// local test data), and its local-noise source (nil: crypto/rand).
+type VirtualClient struct {
+	ID          fl.ClientID
+	Round       int
+	Train, Test []int
+	Noise       *privacy.Source
+}
+
+// ClientFactory makes the fl.Client for one task of a virtual client.
+type ClientFactory func(VirtualClient) fl.Client
 
 // Simulation is a federation of virtual clients; it implements fl.Transport.
 type Simulation struct {
@@ -61,9 +78,10 @@ type Simulation struct {
 }
 
 type worker struct {
-	model *nn.Model
-	x, tx []float32
-	y, ty []int32
+	newClient ClientFactory // nil: trainer.Client on model
+	model     *nn.Model
+	x, tx     []float32
+	y, ty     []int32
 }
 
 var _ fl.Transport = (*Simulation)(nil)
@@ -93,8 +111,15 @@ func New(proto *nn.Model, fed *data.Federated, cfg Config) (*Simulation, error) 
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
 	s := &Simulation{cfg: cfg, proto: proto, fed: fed, pool: make(chan *worker, cfg.Workers)}
-	for range cfg.Workers {
-		s.pool <- &worker{model: proto.Clone()}
+	for i := range cfg.Workers {
+		w := &worker{model: proto.Clone()}
+		if cfg.NewClient != nil {
+			var err error
+			if w.newClient, err = cfg.NewClient(i); err != nil {
+				return nil, fmt.Errorf("worker %d: %w", i, err)
+			}
+		}
+		s.pool <- w
 	}
 	return s, nil
 }
@@ -104,17 +129,27 @@ func (s *Simulation) NumClients() int { return len(s.fed.Clients) }
 
 // fitClient materialises virtual client id with its training data on worker w's model and
 // buffers. Its seeded noise source is made only when the round asks for local noise.
-func (s *Simulation) fitClient(w *worker, id fl.ClientID, ins fl.FitIns) *trainer.Client {
-	w.x, w.y = s.fed.Train.Gather(s.fed.Clients[id], w.x, w.y)
-	c := &trainer.Client{Model: w.model, X: w.x, Y: w.y, Rand: trainer.ShuffleRand(s.cfg.Seed, ins.Round, id)}
+func (s *Simulation) fitClient(w *worker, id fl.ClientID, ins fl.FitIns) fl.Client {
+	var noise *privacy.Source
 	if s.cfg.SeededNoise && ins.Config.LocalNoiseStd > 0 {
-		c.NoiseSource = privacy.NewSeededSource(s.cfg.Seed ^ uint64(ins.Round)<<32 ^ uint64(id)*0x9e3779b97f4a7c15)
+		noise = privacy.NewSeededSource(s.cfg.Seed ^ uint64(ins.Round)<<32 ^ uint64(id)*0x9e3779b97f4a7c15)
 	}
-	return c
+	if w.newClient != nil {
+		return w.newClient(VirtualClient{ID: id, Round: ins.Round, Train: s.fed.Clients[id], Noise: noise})
+	}
+	w.x, w.y = s.fed.Train.Gather(s.fed.Clients[id], w.x, w.y)
+	return &trainer.Client{Model: w.model, X: w.x, Y: w.y, Rand: trainer.ShuffleRand(s.cfg.Seed, ins.Round, id), NoiseSource: noise}
 }
 
 // evalClient materialises virtual client id with its local test data only.
-func (s *Simulation) evalClient(w *worker, id fl.ClientID) *trainer.Client {
+func (s *Simulation) evalClient(w *worker, id fl.ClientID) fl.Client {
+	if w.newClient != nil {
+		vc := VirtualClient{ID: id}
+		if s.fed.Test != nil && int(id) < len(s.fed.TestClients) {
+			vc.Test = s.fed.TestClients[id]
+		}
+		return w.newClient(vc)
+	}
 	c := &trainer.Client{Model: w.model}
 	if s.fed.Test != nil && s.fed.TestClients != nil && int(id) < len(s.fed.TestClients) {
 		w.tx, w.ty = s.fed.Test.Gather(s.fed.TestClients[id], w.tx, w.ty)
