@@ -23,6 +23,8 @@ type runPlan struct {
 	model     *nn.Model // the initial model, from --seed
 	params    []float32 // the global model the engine trains in place
 	dropStage int       // simulated secure-sum dropout stage
+	dim       *int      // the model size DP calibrates to (--trainer sets it from the handshake)
+	trainers  *trainerPool
 }
 
 // buildPlan builds the run for the dataset fed (its test set is the central evaluation set; its
@@ -91,7 +93,7 @@ func buildPlan(o simOptions, fed *data.Federated, logger *slog.Logger) (*runPlan
 	if dp != nil {
 		engine.Privacy = dp
 	}
-	return &runPlan{engine: engine, model: model, params: slices.Clone(model.Params()), dropStage: dropStage}, nil
+	return &runPlan{engine: engine, model: model, params: slices.Clone(model.Params()), dropStage: dropStage, dim: &dim}, nil
 }
 
 func newSampler(sampling string, fraction float64, minClients int) (fl.Sampler, error) {

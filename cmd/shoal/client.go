@@ -39,6 +39,7 @@ type clientOptions struct {
 	Replicas                        int
 	Policy                          fl.ClientPolicy // what this client requires, whatever the server says
 	HECommittee                     string          // threshold HE: the certified names it accepts on the committee
+	trainer                         trainerOptions  // --trainer: bring your own model
 }
 
 // trustedCommittee is --he-trusted-committee as a list (nil: any certified members).
@@ -74,6 +75,7 @@ func clientFlags(o *clientOptions, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.HECommittee, "he-trusted-committee", "", "policy: threshold HE: comma-separated certificate names the client accepts as the decryption committee (default: any certified members)")
 	fs.Float64Var(&p.MaxClip, "require-clip", 0, "policy: refuse a task that does not clip the update to at most this L2 norm")
 	fs.Float64Var(&p.MinNoiseMultiplier, "require-local-noise", 0, "policy: refuse a task whose local DP noise multiplier is below this (needs --require-clip)")
+	o.trainer.register(fs)
 	fs.StringVar(&o.FaultExitAt, "fault-exit-at", "", "fault injection for tests: exit abruptly on receiving the task ROUND/fit or ROUND/STAGE (secure-sum stage)")
 	return fs
 }
@@ -226,6 +228,9 @@ type localData struct {
 // runtime calls per task. Local shuffles follow trainer.ShuffleRand: with --seed exactly as the
 // simulator's virtual client of the same id, so a network run can reproduce a simulation.
 func loadLocal(o clientOptions) ([]func(int, fl.ClientID) (fl.Client, error), string, error) {
+	if o.trainer.Trainer != "" {
+		return trainerLocals(o)
+	}
 	locals, err := o.localData()
 	if err != nil {
 		return nil, "", err

@@ -92,6 +92,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, reprodu
 	if err != nil {
 		return err
 	}
+	if plan.trainers, err = useTrainer(ctx, o.simOptions, plan, logger); err != nil {
+		return err
+	}
+	defer plan.trainers.close()
 	if err := run.begin(o, plan); err != nil {
 		return err
 	}

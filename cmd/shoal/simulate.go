@@ -29,6 +29,7 @@ type simOptions struct {
 	trainOptions
 	secOptions
 	outputOptions
+	trainerOptions
 	Dropout, StragglerFraction float64
 	StragglerDelay             time.Duration
 	Workers                    int
@@ -46,6 +47,7 @@ func simulateFlags(o *simOptions, stderr io.Writer) *flag.FlagSet {
 	o.trainOptions.register(fs)
 	o.secOptions.register(fs)
 	o.outputOptions.register(fs, "run directory (default runs/simulate-<UTC time>)", "warn")
+	o.trainerOptions.register(fs)
 	fs.Float64Var(&o.Dropout, "dropout", 0, "probability that a sampled client drops out before uploading")
 	fs.Float64Var(&o.StragglerFraction, "straggler-fraction", 0, "fraction of sampled clients that answer --straggler-delay late")
 	fs.DurationVar(&o.StragglerDelay, "straggler-delay", 0, "delay of a straggler")
@@ -81,6 +83,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	defer plan.trainers.close()
 	if err := startRunDir(o.Out, o); err != nil {
 		return err
 	}
@@ -121,12 +124,16 @@ func buildSimulation(o simOptions, logger *slog.Logger) (*runPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	plan.engine.Transport, err = sim.New(plan.model, fed, sim.Config{
+	if plan.trainers, err = useTrainer(context.Background(), o, plan, logger); err != nil {
+		return nil, err
+	}
+	plan.engine.Transport, err = sim.New(plan.model, fed, sim.Config{NewClient: plan.trainers.simClients(context.Background(), o, logger),
 		Workers: o.Workers, Dropout: o.Dropout, StragglerFraction: o.StragglerFraction,
 		StragglerDelay: o.StragglerDelay, Seed: o.Seed, SeededNoise: o.privacySeed() != 0,
 		SecureSum: plan.engine.SecureSum, StageDropout: o.StageDropout, DropStage: plan.dropStage,
 	})
 	if err != nil {
+		plan.trainers.close()
 		return nil, usageErrorf("%v", err)
 	}
 	if err := plan.engine.Validate(); err != nil {
