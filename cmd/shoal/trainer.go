@@ -91,7 +91,7 @@ func useTrainer(ctx context.Context, o simOptions, plan *runPlan, logger *slog.L
 		}
 		return res.Loss, res.Accuracy, err
 	}
-	slog.Info("external trainer", "trainer", central.Name(), "tensors", len(central.Layout()), "parameters", len(init))
+	logger.Info("external trainer", "trainer", central.Name(), "tensors", len(central.Layout()), "parameters", len(init))
 	return pool, nil
 }
 
