@@ -7,10 +7,10 @@ import (
 )
 
 func init() {
-	Register("fedavgm", []Param{serverLR, {Name: "server-momentum", Usage: "server momentum β (default 0.9)"}}, func(p Params) (fl.Strategy, error) {
+	Register("fedavgm", []Param{serverLR, {Name: "server-momentum", Usage: "server momentum β in [0, 1) (default 0.9; Flower's 0)"}}, func(p Params) (fl.Strategy, error) {
 		m := p.Get("server-momentum", 0.9)
 		if m >= 1 {
-			return nil, fmt.Errorf("fedavgm: server momentum must be < 1, got %v", m)
+			return nil, fmt.Errorf("fedavgm: --server-momentum must be in [0, 1), got %v", m)
 		}
 		return &FedAvgM{ServerLR: p.Get("server-lr", 1), Momentum: m}, nil
 	})

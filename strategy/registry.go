@@ -25,15 +25,20 @@ type Param struct {
 	Usage string
 	// Integer marks a count (krum-f): a fractional value is refused.
 	Integer bool
+	// Positive marks a value that must be > 0 when given (a learning rate): 0 is refused
+	// rather than taken to mean the default.
+	Positive bool
 }
 
-// Params are hyper-parameter values by name. A missing or zero value means the strategy's
-// default; values are finite and ≥ 0 (New checks).
+// Params are the hyper-parameter values that were given, by name. A name that is absent takes
+// the strategy's default; a value that is present is used as given, 0 included (FedAvgM
+// momentum 0, FedAdagrad β₁ = 0, trim fraction 0 are meaningful). Values are finite and ≥ 0
+// (New checks).
 type Params map[string]float64
 
-// Get returns the value of name, or def when it is missing or zero.
+// Get returns the value of name, or def when name was not given.
 func (p Params) Get(name string, def float64) float64 {
-	if v := p[name]; v != 0 {
+	if v, ok := p[name]; ok {
 		return v
 	}
 	return def
@@ -47,7 +52,7 @@ type entry struct {
 var registry = map[string]entry{}
 
 // Register adds a strategy under name, with the hyper-parameters it reads; build gets the values
-// given (zero for those not given). It is called from an init function in the strategy's file.
+// given (absent for those not given: Params.Get supplies the default). It is called from an init function in the strategy's file.
 func Register(name string, params []Param, build func(Params) (fl.Strategy, error)) {
 	if _, dup := registry[name]; dup {
 		panic("strategy: registered twice: " + name)
@@ -96,10 +101,14 @@ func New(name string, params Params) (fl.Strategy, error) {
 	}
 	own := Params{}
 	for _, p := range e.params {
-		v := params[p.Name]
+		v, given := params[p.Name]
 		switch {
+		case !given:
+			continue
 		case math.IsNaN(v) || math.IsInf(v, 0) || v < 0:
 			return nil, fmt.Errorf("strategy %s: --%s must be finite and ≥ 0, got %v", name, p.Name, v)
+		case p.Positive && v == 0:
+			return nil, fmt.Errorf("strategy %s: --%s must be > 0, got 0", name, p.Name)
 		case p.Integer && v != math.Trunc(v):
 			return nil, fmt.Errorf("strategy %s: --%s must be a whole number, got %v", name, p.Name, v)
 		}
@@ -126,7 +135,7 @@ func (meanEval) AggregateEvaluate(_ int, results []fl.EvalRes) (loss, accuracy f
 }
 
 // Hyper-parameters several strategies share.
-var serverLR = Param{Name: "server-lr", Usage: "server learning rate η (default 1; adaptive optimisers 0.01)"}
+var serverLR = Param{Name: "server-lr", Usage: "server learning rate η > 0 (default 1; adaptive optimisers 0.01)", Positive: true}
 
 func checkMean(global []float32, agg *fl.Aggregate) error {
 	if agg == nil || len(agg.Mean) != len(global) {

@@ -11,25 +11,22 @@ import (
 
 func init() {
 	Register("fedmedian", nil, func(Params) (fl.Strategy, error) { return fedMedian{}, nil })
-	Register("fedtrimmedavg", []Param{{Name: "trim-fraction", Usage: "fraction cut at each end (default 0.2)"}}, func(p Params) (fl.Strategy, error) {
+	Register("fedtrimmedavg", []Param{{Name: "trim-fraction", Usage: "fraction cut at each end, in [0, 0.5) (default 0.2)"}}, func(p Params) (fl.Strategy, error) {
 		b := p.Get("trim-fraction", 0.2)
 		if b >= 0.5 {
-			return nil, fmt.Errorf("fedtrimmedavg: trim fraction must be < 0.5, got %v", b)
+			return nil, fmt.Errorf("fedtrimmedavg: --trim-fraction must be in [0, 0.5), got %v", b)
 		}
 		return &FedTrimmedAvg{Beta: b}, nil
 	})
 	krumParams := []Param{{Name: "krum-f", Usage: "number of Byzantine clients f tolerated", Integer: true},
-		{Name: "krum-keep", Usage: "updates averaged (default: Krum 1, MultiKrum n − f)", Integer: true}}
+		{Name: "krum-keep", Usage: "updates averaged, weighted by their examples (default: Krum 1, MultiKrum n − f)", Integer: true, Positive: true}}
 	for _, name := range []string{"krum", "multikrum"} {
 		Register(name, krumParams, func(p Params) (fl.Strategy, error) {
-			keep := int(p["krum-keep"])
-			if keep == 0 {
-				keep = 1
-				if name == "multikrum" {
-					keep = -1 // n − f, set per round
-				}
+			def := 1.0
+			if name == "multikrum" {
+				def = -1 // n − f, set per round
 			}
-			return &Krum{name: name, Byzantine: int(p["krum-f"]), Keep: keep}, nil
+			return &Krum{name: name, Byzantine: int(p.Get("krum-f", 0)), Keep: int(p.Get("krum-keep", def))}, nil
 		})
 	}
 }
@@ -110,7 +107,8 @@ func (s *FedTrimmedAvg) AggregateFit(_ int, global []float32, agg *fl.Aggregate)
 }
 
 // Krum scores each update by the summed squared distance to its n−f−2 nearest others and
-// averages the Keep best-scored ones (Keep = 1 is Krum, more is MultiKrum; Blanchard et al. 2017).
+// averages the Keep best-scored ones weighted by their example counts, as Flower does (Keep = 1
+// is Krum, more is MultiKrum; Blanchard et al. 2017).
 type Krum struct {
 	robust
 	name      string
@@ -127,12 +125,20 @@ func (s *Krum) AggregateFit(_ int, global []float32, agg *fl.Aggregate) error {
 	if err != nil {
 		return err
 	}
+	var total float64
+	for _, i := range selected {
+		total += agg.Updates[i].Weight
+	}
+	weight := func(i int) float64 { return agg.Updates[i].Weight / total }
+	if !(total > 0) || math.IsInf(total, 0) { // no usable weights: the plain mean
+		weight = func(int) float64 { return 1 / float64(len(selected)) }
+	}
 	for j := range global {
 		var sum float64
 		for _, i := range selected {
-			sum += float64(agg.Updates[i].Delta[j])
+			sum += weight(i) * float64(agg.Updates[i].Delta[j])
 		}
-		global[j] += float32(sum / float64(len(selected)))
+		global[j] += float32(sum)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -46,13 +47,17 @@ func main() {
 }
 
 // run dispatches args to the longest matching subcommand and returns the process exit code.
+// Help (shoal help [command], -h) goes to stdout; errors go to stderr.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	switch {
+	case len(args) == 0:
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	case args[0] == "-h" || args[0] == "--help" || args[0] == "help" && len(args) == 1:
+		usage(stdout)
 		return 0
+	case args[0] == "help":
+		return run(ctx, append(slices.Clone(args[1:]), "-h"), stdout, stderr)
 	}
 	for n := min(len(args), 2); n >= 1; n-- {
 		words := strings.Join(args[:n], " ")
@@ -60,23 +65,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if !ok {
 			continue
 		}
-		err := c.run(ctx, args[n:], stdout, stderr)
-		switch {
-		case err == nil:
-			return 0
-		case errors.Is(err, flag.ErrHelp):
-			return 0
-		case errors.Is(err, errUsage):
-			fmt.Fprintf(stderr, "shoal %s: %v\n", words, err)
-			return 2
-		default:
-			fmt.Fprintf(stderr, "shoal %s: error: %v\n", words, err)
-			return 1
-		}
+		return exitCode(c, c.run(ctx, args[n:], stdout, stderr), stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "shoal: unknown command %q\n\n", strings.Join(args, " "))
 	usage(stderr)
 	return 2
+}
+
+// exitCode reports a command's outcome: help on stdout (0), a usage error (2) or another
+// error (1) on stderr.
+func exitCode(c command, err error, stdout, stderr io.Writer) int {
+	var help helpRequest
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &help):
+		printHelp(stdout, c, help.fs)
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "shoal %s: %v\n", c.words, strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
+		return 2
+	default:
+		fmt.Fprintf(stderr, "shoal %s: error: %v\n", c.words, err)
+		return 1
+	}
 }
 
 // errUsage marks errors in how the command was called (exit status 2).
@@ -96,5 +110,39 @@ func usage(w io.Writer) {
 	for _, k := range names {
 		fmt.Fprintf(w, "  %-18s %s\n", k, commands[k].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'shoal <command> -h' for the flags of a command.")
+	fmt.Fprintln(w, "\nRun 'shoal help <command>' (or 'shoal <command> -h') for the flags and examples of a command.")
+}
+
+// examples end each command's help: two or three command lines a user can start from.
+var examples = map[string][]string{
+	"simulate": {
+		"shoal simulate --seed 1                                  # 2NN on MNIST, 100 clients, stops at 97.5 %",
+		"shoal simulate --partition shards --strategy fedavgm --rounds 300 --out runs/shards",
+		"shoal simulate --dataset csv --data cancer.csv --label-column target --model logreg --config run.toml",
+	},
+	"server": {
+		"shoal server --certs certs --wait-clients 3 --fraction 1 --rounds 20 --store runs/fl.db --out runs/mnist",
+		"shoal server --certs certs --store runs/fl.db --resume --out runs/mnist   # after a crash",
+		"shoal server --insecure --config runs/mnist/config.toml --out runs/again  # testing only",
+	},
+	"client": {
+		"shoal client --server 127.0.0.1:7443 --certs certs --name alice --dataset csv --data local.csv",
+		"shoal client --server 127.0.0.1:7443 --certs certs --name alice --clients 3 --partition-index 0",
+		"shoal client --certs certs --name bob --require-secure-sum secagg --min-cohort 10",
+	},
+	"certs init":   {"shoal certs init --dir certs --hosts localhost,127.0.0.1", "shoal certs init --dir certs --hosts fl.example.org --force"},
+	"certs client": {"shoal certs client --dir certs --name alice", "shoal certs client --dir certs --name bob --json"},
+	"certs revoke": {"shoal certs revoke --dir certs --name mallory", "shoal certs list --dir certs   # then check it"},
+	"certs list":   {"shoal certs list --dir certs", "shoal certs list --dir certs --json"},
+	"certs server": {"shoal certs server --dir certs --hosts fl.example.org,10.0.0.5", "shoal certs server --dir certs --hosts localhost --json"},
+	"privacy epsilon": {
+		"shoal privacy epsilon --noise-multiplier 1.1 --sampling-rate 0.01 --steps 1000 --delta 1e-5",
+		"shoal privacy epsilon --noise-multiplier 1.1 --sampling-rate 0.01 --steps 1000 --delta 1e-5 --accountant pld",
+	},
+	"privacy noise": {
+		"shoal privacy noise --target-epsilon 5 --sampling-rate 0.1 --steps 200 --delta 1e-5",
+		"shoal privacy noise --target-epsilon 1 --sampling-rate 0.01 --steps 1000 --delta 1e-6 --json",
+	},
+	"bench secagg": {"shoal bench secagg --clients 500 --dim 100000 --dropout 0.1", "shoal bench secagg --clients 1000 --graph complete --malicious --json"},
+	"bench he":     {"shoal bench he --clients 100 --committee 5 --threshold 3", "shoal bench he --clients 1000 --dim 199210 --dropout 0.1 --json"},
 }

@@ -31,14 +31,24 @@ type serverNetwork struct {
 	srv     *grpctransport.Server
 	metrics *grpctransport.Metrics
 	addr    net.Addr
-	mode    string // "mutual TLS" or "INSECURE plaintext"
-	serve   chan error
-	closers []func()
+	// metricsAddr is where --metrics-listen serves (nil: not serving).
+	metricsAddr net.Addr
+	mode        string // "mutual TLS" or "INSECURE plaintext"
+	serve       chan error
+	closers     []func()
 }
 
 // startNetwork serves the Federation service on --listen and makes it the engine's transport
 // (with over-selection).
-func startNetwork(ctx context.Context, o serverOptions, engine *fl.Engine, run *serverRun, logger *slog.Logger) (*serverNetwork, error) {
+func startNetwork(ctx context.Context, o serverOptions, engine *fl.Engine, run *serverRun, logger *slog.Logger, lis net.Listener) (*serverNetwork, error) {
+	n, err := newNetwork(ctx, o, engine, run, logger, lis)
+	if err != nil {
+		lis.Close()
+	}
+	return n, err
+}
+
+func newNetwork(ctx context.Context, o serverOptions, engine *fl.Engine, run *serverRun, logger *slog.Logger, lis net.Listener) (*serverNetwork, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := grpctransport.NewMetrics(reg)
@@ -68,10 +78,6 @@ func startNetwork(ctx context.Context, o serverOptions, engine *fl.Engine, run *
 	engine.Config.RoundTimeout = o.FitTimeout
 	if engine.Sampler, err = srv.OverSelect(engine.Sampler, o.OverSelect); err != nil {
 		return nil, usageErrorf("--over-select: %v", err)
-	}
-	lis, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
 	}
 	n := &serverNetwork{srv: srv, metrics: metrics, addr: lis.Addr(), mode: "mutual TLS", serve: make(chan error, 1)}
 	if o.Insecure {
@@ -174,6 +180,7 @@ func (n *serverNetwork) serveMetrics(addr string, reg *prometheus.Registry) erro
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	n.metricsAddr = ml.Addr()
 	go func() { _ = hs.Serve(ml) }()
 	n.closers = append(n.closers, func() { hs.Close() })
 	return nil
@@ -225,6 +232,21 @@ func (n *serverNetwork) finish(runErr error) error {
 	default:
 	}
 	return runErr
+}
+
+// linger keeps the metrics endpoint up for d after the run (until ctx is done), so that a
+// scrape after the last round sees the final values.
+func (n *serverNetwork) linger(ctx context.Context, d time.Duration, stderr io.Writer) {
+	if d <= 0 || n.metricsAddr == nil {
+		return
+	}
+	fmt.Fprintf(stderr, "metrics stay up on %s for %v (--linger)\n", n.metricsAddr, d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 func (n *serverNetwork) close() {

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -145,19 +148,125 @@ func (o outputOptions) logger(stderr io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), nil
 }
 
-// parseArgs parses args: a bad flag or a positional argument is a usage error, -h is
-// flag.ErrHelp.
+// parseArgs parses args: a bad flag or a positional argument is a usage error of one line (a
+// mistyped flag with the closest flag name as a hint), -h is a helpRequest (run prints the
+// help on stdout).
 func parseArgs(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard) // the flag package would print the whole usage on every error
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return helpRequest{fs}
 		}
-		return usageErrorf("%v", err)
+		return usageErrorf("%s", flagError(fs, err))
 	}
 	if fs.NArg() > 0 {
-		return usageErrorf("unexpected arguments %q", fs.Args())
+		return usageErrorf("unexpected arguments %q (flags start with --; 'shoal help' lists the commands)", fs.Args())
 	}
 	return nil
+}
+
+// helpRequest is -h or --help: run prints the command's help, with fs's flags, on stdout.
+type helpRequest struct{ fs *flag.FlagSet }
+
+func (helpRequest) Error() string        { return "help requested" }
+func (helpRequest) Is(target error) bool { return target == flag.ErrHelp }
+
+var undefinedFlag = regexp.MustCompile(`^flag provided but not defined: -+(.*)$`)
+var flagMention = regexp.MustCompile(`(for flag|for|argument:) -([A-Za-z0-9][A-Za-z0-9-]*)`)
+
+// flagError rewrites an error of the flag package: flags spelled with --, and an unknown flag
+// with the closest known name.
+func flagError(fs *flag.FlagSet, err error) string {
+	msg := err.Error()
+	if m := undefinedFlag.FindStringSubmatch(msg); m != nil {
+		hint := ""
+		if near := closestFlag(fs, m[1]); near != "" {
+			hint = fmt.Sprintf("; did you mean --%s?", near)
+		}
+		return fmt.Sprintf("unknown flag --%s%s (-h lists the flags)", m[1], hint)
+	}
+	return flagMention.ReplaceAllString(msg, "$1 --$2")
+}
+
+// closestFlag is the visible flag of fs nearest to name (edit distance, or a prefix), or "" if
+// none is close.
+func closestFlag(fs *flag.FlagSet, name string) string {
+	best, bestD := "", max(2, len(name)/3)+1
+	fs.VisitAll(func(f *flag.Flag) {
+		if hidden(fs, f.Name) {
+			return
+		}
+		d := editDistance(name, f.Name)
+		if len(name) >= 3 && strings.HasPrefix(f.Name, name) {
+			d = min(d, 1)
+		}
+		if d < bestD {
+			best, bestD = f.Name, d
+		}
+	})
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// hiddenFlags are flags a command defines only to refuse them with a reason (the server's
+// simulated client behaviour): its help does not list them, and no hint suggests them.
+var hiddenFlags = map[string][]string{
+	"shoal server": simulationOnly,
+}
+
+func hidden(fs *flag.FlagSet, name string) bool {
+	return slices.Contains(hiddenFlags[fs.Name()], name)
+}
+
+// printHelp is a command's help: what it does, its flags (spelled --name) and examples.
+func printHelp(w io.Writer, c command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: shoal %s [flags]\n\n%s.\n\nFlags:\n", c.words, c.summary)
+	fs.VisitAll(func(f *flag.Flag) {
+		if hidden(fs, f.Name) {
+			return
+		}
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if kind != "" {
+			line += " " + kind
+		}
+		switch f.DefValue {
+		case "", "0", "false", "0s", "NaN":
+		default:
+			if kind == "string" {
+				usage += fmt.Sprintf(" (default %q)", f.DefValue)
+			} else {
+				usage += fmt.Sprintf(" (default %s)", f.DefValue)
+			}
+		}
+		fmt.Fprintf(w, "%s\n        %s\n", line, strings.ReplaceAll(usage, "\n", "\n        "))
+	})
+	if ex := examples[c.words]; len(ex) > 0 {
+		fmt.Fprintf(w, "\nExamples:\n")
+		for _, e := range ex {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
 }
 
 // parseWithConfig parses args, then fills every flag not given on the command line from the
@@ -194,4 +303,48 @@ func parseWithConfig(fs *flag.FlagSet, args []string) error {
 		}
 	}
 	return nil
+}
+
+// check refuses out-of-range training flags with the name of the flag (the engine and the
+// sampler check them too, in their own terms).
+func (t trainOptions) check() error {
+	bad := func(f float64) bool { return math.IsNaN(f) || math.IsInf(f, 0) }
+	switch {
+	case bad(t.Fraction) || t.Fraction <= 0 || t.Fraction > 1:
+		return usageErrorf("--fraction must be in (0, 1] (with --sampling poisson it is each client's probability), got %v", t.Fraction)
+	case t.MinClients < 1:
+		return usageErrorf("--min-clients must be ≥ 1, got %d", t.MinClients)
+	case t.MinResults < 1:
+		return usageErrorf("--min-results must be ≥ 1, got %d", t.MinResults)
+	case t.LocalEpochs < 1:
+		return usageErrorf("--local-epochs must be ≥ 1, got %d", t.LocalEpochs)
+	case t.BatchSize < 1:
+		return usageErrorf("--batch-size must be ≥ 1, got %d", t.BatchSize)
+	case bad(t.LR) || t.LR <= 0:
+		return usageErrorf("--lr (the client learning rate) must be a positive finite number, got %v", t.LR)
+	case bad(t.Momentum) || t.Momentum < 0 || t.Momentum >= 1:
+		return usageErrorf("--momentum must be in [0, 1), got %v", t.Momentum)
+	case bad(t.WeightDecay) || t.WeightDecay < 0:
+		return usageErrorf("--weight-decay must be ≥ 0, got %v", t.WeightDecay)
+	case bad(t.TargetAccuracy) || t.TargetAccuracy < 0 || t.TargetAccuracy > 1:
+		return usageErrorf("--target-accuracy must be in [0, 1] (0: run every round), got %v", t.TargetAccuracy)
+	case t.RoundTimeout < 0:
+		return usageErrorf("--round-timeout must be ≥ 0 (0: none), got %v", t.RoundTimeout)
+	}
+	return nil
+}
+
+// check refuses out-of-range flags of simulate with the name of the flag.
+func (o simOptions) check() error {
+	switch {
+	case math.IsNaN(o.Dropout) || o.Dropout < 0 || o.Dropout >= 1:
+		return usageErrorf("--dropout must be in [0, 1), got %v", o.Dropout)
+	case math.IsNaN(o.StragglerFraction) || o.StragglerFraction < 0 || o.StragglerFraction > 1:
+		return usageErrorf("--straggler-fraction must be in [0, 1], got %v", o.StragglerFraction)
+	case o.StragglerDelay < 0:
+		return usageErrorf("--straggler-delay must be ≥ 0, got %v", o.StragglerDelay)
+	case o.Workers < 0:
+		return usageErrorf("--workers must be ≥ 0 (0: one per CPU), got %d", o.Workers)
+	}
+	return o.trainOptions.check()
 }

@@ -1,9 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"time"
+
+	"github.com/BurntSushi/toml"
 
 	"shoal/fl"
 	"shoal/report"
@@ -58,9 +69,16 @@ func summarize(history []fl.RoundReport, o simOptions, engine *fl.Engine, second
 	return s
 }
 
-// writeRunDir writes the run directory: metrics.csv, metrics.png, model.bin and summary.json
-// (config.json is written when the run starts).
+// writeRunDir writes the run directory of a run that did at least one round: config.toml,
+// metrics.csv, metrics.png, model.bin and summary.json.
 func writeRunDir(o simOptions, withEpsilon bool, params []float32, history []fl.RoundReport, summary simSummary) error {
+	cfg, err := configTOML(o)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(o.Out, "config.toml"), cfg, 0o644); err != nil {
+		return fmt.Errorf("run directory: %w", err)
+	}
 	rows := make([][]string, len(history))
 	acc := report.Series{Title: "test accuracy", YLabel: "accuracy"}
 	loss := report.Series{Title: "test loss", YLabel: "cross-entropy"}
@@ -123,4 +141,101 @@ func byteSize(n uint64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// runDir is the run directory a command claims before its run starts. Shoal never writes into
+// a directory that already holds files (--resume excepted: the run it continues wrote them).
+type runDir struct {
+	path    string
+	created bool // made by this run: removed again if the run never started
+}
+
+// claimRunDir claims *out, or when it is empty a new runs/<cmd>-<UTC time>[-n] (never one that
+// exists), and sets *out to the path claimed.
+func claimRunDir(out *string, cmd string, resume bool) (*runDir, error) {
+	if *out == "" {
+		base := filepath.Join("runs", cmd+"-"+time.Now().UTC().Format("20060102-150405"))
+		if err := os.MkdirAll("runs", 0o755); err != nil {
+			return nil, fmt.Errorf("run directory: %w", err)
+		}
+		for n := 1; ; n++ {
+			path := base
+			if n > 1 {
+				path = fmt.Sprintf("%s-%d", base, n)
+			}
+			err := os.Mkdir(path, 0o755)
+			if err == nil {
+				*out = path
+				return &runDir{path: path, created: true}, nil
+			}
+			if !errors.Is(err, fs.ErrExist) {
+				return nil, fmt.Errorf("run directory: %w", err)
+			}
+		}
+	}
+	entries, err := os.ReadDir(*out)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return nil, fmt.Errorf("--out: %w", err)
+		}
+		return &runDir{path: *out, created: true}, nil
+	case err != nil:
+		return nil, fmt.Errorf("--out: %w", err)
+	case len(entries) > 0 && !resume:
+		return nil, usageErrorf("--out %s already holds files (%s, …): Shoal never overwrites a run; "+
+			"choose a new directory, or leave --out out for a fresh runs/<command>-<time>", *out, entries[0].Name())
+	}
+	return &runDir{path: *out}, nil
+}
+
+// release removes the directory again if this run created it and wrote nothing into it.
+func (d *runDir) release() {
+	if d == nil || !d.created {
+		return
+	}
+	if entries, err := os.ReadDir(d.path); err == nil && len(entries) == 0 {
+		_ = os.Remove(d.path)
+	}
+}
+
+// configNotReplayed are flags that are not part of a run's configuration: where this
+// invocation put its output, and the --resume of a deployment.
+var configNotReplayed = []string{"config", "out", "json", "log-level", "cpuprofile", "resume"}
+
+// configTOML is the run's configuration in the keys --config reads (the flag names), every flag
+// with the value the run used, so that `--config DIR/config.toml` reproduces the run. The seed
+// is the one the run used, unless it was drawn for a DP run (a seed would then make the noise
+// and cohorts reproducible, and the server refuses it).
+func configTOML(o simOptions) ([]byte, error) {
+	values := map[string]any{}
+	o.flags.VisitAll(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok || hidden(o.flags, f.Name) || slices.Contains(configNotReplayed, f.Name) ||
+			f.Name == "seed" && !o.seedGiven && o.dpOn() {
+			return
+		}
+		switch v := g.Get().(type) {
+		case uint64:
+			if v > math.MaxInt64 { // TOML integers are 64-bit signed; the flag parses the string
+				values[f.Name] = strconv.FormatUint(v, 10)
+			} else {
+				values[f.Name] = int64(v)
+			}
+		case time.Duration:
+			values[f.Name] = v.String()
+		default:
+			values[f.Name] = v
+		}
+	})
+	for name, v := range o.StrategyParams { // declared hyper-parameters: only those given
+		values[name] = v
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# The configuration of this run, in the flag names --config reads. To run it again:\n"+
+		"#   shoal %s --config %s --out NEW-DIR\n\n", o.command, filepath.Join(o.Out, "config.toml"))
+	if err := toml.NewEncoder(&b).Encode(values); err != nil {
+		return nil, fmt.Errorf("config.toml: %w", err)
+	}
+	return b.Bytes(), nil
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"shoal/fl"
 	"shoal/store"
@@ -19,7 +17,7 @@ type serverRun struct {
 	checkpoint *fl.Checkpoint   // the last committed round, with --resume
 }
 
-// openServerRun opens (or creates) --store and, with --resume, takes the run's configuration,
+// openServerRun opens (or creates, in an existing directory) --store and, with --resume, takes the run's configuration,
 // history and last checkpoint from it.
 func openServerRun(o *serverOptions) (*serverRun, error) {
 	r := &serverRun{}
@@ -29,11 +27,11 @@ func openServerRun(o *serverOptions) (*serverRun, error) {
 	var err error
 	if o.Resume {
 		r.st, err = store.OpenExisting(o.Store)
-	} else if err = os.MkdirAll(filepath.Dir(o.Store), 0o755); err == nil {
-		r.st, err = store.Open(o.Store)
+	} else {
+		r.st, err = store.Open(o.Store) // in an existing directory: a typo must not create a new tree
 	}
 	if err != nil {
-		return nil, fmt.Errorf("run store: %w", err)
+		return nil, fmt.Errorf("--store: %w", err)
 	}
 	if !o.Resume {
 		return r, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"shoal/transport/grpctransport"
@@ -31,10 +32,10 @@ type serverOptions struct {
 	Heartbeat     time.Duration `json:"heartbeat"`
 	ChunkSize     int           `json:"chunk_size"`
 	WaitTimeout   time.Duration `json:"wait_timeout"`
-	// MinSampled is the sampler's minimum cohort (simulate's --min-clients); the server's
-	// --min-clients is how many connected clients it waits for (WaitFor).
-	MinSampled int `json:"min_sampled"`
-	WaitFor    int `json:"wait_for"`
+	Linger        time.Duration `json:"linger"`
+	// WaitFor is how many connected clients the server waits for before round 1
+	// (--wait-clients); --min-clients is the sampler's minimum cohort, as in simulate.
+	WaitFor int `json:"wait_for"`
 	// AllowMissingCRL is a deployment choice of this invocation, never restored by --resume.
 	AllowMissingCRL bool `json:"-"`
 }
@@ -45,24 +46,27 @@ var simulationOnly = []string{"dropout", "straggler-fraction", "straggler-delay"
 func serverFlags(o *serverOptions, stderr io.Writer) *flag.FlagSet {
 	fs := simulateFlags(&o.simOptions, stderr)
 	fs.Init("shoal server", flag.ContinueOnError)
-	fs.Lookup("min-clients").Usage = "wait for this many connected clients before round 1"
+	o.command = "server"
 	fs.Lookup("clients").Usage = "size N of the client population (DP's expected cohort is q·N; the demo partition's size)"
 	fs.Lookup("seed").Usage = "seed of the initial model and the cohort sampling (0: random, reported)"
-	fs.IntVar(&o.MinSampled, "min-sampled", 2, "minimum clients sampled per round (fraction sampling; simulate's --min-clients)")
-	fs.Lookup("out").Usage = "run directory (default runs/server-<UTC time>)"
+	fs.Lookup("workers").Usage = "goroutines of the central evaluation (default: number of CPUs)"
+	fs.Lookup("cpuprofile").Usage = "write a CPU profile of the server to this file (go tool pprof)"
+	fs.Lookup("out").Usage = "run directory, new or empty: one holding files is refused, except the run's own with --resume (default runs/server-<UTC time>)"
+	fs.IntVar(&o.WaitFor, "wait-clients", 0, "wait for this many connected clients before round 1 (default: --min-clients)")
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7443", "address to serve clients on")
 	fs.StringVar(&o.Certs, "certs", "", "certificate directory from 'shoal certs init' (mutual TLS)")
 	fs.BoolVar(&o.AllowMissingCRL, "allow-missing-crl", false, "accept every certificate of the CA while --certs has no revoked.txt (default: refuse every client); deleting the list then un-revokes everyone")
 	fs.BoolVar(&o.Insecure, "insecure", false, "serve plaintext and take client names on trust (testing only)")
-	fs.StringVar(&o.Store, "store", "", "run store (SQLite file or directory): every completed round is committed")
+	fs.StringVar(&o.Store, "store", "", "run store (SQLite file, or an existing directory): every completed round is committed")
 	fs.BoolVar(&o.Resume, "resume", false, "continue the latest run in --store from its last committed round")
 	fs.DurationVar(&o.FitTimeout, "fit-timeout", 10*time.Minute, "deadline of a round's fit stage (and of federated evaluation); later clients are left out")
 	setDefault(fs, "stage-timeout", "2m") // a heartbeating but silent client must not stall a secure sum
 	fs.Float64Var(&o.OverSelect, "over-select", 1, "ask this many times the clients a round needs and keep the first to answer (Bonawitz et al. 2019)")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on this address (/metrics)")
+	fs.DurationVar(&o.Linger, "linger", 0, "keep the --metrics-listen endpoint up this long after the run ends (a signal ends it sooner)")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 5*time.Second, "heartbeat interval; a client silent for three is dropped")
 	fs.IntVar(&o.ChunkSize, "chunk-size", grpctransport.DefaultChunkSize, "payload bytes per message")
-	fs.DurationVar(&o.WaitTimeout, "wait-timeout", 0, "give up when --min-clients have not connected within this (0: wait forever)")
+	fs.DurationVar(&o.WaitTimeout, "wait-timeout", 0, "give up when --wait-clients have not connected within this (0: wait forever)")
 	return fs
 }
 
@@ -78,7 +82,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, reprodu
 	if err != nil {
 		return err
 	}
-	run, err := openServerRun(&o)
+	run, err := openServerRun(o)
 	if err != nil {
 		return err
 	}
@@ -96,10 +100,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, reprodu
 		return err
 	}
 	defer plan.trainers.close()
-	if err := run.begin(o, plan); err != nil {
+	// Listen before anything is recorded: a server that cannot start leaves no run behind.
+	lis, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	dir, err := claimRunDir(&o.Out, "server", o.Resume)
+	if err == nil {
+		defer dir.release()
+		err = run.begin(*o, plan)
+	}
+	if err != nil {
+		lis.Close()
 		return err
 	}
-	network, err := startNetwork(ctx, o, plan.engine, run, logger)
+	network, err := startNetwork(ctx, *o, plan.engine, run, logger, lis)
 	if err != nil {
 		return err
 	}
@@ -107,41 +122,62 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, reprodu
 	if err := plan.engine.Validate(); err != nil {
 		return usageErrorf("%v", err)
 	}
-	if err := startRunDir(o.Out, o); err != nil {
-		return err
-	}
+	return network.run(ctx, o, plan, run, stdout, stderr)
+}
+
+// run runs the training over the network and writes the run directory; a signal is a clean
+// stop after the last completed round.
+func (n *serverNetwork) run(ctx context.Context, o *serverOptions, plan *runPlan, run *serverRun, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "shoal server: %s, %s on %s, %s, %d rounds, seed %d, listening on %s (%s) → %s\n",
-		describeSecurity(plan.engine), o.Model, o.Dataset, o.Strategy, o.Rounds, o.Seed, network.addr, network.mode, o.Out)
+		describeSecurity(plan.engine), o.Model, o.Dataset, o.Strategy, o.Rounds, o.Seed, n.addr, n.mode, o.Out)
 	if run.checkpoint != nil {
 		fmt.Fprintf(stderr, "resuming run %d after round %d\n", run.id, run.checkpoint.Round)
 	}
-	network.hook(plan.engine, o, run, stderr)
+	if o.CPUProfile != "" {
+		stop, err := startCPUProfile(o.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	n.hook(plan.engine, *o, run, stderr)
 	began := time.Now()
 	history, runErr := plan.engine.Run(ctx, plan.params)
 	elapsed := time.Since(began).Seconds()
-	runErr = network.finish(runErr)
-	summary := summarize(append(run.history, history...), o.simOptions, plan.engine, elapsed)
-	if err := writeRunDir(o.simOptions, plan.engine.Privacy != nil, plan.params, append(run.history, history...), summary); err != nil {
-		return err
+	all := append(run.history, history...)
+	stopped, runErr := stoppedBySignal(ctx, runErr, all, stderr)
+	if !stopped {
+		runErr = n.finish(runErr)
+	}
+	summary := summarize(all, o.simOptions, plan.engine, elapsed)
+	if len(all) > 0 { // a run that never started writes nothing
+		if err := writeRunDir(o.simOptions, plan.engine.Privacy != nil, plan.params, all, summary); err != nil {
+			return err
+		}
 	}
 	if runErr != nil {
 		return runErr
 	}
-	in, out := network.metrics.WireBytes()
-	fmt.Fprintf(stderr, "final test accuracy %.4f, loss %.4f after %d rounds in %.1fs (%s in, %s out on the wire); run directory %s\n",
-		summary.FinalAccuracy, summary.FinalLoss, summary.RoundsRun, elapsed, byteSize(in), byteSize(out), o.Out)
-	printPrivacySpent(stderr, summary, plan.engine)
-	if o.JSON {
-		return json.NewEncoder(stdout).Encode(summary)
+	if !stopped {
+		in, out := n.metrics.WireBytes()
+		fmt.Fprintf(stderr, "final test accuracy %.4f, loss %.4f after %d rounds in %.1fs (%s in, %s out on the wire); run directory %s\n",
+			summary.FinalAccuracy, summary.FinalLoss, summary.RoundsRun, elapsed, byteSize(in), byteSize(out), o.Out)
+		printPrivacySpent(stderr, summary, plan.engine)
 	}
+	if o.JSON {
+		if err := json.NewEncoder(stdout).Encode(summary); err != nil {
+			return err
+		}
+	}
+	n.linger(ctx, o.Linger, stderr)
 	return nil
 }
 
 // parseServerOptions parses and checks the flags; simulated behaviour is refused, and so is a
 // seed for a DP run.
-func parseServerOptions(args []string, stderr io.Writer, reproducible bool) (serverOptions, *slog.Logger, error) {
-	var o serverOptions
-	fs := serverFlags(&o, stderr)
+func parseServerOptions(args []string, stderr io.Writer, reproducible bool) (*serverOptions, *slog.Logger, error) {
+	o := &serverOptions{}
+	fs := serverFlags(o, stderr)
 	if err := parseWithConfig(fs, args); err != nil {
 		return o, nil, err
 	}
@@ -153,6 +189,9 @@ func parseServerOptions(args []string, stderr io.Writer, reproducible bool) (ser
 			}
 		}
 	})
+	if bad == nil {
+		bad = o.check()
+	}
 	if bad != nil {
 		return o, nil, bad
 	}
@@ -165,8 +204,9 @@ func parseServerOptions(args []string, stderr io.Writer, reproducible bool) (ser
 	if given["round-timeout"] && !given["fit-timeout"] {
 		o.FitTimeout = o.RoundTimeout // simulate's name for the same deadline
 	}
-	o.WaitFor = max(o.MinClients, 1)
-	o.MinClients = o.MinSampled // the engine's sampler takes simulate's meaning
+	if o.WaitFor <= 0 {
+		o.WaitFor = max(o.MinClients, 1)
+	}
 	switch {
 	case o.Insecure && o.Certs != "":
 		return o, nil, usageErrorf("--insecure and --certs exclude each other")
@@ -192,9 +232,6 @@ func (o *serverOptions) finish(reproducible bool) {
 		o.SeedGiven = o.seedGiven
 	}
 	o.seedGiven = o.SeedGiven
-	if o.Out == "" {
-		o.Out = "runs/server-" + time.Now().UTC().Format("20060102-150405")
-	}
 }
 
 // restore takes the training configuration of a stored run, keeping this invocation's
@@ -207,7 +244,7 @@ func (o *serverOptions) restore(cfg []byte) error {
 	o.Listen, o.Certs, o.Insecure, o.Store, o.Resume = keep.Listen, keep.Certs, keep.Insecure, keep.Store, true
 	o.MetricsListen, o.JSON, o.LogLevel, o.Heartbeat = keep.MetricsListen, keep.JSON, keep.LogLevel, keep.Heartbeat
 	o.FitTimeout, o.StageTimeout, o.OverSelect, o.WaitTimeout = keep.FitTimeout, keep.StageTimeout, keep.OverSelect, keep.WaitTimeout
-	o.WaitFor = keep.WaitFor
+	o.WaitFor, o.Linger, o.CPUProfile, o.Workers = keep.WaitFor, keep.Linger, keep.CPUProfile, keep.Workers
 	if keep.Out != "" {
 		o.Out = keep.Out
 	}

@@ -24,6 +24,7 @@ import (
 	"shoal/data"
 	"shoal/fl"
 	"shoal/pki"
+	"shoal/store"
 	"shoal/trainer"
 	"shoal/transport/grpctransport"
 )
@@ -264,7 +265,7 @@ func TestNetworkRunMatchesSimulator(t *testing.T) {
 	dir := t.TempDir()
 	common := trainingArgs(clients, "--fraction", "0.5", "--rounds", "4", "--lr", "0.05", "--target-accuracy", "0", "--json")
 	srv := startProc(t, "server", append([]string{"server", "--listen", addr, "--certs", certs, "--out", filepath.Join(dir, "net"),
-		"--min-clients", fmt.Sprint(clients),
+		"--wait-clients", fmt.Sprint(clients),
 		"--fit-timeout", "60s", "--wait-timeout", "60s", "--heartbeat", "1s"}, common...)...)
 	procs := startClients(t, addr, certs, clients)
 	if err := srv.wait(90 * time.Second); err != nil {
@@ -300,7 +301,7 @@ func TestNetworkRunMatchesSimulator(t *testing.T) {
 	if len(netModel) == 0 || !bytes.Equal(netModel, simModel) {
 		t.Fatalf("network model (%d bytes) differs from the simulated one (%d bytes)", len(netModel), len(simModel))
 	}
-	for _, f := range []string{"config.json", "metrics.csv", "metrics.png", "model.bin", "summary.json"} {
+	for _, f := range []string{"config.toml", "metrics.csv", "metrics.png", "model.bin", "summary.json"} {
 		if st, err := os.Stat(filepath.Join(dir, "net", f)); err != nil || st.Size() == 0 {
 			t.Fatalf("run directory lacks %s: %v", f, err)
 		}
@@ -318,7 +319,7 @@ func TestClientKilledMidRound(t *testing.T) {
 	// Many local epochs make each fit take long enough to be killed in the middle of it.
 	common := trainingArgs(clients, "--fraction", "1", "--rounds", "2", "--local-epochs", "400",
 		"--lr", "0.01", "--target-accuracy", "0", "--json")
-	srv := startProc(t, "server", append([]string{"server", "--insecure", "--listen", addr, "--out", dir, "--min-clients", "3",
+	srv := startProc(t, "server", append([]string{"server", "--insecure", "--listen", addr, "--out", dir, "--wait-clients", "3",
 		"--fit-timeout", "120s", "--heartbeat", "1s"}, common...)...)
 	procs := startClients(t, addr, "", clients, "--log-level", "debug")
 	procs["c1"].waitFor("kind=fit", 60*time.Second)
@@ -370,7 +371,7 @@ func killAndResume(t *testing.T, inProcess bool, extra ...string) {
 	dir := t.TempDir()
 	storePath := filepath.Join(dir, "run.db")
 	common := trainingArgs(clients, append([]string{"--rounds", "6", "--lr", "0.05", "--target-accuracy", "0", "--json"}, extra...)...)
-	first := start("server-1", append([]string{"server", "--insecure", "--listen", addr, "--store", storePath, "--min-clients", "4",
+	first := start("server-1", append([]string{"server", "--insecure", "--listen", addr, "--store", storePath, "--wait-clients", "4",
 		"--out", filepath.Join(dir, "net"), "--heartbeat", "1s"}, common...)...)
 	procs := startClients(t, addr, "", clients)
 	first.waitFor("round   3/6", 60*time.Second)
@@ -378,7 +379,7 @@ func killAndResume(t *testing.T, inProcess bool, extra ...string) {
 	_ = first.wait(10 * time.Second)
 
 	second := start("server-2", "server", "--insecure", "--listen", addr, "--store", storePath, "--resume",
-		"--out", filepath.Join(dir, "net"), "--heartbeat", "1s", "--min-clients", "4", "--json")
+		"--out", filepath.Join(dir, "net"), "--heartbeat", "1s", "--wait-clients", "4", "--json")
 	line := second.waitFor("resuming run", 30*time.Second)
 	var after int
 	if _, err := fmt.Sscanf(line[strings.Index(line, "after round"):], "after round %d", &after); err != nil || after < 3 {
@@ -427,7 +428,7 @@ func TestServerRefusesUnauthorisedClients(t *testing.T) {
 	}
 	addr := freeAddr(t)
 	srv := startProc(t, "server", append([]string{"server", "--listen", addr, "--certs", certs, "--out", t.TempDir(),
-		"--min-clients", "1", "--rounds", "1", "--fraction", "1", "--heartbeat", "1s"}, trainingArgs(3)...)...)
+		"--wait-clients", "1", "--rounds", "1", "--fraction", "1", "--heartbeat", "1s"}, trainingArgs(3)...)...)
 	srv.waitFor("waiting for", 30*time.Second)
 
 	local := func(int, fl.ClientID) (fl.Client, error) { return nil, errors.New("never asked") }
@@ -524,7 +525,7 @@ func TestSecureSumSurvivesTwoCrashedClients(t *testing.T) {
 	common := trainingArgs(clients, "--fraction", "1", "--rounds", "3", "--lr", "0.05", "--target-accuracy", "0", "--json")
 	runWith := func(secure bool) simSummary {
 		addr := freeAddr(t)
-		args := append([]string{"server", "--insecure", "--listen", addr, "--out", t.TempDir(), "--min-clients", "6",
+		args := append([]string{"server", "--insecure", "--listen", addr, "--out", t.TempDir(), "--wait-clients", "6",
 			"--fit-timeout", "60s", "--stage-timeout", "30s", "--heartbeat", "1s"}, common...)
 		exitAt := "2/fit"
 		if secure {
@@ -615,7 +616,7 @@ func TestThresholdHEOverNetwork(t *testing.T) {
 	addr := freeAddr(t)
 	dir := t.TempDir()
 	srv := startProc(t, "server", append([]string{"server", "--insecure", "--listen", addr, "--out", filepath.Join(dir, "net"),
-		"--min-clients", fmt.Sprint(clients), "--heartbeat", "1s"}, common...)...)
+		"--wait-clients", fmt.Sprint(clients), "--heartbeat", "1s"}, common...)...)
 	startClients(t, addr, "", clients)
 	if err := srv.wait(90 * time.Second); err != nil {
 		t.Fatalf("server: %v", err)
@@ -648,13 +649,13 @@ func TestThresholdHEResumed(t *testing.T) {
 	dir := t.TempDir()
 	storePath := filepath.Join(dir, "run.db")
 	first := startProc(t, "server-1", append([]string{"server", "--insecure", "--listen", addr, "--store", storePath,
-		"--out", filepath.Join(dir, "net"), "--min-clients", fmt.Sprint(clients), "--heartbeat", "1s"}, common...)...)
+		"--out", filepath.Join(dir, "net"), "--wait-clients", fmt.Sprint(clients), "--heartbeat", "1s"}, common...)...)
 	startClients(t, addr, "", clients)
 	first.waitFor("round   2/4", 60*time.Second)
 	first.kill()
 	_ = first.wait(10 * time.Second)
 	second := startProc(t, "server-2", "server", "--insecure", "--listen", addr, "--store", storePath, "--resume",
-		"--out", filepath.Join(dir, "net"), "--min-clients", fmt.Sprint(clients), "--heartbeat", "1s", "--json")
+		"--out", filepath.Join(dir, "net"), "--wait-clients", fmt.Sprint(clients), "--heartbeat", "1s", "--json")
 	if err := second.wait(60 * time.Second); err != nil {
 		t.Fatalf("resumed server: %v", err)
 	}
@@ -691,5 +692,88 @@ func TestAttackSilentClientStallsRunByDefault(t *testing.T) {
 	o, _, err = parseServerOptions([]string{"--insecure", "--round-timeout", "42s"}, io.Discard, false)
 	if err != nil || o.FitTimeout != 42*time.Second {
 		t.Fatalf("--round-timeout 42s gave fit deadline %v (%v)", o.FitTimeout, err)
+	}
+}
+
+// SIGTERM is a clean stop, not an error: a server still waiting for clients exits 0 and
+// writes nothing; a simulation stopped mid-run exits 0 and its run directory holds the rounds
+// it did.
+func TestSignalIsACleanStop(t *testing.T) {
+	dir := t.TempDir()
+	serverOut := filepath.Join(dir, "server-run")
+	srv := startProc(t, "server", append([]string{"server", "--insecure", "--listen", freeAddr(t), "--out", serverOut,
+		"--wait-clients", "2"}, trainingArgs(2)...)...)
+	srv.waitFor("waiting for 2 clients", 60*time.Second)
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.wait(30 * time.Second); err != nil {
+		t.Fatalf("server stopped by SIGTERM: %v, want exit 0", err)
+	}
+	srv.waitFor("stopped by signal after round 0", time.Second)
+	if _, err := os.Stat(serverOut); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a run that never started wrote %s (%v)", serverOut, err)
+	}
+
+	simOut := filepath.Join(dir, "sim-run")
+	sim := startProc(t, "simulate", "simulate", "--dataset", "synthetic", "--model", "logreg", "--rounds", "100000",
+		"--target-accuracy", "0", "--out", simOut)
+	sim.waitFor("round   2/100000", 60*time.Second)
+	if err := sim.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.wait(30 * time.Second); err != nil {
+		t.Fatalf("simulate stopped by SIGTERM: %v, want exit 0", err)
+	}
+	line := sim.waitFor("stopped by signal after round", time.Second)
+	var r int
+	if _, err := fmt.Sscanf(line, "stopped by signal after round %d", &r); err != nil || r < 2 {
+		t.Fatalf("%q: %v", line, err)
+	}
+	csv, err := os.ReadFile(filepath.Join(simOut, "metrics.csv"))
+	if err != nil || strings.Count(string(csv), "\n") != r+1 {
+		t.Fatalf("metrics.csv of a run stopped after round %d: %v\n%s", r, err, csv)
+	}
+	for _, f := range []string{"config.toml", "model.bin", "summary.json"} {
+		if _, err := os.Stat(filepath.Join(simOut, f)); err != nil {
+			t.Fatalf("run directory lacks %s: %v", f, err)
+		}
+	}
+}
+
+// A server that cannot start (its port is taken) leaves no run in the store and no run
+// directory; a --store in a missing directory is an error, not a directory created silently.
+func TestServerThatCannotStartLeavesNothing(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	db, out := filepath.Join(dir, "fl.db"), filepath.Join(dir, "run")
+	code, _, stderr := shoal(t, append([]string{"server", "--insecure", "--listen", busy.Addr().String(), "--store", db,
+		"--out", out}, trainingArgs(2)...)...)
+	if code != 1 || !strings.Contains(stderr, "--listen") {
+		t.Fatalf("busy port: exit %d, %q", code, stderr)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a server that never started left %s (%v)", out, err)
+	}
+	st, err := store.OpenExisting(db)
+	if err == nil {
+		_, _, err = st.LatestRun()
+		st.Close()
+		if !errors.Is(err, store.ErrNoRun) {
+			t.Fatalf("a server that never started left a run in the store: %v", err)
+		}
+	}
+	missing := filepath.Join(dir, "no-such-dir", "fl.db")
+	code, _, stderr = shoal(t, append([]string{"server", "--insecure", "--listen", "127.0.0.1:0", "--store", missing,
+		"--out", out}, trainingArgs(2)...)...)
+	if code != 1 || !strings.Contains(stderr, "--store") {
+		t.Fatalf("--store in a missing directory: exit %d, %q", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Dir(missing)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("--store created its directory: %v", err)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"shoal/fl"
-	"shoal/report"
 	"shoal/sim"
 )
 
@@ -37,11 +36,15 @@ type simOptions struct {
 
 	seedGiven  bool // --seed was set: a simulation then seeds its privacy randomness too (reproducible, not private)
 	deployment bool // shoal server: randomness that protects clients is never seeded
+
+	command string        // "simulate" or "server"
+	flags   *flag.FlagSet // bound to these options: config.toml is written from it
 }
 
 func simulateFlags(o *simOptions, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("shoal simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	o.command, o.flags = "simulate", fs
 	fs.String("config", "", "TOML file of flag values (keys are flag names); flags given on the command line win")
 	o.dataOptions.register(fs, 100, "number of clients", "seed for a reproducible simulation (0: a random seed, reported)")
 	o.trainOptions.register(fs)
@@ -71,22 +74,24 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parseWithConfig(simulateFlags(&o, stderr), args); err != nil {
 		return err
 	}
+	if err := o.check(); err != nil {
+		return err
+	}
 	logger, err := o.logger(stderr)
 	if err != nil {
 		return err
 	}
 	o.drawSeed()
-	if o.Out == "" {
-		o.Out = "runs/simulate-" + time.Now().UTC().Format("20060102-150405")
-	}
 	plan, err := buildSimulation(o, logger)
 	if err != nil {
 		return err
 	}
 	defer plan.trainers.close()
-	if err := startRunDir(o.Out, o); err != nil {
+	dir, err := claimRunDir(&o.Out, "simulate", false)
+	if err != nil {
 		return err
 	}
+	defer dir.release()
 	fmt.Fprintf(stderr, "shoal simulate: %s, %s on %s, %d clients (%s partition), %s, %d rounds, seed %d → %s\n",
 		describeSecurity(plan.engine), o.Model, o.Dataset, o.Clients, o.Partition, o.Strategy, o.Rounds, o.Seed, o.Out)
 	if o.CPUProfile != "" {
@@ -99,19 +104,39 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	start := time.Now()
 	plan.engine.OnRound = func(r fl.RoundReport) { printRound(stderr, r, o.Rounds) }
 	history, runErr := plan.engine.Run(ctx, plan.params)
-	elapsed := time.Since(start).Seconds()
-	summary := summarize(history, o, plan.engine, elapsed)
-	if err := writeRunDir(o, plan.engine.Privacy != nil, plan.params, history, summary); err != nil {
-		return err
+	summary := summarize(history, o, plan.engine, time.Since(start).Seconds())
+	stopped, runErr := stoppedBySignal(ctx, runErr, history, stderr)
+	if len(history) > 0 { // a run that never started writes nothing
+		if err := writeRunDir(o, plan.engine.Privacy != nil, plan.params, history, summary); err != nil {
+			return err
+		}
 	}
 	if runErr != nil {
 		return runErr
 	}
-	printOutcome(stderr, o, plan.engine, summary)
+	if !stopped {
+		printOutcome(stderr, o, plan.engine, summary)
+	}
 	if o.JSON {
 		return json.NewEncoder(stdout).Encode(summary)
 	}
 	return nil
+}
+
+// stoppedBySignal turns the end of a run cancelled by SIGINT/SIGTERM (ctx done) into a clean
+// stop: it says after which round, and the run's error is dropped. Other errors are kept.
+func stoppedBySignal(ctx context.Context, runErr error, history []fl.RoundReport, stderr io.Writer) (bool, error) {
+	if ctx.Err() == nil {
+		return false, runErr
+	}
+	if len(history) == 0 {
+		fmt.Fprintln(stderr, "stopped by signal after round 0: the run never started; nothing written")
+		return true, nil
+	}
+	last := history[len(history)-1]
+	fmt.Fprintf(stderr, "stopped by signal after round %d (test accuracy %.4f); the run directory holds the rounds done\n",
+		last.Round, last.Accuracy)
+	return true, nil
 }
 
 // buildSimulation is the run plan over an in-process federation of --clients virtual clients.
@@ -140,13 +165,6 @@ func buildSimulation(o simOptions, logger *slog.Logger) (*runPlan, error) {
 		return nil, usageErrorf("%v", err)
 	}
 	return plan, nil
-}
-
-func startRunDir(dir string, config any) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("run directory: %w", err)
-	}
-	return report.WriteJSON(dir, "config.json", config)
 }
 
 func startCPUProfile(path string) (stop func(), err error) {

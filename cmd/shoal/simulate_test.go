@@ -53,7 +53,7 @@ func TestSimulateJSONContract(t *testing.T) {
 	if !strings.Contains(stderr, "round   3/3") {
 		t.Fatalf("no per-round progress on stderr:\n%s", stderr)
 	}
-	for _, f := range []string{"config.json", "metrics.csv", "metrics.png", "model.bin", "summary.json"} {
+	for _, f := range []string{"config.toml", "metrics.csv", "metrics.png", "model.bin", "summary.json"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
 			t.Fatalf("run directory lacks %s: %v", f, err)
 		}
