@@ -189,10 +189,14 @@ func (n *serverNetwork) serveMetrics(addr string, reg *prometheus.Registry) erro
 // hook wires the engine's run to the deployment: wait for clients before the setup and each
 // round, commit each round to the store before it is reported, report it.
 func (n *serverNetwork) hook(e *fl.Engine, o serverOptions, run *serverRun, stderr io.Writer) {
+	n.metrics.SetPlan(o.Rounds, o.MaxEpsilon)
+	if len(run.history) > 0 {
+		n.metrics.SetLastRound(run.history[len(run.history)-1])
+	}
 	first := true
 	e.BeforeRound = func(ctx context.Context, round int) error {
 		need := max(o.MinResults, 1)
-		if first { // the setup or the first round of this process waits for --min-clients
+		if first { // the setup or the first round of this process waits for --wait-clients
 			need, first = max(need, o.WaitFor), round == 0
 		}
 		return n.waitClients(ctx, need, o.WaitTimeout, stderr)

@@ -6,11 +6,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,7 +60,10 @@ func shoalBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "shoal")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		// The README's build command: one static binary.
+		build := exec.Command("go", "build", "-o", binPath, ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := build.CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -775,5 +780,77 @@ func TestServerThatCannotStartLeavesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Dir(missing)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("--store created its directory: %v", err)
+	}
+}
+
+// "One static binary": built as the README says (CGO_ENABLED=0), the binary has no dynamic
+// section and no interpreter, so it runs on a machine without a C library.
+func TestBinaryIsStatic(t *testing.T) {
+	f, err := elf.Open(shoalBinary(t))
+	if err != nil {
+		t.Skipf("not an ELF binary on this platform: %v", err)
+	}
+	defer f.Close()
+	if s := f.Section(".dynamic"); s != nil {
+		t.Fatal("the binary has a .dynamic section: it is linked dynamically")
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_DYNAMIC || p.Type == elf.PT_INTERP {
+			t.Fatalf("the binary has a %v program header: it is linked dynamically", p.Type)
+		}
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "CGO_ENABLED=0 go build -o shoal ./cmd/shoal") {
+		t.Fatal("the README's build command does not build a static binary")
+	}
+}
+
+// The metrics endpoint has the run's gauges, and with --linger stays up after the run until
+// a signal ends the wait (a clean stop).
+func TestMetricsGaugesAndLinger(t *testing.T) {
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	common := trainingArgs(1, "--fraction", "1", "--min-clients", "1", "--rounds", "2", "--lr", "0.05", "--target-accuracy", "0")
+	srv := startProc(t, "server", append([]string{"server", "--insecure", "--listen", addr, "--out", t.TempDir(), "--wait-clients", "1",
+		"--metrics-listen", metricsAddr, "--linger", "1h", "--heartbeat", "1s"}, common...)...)
+	startClients(t, addr, "", 1)
+	srv.waitFor("metrics stay up", 60*time.Second)
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("the metrics endpoint is down after the run: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauge := func(name string) float64 {
+		for _, line := range strings.Split(string(body), "\n") {
+			var v float64
+			if strings.HasPrefix(line, name+" ") {
+				if _, err := fmt.Sscanf(line[len(name)+1:], "%g", &v); err == nil {
+					return v
+				}
+			}
+		}
+		t.Fatalf("no gauge %s in:\n%s", name, body)
+		return 0
+	}
+	if gauge("shoal_round") != 2 || gauge("shoal_rounds_planned") != 2 || gauge("shoal_round_seconds") <= 0 {
+		t.Fatalf("round gauges: %v %v %v", gauge("shoal_round"), gauge("shoal_rounds_planned"), gauge("shoal_round_seconds"))
+	}
+	if a, l := gauge("shoal_test_accuracy"), gauge("shoal_test_loss"); a <= 0 || a > 1 || l <= 0 {
+		t.Fatalf("accuracy %v, loss %v", a, l)
+	}
+	if gauge("shoal_epsilon_spent") != 0 || gauge("shoal_epsilon_budget") != 0 {
+		t.Fatal("ε gauges of a run without DP are not 0")
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.wait(30 * time.Second); err != nil {
+		t.Fatalf("SIGTERM while lingering: %v, want exit 0", err)
 	}
 }

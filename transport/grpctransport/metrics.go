@@ -14,6 +14,9 @@ import (
 type Metrics struct {
 	rounds, abandoned, participants, dropouts prometheus.Counter
 	lastParticipants, connected               prometheus.Gauge
+	round, roundsPlanned, roundSeconds        prometheus.Gauge
+	accuracy, loss                            prometheus.Gauge
+	epsilon, epsilonBudget                    prometheus.Gauge
 	stageSeconds                              *prometheus.HistogramVec
 	tasks                                     *prometheus.CounterVec
 	refused                                   *prometheus.CounterVec
@@ -30,6 +33,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		dropouts:         prometheus.NewCounter(prometheus.CounterOpts{Name: "shoal_dropouts_total", Help: "Sampled clients left out of their round (failed, late, disconnected, over-selected)."}),
 		lastParticipants: prometheus.NewGauge(prometheus.GaugeOpts{Name: "shoal_round_participants", Help: "Clients aggregated in the last round."}),
 		connected:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "shoal_connected_clients", Help: "Clients with an open session."}),
+		round:            prometheus.NewGauge(prometheus.GaugeOpts{Name: "shoal_round", Help: "The last completed round (0: none yet)."}),
+		roundsPlanned:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "shoal_rounds_planned", Help: "Rounds the run is configured for (--rounds; it may stop earlier)."}),
+		roundSeconds:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "shoal_round_seconds", Help: "Duration of the last completed round."}),
+		accuracy:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "shoal_test_accuracy", Help: "Central test accuracy after the last completed round."}),
+		loss:             prometheus.NewGauge(prometheus.GaugeOpts{Name: "shoal_test_loss", Help: "Central test loss after the last completed round."}),
+		epsilon:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "shoal_epsilon_spent", Help: "DP: ε spent so far (at the run's δ; 0 without DP)."}),
+		epsilonBudget:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "shoal_epsilon_budget", Help: "DP: the ε the run stops at (--max-epsilon; 0: no budget)."}),
 		stageSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "shoal_stage_seconds", Help: "Latency of a round's stages.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}, []string{"stage"}),
 		tasks:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shoal_tasks_total", Help: "Tasks sent to clients, by kind and outcome."}, []string{"kind", "outcome"}),
@@ -38,7 +48,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{Name: "shoal_bytes_out_total", Help: "Bytes sent on client connections (TLS and HTTP/2 framing included)."}),
 	}
 	for _, c := range []prometheus.Collector{m.rounds, m.abandoned, m.participants, m.dropouts, m.lastParticipants,
-		m.connected, m.stageSeconds, m.tasks, m.refused, m.bytesIn, m.bytesOut} {
+		m.connected, m.stageSeconds, m.tasks, m.refused, m.bytesIn, m.bytesOut, m.round, m.roundsPlanned, m.roundSeconds,
+		m.accuracy, m.loss, m.epsilon, m.epsilonBudget} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
@@ -58,6 +69,29 @@ func (m *Metrics) ObserveRound(r fl.RoundReport) {
 	m.participants.Add(float64(r.Participants))
 	m.dropouts.Add(float64(r.Dropped))
 	m.lastParticipants.Set(float64(r.Participants))
+	m.SetLastRound(r)
+}
+
+// SetPlan records the run's configured rounds and privacy budget (0: none).
+func (m *Metrics) SetPlan(rounds int, epsilonBudget float64) {
+	if m == nil {
+		return
+	}
+	m.roundsPlanned.Set(float64(rounds))
+	m.epsilonBudget.Set(epsilonBudget)
+}
+
+// SetLastRound sets the gauges of the last completed round (a resumed run's last stored round
+// included) without counting it.
+func (m *Metrics) SetLastRound(r fl.RoundReport) {
+	if m == nil {
+		return
+	}
+	m.round.Set(float64(r.Round))
+	m.roundSeconds.Set(r.Seconds)
+	m.accuracy.Set(r.Accuracy)
+	m.loss.Set(r.Loss)
+	m.epsilon.Set(r.Epsilon)
 }
 
 // WireBytes returns the bytes received and sent on the connections of a listener wrapped by
