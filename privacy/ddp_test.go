@@ -442,3 +442,29 @@ func TestDDPAccountantStateAndRefusals(t *testing.T) {
 	}
 	_ = pld
 }
+
+// BenchmarkDDPEncode199k is a client's cost for the README's 2NN (199,210 parameters): clip,
+// rotation (padded to 2^18), scaling, conditional rounding and its noise share, one core.
+func BenchmarkDDPEncode199k(b *testing.B) {
+	u := make([]float32, 199210)
+	for i := range u {
+		u[i] = float32(math.Sin(float64(i))) * 0.001
+	}
+	for _, mech := range []string{MechanismSkellam, MechanismDDGauss} {
+		b.Run(mech, func(b *testing.B) {
+			p, err := DDPConfig{Mechanism: mech, Bits: 16, Clip: 0.5, NoiseMultiplier: 1, MinClients: 80, Cohort: 100}.Params(len(u))
+			if err != nil {
+				b.Fatal(err)
+			}
+			src := NewSeededSource(1)
+			seed := RotationSeed([]byte("bench"), 1)
+			stop := reportCPU(b)
+			for b.Loop() {
+				if _, err := p.Encode(u, seed, src); err != nil {
+					b.Fatal(err)
+				}
+			}
+			stop()
+		})
+	}
+}
