@@ -14,11 +14,21 @@ type Event struct {
 	SamplingRate    float64 `json:"sampling_rate"`
 	NoiseMultiplier float64 `json:"noise_multiplier"`
 	Steps           int     `json:"steps"`
+	// Discrete, when set, makes the step a distributed-DP mechanism (Skellam or distributed
+	// discrete Gaussian noise summed under secure aggregation, see DiscreteEvent) instead of the
+	// Gaussian; NoiseMultiplier then only reports its summed noise in units of its L2
+	// sensitivity. Only the RDP accountant composes such steps.
+	Discrete DiscreteEvent `json:"discrete,omitzero"`
 }
 
 func (e Event) check() error {
 	if err := checkSampling(e.SamplingRate, e.NoiseMultiplier); err != nil {
 		return err
+	}
+	if e.Discrete != (DiscreteEvent{}) {
+		if err := e.Discrete.check(); err != nil {
+			return err
+		}
 	}
 	if e.Steps < 0 {
 		return fmt.Errorf("privacy: steps must be ≥ 0, got %d", e.Steps)
@@ -100,6 +110,16 @@ func RestoreAccountant(data []byte) (Accountant, error) {
 		return nil, fmt.Errorf("privacy: restore accountant: unknown kind %q", st.Kind)
 	}
 	for i, e := range st.Events {
+		if e.Discrete != (DiscreteEvent{}) {
+			r, ok := acct.(*RDPAccountant)
+			if !ok {
+				return nil, fmt.Errorf("privacy: restore accountant: event %d is a distributed-DP step, which only the rdp accountant composes", i)
+			}
+			if err := r.ComposeEvent(e); err != nil {
+				return nil, fmt.Errorf("privacy: restore accountant: event %d: %w", i, err)
+			}
+			continue
+		}
 		if err := acct.Compose(e.SamplingRate, e.NoiseMultiplier, e.Steps); err != nil {
 			return nil, fmt.Errorf("privacy: restore accountant: event %d: %w", i, err)
 		}
@@ -124,12 +144,17 @@ func (es *events) add(e Event) error {
 	if es.steps() > maxSteps-e.Steps {
 		return fmt.Errorf("privacy: composing %d more steps would pass the limit of %d steps", e.Steps, maxSteps)
 	}
-	if n := len(*es); n > 0 && (*es)[n-1].SamplingRate == e.SamplingRate && (*es)[n-1].NoiseMultiplier == e.NoiseMultiplier {
+	if n := len(*es); n > 0 && (*es)[n-1].sameMechanism(e) {
 		(*es)[n-1].Steps += e.Steps
 		return nil
 	}
 	*es = append(*es, e)
 	return nil
+}
+
+// sameMechanism reports whether two events are steps of the same mechanism (steps aside).
+func (e Event) sameMechanism(o Event) bool {
+	return e.SamplingRate == o.SamplingRate && e.NoiseMultiplier == o.NoiseMultiplier && e.Discrete == o.Discrete
 }
 
 func (es events) steps() int {
@@ -146,7 +171,7 @@ func (es events) grouped() []Event {
 outer:
 	for _, e := range es {
 		for i := range out {
-			if out[i].SamplingRate == e.SamplingRate && out[i].NoiseMultiplier == e.NoiseMultiplier {
+			if out[i].sameMechanism(e) {
 				out[i].Steps += e.Steps
 				continue outer
 			}
@@ -166,12 +191,18 @@ var (
 type RDPAccountant struct {
 	conv   EpsilonConversion
 	events events
-	cache  map[[2]float64][]float64
+	cache  map[curveKey][]float64
+}
+
+// curveKey identifies a per-step RDP curve: the event without its step count.
+type curveKey struct {
+	q, z float64
+	d    DiscreteEvent
 }
 
 // NewRDPAccountant returns an empty RDP accountant using the given conversion.
 func NewRDPAccountant(conv EpsilonConversion) *RDPAccountant {
-	return &RDPAccountant{conv: conv, cache: map[[2]float64][]float64{}}
+	return &RDPAccountant{conv: conv, cache: map[curveKey][]float64{}}
 }
 
 func (a *RDPAccountant) Kind() string { return "rdp" }
@@ -210,14 +241,21 @@ func (a *RDPAccountant) Spent(delta float64) (RDPSpent, error) {
 	return a.spent(a.events.grouped(), delta)
 }
 
-func (a *RDPAccountant) curve(q, z float64) []float64 {
-	key := [2]float64{q, z}
+func (a *RDPAccountant) curve(e Event, orders []float64) []float64 {
+	key := curveKey{e.SamplingRate, e.NoiseMultiplier, e.Discrete}
+	if len(orders) != len(rdpOrders) {
+		key.z = -key.z // the integer grid of distributed DP: cached apart
+	}
 	if c, ok := a.cache[key]; ok {
 		return c
 	}
-	c := make([]float64, len(rdpOrders))
-	for i, o := range rdpOrders {
-		c[i] = sampledGaussianRDP(q, z, o)
+	c := make([]float64, len(orders))
+	if e.Discrete != (DiscreteEvent{}) {
+		c = e.Discrete.sampledRDP(e.SamplingRate, orders)
+	} else {
+		for i, o := range orders {
+			c[i] = sampledGaussianRDP(e.SamplingRate, e.NoiseMultiplier, o)
+		}
 	}
 	if len(a.cache) >= 64 {
 		clear(a.cache)
@@ -237,19 +275,32 @@ func (a *RDPAccountant) spent(groups []Event, delta float64) (RDPSpent, error) {
 	if len(groups) == 0 {
 		return RDPSpent{}, nil
 	}
-	total := make([]float64, len(rdpOrders))
+	orders := rdpOrders
+	discrete := false
 	for _, g := range groups {
-		c := a.curve(g.SamplingRate, g.NoiseMultiplier)
+		if g.Discrete != (DiscreteEvent{}) {
+			// The distributed mechanisms' bounds (and the subsampling bound they compose
+			// with) hold at integer orders: evaluate every group on the integer grid, no
+			// refinement over real orders.
+			orders, discrete = integerOrders, true
+		}
+	}
+	total := make([]float64, len(orders))
+	for _, g := range groups {
+		c := a.curve(g, orders)
 		for i := range total {
 			total[i] += float64(g.Steps) * c[i]
 		}
 	}
-	eps, order, err := RDPToEpsilon(rdpOrders, total, delta, a.conv)
+	eps, order, err := RDPToEpsilon(orders, total, delta, a.conv)
 	if err != nil {
 		return RDPSpent{}, err
 	}
 	if math.IsNaN(order) {
 		return RDPSpent{}, fmt.Errorf("privacy: RDP accountant: ε is unbounded at every order (noise far too small for %d steps)", a.events.steps())
+	}
+	if discrete {
+		return RDPSpent{Epsilon: math.Max(eps, 0), Order: order}, nil
 	}
 	at := func(alpha float64) float64 {
 		var r float64

@@ -225,7 +225,7 @@ func TestPLDHeterogeneousComposition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range []Event{{1, 2, 10}, {1, 3, 20}, {1, 1.5, 5}} {
+	for _, e := range []Event{{SamplingRate: 1, NoiseMultiplier: 2, Steps: 10}, {SamplingRate: 1, NoiseMultiplier: 3, Steps: 20}, {SamplingRate: 1, NoiseMultiplier: 1.5, Steps: 5}} {
 		if err := a.Compose(e.SamplingRate, e.NoiseMultiplier, e.Steps); err != nil {
 			t.Fatal(err)
 		}

@@ -2,11 +2,13 @@ package securesum
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 
 	"shoal/fl"
+	"shoal/privacy"
 )
 
 // Spec is a run's secure-sum configuration: what the server builds its half from and what it
@@ -26,6 +28,10 @@ type Spec struct {
 	// announces it; every SecAgg signature and derived key binds it, and a client refuses a setup
 	// message of another run. Empty at the server: drawn at random (SecAggOptions.RunID).
 	RunID []byte `json:"run_id,omitempty"`
+	// DDP, if set, turns SecAgg into distributed DP: each client rotates, scales, rounds and
+	// noises its clipped update itself (privacy.DDPParams.Encode) before masking it, so that the
+	// only sum the server unmasks already carries the full noise. Bits must equal DDP.Bits.
+	DDP *privacy.DDPConfig `json:"ddp,omitempty"`
 	// Threshold HE.
 	Committee int `json:"he_committee"`
 	Threshold int `json:"he_threshold"`
@@ -39,13 +45,16 @@ var backends = map[string]func(Spec) (fl.SecureSum, error){
 	"secagg":     func(s Spec) (fl.SecureSum, error) { return newSecAggFromSpec(false, s) },
 	"secaggplus": func(s Spec) (fl.SecureSum, error) { return newSecAggFromSpec(true, s) },
 	"he": func(s Spec) (fl.SecureSum, error) {
+		if s.DDP != nil {
+			return nil, errors.New("he: distributed DP needs an integer secure sum (secagg or secaggplus); threshold CKKS sums approximate reals")
+		}
 		return NewHE(HEOptions{Committee: s.Committee, Threshold: s.Threshold, Rand: s.Rand})
 	},
 }
 
 func newSecAggFromSpec(plus bool, s Spec) (fl.SecureSum, error) {
 	o := SecAggOptions{Plus: plus, Bits: s.Bits, ClipRange: s.ClipRange, MaxDropout: s.MaxDropout,
-		MaxCorrupt: s.MaxCorrupt, Degree: s.Degree, AllowWeakDegree: s.AllowWeakDegree, Rand: s.Rand}
+		MaxCorrupt: s.MaxCorrupt, Degree: s.Degree, AllowWeakDegree: s.AllowWeakDegree, Rand: s.Rand, DDP: s.DDP}
 	switch len(s.RunID) {
 	case 0:
 	case len(o.RunID):

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"shoal/fl"
+	"shoal/privacy"
 	"shoal/secagg"
 )
 
@@ -37,6 +38,19 @@ type SecAggOptions struct {
 	// Rand returns the randomness of client id (or of the server, id −1) in a round; nil means
 	// crypto/rand, the only choice for a real run.
 	Rand func(round int, id fl.ClientID) io.Reader
+	// DDP, if set, makes the adapter carry distributed DP (see Spec.DDP): clients noise their
+	// own quantised update, and the server only ever unmasks a noised sum. Bits must be DDP.Bits.
+	DDP *privacy.DDPConfig
+}
+
+// DDPPolicy is a client's own floor on the distributed-DP noise of the rounds it takes part in:
+// never taken from the server.
+type DDPPolicy struct {
+	// MinNoiseMultiplier: the summed noise must be at least z·Δ2 for this z.
+	MinNoiseMultiplier float64
+	// MaxShares: the server may split the noise among at most this many shares (its
+	// MinClients), so that this client's own share is at least 1/MaxShares of it (0: any).
+	MaxShares int
 }
 
 // SecAgg is the fl.SecureSum of Bonawitz et al. 2017 and of SecAgg+ (Bell et al. 2020), for a
@@ -52,6 +66,7 @@ type SecAgg struct {
 	// Client-side floors (Local): a client refuses to mask its update in a round among fewer
 	// than minCohort clients or with a Shamir threshold below minThreshold.
 	minCohort, minThreshold int
+	ddpPolicy               *DDPPolicy
 
 	mu    sync.Mutex
 	runID [16]byte          // the server's run id, drawn once
@@ -76,6 +91,19 @@ func NewSecAgg(o SecAggOptions) (*SecAgg, error) {
 		return nil, fmt.Errorf("secagg: dropout and corruption fractions must be in [0, 1), got %v and %v", o.MaxDropout, o.MaxCorrupt)
 	case o.Degree < 0:
 		return nil, fmt.Errorf("secagg: degree must be ≥ 0, got %d", o.Degree)
+	}
+	if o.DDP != nil {
+		c := o.DDP.WithDefaults()
+		if err := c.Validate(); err != nil {
+			return nil, fmt.Errorf("secagg: %w", err)
+		}
+		if c.Bits != o.Bits {
+			return nil, fmt.Errorf("secagg: distributed DP sums in Z_2^%d, the protocol quantises to %d bits", c.Bits, o.Bits)
+		}
+		if c.MinClients < 2 {
+			return nil, fmt.Errorf("secagg: distributed DP needs at least 2 noise shares, got %d", c.MinClients)
+		}
+		o.DDP = &c
 	}
 	return &SecAgg{o: o}, nil
 }
@@ -114,6 +142,12 @@ func (s *SecAgg) Describe() string {
 		graph = fmt.Sprintf("random Harary graph (SecAgg+, Bell et al. 2020) of forced degree %d, checked every round: %d-bit statistical security",
 			s.o.Degree, secagg.StatisticalSecurity)
 	}
+	if d := s.o.DDP; d != nil {
+		return fmt.Sprintf("%s: %s; semi-honest server learns only the sum; %s; distributed DP: each client adds its %s noise share "+
+			"(1/%d of the noise) to its rotated, %d-bit conditionally rounded update before masking, so the server never sees an un-noised sum; "+
+			"rounds with fewer than %d survivors are abandoned; sums outside the ring's range are refused, in-range inputs are not validated",
+			s.Name(), graph, claim, d.Mechanism, d.MinClients, d.Bits, d.MinClients)
+	}
 	return fmt.Sprintf("%s: %s; semi-honest server learns only the sum; %s; "+
 		"%d-bit conditional stochastic quantisation of entries clipped to ±%g, summed in Z_2^(b+⌈log2 n⌉); "+
 		"sums outside the range of honest inputs are refused, in-range inputs are not validated",
@@ -133,7 +167,18 @@ func describeRisk(r secagg.GraphRisk, maxCorrupt float64) string {
 // update is clipped to clip and weighted 1 (the engine's unit weights under DP, where maxWeight
 // is 1 and nothing is scaled): conditional rounding (secagg.NormBound) keeps the dequantised
 // update within B(clip) = √(clip² + O(γ²·dim + γ·clip)) of the origin, γ = 2·ClipRange/(2^Bits−1).
+//
+// Under distributed DP it is B(clip) of the rotated, padded vector, γ·Δ2 (the noise is the
+// clients', calibrated to it; central noise must not be added on top).
 func (s *SecAgg) Sensitivity(clip float64, dim int) float64 {
+	if s.o.DDP != nil {
+		c := *s.o.DDP
+		c.Clip = clip
+		if p, err := c.Params(dim); err == nil {
+			return p.L2 * p.Gamma
+		}
+		return math.Inf(1)
+	}
 	cfg := secagg.Config{Dim: max(dim, 1) + 1, NormDim: max(dim, 1), Bits: s.o.Bits, ClipRange: s.o.ClipRange}
 	return secagg.NormBound(&cfg, clip)
 }
@@ -226,12 +271,29 @@ func (s *SecAgg) config(round, n, dim int, maxWeight float64) (secagg.Config, er
 	if err != nil {
 		return secagg.Config{}, err
 	}
-	cfg := secagg.Config{Round: uint64(round), Clients: n, Dim: dim + 1, Bits: s.o.Bits, ClipRange: s.o.ClipRange,
-		MaxWeight: maxWeight, Graph: kind, Degree: degree, Threshold: threshold, RunID: runID, NormDim: dim}
+	ringDim, err := s.ringDim(dim)
+	if err != nil {
+		return secagg.Config{}, err
+	}
+	cfg := secagg.Config{Round: uint64(round), Clients: n, Dim: ringDim + 1, Bits: s.o.Bits, ClipRange: s.o.ClipRange,
+		MaxWeight: maxWeight, Graph: kind, Degree: degree, Threshold: threshold, RunID: runID, NormDim: ringDim}
 	if _, err := io.ReadFull(s.rand(round, -1), cfg.GraphSeed[:]); err != nil {
 		return secagg.Config{}, fmt.Errorf("graph seed: %w", err)
 	}
 	return cfg, cfg.Validate()
+}
+
+// ringDim is the number of update entries in the ring: the model's dim, or under distributed DP
+// its padding to a power of two (the rotated vector).
+func (s *SecAgg) ringDim(dim int) (int, error) {
+	if s.o.DDP == nil {
+		return dim, nil
+	}
+	p, err := s.o.DDP.Params(dim)
+	if err != nil {
+		return 0, fmt.Errorf("secagg: %w", err)
+	}
+	return p.PaddedDim, nil
 }
 
 // NewServer starts the server's half for the clients holding inputs.
@@ -244,6 +306,21 @@ func (s *SecAgg) NewServer(round int, clients []fl.ClientID, dim int, maxWeight 
 	}
 	if !(maxWeight > 0) || math.IsInf(maxWeight, 0) {
 		return nil, fmt.Errorf("secagg: the largest client weight must be finite and > 0, got %v", maxWeight)
+	}
+	var ddp *privacy.DDPParams
+	if s.o.DDP != nil {
+		if len(clients) < s.o.DDP.MinClients {
+			return nil, fmt.Errorf("%w: distributed DP round %d: %d clients hold inputs, fewer than the %d noise shares the noise is split into",
+				fl.ErrRoundAbandoned, round, len(clients), s.o.DDP.MinClients)
+		}
+		if maxWeight != 1 {
+			return nil, fmt.Errorf("secagg: distributed DP needs unit weights, the round's largest is %v", maxWeight)
+		}
+		p, err := s.o.DDP.Params(dim)
+		if err != nil {
+			return nil, fmt.Errorf("secagg round %d: %w", round, err)
+		}
+		ddp = &p
 	}
 	cfg, err := s.config(round, len(clients), dim, maxWeight)
 	if err != nil {
@@ -259,7 +336,7 @@ func (s *SecAgg) NewServer(round int, clients []fl.ClientID, dim int, maxWeight 
 	for i, id := range ids {
 		index[id] = uint32(i)
 	}
-	return &secaggServer{s: s, cfg: cfg, srv: srv, ids: ids, index: index, dim: dim}, nil
+	return &secaggServer{s: s, cfg: cfg, srv: srv, ids: ids, index: index, dim: cfg.NormDim, ddp: ddp}, nil
 }
 
 type secaggServer struct {
@@ -268,7 +345,8 @@ type secaggServer struct {
 	srv     *secagg.Server
 	ids     []fl.ClientID
 	index   map[fl.ClientID]uint32
-	dim     int
+	dim     int                // update entries in the ring (padded under distributed DP)
+	ddp     *privacy.DDPParams // distributed DP's parameters, or nil
 	started bool
 	done    bool
 }
@@ -330,6 +408,19 @@ func (v *secaggServer) Result() (fl.SumResult, error) {
 	}
 	if err := v.feasible(r.Ring, len(r.Survivors)); err != nil {
 		return fl.SumResult{}, fmt.Errorf("%w: secagg round %d: %v; nothing released", fl.ErrRoundAbandoned, v.cfg.Round, err)
+	}
+	if v.ddp != nil {
+		// Every survivor's masked input carried its noise share: the sum holds len(Survivors)
+		// shares, and the engine accounts exactly that many (never more).
+		if len(r.Survivors) < v.ddp.MinClients {
+			return fl.SumResult{}, fmt.Errorf("%w: distributed DP round %d: %d survivors hold fewer than the %d noise shares the noise needs; nothing released",
+				fl.ErrRoundAbandoned, v.cfg.Round, len(r.Survivors), v.ddp.MinClients)
+		}
+		sum, err := v.ddp.Decode(r.Ring[:v.dim], privacy.RotationSeed(v.cfg.RunID[:], v.cfg.Round))
+		if err != nil {
+			return fl.SumResult{}, fmt.Errorf("secagg round %d: %w", v.cfg.Round, err)
+		}
+		return fl.SumResult{Sum: sum, Weight: float64(len(r.Survivors)), Count: len(r.Survivors)}, nil
 	}
 	sum := make([]float64, v.dim)
 	for j := range sum {
@@ -397,10 +488,14 @@ func (c *secaggClient) Handle(msg []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Round != uint64(c.round) || cfg.Dim != len(c.in.Update)+1 {
-		return nil, fmt.Errorf("secagg setup: round %d dim %d, the client holds round %d dim %d", cfg.Round, cfg.Dim, c.round, len(c.in.Update)+1)
+	ringDim, err := c.s.ringDim(len(c.in.Update))
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Bits != c.s.o.Bits || cfg.ClipRange != c.s.o.ClipRange || cfg.NormDim != len(c.in.Update) {
+	if cfg.Round != uint64(c.round) || cfg.Dim != ringDim+1 {
+		return nil, fmt.Errorf("secagg setup: round %d dim %d, the client holds round %d dim %d", cfg.Round, cfg.Dim, c.round, ringDim+1)
+	}
+	if cfg.Bits != c.s.o.Bits || cfg.ClipRange != c.s.o.ClipRange || cfg.NormDim != ringDim {
 		return nil, errors.New("secagg setup: quantisation parameters differ from the run's")
 	}
 	if c.s.o.RunID != ([16]byte{}) && cfg.RunID != c.s.o.RunID {
@@ -413,16 +508,95 @@ func (c *secaggClient) Handle(msg []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: secagg round of %d clients with threshold %d; this client masks only among ≥ %d with threshold ≥ %d",
 			fl.ErrPolicy, cfg.Clients, cfg.Threshold, c.s.minCohort, c.s.minThreshold)
 	}
+	if err := c.checkDDP(&cfg); err != nil {
+		return nil, err
+	}
 	sc, err := secagg.NewClient(cfg, index, c.s.rand(c.round, c.id))
 	if err != nil {
 		return nil, err
 	}
-	if err := sc.SetInput(c.vector(cfg.MaxWeight), c.in.Weight); err != nil {
+	if c.s.o.DDP != nil {
+		enc, err := c.encodeDDP(&cfg)
+		if err != nil {
+			return nil, err
+		}
+		if err := sc.SetEncodedInput(enc); err != nil {
+			return nil, err
+		}
+	} else if err := sc.SetInput(c.vector(cfg.MaxWeight), c.in.Weight); err != nil {
 		return nil, err
 	}
 	c.in = fl.SumInput{}
 	c.c = sc
 	return sc.Start()
+}
+
+// checkDDP holds a distributed-DP round to the client's own policy: its noise multiplier and
+// the number of shares the noise is split into, and a cohort that can reach those shares.
+func (c *secaggClient) checkDDP(cfg *secagg.Config) error {
+	d := c.s.o.DDP
+	pol := c.s.ddpPolicy
+	switch {
+	case d == nil && pol != nil:
+		return fmt.Errorf("%w: the round adds no distributed-DP noise, and this client requires it", fl.ErrPolicy)
+	case d == nil:
+		return nil
+	case cfg.Clients < d.MinClients:
+		return fmt.Errorf("%w: a distributed-DP round of %d clients cannot hold the %d noise shares its noise is split into", fl.ErrPolicy, cfg.Clients, d.MinClients)
+	case pol == nil:
+		return nil
+	case d.NoiseMultiplier < pol.MinNoiseMultiplier:
+		return fmt.Errorf("%w: the round's distributed noise multiplier %v is below this client's minimum %v", fl.ErrPolicy, d.NoiseMultiplier, pol.MinNoiseMultiplier)
+	case pol.MaxShares > 0 && d.MinClients > pol.MaxShares:
+		return fmt.Errorf("%w: the round splits its noise into %d shares, this client contributes to at most %d (its share would be below 1/%d of the noise)",
+			fl.ErrPolicy, d.MinClients, pol.MaxShares, pol.MaxShares)
+	}
+	return nil
+}
+
+// encodeDDP is the client's distributed-DP input: its update rotated with the round's public
+// seed (run id and round), scaled, conditionally rounded and noised with its share, in Z_{2^b};
+// then the unclipped entry as a constant (the unclipped count would be released un-noised, so
+// it is not sent) and the unit weight.
+func (c *secaggClient) encodeDDP(cfg *secagg.Config) ([]uint32, error) {
+	p, err := c.s.o.DDP.Params(len(c.in.Update))
+	if err != nil {
+		return nil, fmt.Errorf("secagg: %w", err)
+	}
+	src, err := c.noiseSource()
+	if err != nil {
+		return nil, err
+	}
+	enc, err := p.Encode(c.in.Update, privacy.RotationSeed(cfg.RunID[:], cfg.Round), src)
+	if err != nil {
+		return nil, fmt.Errorf("secagg input: %w", err)
+	}
+	levels := uint32(uint64(1)<<cfg.Bits - 1)
+	return append(enc, (levels-1)/2, levels), nil
+}
+
+// noiseSource is the randomness of the client's noise share and rounding: the OS CSPRNG, or,
+// in a seeded simulation only (Rand set), a source seeded from the client's reproducible stream.
+func (c *secaggClient) noiseSource() (*privacy.Source, error) {
+	if c.s.o.Rand == nil {
+		return privacy.NewSource()
+	}
+	var b [8]byte
+	// A stream of its own (round −r−1), apart from the one the protocol half reads.
+	if _, err := io.ReadFull(c.s.o.Rand(-c.round-1, c.id), b[:]); err != nil {
+		return nil, fmt.Errorf("secagg noise seed: %w", err)
+	}
+	return privacy.NewSeededSource(binary.LittleEndian.Uint64(b[:]) ^ 0xdd9), nil
+}
+
+// RequireDDP sets a client's floor on the distributed-DP noise of the rounds it masks its update
+// in; with it, the client also refuses rounds without distributed DP.
+func (s *SecAgg) RequireDDP(p DDPPolicy) error {
+	if p.MinNoiseMultiplier < 0 || p.MaxShares < 0 || math.IsNaN(p.MinNoiseMultiplier) {
+		return fmt.Errorf("secagg: distributed-DP policy bounds must be ≥ 0, got %+v", p)
+	}
+	s.ddpPolicy = &p
+	return nil
 }
 
 // vector is the protocol input: the update scaled by weight/maxWeight, then the unclipped bit

@@ -86,7 +86,7 @@ func buildPlan(o simOptions, fed *data.Federated, logger *slog.Logger) (*runPlan
 		}
 		return engine.SecureSum.Sensitivity(clip, dim)
 	}
-	dp, err := buildPrivacy(o.secOptions, o.Sampling, o.Fraction, o.Clients, seed, sensitivity)
+	dp, err := buildPrivacy(o.secOptions, o.Sampling, o.Fraction, o.Clients, seed, dim, sensitivity)
 	if err != nil {
 		return nil, err
 	}

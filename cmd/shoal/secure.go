@@ -38,6 +38,12 @@ type secOptions struct {
 	Delta           float64
 	Accountant      string
 	MaxEpsilon      float64
+
+	// Distributed DP (--dp distributed).
+	Mechanism     string
+	DDPMinClients int
+	DDPCohort     float64
+	ModClipProb   float64
 }
 
 func (s *secOptions) register(fs *flag.FlagSet) {
@@ -54,7 +60,13 @@ func (s *secOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.DropoutStage, "dropout-stage", "", "protocol stage of --stage-dropout (secagg: advertise, share, masked (default), unmask; he: upload (default), ping, decrypt)")
 	fs.DurationVar(&s.StageTimeout, "stage-timeout", 0, "deadline of each secure-sum stage (0: none)")
 
-	fs.StringVar(&s.DP, "dp", "off", "differential privacy: off, central (server noises the sum) or local (each client noises its update)")
+	fs.StringVar(&s.DP, "dp", "off", "differential privacy: off, central (server noises the sum), local (each client noises its update) "+
+		"or distributed (each client adds a share of integer noise inside the secure sum; needs --secure-sum secagg|secaggplus)")
+	fs.StringVar(&s.Mechanism, "mechanism", privacy.MechanismSkellam, "--dp distributed: noise shares, skellam (Agarwal et al. 2021) or ddgauss (distributed discrete Gaussian, Kairouz et al. 2021)")
+	fs.IntVar(&s.DDPMinClients, "ddp-min-clients", 0, "--dp distributed: the noise is split in this many shares and rounds with fewer survivors are abandoned "+
+		"(0: (1 − --max-dropout)·(n̄ − 2√n̄) for the expected cohort n̄)")
+	fs.Float64Var(&s.DDPCohort, "ddp-cohort", 0, "--dp distributed: cohort size the quantisation step γ is sized for (0: the expected cohort q·N)")
+	fs.Float64Var(&s.ModClipProb, "modclip-prob", privacy.DefaultModClipProb, "--dp distributed: probability that a coordinate of the sum wraps around Z_2^b")
 	fs.Float64Var(&s.Clip, "clip", 0.5, "DP: L2 clip norm S of each client's update (the initial S with --adaptive-clip)")
 	fs.Float64Var(&s.AdaptiveClip, "adaptive-clip", 0, "DP: target quantile of update norms for adaptive clipping (Andrew et al. 2021; 0: fixed clip)")
 	fs.BoolVar(&s.PerLayerClip, "per-layer-clip", false, "DP: clip each layer to its share of S (S² split in proportion to layer sizes)")
@@ -68,20 +80,23 @@ func (s *secOptions) register(fs *flag.FlagSet) {
 // accounting assumes Poisson sampling, so any other sampling is refused rather than reported
 // with a wrong ε. seed, when non-zero, makes the noise reproducible (--seed). sensitivity maps
 // the clip to the largest contribution the secure sum can carry (its quantisation rounding).
-func buildPrivacy(s secOptions, sampling string, q float64, clients int, seed uint64, sensitivity func(float64) float64) (*fl.DPFedAvg, error) {
+func buildPrivacy(s secOptions, sampling string, q float64, clients int, seed uint64, dim int, sensitivity func(float64) float64) (fl.ServerPrivacy, error) {
 	switch s.DP {
 	case "off", "":
 		if s.MaxEpsilon != 0 || s.AdaptiveClip != 0 {
-			return nil, usageErrorf("--max-epsilon and --adaptive-clip need --dp central or local")
+			return nil, usageErrorf("--max-epsilon and --adaptive-clip need --dp central, local or distributed")
 		}
 		return nil, nil
-	case fl.PlacementCentral, fl.PlacementLocal:
+	case fl.PlacementCentral, fl.PlacementLocal, fl.PlacementDistributed:
 	default:
-		return nil, usageErrorf("unknown --dp %q (valid: off, central, local)", s.DP)
+		return nil, usageErrorf("unknown --dp %q (valid: off, central, local, distributed)", s.DP)
 	}
 	if sampling != "poisson" {
 		return nil, usageErrorf("--dp %s needs --sampling poisson: the accountant's privacy amplification assumes each client "+
 			"is included independently with probability q (--fraction); fixed-size sampling would make the reported ε wrong", s.DP)
+	}
+	if s.DP == fl.PlacementDistributed {
+		return buildDistributed(s, q, clients, dim)
 	}
 	acct, err := privacy.NewAccountant(s.Accountant)
 	if err != nil {
@@ -110,16 +125,92 @@ func buildPrivacy(s secOptions, sampling string, q float64, clients int, seed ui
 	return d, nil
 }
 
-// secureSpec is the run's secure-sum configuration as the server announces it.
+// buildDistributed is the server half of distributed DP; the clients' half is the secure sum's
+// (secureSpec carries the same configuration to them).
+func buildDistributed(s secOptions, q float64, clients, dim int) (fl.ServerPrivacy, error) {
+	if s.AdaptiveClip != 0 {
+		return nil, usageErrorf("--adaptive-clip is not supported with --dp distributed (the clip fixes γ and the clients' noise shares; see docs/privacy.md)")
+	}
+	if s.PerLayerClip {
+		return nil, usageErrorf("--per-layer-clip is not supported with --dp distributed (the rotation mixes the layers)")
+	}
+	if s.Accountant != "rdp" {
+		return nil, usageErrorf("--dp distributed is accounted by the rdp accountant only (--accountant rdp)")
+	}
+	s = s.withDDPDefaults(q * float64(clients))
+	ddp, err := s.ddpConfig()
+	if err != nil {
+		return nil, err
+	}
+	d, err := fl.NewDistributedDP(fl.DistributedDPConfig{DDP: *ddp, Dim: dim, SamplingRate: q, Clients: clients, Delta: s.Delta,
+		MaxEpsilon: s.MaxEpsilon, Accountant: privacy.NewRDPAccountant(privacy.ConversionImproved)})
+	if err != nil {
+		return nil, usageErrorf("--dp distributed: %v", err)
+	}
+	return d, nil
+}
+
+// withDDPDefaults fills in distributed DP's cohort and minimum of shares from the expected
+// cohort n̄: γ is sized for n̄, and the noise split in (1 − max dropout)·(n̄ − 2√n̄) shares (the
+// Poisson cohort falls below n̄ − 2√n̄ with probability about 2%; such rounds are abandoned).
+func (s secOptions) withDDPDefaults(expected float64) secOptions {
+	if s.DP != fl.PlacementDistributed {
+		return s
+	}
+	if s.DDPCohort == 0 {
+		s.DDPCohort = expected
+	}
+	if s.DDPMinClients == 0 {
+		s.DDPMinClients = max(2, int(math.Floor((1-s.MaxDropout)*(expected-2*math.Sqrt(expected)))))
+	}
+	return s
+}
+
+// ddpConfig is distributed DP's configuration (nil without --dp distributed).
+func (s secOptions) ddpConfig() (*privacy.DDPConfig, error) {
+	if s.DP != fl.PlacementDistributed {
+		return nil, nil
+	}
+	switch s.SecureSum {
+	case "secagg", "secaggplus":
+	case "he":
+		return nil, usageErrorf("--dp distributed needs --secure-sum secagg or secaggplus: threshold CKKS sums approximate reals, " +
+			"and its decryption noise is not an integer mechanism the accountant can bound (see docs/privacy.md)")
+	default:
+		return nil, usageErrorf("--dp distributed needs --secure-sum secagg or secaggplus: without a secure sum the server sees each noise share")
+	}
+	if s.Mechanism != privacy.MechanismSkellam && s.Mechanism != privacy.MechanismDDGauss {
+		return nil, usageErrorf("--mechanism must be skellam or ddgauss, got %q", s.Mechanism)
+	}
+	c := privacy.DDPConfig{Mechanism: s.Mechanism, Bits: s.SecAggBits, Clip: s.Clip, NoiseMultiplier: s.NoiseMultiplier,
+		MinClients: s.DDPMinClients, Cohort: s.DDPCohort, ModClipProb: s.ModClipProb}.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, usageErrorf("--dp distributed: %v", err)
+	}
+	return &c, nil
+}
+
+// secureSpec is the run's secure-sum configuration as the server announces it. Under --dp
+// distributed it carries the mechanism (a spec without its cohort and minimum of shares, when
+// withDDPDefaults was not applied, fails to build rather than run without noise).
 func (s secOptions) secureSpec() securesum.Spec {
-	return securesum.Spec{Bits: s.SecAggBits, ClipRange: s.SecAggClipRange, MaxDropout: s.MaxDropout, MaxCorrupt: s.MaxCorrupt,
+	spec := securesum.Spec{Bits: s.SecAggBits, ClipRange: s.SecAggClipRange, MaxDropout: s.MaxDropout, MaxCorrupt: s.MaxCorrupt,
 		Degree: s.SecAggDegree, AllowWeakDegree: s.AllowWeakDegree, Committee: s.HECommittee, Threshold: s.HEThreshold}
+	if s.DP == fl.PlacementDistributed {
+		spec.DDP = &privacy.DDPConfig{Mechanism: s.Mechanism, Bits: s.SecAggBits, Clip: s.Clip, NoiseMultiplier: s.NoiseMultiplier,
+			MinClients: s.DDPMinClients, Cohort: s.DDPCohort, ModClipProb: s.ModClipProb}
+	}
+	return spec
 }
 
 // buildSecureSum returns the configured protocol (nil for none) and the index of the dropout
 // stage. seed, when non-zero, makes the protocol's randomness reproducible (simulation only).
 // expected is the expected cohort, against which a forced SecAgg+ degree is checked up front.
 func buildSecureSum(s secOptions, clients int, expected float64, seed uint64) (fl.SecureSum, int, error) {
+	s = s.withDDPDefaults(expected)
+	if _, err := s.ddpConfig(); err != nil {
+		return nil, 0, err
+	}
 	if s.SecureSum == "none" || s.SecureSum == "" {
 		if s.StageDropout > 0 {
 			return nil, 0, usageErrorf("--stage-dropout needs a --secure-sum protocol")

@@ -1,0 +1,339 @@
+package privacy
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"math/rand/v2"
+)
+
+// Distributed DP (Kairouz, Liu, Steinke ICML 2021; Agarwal, Kairouz, Liu NeurIPS 2021): every
+// client clips its update, rotates it with a randomized Hadamard transform, scales it by 1/γ,
+// rounds it to integers conditionally on a norm bound, adds its share of integer noise, and
+// wraps the result modulo 2^b; the secure sum adds the clients' vectors in Z_{2^b}, so the only
+// sum the server ever unmasks already carries the full noise. The server unwraps (centres) the
+// sum, multiplies by γ and rotates back.
+//
+// γ is chosen as TFF's DistributedDpSumFactory does (Kairouz et al., §4.2 and §4.4): the summed
+// coordinates are treated as sub-Gaussian, and γ is the smallest step for which k standard
+// deviations of a coordinate of the noisy sum of n clients fit in the 2^b values of the ring,
+//
+//	2^b = 2k·√(ρ/D·(S·n)² + (γ²/4 + σ_loc²)·n) / γ,
+//
+// with ρ = 1 (the flatness of the rotated vector), D the padded dimension, σ_loc the standard
+// deviation of one client's noise share in the units of the update, and k = √2·erfc⁻¹(p) for
+// the modular-clipping probability p of one coordinate.
+
+// DDPConfig configures distributed DP; it is part of the run's announced secure-sum parameters
+// (the server and every client derive the same DDPParams from it and the model size).
+type DDPConfig struct {
+	Mechanism       string  `json:"mechanism"`        // MechanismSkellam or MechanismDDGauss
+	Bits            int     `json:"bits"`             // b: the sum is taken in Z_{2^b}, b ≤ 22
+	Clip            float64 `json:"clip"`             // S: the L2 clip of each update
+	NoiseMultiplier float64 `json:"noise_multiplier"` // z: summed noise σ = z·Δ2 (Δ2 the sensitivity after rounding)
+	// MinClients is the fewest noise shares a released sum may hold: each client's share is
+	// 1/MinClients of the noise, and the server abandons a round with fewer survivors.
+	MinClients int `json:"min_clients"`
+	// Cohort is the expected number of clients per round, against which γ is sized.
+	Cohort      float64 `json:"cohort"`
+	ModClipProb float64 `json:"modclip_prob"` // probability that a coordinate of the sum wraps (default 1e-4)
+	Beta        float64 `json:"beta"`         // conditional rounding's β (default e^{−1/2})
+}
+
+// Defaults of distributed DP.
+const (
+	DefaultModClipProb = 1e-4
+	MaxDDPBits         = 22
+)
+
+// DefaultDDPBeta is the conditional-rounding β of Kairouz et al. and TFF, e^{−1/2}.
+var DefaultDDPBeta = math.Exp(-0.5)
+
+// WithDefaults fills in ModClipProb and Beta.
+func (c DDPConfig) WithDefaults() DDPConfig {
+	if c.ModClipProb == 0 {
+		c.ModClipProb = DefaultModClipProb
+	}
+	if c.Beta == 0 {
+		c.Beta = DefaultDDPBeta
+	}
+	return c
+}
+
+// Validate checks the configuration (after WithDefaults).
+func (c DDPConfig) Validate() error {
+	switch {
+	case c.Mechanism != MechanismSkellam && c.Mechanism != MechanismDDGauss:
+		return fmt.Errorf("privacy: distributed DP mechanism %q: want %s or %s", c.Mechanism, MechanismSkellam, MechanismDDGauss)
+	case c.Bits < 4 || c.Bits > MaxDDPBits:
+		return fmt.Errorf("privacy: distributed DP bits must be in [4, %d], got %d", MaxDDPBits, c.Bits)
+	case !(c.Clip > 0) || math.IsInf(c.Clip, 0):
+		return fmt.Errorf("privacy: distributed DP clip must be finite and > 0, got %v", c.Clip)
+	case !(c.NoiseMultiplier > 0) || math.IsInf(c.NoiseMultiplier, 0):
+		return fmt.Errorf("privacy: distributed DP noise multiplier must be finite and > 0, got %v", c.NoiseMultiplier)
+	case c.MinClients < 1:
+		return fmt.Errorf("privacy: distributed DP needs a minimum of ≥ 1 noise shares, got %d", c.MinClients)
+	case !(c.Cohort >= float64(c.MinClients)) || math.IsInf(c.Cohort, 0):
+		return fmt.Errorf("privacy: distributed DP cohort %v must be finite and ≥ the minimum of %d clients", c.Cohort, c.MinClients)
+	case !(c.ModClipProb > 0 && c.ModClipProb < 1):
+		return fmt.Errorf("privacy: modular clipping probability must be in (0, 1), got %v", c.ModClipProb)
+	case !(c.Beta > 0 && c.Beta < 1):
+		return fmt.Errorf("privacy: conditional rounding β must be in (0, 1), got %v", c.Beta)
+	}
+	return nil
+}
+
+// DDPParams are a round's derived parameters: what every client and the server compute from
+// DDPConfig and the model size, and what an auditor needs.
+type DDPParams struct {
+	DDPConfig
+	Dim       int     `json:"dim"`        // d: model parameters
+	PaddedDim int     `json:"padded_dim"` // D: d padded to a power of two for the Hadamard transform
+	Gamma     float64 `json:"gamma"`      // γ: the quantisation step (integer = value/γ)
+	K         float64 `json:"k_stddevs"`  // k: standard deviations of the sum that fit in 2^b
+	// L2 and L1 are the sensitivities of one client's integer vector after rotation, scaling
+	// and conditional rounding: Δ2 = B(S)/γ with B the conditional-rounding bound, Δ1 =
+	// min(√D·Δ2, Δ2²) (an integer vector has ‖v‖₁ ≤ ‖v‖₂²).
+	L2 float64 `json:"l2_sensitivity"`
+	L1 float64 `json:"l1_sensitivity"`
+	// ShareParam is each client's noise share per coordinate: Skellam, its variance v (a
+	// difference of two Poisson(v/2)); ddgauss, σ² of N_Z(0, σ²). MinClients shares make the
+	// summed noise of parameter z²·Δ2².
+	ShareParam float64 `json:"share_param"`
+}
+
+// Params derives the parameters for a model of dim parameters.
+func (c DDPConfig) Params(dim int) (DDPParams, error) {
+	c = c.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return DDPParams{}, err
+	}
+	if dim < 1 || dim > 1<<26 {
+		return DDPParams{}, fmt.Errorf("privacy: distributed DP dimension %d out of range [1, 2²⁶]", dim)
+	}
+	p := DDPParams{DDPConfig: c, Dim: dim, PaddedDim: 1 << bits.Len(uint(dim-1))}
+	D := float64(p.PaddedDim)
+	n := c.Cohort
+	p.K = math.Sqrt2 * math.Erfcinv(c.ModClipProb)
+	sigLoc := c.NoiseMultiplier * c.Clip / math.Sqrt(float64(c.MinClients)) // σ of one share, update units
+	half := math.Ldexp(1, c.Bits) / (2 * p.K)
+	den := half*half - n/4
+	if !(den > 0) {
+		return DDPParams{}, fmt.Errorf("privacy: %d bits cannot hold %v standard deviations of a sum of %v clients: raise the bits or lower the cohort", c.Bits, p.K, n)
+	}
+	p.Gamma = math.Sqrt((c.Clip*c.Clip*n*n/D + n*sigLoc*sigLoc) / den)
+	b := p.normBound(c.Clip)
+	p.L2 = b / p.Gamma
+	p.L1 = min(math.Sqrt(D)*p.L2, p.L2*p.L2)
+	if p.L1 < p.L2 { // Δ2 < 1: the bound Δ1 ≤ Δ2² is below Δ2 only for a zero vector
+		p.L1 = p.L2
+	}
+	z := c.NoiseMultiplier
+	p.ShareParam = z * z * p.L2 * p.L2 / float64(c.MinClients)
+	if c.Mechanism == MechanismDDGauss && p.ShareParam < 0.25 {
+		return DDPParams{}, fmt.Errorf("privacy: each client's discrete Gaussian share would have σ = %.3g < 1/2: raise the bits or the noise", math.Sqrt(p.ShareParam))
+	}
+	if !(p.Gamma > 0) || math.IsInf(p.L2, 0) {
+		return DDPParams{}, errors.New("privacy: distributed DP: degenerate quantisation step")
+	}
+	return p, nil
+}
+
+// normBound is B(norm), in the units of the update: the largest L2 norm of γ·(rounded vector)
+// for a vector of that norm, B² = min{(‖x‖+γ√D)², ‖x‖² + γ²D/4 + √(2 ln 1/β)·γ·(‖x‖ + γ√D/2)}
+// (Kairouz et al., Algorithm 1; the same bound as SecAgg's conditional rounding).
+func (p *DDPParams) normBound(norm float64) float64 {
+	g := p.Gamma
+	rd := math.Sqrt(float64(p.PaddedDim))
+	det := norm + g*rd
+	return math.Sqrt(min(det*det, norm*norm+g*g*float64(p.PaddedDim)/4+math.Sqrt(2*math.Log(1/p.Beta))*g*(norm+g*rd/2)))
+}
+
+// Event is the accountant's description of a round whose sum holds shares noise shares.
+func (p *DDPParams) Event(shares int) DiscreteEvent {
+	return DiscreteEvent{Mechanism: p.Mechanism, L1: p.L1, L2: p.L2, ShareParam: p.ShareParam, Shares: shares, Dim: p.PaddedDim}
+}
+
+// SumStd is the standard deviation, in the units of the update, of one coordinate of the noise
+// in a sum of shares shares (after the inverse rotation, which preserves it).
+func (p *DDPParams) SumStd(shares int) float64 {
+	return p.Gamma * math.Sqrt(float64(shares)*p.ShareParam)
+}
+
+// RotationSeed derives the public seed of a round's rotation from the run id and the round.
+func RotationSeed(runID []byte, round uint64) [32]byte {
+	h := sha256.New()
+	h.Write([]byte("shoal/ddp rotation v1\x00"))
+	h.Write(runID)
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], round)
+	h.Write(b[:])
+	var s [32]byte
+	copy(s[:], h.Sum(nil))
+	return s
+}
+
+// signs returns the D random ±1 of the rotation's diagonal, from public randomness.
+func signs(seed [32]byte, n int) []uint64 {
+	r := rand.NewChaCha8(seed)
+	out := make([]uint64, (n+63)/64)
+	for i := range out {
+		out[i] = r.Uint64()
+	}
+	return out
+}
+
+func applySigns(x []float64, s []uint64) {
+	for i := range x {
+		if s[i>>6]>>(i&63)&1 == 1 {
+			x[i] = -x[i]
+		}
+	}
+}
+
+// fwht is the in-place unnormalised Walsh–Hadamard transform (len(x) a power of two).
+func fwht(x []float64) {
+	n := len(x)
+	for h := 1; h < n; h <<= 1 {
+		for i := 0; i < n; i += h << 1 {
+			a := x[i : i+h]
+			b := x[i+h : i+2*h]
+			for j := range a {
+				u, v := a[j], b[j]
+				a[j], b[j] = u+v, u-v
+			}
+		}
+	}
+}
+
+// Rotate applies the round's randomized Hadamard transform H·diag(s)/√D to x (padded to D).
+func (p *DDPParams) Rotate(x []float64, seed [32]byte) {
+	applySigns(x, signs(seed, len(x)))
+	fwht(x)
+	scale64(x, 1/math.Sqrt(float64(len(x))))
+}
+
+// Unrotate inverts Rotate: diag(s)·H/√D.
+func (p *DDPParams) Unrotate(x []float64, seed [32]byte) {
+	fwht(x)
+	scale64(x, 1/math.Sqrt(float64(len(x))))
+	applySigns(x, signs(seed, len(x)))
+}
+
+func scale64(x []float64, f float64) {
+	for i := range x {
+		x[i] *= f
+	}
+}
+
+// maxDDPRoundingDraws bounds conditional rounding's redraws: each fails with probability at
+// most β = e^{−1/2} ≈ 0.61 by Hoeffding's bound (far less in practice), so 200 all fail with
+// probability below 10⁻⁴².
+const maxDDPRoundingDraws = 200
+
+// Encode is a client's half: clip update (d entries) to S, rotate with the round's public seed,
+// scale by 1/γ, round conditionally on ‖·‖₂ ≤ Δ2, add this client's noise share drawn from src
+// and reduce modulo 2^b. It returns D ring elements in [0, 2^b).
+func (p *DDPParams) Encode(update []float32, seed [32]byte, src *Source) ([]uint32, error) {
+	if len(update) != p.Dim {
+		return nil, fmt.Errorf("privacy: distributed DP input has %d entries, the round %d", len(update), p.Dim)
+	}
+	x := make([]float64, p.PaddedDim)
+	var n2 float64
+	for i, v := range update {
+		f := float64(v)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("privacy: distributed DP input entry %d is %v", i, v)
+		}
+		x[i] = f
+		n2 += f * f
+	}
+	if norm := math.Sqrt(n2); norm > p.Clip {
+		scale64(x[:p.Dim], p.Clip/norm)
+	}
+	p.Rotate(x, seed)
+	scale64(x, 1/p.Gamma)
+	q := make([]int64, p.PaddedDim)
+	if err := p.roundConditional(x, q, src); err != nil {
+		return nil, err
+	}
+	if err := p.addShare(q, src); err != nil {
+		return nil, err
+	}
+	mask := int64(1)<<p.Bits - 1
+	out := make([]uint32, len(q))
+	for i, v := range q {
+		out[i] = uint32(v & mask)
+	}
+	return out, nil
+}
+
+// roundConditional rounds x (already in integer units) stochastically and without bias into q,
+// redrawing until ‖q‖₂² ≤ Δ2², checked exactly on the integers (lowered by 2⁻³⁰ relative to
+// absorb the floating-point error of Δ2², so that the bound holds for the exact values).
+func (p *DDPParams) roundConditional(x []float64, q []int64, src *Source) error {
+	limit := p.L2 * p.L2 * (1 - 0x1p-30)
+	for range maxDDPRoundingDraws {
+		var hi, lo uint64
+		for i, v := range x {
+			f := math.Floor(v)
+			r := int64(f)
+			// Bernoulli(v − f) from 53 random bits.
+			if float64(src.Uint64()>>11)*0x1p-53 < v-f {
+				r++
+			}
+			q[i] = r
+			var c uint64
+			lo, c = bits.Add64(lo, uint64(r*r), 0)
+			hi += c
+		}
+		if float64(hi)*0x1p64+float64(lo) <= limit {
+			return nil
+		}
+	}
+	return fmt.Errorf("privacy: %d draws of conditional rounding all exceeded the norm bound %v", maxDDPRoundingDraws, p.L2)
+}
+
+// addShare adds this client's noise share to every coordinate.
+func (p *DDPParams) addShare(q []int64, src *Source) error {
+	switch p.Mechanism {
+	case MechanismSkellam:
+		mu := p.ShareParam / 2
+		ps := newPoissonSampler(mu)
+		for i := range q {
+			q[i] += ps.sample(src) - ps.sample(src)
+		}
+	case MechanismDDGauss:
+		g := newDGaussSampler(p.ShareParam)
+		for i := range q {
+			q[i] += g.sample(src)
+		}
+	default:
+		return fmt.Errorf("privacy: unknown distributed mechanism %q", p.Mechanism)
+	}
+	return nil
+}
+
+// Decode is the server's half: the ring sum (D entries in Z_{2^b}, or in a larger ring of
+// 2^k ≥ 2^b, reduced here) centred into [−2^{b−1}, 2^{b−1}), multiplied by γ and rotated back;
+// it returns the first d entries, the noisy sum in the units of the update.
+func (p *DDPParams) Decode(ring []uint32, seed [32]byte) ([]float64, error) {
+	if len(ring) != p.PaddedDim {
+		return nil, fmt.Errorf("privacy: distributed DP sum has %d entries, the round %d", len(ring), p.PaddedDim)
+	}
+	mask := uint32(1)<<p.Bits - 1
+	half := int64(1) << (p.Bits - 1)
+	y := make([]float64, len(ring))
+	for i, v := range ring {
+		c := int64(v & mask)
+		if c >= half {
+			c -= int64(mask) + 1
+		}
+		y[i] = float64(c) * p.Gamma
+	}
+	p.Unrotate(y, seed)
+	return y[:p.Dim], nil
+}

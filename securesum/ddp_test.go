@@ -1,0 +1,155 @@
+package securesum
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"shoal/fl"
+	"shoal/privacy"
+)
+
+func ddpConfig(mech string, minClients int) *privacy.DDPConfig {
+	return &privacy.DDPConfig{Mechanism: mech, Bits: 16, Clip: 1, NoiseMultiplier: 1, MinClients: minClients, Cohort: 12}
+}
+
+// TestSecAggDDPSumIsNoisedSum: over the SecAgg adapter with dropouts, the unmasked sum equals
+// the plain sum of the survivors' clipped updates plus noise of the stated size, for both
+// mechanisms, and holds exactly one noise share per survivor.
+func TestSecAggDDPSumIsNoisedSum(t *testing.T) {
+	const n, dim = 12, 1000
+	rng := rand.New(rand.NewPCG(4, 5))
+	inputs := map[fl.ClientID]fl.SumInput{}
+	for i := range n {
+		u := make([]float32, dim)
+		for j := range u {
+			u[j] = float32(rng.NormFloat64() * 0.01) // norm ≈ 0.32 < clip 1
+		}
+		inputs[fl.ClientID(10+i)] = fl.SumInput{Update: u, Weight: 1, Unclipped: 1}
+	}
+	for _, mech := range []string{privacy.MechanismSkellam, privacy.MechanismDDGauss} {
+		p, err := New("secaggplus", Spec{Bits: 16, MaxDropout: 0.3, DDP: ddpConfig(mech, 8), Rand: seeded(9)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(p.Describe(), "never sees an un-noised sum") {
+			t.Fatalf("description does not state the protection: %s", p.Describe())
+		}
+		drop := map[fl.ClientID]int{10: 2, 11: 2} // before their masked inputs
+		res, err := drive(t, p, 3, inputs, dim, drop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Count != n-2 || res.Weight != n-2 || res.Unclipped != 0 {
+			t.Fatalf("%s: count %d weight %v unclipped %v", mech, res.Count, res.Weight, res.Unclipped)
+		}
+		params, _ := ddpConfig(mech, 8).Params(dim)
+		want := params.SumStd(res.Count)
+		var s2 float64
+		for j := range dim {
+			var plain float64
+			for id, in := range inputs {
+				if _, gone := drop[id]; !gone {
+					plain += float64(in.Update[j])
+				}
+			}
+			d := res.Sum[j] - plain
+			s2 += d * d
+		}
+		sd := math.Sqrt(s2 / dim)
+		if sd < 0.9*want || sd > 1.1*want {
+			t.Fatalf("%s: noise sd %v, want ≈ %v (10 shares of 1/8 of z·Δ2·γ)", mech, sd, want)
+		}
+	}
+}
+
+// TestSecAggDDPAbandonsBelowMinimumShares: a round whose survivors hold fewer noise shares than
+// the noise is split into is abandoned, not released under-noised.
+func TestSecAggDDPAbandonsBelowMinimumShares(t *testing.T) {
+	inputs := map[fl.ClientID]fl.SumInput{}
+	for i := range 10 {
+		inputs[fl.ClientID(i)] = fl.SumInput{Update: []float32{0.1, -0.2, 0.3}, Weight: 1}
+	}
+	p, err := New("secagg", Spec{Bits: 16, MaxDropout: 0.3, DDP: ddpConfig(privacy.MechanismSkellam, 9), Rand: seeded(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = drive(t, p, 1, inputs, 3, map[fl.ClientID]int{0: 2, 1: 2})
+	if !errors.Is(err, fl.ErrRoundAbandoned) || !strings.Contains(err.Error(), "noise shares") {
+		t.Fatalf("8 survivors of a noise split in 9: %v", err)
+	}
+	few := map[fl.ClientID]fl.SumInput{1: inputs[1], 2: inputs[2]}
+	if _, err := drive(t, p, 2, few, 3, nil); !errors.Is(err, fl.ErrRoundAbandoned) {
+		t.Fatalf("a round of 2 clients for 9 shares: %v", err)
+	}
+	if _, err := New("he", Spec{Committee: 3, Threshold: 2, DDP: ddpConfig(privacy.MechanismSkellam, 2)}); err == nil {
+		t.Fatal("threshold HE accepted distributed DP")
+	}
+	if _, err := New("secagg", Spec{Bits: 12, DDP: ddpConfig(privacy.MechanismSkellam, 2)}); err == nil {
+		t.Fatal("ring bits and distributed-DP bits differ, accepted")
+	}
+}
+
+// TestSecAggDDPClientPolicy: a client refuses a round whose noise multiplier, or whose split of
+// the noise into shares, is below its own policy, and a round without distributed DP when it
+// requires it; within its policy it takes part.
+func TestSecAggDDPClientPolicy(t *testing.T) {
+	setup := func(spec Spec) map[fl.ClientID][]byte {
+		server, err := New("secagg", spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := server.NewServer(1, []fl.ClientID{1, 2, 3, 4}, 2, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, _, err := srv.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msgs
+	}
+	client := func(spec Spec, pol DDPPolicy) fl.SumClient {
+		spec.Rand = nil
+		wire, _ := spec.Wire()
+		proto, err := FromWire("secagg", wire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := proto.(*SecAgg).RequireDDP(pol); err != nil {
+			t.Fatal(err)
+		}
+		c, err := proto.NewClient(1, 1, fl.SumInput{Update: []float32{0.1, 0.2}, Weight: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	weak := Spec{Bits: 16, MaxDropout: 0.3, DDP: &privacy.DDPConfig{Mechanism: privacy.MechanismSkellam, Bits: 16, Clip: 1, NoiseMultiplier: 0.5, MinClients: 3, Cohort: 4}}
+	msgs := setup(weak)
+	if _, err := client(weak, DDPPolicy{MinNoiseMultiplier: 0.8}).Handle(msgs[1]); !errors.Is(err, fl.ErrPolicy) {
+		t.Fatalf("z = 0.5 against a client minimum of 0.8: %v", err)
+	}
+	if _, err := client(weak, DDPPolicy{MaxShares: 2}).Handle(msgs[1]); !errors.Is(err, fl.ErrPolicy) {
+		t.Fatalf("noise split in 3 against a client maximum of 2: %v", err)
+	}
+	if _, err := client(weak, DDPPolicy{MinNoiseMultiplier: 0.5, MaxShares: 3}).Handle(msgs[1]); err != nil {
+		t.Fatalf("a round within the client's policy refused: %v", err)
+	}
+	plain := Spec{Bits: 16, MaxDropout: 0.3}
+	if _, err := client(plain, DDPPolicy{MinNoiseMultiplier: 0.5}).Handle(setup(plain)[1]); !errors.Is(err, fl.ErrPolicy) {
+		t.Fatalf("a round without distributed DP accepted by a client requiring it: %v", err)
+	}
+	// A server announcing a split into more shares than the round has clients.
+	over := weak
+	d := *weak.DDP
+	d.MinClients, d.Cohort = 6, 6
+	over.DDP = &d
+	srvSpec := weak // the server runs a round of 4 but announces a split in 6
+	msgs = setup(srvSpec)
+	if _, err := client(over, DDPPolicy{}).Handle(msgs[1]); !errors.Is(err, fl.ErrPolicy) {
+		t.Fatal("a client accepted a round of 4 clients whose noise is split in 6 shares")
+	}
+}
