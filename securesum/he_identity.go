@@ -27,6 +27,10 @@ type Local struct {
 	MinThreshold int
 	// TrustedCommittee: if set, the only certified names a client accepts on the committee.
 	TrustedCommittee []string
+	// DDP, if set, is the distributed-DP noise a SecAgg client requires of every round: it
+	// refuses a round with less noise, or with its noise split among more shares, or without
+	// distributed DP at all.
+	DDP *DDPPolicy
 }
 
 // LoadClient is the Local of client name in a certificate directory laid out by package
@@ -90,7 +94,13 @@ func FromWireLocal(local Local) func(name string, params []byte) (fl.SecureSum, 
 			if err != nil {
 				return nil, err
 			}
-			p.(*SecAgg).require(local.MinContributors, local.MinThreshold)
+			sa := p.(*SecAgg)
+			sa.require(local.MinContributors, local.MinThreshold)
+			if local.DDP != nil {
+				if err := sa.RequireDDP(*local.DDP); err != nil {
+					return nil, err
+				}
+			}
 			return p, nil
 		}
 		if name != "he" {

@@ -54,11 +54,7 @@ func buildPlan(o simOptions, fed *data.Federated, logger *slog.Logger) (*runPlan
 		return nil, err
 	}
 	seed := o.privacySeed()
-	expected := o.Fraction * float64(o.Clients) // the cohort a round expects
-	if o.Sampling == "fraction" {
-		expected = max(expected, float64(o.MinClients))
-	}
-	secure, dropStage, err := buildSecureSum(o.secOptions, o.Clients, expected, seed)
+	secure, dropStage, err := buildSecureSum(o.secOptions, o.Clients, o.expectedCohort(), seed)
 	if err != nil {
 		return nil, err
 	}
@@ -137,3 +133,13 @@ func (o simOptions) samplerSource() fl.SamplerSource {
 }
 
 func (o simOptions) dpOn() bool { return o.DP != "off" && o.DP != "" }
+
+// expectedCohort is the number of clients a round expects: q·N (and at least the minimum cohort
+// of fraction sampling).
+func (o simOptions) expectedCohort() float64 {
+	expected := o.Fraction * float64(o.Clients)
+	if o.Sampling == "fraction" {
+		expected = max(expected, float64(o.MinClients))
+	}
+	return expected
+}

@@ -39,6 +39,8 @@ type clientOptions struct {
 	Replicas                        int
 	Policy                          fl.ClientPolicy // what this client requires, whatever the server says
 	HECommittee                     string          // threshold HE: the certified names it accepts on the committee
+	DDPNoise                        float64         // distributed DP: the least noise multiplier it requires
+	DDPMaxShares                    int             // distributed DP: the most shares its noise may be split in
 	trainer                         trainerOptions  // --trainer: bring your own model
 }
 
@@ -73,6 +75,8 @@ func clientFlags(o *clientOptions, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&p.MinCohort, "min-cohort", 0, "policy: refuse a secure-sum round among fewer clients (HE: as a committee member, decrypt only sums of at least this many uploads)")
 	fs.IntVar(&p.MinThreshold, "min-threshold", 0, "policy: refuse a secure sum whose threshold is lower (SecAgg: shares to reconstruct; HE: committee members to decrypt)")
 	fs.StringVar(&o.HECommittee, "he-trusted-committee", "", "policy: threshold HE: comma-separated certificate names the client accepts as the decryption committee (default: any certified members)")
+	fs.Float64Var(&o.DDPNoise, "require-ddp-noise", 0, "policy: with SecAgg, refuse a round without distributed DP of at least this noise multiplier z")
+	fs.IntVar(&o.DDPMaxShares, "require-ddp-max-shares", 0, "policy: distributed DP: refuse a round whose noise is split among more shares than this (0: any)")
 	fs.Float64Var(&p.MaxClip, "require-clip", 0, "policy: refuse a task that does not clip the update to at most this L2 norm")
 	fs.Float64Var(&p.MinNoiseMultiplier, "require-local-noise", 0, "policy: refuse a task whose local DP noise multiplier is below this (needs --require-clip)")
 	o.trainer.register(fs)
@@ -178,6 +182,9 @@ func (o clientOptions) secureSum(name string) (func(string, []byte) (fl.SecureSu
 	}
 	local.MinContributors, local.MinThreshold = o.Policy.MinCohort, o.Policy.MinThreshold
 	local.TrustedCommittee = o.trustedCommittee()
+	if o.DDPNoise > 0 || o.DDPMaxShares > 0 {
+		local.DDP = &securesum.DDPPolicy{MinNoiseMultiplier: o.DDPNoise, MaxShares: o.DDPMaxShares}
+	}
 	return securesum.FromWireLocal(local), nil
 }
 

@@ -99,7 +99,7 @@ func newNetwork(ctx context.Context, o serverOptions, engine *fl.Engine, run *se
 // a setup of another run), and for threshold HE the server's trust root (the CA certificate;
 // it signs nothing and holds no identity of its own).
 func deploymentSecureSum(o serverOptions, engine *fl.Engine) (securesum.Spec, error) {
-	spec := o.secureSpec()
+	spec := o.secOptions.withDDPDefaults(o.expectedCohort()).secureSpec()
 	spec.RunID = make([]byte, 16)
 	_, _ = rand.Read(spec.RunID) // crypto/rand never fails short
 	var err error
