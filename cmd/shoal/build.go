@@ -13,6 +13,7 @@ import (
 	"shoal/nn"
 	"shoal/strategy"
 	"shoal/trainer"
+	"shoal/transport/grpctransport"
 )
 
 // runPlan is what simulate and server build from the same flags: the initial model and the
@@ -25,6 +26,9 @@ type runPlan struct {
 	dropStage int       // simulated secure-sum dropout stage
 	dim       *int      // the model size DP calibrates to (--trainer sets it from the handshake)
 	trainers  *trainerPool
+	// spec describes the model with the run's class list (the test set's): the server
+	// announces it and refuses clients that would train another.
+	spec grpctransport.ModelSpec
 }
 
 // buildPlan builds the run for the dataset fed (its test set is the central evaluation set; its
@@ -89,7 +93,8 @@ func buildPlan(o simOptions, fed *data.Federated, logger *slog.Logger) (*runPlan
 	if dp != nil {
 		engine.Privacy = dp
 	}
-	return &runPlan{engine: engine, model: model, params: slices.Clone(model.Params()), dropStage: dropStage, dim: &dim}, nil
+	return &runPlan{engine: engine, model: model, params: slices.Clone(model.Params()), dropStage: dropStage, dim: &dim,
+		spec: modelSpec(model, classNames(test))}, nil
 }
 
 func newSampler(sampling string, fraction float64, minClients int) (fl.Sampler, error) {

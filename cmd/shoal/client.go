@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
@@ -19,7 +18,6 @@ import (
 	"shoal/nn"
 	"shoal/pki"
 	"shoal/securesum"
-	"shoal/trainer"
 	"shoal/transport/grpctransport"
 )
 
@@ -96,7 +94,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	locals, desc, err := loadLocal(o)
+	locals, models, desc, err := clientLocals(o)
 	if err != nil {
 		return err
 	}
@@ -117,6 +115,9 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		configs[i] = grpctransport.ClientConfig{Server: o.Server, Name: name, Insecure: o.Insecure, Local: local,
 			SecureSum: protocols, MaxBackoff: o.MaxBackoff, Logger: logger.With("name", name), OnTask: onTask,
 			Policy: o.Policy}
+		if models != nil { // Shoal's own model: checked against the run's at connect time
+			configs[i].Model, configs[i].Adopt = models[i].spec(), models[i].adopt
+		}
 		if configs[i].TLS, err = o.tls(name); err != nil {
 			return err
 		}
@@ -235,14 +236,18 @@ type localData struct {
 // runtime calls per task. Local shuffles follow trainer.ShuffleRand: with --seed exactly as the
 // simulator's virtual client of the same id, so a network run can reproduce a simulation.
 func loadLocal(o clientOptions) ([]func(int, fl.ClientID) (fl.Client, error), string, error) {
-	if o.trainer.Trainer != "" {
-		return trainerLocals(o)
-	}
+	locals, _, desc, err := clientLocals(o)
+	return locals, desc, err
+}
+
+// loadLocalModels loads each replica's local data and model (localModel: it adopts the
+// server's model and class list at connect time).
+func loadLocalModels(o clientOptions) ([]*localModel, string, error) {
 	locals, err := o.localData()
 	if err != nil {
 		return nil, "", err
 	}
-	factories := make([]func(int, fl.ClientID) (fl.Client, error), len(locals))
+	models := make([]*localModel, len(locals))
 	var desc string
 	for i, l := range locals {
 		x, y := l.train.Gather(l.trainIdx, nil, nil)
@@ -254,13 +259,8 @@ func loadLocal(o clientOptions) ([]func(int, fl.ClientID) (fl.Client, error), st
 		if l.testIdx != nil {
 			tx, ty = l.test.Gather(l.testIdx, nil, nil)
 		}
-		model, err := nn.New(o.Model, nn.Shape{C: l.train.C, H: l.train.H, W: l.train.W}, l.train.Classes, rand.New(rand.NewPCG(1, 2)))
-		if err != nil {
-			return nil, "", usageErrorf("--model: %v", err)
-		}
-		seed := o.data.Seed
-		factories[i] = func(round int, id fl.ClientID) (fl.Client, error) {
-			return &trainer.Client{Model: model, X: x, Y: y, TestX: tx, TestY: ty, Rand: trainer.ShuffleRand(seed, round, id)}, nil
+		if models[i], err = newLocalModel(o.Model, o.data.Seed, l.train, x, y, tx, ty); err != nil {
+			return nil, "", err
 		}
 		if i == 0 {
 			desc = fmt.Sprintf("%s on %d local %s examples (%d for evaluation)", o.Model, len(y), o.data.Dataset, len(ty))
@@ -269,7 +269,7 @@ func loadLocal(o clientOptions) ([]func(int, fl.ClientID) (fl.Client, error), st
 	if len(locals) > 1 {
 		desc = fmt.Sprintf("%d replicas, the first: %s", len(locals), desc)
 	}
-	return factories, desc, nil
+	return models, desc, nil
 }
 
 // localData is the demo shard(s) of a built-in federation (--partition-index), or the whole

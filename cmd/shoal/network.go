@@ -36,19 +36,24 @@ type serverNetwork struct {
 	mode        string // "mutual TLS" or "INSECURE plaintext"
 	serve       chan error
 	closers     []func()
+	// rounds and abandoned count this process's rounds; lastAbandoned is why the last
+	// abandoned round was.
+	rounds, abandoned int
+	lastAbandoned     string
 }
 
 // startNetwork serves the Federation service on --listen and makes it the engine's transport
 // (with over-selection).
-func startNetwork(ctx context.Context, o serverOptions, engine *fl.Engine, run *serverRun, logger *slog.Logger, lis net.Listener) (*serverNetwork, error) {
-	n, err := newNetwork(ctx, o, engine, run, logger, lis)
+func startNetwork(ctx context.Context, o serverOptions, plan *runPlan, run *serverRun, logger *slog.Logger, lis net.Listener) (*serverNetwork, error) {
+	n, err := newNetwork(ctx, o, plan, run, logger, lis)
 	if err != nil {
 		lis.Close()
 	}
 	return n, err
 }
 
-func newNetwork(ctx context.Context, o serverOptions, engine *fl.Engine, run *serverRun, logger *slog.Logger, lis net.Listener) (*serverNetwork, error) {
+func newNetwork(ctx context.Context, o serverOptions, plan *runPlan, run *serverRun, logger *slog.Logger, lis net.Listener) (*serverNetwork, error) {
+	engine := plan.engine
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := grpctransport.NewMetrics(reg)
@@ -60,6 +65,9 @@ func newNetwork(ctx context.Context, o serverOptions, engine *fl.Engine, run *se
 		return nil, err
 	}
 	cfg.Metrics = metrics
+	if plan.trainers == nil { // Shoal's own model: clients training another are refused at connect time
+		cfg.Model = &plan.spec
+	}
 	if engine.SecureSum != nil {
 		spec, err := deploymentSecureSum(o, engine)
 		if err != nil {
@@ -206,6 +214,10 @@ func (n *serverNetwork) hook(e *fl.Engine, o serverOptions, run *serverRun, stde
 	e.OnRound = func(rep fl.RoundReport) {
 		printRound(stderr, rep, o.Rounds)
 		n.metrics.ObserveRound(rep)
+		n.rounds++
+		if rep.Abandoned != "" {
+			n.abandoned, n.lastAbandoned = n.abandoned+1, rep.Abandoned
+		}
 	}
 }
 
@@ -222,11 +234,18 @@ func (n *serverNetwork) waitClients(ctx context.Context, want int, timeout time.
 	return n.srv.WaitForClients(ctx, want)
 }
 
-// finish tells the clients the run is complete (when it is) and returns the run's error, or
-// the serving error if the run itself succeeded.
+// errAllAbandoned is the server's error when every round it ran was abandoned: the model it
+// writes is the initial one.
+var errAllAbandoned = errors.New("every round was abandoned: the model is untrained")
+
+// finish tells the clients the run is complete (when it is) and returns the run's error, the
+// serving error if the run itself succeeded, or errAllAbandoned with the last reason.
 func (n *serverNetwork) finish(runErr error) error {
 	if runErr == nil {
 		n.srv.Close(true, "run complete", 5*time.Second)
+		if n.rounds > 0 && n.abandoned == n.rounds {
+			runErr = fmt.Errorf("%w (%d of %d rounds; the last: %s)", errAllAbandoned, n.abandoned, n.rounds, n.lastAbandoned)
+		}
 	}
 	select {
 	case err := <-n.serve:

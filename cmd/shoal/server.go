@@ -114,7 +114,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, reprodu
 		lis.Close()
 		return err
 	}
-	network, err := startNetwork(ctx, *o, plan.engine, run, logger, lis)
+	network, err := startNetwork(ctx, *o, plan, run, logger, lis)
 	if err != nil {
 		return err
 	}

@@ -55,6 +55,15 @@ type ClientConfig struct {
 	// round). Whatever the policy, a run that announced a secure sum never gets an update in
 	// the clear.
 	Policy fl.ClientPolicy
+	// Model describes the client's model and data for its Hello (architecture, input shape, the
+	// classes of its local data): a server that announces a model refuses an incompatible
+	// client at once. Nil sends none.
+	Model *ModelSpec
+	// Adopt, if set, receives the model the server announces in each Welcome before any task:
+	// the client builds its model for the run's classes and numbers its labels by them. A
+	// Welcome without a model, one that fails Model's check, or an error from Adopt ends
+	// RunClient with an error wrapping ErrIncompatible.
+	Adopt func(ModelSpec) error
 }
 
 // ErrRefused is returned by RunClient when the server refuses the client for good (unknown or
@@ -121,8 +130,8 @@ func RunClient(ctx context.Context, cfg ClientConfig) error {
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case errors.Is(err, fl.ErrPolicy):
-			return err // this run can never meet the client's policy
+		case errors.Is(err, fl.ErrPolicy), errors.Is(err, ErrIncompatible):
+			return err // this run can never meet the client's policy or train its model
 		case permanent(err):
 			return fmt.Errorf("%w: %v", ErrRefused, err)
 		}
@@ -218,7 +227,7 @@ func (rt *runtime) session(ctx context.Context, api shoalv1.FederationClient) (w
 		return false, false, err
 	}
 	if err := stream.Send(&shoalv1.ClientMsg{Body: &shoalv1.ClientMsg_Hello{Hello: &shoalv1.Hello{
-		ProtocolVersion: ProtocolVersion, Name: rt.cfg.Name}}}); err != nil {
+		ProtocolVersion: ProtocolVersion, Name: rt.cfg.Name, Model: rt.cfg.Model.proto()}}}); err != nil {
 		return false, false, recvErr(stream, err)
 	}
 	first, err := stream.Recv()
@@ -235,6 +244,10 @@ func (rt *runtime) session(ctx context.Context, api shoalv1.FederationClient) (w
 	}
 	log := rt.log.With("run", w.GetRunId(), "as", w.GetClientName())
 	if err := rt.cfg.Policy.CheckRun(w.GetSecureSum()); err != nil {
+		_ = stream.CloseSend()
+		return true, false, err
+	}
+	if err := rt.adopt(w); err != nil {
 		_ = stream.CloseSend()
 		return true, false, err
 	}
@@ -431,6 +444,29 @@ func (rt *runtime) enqueue(ctx context.Context, t *shoalv1.Task, payload []byte,
 		cancel()
 		rt.log.Warn("task queue full; task dropped", "task", headerOf(t.GetHeader()))
 	}
+}
+
+// adopt checks the model the server announced against the client's and hands it to Adopt.
+func (rt *runtime) adopt(w *shoalv1.Welcome) error {
+	if rt.cfg.Adopt == nil {
+		return nil
+	}
+	run, err := modelSpecFrom(w.GetModel())
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %v", ErrIncompatible, err)
+	case run == nil:
+		return fmt.Errorf("%w: the server announced no model, so this client cannot check that it trains the run's", ErrIncompatible)
+	}
+	if rt.cfg.Model != nil {
+		if err := run.CheckClient(*rt.cfg.Model); err != nil {
+			return err
+		}
+	}
+	if err := rt.cfg.Adopt(*run); err != nil {
+		return fmt.Errorf("%w: the run's model %s: %v", ErrIncompatible, run, err)
+	}
+	return nil
 }
 
 func (rt *runtime) setProtocol(w *shoalv1.Welcome) error {

@@ -164,11 +164,14 @@ func TestGoldenMessages(t *testing.T) {
 		msg  proto.Message
 	}{
 		{"client-hello", &shoalv1.ClientMsg{Body: &shoalv1.ClientMsg_Hello{Hello: &shoalv1.Hello{
-			ProtocolVersion: ProtocolVersion, Name: "client-007"}}}},
+			ProtocolVersion: ProtocolVersion, Name: "client-007",
+			Model: (&ModelSpec{Arch: "logreg", Input: [3]int{1, 1, 30}, Classes: []string{"benign"}}).proto()}}}},
 		{"server-welcome", &shoalv1.ServerMsg{Body: &shoalv1.ServerMsg_Welcome{Welcome: &shoalv1.Welcome{
 			ProtocolVersion: ProtocolVersion, RunId: goldenHeader.run, ClientName: "client-007", ChunkSize: DefaultChunkSize,
 			MaxResultPayload: 64 << 20, HeartbeatMillis: 5000, SecureSum: "secagg",
-			SecureSumParams: []byte(`{"bits":16}`)}}}},
+			SecureSumParams: []byte(`{"bits":16}`),
+			Model: (&ModelSpec{Arch: "logreg", Input: [3]int{1, 1, 30}, LayerSizes: []int{62},
+				Classes: []string{"benign", "malignant"}}).proto()}}}},
 		{"server-task-fit", task(goldenHeader, shoalv1.TaskKind_TASK_KIND_FIT, false, fit, paramsPayload)},
 		{"server-task-fit-secure", task(goldenHeader, shoalv1.TaskKind_TASK_KIND_FIT, true, fit, paramsPayload)},
 		{"server-task-evaluate", task(goldenHeader, shoalv1.TaskKind_TASK_KIND_EVALUATE, false, nil, paramsPayload)},

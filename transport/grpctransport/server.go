@@ -128,8 +128,12 @@ type ServerConfig struct {
 	// SecureSum and SecureSumParams name the run's secure-sum protocol for the clients.
 	SecureSum       string
 	SecureSumParams []byte
-	Metrics         *Metrics
-	Logger          *slog.Logger
+	// Model, if set, is the model the run trains: announced in every Welcome, and a client
+	// whose Hello describes an incompatible model (ModelSpec.CheckClient) is refused with
+	// FailedPrecondition before it joins.
+	Model   *ModelSpec
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Server is the networked fl.Transport: it serves the Federation service and runs the engine's

@@ -92,6 +92,11 @@ func (s *Server) Connect(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoa
 			return status.Errorf(codes.PermissionDenied, "client %s not admitted: %v", name, err)
 		}
 	}
+	if err := s.checkModel(hello); err != nil {
+		s.cfg.Metrics.refuse("model")
+		s.log.Warn("client refused", "client", name, "err", err)
+		return status.Errorf(codes.FailedPrecondition, "client %s refused: %v", name, err)
+	}
 	ss := &session{srv: s, ctx: ctx, name: name, serial: s.nextConn.Add(1), out: make(chan outbound, sendQueue),
 		done: make(chan struct{}), tasks: map[uint64]*task{}}
 	ss.log = s.log.With("client", name, "session", ss.serial)
@@ -101,7 +106,7 @@ func (s *Server) Connect(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoa
 	ss.send(&shoalv1.ServerMsg{Body: &shoalv1.ServerMsg_Welcome{Welcome: &shoalv1.Welcome{
 		ProtocolVersion: ProtocolVersion, RunId: s.cfg.RunID, ClientName: name, ChunkSize: uint32(s.cfg.ChunkSize),
 		MaxResultPayload: s.maxResult(), HeartbeatMillis: uint32(s.cfg.Heartbeat.Milliseconds()),
-		SecureSum: s.cfg.SecureSum, SecureSumParams: s.cfg.SecureSumParams,
+		SecureSum: s.cfg.SecureSum, SecureSumParams: s.cfg.SecureSumParams, Model: s.cfg.Model.proto(),
 	}}}, nil, nil)
 	if !s.join(ss) {
 		return status.Error(codes.Unavailable, "server is shutting down")
@@ -162,6 +167,19 @@ var (
 
 // revoked returns why the client name of the stream ctx may not (any longer) have a session
 // (wrapping errRevoked or errRevocationUnusable), or nil.
+// checkModel refuses a client whose Hello describes a model the run does not train; a Hello
+// without a description passes (the client then checks the Welcome's).
+func (s *Server) checkModel(hello *shoalv1.Hello) error {
+	if s.cfg.Model == nil {
+		return nil
+	}
+	local, err := modelSpecFrom(hello.GetModel())
+	if err != nil || local == nil {
+		return err
+	}
+	return s.cfg.Model.CheckClient(*local)
+}
+
 func (s *Server) revoked(ctx context.Context, name string) error {
 	if s.cfg.Revocation == nil {
 		return nil

@@ -352,7 +352,11 @@ type Hello struct {
 	ProtocolVersion uint32                 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	// name is the client's identity only on an explicitly insecure server; with mutual TLS the
 	// verified certificate names the client and a different name here is refused.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// model describes the client's model and data (architecture, input shape, the classes its
+	// data holds; layer_sizes empty): a server that announces a model refuses an incompatible
+	// one at once (FAILED_PRECONDITION), before the client joins any round.
+	Model         *ModelSpec `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -401,6 +405,89 @@ func (x *Hello) GetName() string {
 	return ""
 }
 
+func (x *Hello) GetModel() *ModelSpec {
+	if x != nil {
+		return x.Model
+	}
+	return nil
+}
+
+// ModelSpec describes the model a run trains, so that both sides check at connect time that
+// they train the same one.
+type ModelSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// arch is the architecture's name (nn.New: "logreg", "2nn", "cnn").
+	Arch string `protobuf:"bytes,1,opt,name=arch,proto3" json:"arch,omitempty"`
+	// input_shape is one example's shape: channels, height, width.
+	InputShape []uint32 `protobuf:"varint,2,rep,packed,name=input_shape,json=inputShape,proto3" json:"input_shape,omitempty"`
+	// layer_sizes is the parameter count of each parameterised layer, in the order of the
+	// flat parameter vector (weights then biases).
+	LayerSizes []uint64 `protobuf:"varint,3,rep,packed,name=layer_sizes,json=layerSizes,proto3" json:"layer_sizes,omitempty"`
+	// classes names the classes; label i is classes[i]. The server's list is the run's: a client
+	// numbers its local labels by it.
+	Classes       []string `protobuf:"bytes,4,rep,name=classes,proto3" json:"classes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelSpec) Reset() {
+	*x = ModelSpec{}
+	mi := &file_shoal_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelSpec) ProtoMessage() {}
+
+func (x *ModelSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelSpec.ProtoReflect.Descriptor instead.
+func (*ModelSpec) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ModelSpec) GetArch() string {
+	if x != nil {
+		return x.Arch
+	}
+	return ""
+}
+
+func (x *ModelSpec) GetInputShape() []uint32 {
+	if x != nil {
+		return x.InputShape
+	}
+	return nil
+}
+
+func (x *ModelSpec) GetLayerSizes() []uint64 {
+	if x != nil {
+		return x.LayerSizes
+	}
+	return nil
+}
+
+func (x *ModelSpec) GetClasses() []string {
+	if x != nil {
+		return x.Classes
+	}
+	return nil
+}
+
 // Welcome accepts a session and states the session's limits.
 type Welcome struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -416,13 +503,15 @@ type Welcome struct {
 	// so the client builds its half of the very protocol the server runs.
 	SecureSum       string `protobuf:"bytes,7,opt,name=secure_sum,json=secureSum,proto3" json:"secure_sum,omitempty"`
 	SecureSumParams []byte `protobuf:"bytes,8,opt,name=secure_sum_params,json=secureSumParams,proto3" json:"secure_sum_params,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// model is the model the run trains (absent: the server announces none and checks none).
+	Model         *ModelSpec `protobuf:"bytes,9,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_shoal_proto_msgTypes[3]
+	mi := &file_shoal_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -434,7 +523,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[3]
+	mi := &file_shoal_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -447,7 +536,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{3}
+	return file_shoal_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Welcome) GetProtocolVersion() uint32 {
@@ -506,6 +595,13 @@ func (x *Welcome) GetSecureSumParams() []byte {
 	return nil
 }
 
+func (x *Welcome) GetModel() *ModelSpec {
+	if x != nil {
+		return x.Model
+	}
+	return nil
+}
+
 // Header identifies what a message belongs to.
 type Header struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -521,7 +617,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_shoal_proto_msgTypes[4]
+	mi := &file_shoal_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +629,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[4]
+	mi := &file_shoal_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +642,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{4}
+	return file_shoal_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Header) GetRunId() string {
@@ -596,7 +692,7 @@ type FitConfig struct {
 
 func (x *FitConfig) Reset() {
 	*x = FitConfig{}
-	mi := &file_shoal_proto_msgTypes[5]
+	mi := &file_shoal_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +704,7 @@ func (x *FitConfig) String() string {
 func (*FitConfig) ProtoMessage() {}
 
 func (x *FitConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[5]
+	mi := &file_shoal_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +717,7 @@ func (x *FitConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FitConfig.ProtoReflect.Descriptor instead.
 func (*FitConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{5}
+	return file_shoal_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *FitConfig) GetEpochs() uint32 {
@@ -707,7 +803,7 @@ type Payload struct {
 
 func (x *Payload) Reset() {
 	*x = Payload{}
-	mi := &file_shoal_proto_msgTypes[6]
+	mi := &file_shoal_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +815,7 @@ func (x *Payload) String() string {
 func (*Payload) ProtoMessage() {}
 
 func (x *Payload) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[6]
+	mi := &file_shoal_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +828,7 @@ func (x *Payload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Payload.ProtoReflect.Descriptor instead.
 func (*Payload) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{6}
+	return file_shoal_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Payload) GetSize() uint64 {
@@ -766,7 +862,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_shoal_proto_msgTypes[7]
+	mi := &file_shoal_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +874,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[7]
+	mi := &file_shoal_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +887,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{7}
+	return file_shoal_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Task) GetHeader() *Header {
@@ -853,7 +949,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_shoal_proto_msgTypes[8]
+	mi := &file_shoal_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -865,7 +961,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[8]
+	mi := &file_shoal_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -878,7 +974,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{8}
+	return file_shoal_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Result) GetHeader() *Header {
@@ -948,7 +1044,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_shoal_proto_msgTypes[9]
+	mi := &file_shoal_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1056,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[9]
+	mi := &file_shoal_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1069,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{9}
+	return file_shoal_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Chunk) GetHeader() *Header {
@@ -1008,7 +1104,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_shoal_proto_msgTypes[10]
+	mi := &file_shoal_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1116,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[10]
+	mi := &file_shoal_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1129,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{10}
+	return file_shoal_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Cancel) GetHeader() *Header {
@@ -1059,7 +1155,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_shoal_proto_msgTypes[11]
+	mi := &file_shoal_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1167,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[11]
+	mi := &file_shoal_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1180,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{11}
+	return file_shoal_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Heartbeat) GetSeq() uint64 {
@@ -1106,7 +1202,7 @@ type Goodbye struct {
 
 func (x *Goodbye) Reset() {
 	*x = Goodbye{}
-	mi := &file_shoal_proto_msgTypes[12]
+	mi := &file_shoal_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1214,7 @@ func (x *Goodbye) String() string {
 func (*Goodbye) ProtoMessage() {}
 
 func (x *Goodbye) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[12]
+	mi := &file_shoal_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1227,7 @@ func (x *Goodbye) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goodbye.ProtoReflect.Descriptor instead.
 func (*Goodbye) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{12}
+	return file_shoal_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Goodbye) GetReason() string {
@@ -1166,10 +1262,18 @@ const file_shoal_proto_rawDesc = "" +
 	"\x06cancel\x18\x04 \x01(\v2\x10.shoal.v1.CancelH\x00R\x06cancel\x123\n" +
 	"\theartbeat\x18\x05 \x01(\v2\x13.shoal.v1.HeartbeatH\x00R\theartbeat\x12-\n" +
 	"\agoodbye\x18\x06 \x01(\v2\x11.shoal.v1.GoodbyeH\x00R\agoodbyeB\x06\n" +
-	"\x04body\"F\n" +
+	"\x04body\"q\n" +
 	"\x05Hello\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\xaf\x02\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12)\n" +
+	"\x05model\x18\x03 \x01(\v2\x13.shoal.v1.ModelSpecR\x05model\"{\n" +
+	"\tModelSpec\x12\x12\n" +
+	"\x04arch\x18\x01 \x01(\tR\x04arch\x12\x1f\n" +
+	"\vinput_shape\x18\x02 \x03(\rR\n" +
+	"inputShape\x12\x1f\n" +
+	"\vlayer_sizes\x18\x03 \x03(\x04R\n" +
+	"layerSizes\x12\x18\n" +
+	"\aclasses\x18\x04 \x03(\tR\aclasses\"\xda\x02\n" +
 	"\aWelcome\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1f\n" +
@@ -1181,7 +1285,8 @@ const file_shoal_proto_rawDesc = "" +
 	"\x10heartbeat_millis\x18\x06 \x01(\rR\x0fheartbeatMillis\x12\x1d\n" +
 	"\n" +
 	"secure_sum\x18\a \x01(\tR\tsecureSum\x12*\n" +
-	"\x11secure_sum_params\x18\b \x01(\fR\x0fsecureSumParams\"d\n" +
+	"\x11secure_sum_params\x18\b \x01(\fR\x0fsecureSumParams\x12)\n" +
+	"\x05model\x18\t \x01(\v2\x13.shoal.v1.ModelSpecR\x05model\"d\n" +
 	"\x06Header\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\rR\x05round\x12\x14\n" +
@@ -1253,50 +1358,53 @@ func file_shoal_proto_rawDescGZIP() []byte {
 }
 
 var file_shoal_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_shoal_proto_goTypes = []any{
 	(TaskKind)(0),     // 0: shoal.v1.TaskKind
 	(*ClientMsg)(nil), // 1: shoal.v1.ClientMsg
 	(*ServerMsg)(nil), // 2: shoal.v1.ServerMsg
 	(*Hello)(nil),     // 3: shoal.v1.Hello
-	(*Welcome)(nil),   // 4: shoal.v1.Welcome
-	(*Header)(nil),    // 5: shoal.v1.Header
-	(*FitConfig)(nil), // 6: shoal.v1.FitConfig
-	(*Payload)(nil),   // 7: shoal.v1.Payload
-	(*Task)(nil),      // 8: shoal.v1.Task
-	(*Result)(nil),    // 9: shoal.v1.Result
-	(*Chunk)(nil),     // 10: shoal.v1.Chunk
-	(*Cancel)(nil),    // 11: shoal.v1.Cancel
-	(*Heartbeat)(nil), // 12: shoal.v1.Heartbeat
-	(*Goodbye)(nil),   // 13: shoal.v1.Goodbye
+	(*ModelSpec)(nil), // 4: shoal.v1.ModelSpec
+	(*Welcome)(nil),   // 5: shoal.v1.Welcome
+	(*Header)(nil),    // 6: shoal.v1.Header
+	(*FitConfig)(nil), // 7: shoal.v1.FitConfig
+	(*Payload)(nil),   // 8: shoal.v1.Payload
+	(*Task)(nil),      // 9: shoal.v1.Task
+	(*Result)(nil),    // 10: shoal.v1.Result
+	(*Chunk)(nil),     // 11: shoal.v1.Chunk
+	(*Cancel)(nil),    // 12: shoal.v1.Cancel
+	(*Heartbeat)(nil), // 13: shoal.v1.Heartbeat
+	(*Goodbye)(nil),   // 14: shoal.v1.Goodbye
 }
 var file_shoal_proto_depIdxs = []int32{
 	3,  // 0: shoal.v1.ClientMsg.hello:type_name -> shoal.v1.Hello
-	9,  // 1: shoal.v1.ClientMsg.result:type_name -> shoal.v1.Result
-	10, // 2: shoal.v1.ClientMsg.chunk:type_name -> shoal.v1.Chunk
-	12, // 3: shoal.v1.ClientMsg.heartbeat:type_name -> shoal.v1.Heartbeat
-	4,  // 4: shoal.v1.ServerMsg.welcome:type_name -> shoal.v1.Welcome
-	8,  // 5: shoal.v1.ServerMsg.task:type_name -> shoal.v1.Task
-	10, // 6: shoal.v1.ServerMsg.chunk:type_name -> shoal.v1.Chunk
-	11, // 7: shoal.v1.ServerMsg.cancel:type_name -> shoal.v1.Cancel
-	12, // 8: shoal.v1.ServerMsg.heartbeat:type_name -> shoal.v1.Heartbeat
-	13, // 9: shoal.v1.ServerMsg.goodbye:type_name -> shoal.v1.Goodbye
-	5,  // 10: shoal.v1.Task.header:type_name -> shoal.v1.Header
-	0,  // 11: shoal.v1.Task.kind:type_name -> shoal.v1.TaskKind
-	6,  // 12: shoal.v1.Task.fit:type_name -> shoal.v1.FitConfig
-	7,  // 13: shoal.v1.Task.payload:type_name -> shoal.v1.Payload
-	5,  // 14: shoal.v1.Result.header:type_name -> shoal.v1.Header
-	0,  // 15: shoal.v1.Result.kind:type_name -> shoal.v1.TaskKind
-	7,  // 16: shoal.v1.Result.payload:type_name -> shoal.v1.Payload
-	5,  // 17: shoal.v1.Chunk.header:type_name -> shoal.v1.Header
-	5,  // 18: shoal.v1.Cancel.header:type_name -> shoal.v1.Header
-	1,  // 19: shoal.v1.Federation.Connect:input_type -> shoal.v1.ClientMsg
-	2,  // 20: shoal.v1.Federation.Connect:output_type -> shoal.v1.ServerMsg
-	20, // [20:21] is the sub-list for method output_type
-	19, // [19:20] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	10, // 1: shoal.v1.ClientMsg.result:type_name -> shoal.v1.Result
+	11, // 2: shoal.v1.ClientMsg.chunk:type_name -> shoal.v1.Chunk
+	13, // 3: shoal.v1.ClientMsg.heartbeat:type_name -> shoal.v1.Heartbeat
+	5,  // 4: shoal.v1.ServerMsg.welcome:type_name -> shoal.v1.Welcome
+	9,  // 5: shoal.v1.ServerMsg.task:type_name -> shoal.v1.Task
+	11, // 6: shoal.v1.ServerMsg.chunk:type_name -> shoal.v1.Chunk
+	12, // 7: shoal.v1.ServerMsg.cancel:type_name -> shoal.v1.Cancel
+	13, // 8: shoal.v1.ServerMsg.heartbeat:type_name -> shoal.v1.Heartbeat
+	14, // 9: shoal.v1.ServerMsg.goodbye:type_name -> shoal.v1.Goodbye
+	4,  // 10: shoal.v1.Hello.model:type_name -> shoal.v1.ModelSpec
+	4,  // 11: shoal.v1.Welcome.model:type_name -> shoal.v1.ModelSpec
+	6,  // 12: shoal.v1.Task.header:type_name -> shoal.v1.Header
+	0,  // 13: shoal.v1.Task.kind:type_name -> shoal.v1.TaskKind
+	7,  // 14: shoal.v1.Task.fit:type_name -> shoal.v1.FitConfig
+	8,  // 15: shoal.v1.Task.payload:type_name -> shoal.v1.Payload
+	6,  // 16: shoal.v1.Result.header:type_name -> shoal.v1.Header
+	0,  // 17: shoal.v1.Result.kind:type_name -> shoal.v1.TaskKind
+	8,  // 18: shoal.v1.Result.payload:type_name -> shoal.v1.Payload
+	6,  // 19: shoal.v1.Chunk.header:type_name -> shoal.v1.Header
+	6,  // 20: shoal.v1.Cancel.header:type_name -> shoal.v1.Header
+	1,  // 21: shoal.v1.Federation.Connect:input_type -> shoal.v1.ClientMsg
+	2,  // 22: shoal.v1.Federation.Connect:output_type -> shoal.v1.ServerMsg
+	22, // [22:23] is the sub-list for method output_type
+	21, // [21:22] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_shoal_proto_init() }
@@ -1324,7 +1432,7 @@ func file_shoal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_proto_rawDesc), len(file_shoal_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
