@@ -110,6 +110,29 @@ func LabelHistogram(labels []int32, classes int, idx []int) []int {
 type Federated struct {
 	Train, Test          *Dataset
 	Clients, TestClients [][]int
+	// Scaling is the feature standardisation applied to Train and Test (nil: none), to be
+	// stored with the model and applied to any data it predicts on.
+	Scaling *Scaling
+}
+
+// Scaling is a per-feature affine map x' = (x − Mean)·Scale, as Standardize computes it.
+type Scaling struct {
+	Mean  []float32 `json:"mean"`
+	Scale []float32 `json:"scale"`
+}
+
+// Apply rescales every example of d in place; d must have len(Mean) features.
+func (s *Scaling) Apply(d *Dataset) error {
+	if len(s.Mean) != d.Dim || len(s.Scale) != d.Dim {
+		return fmt.Errorf("scaling of %d features for %s, which has %d", len(s.Mean), d.Name, d.Dim)
+	}
+	for i := range d.Len() {
+		row := d.Row(i)
+		for j := range row {
+			row[j] = (row[j] - s.Mean[j]) * s.Scale[j]
+		}
+	}
+	return nil
 }
 
 // Validate checks both datasets and that the client index lists cover every example of Train

@@ -72,13 +72,9 @@ func Standardize(train *Dataset, others ...*Dataset) (mean, scale []float32, err
 			scale[j] = float32(1 / sd)
 		}
 	}
+	s := &Scaling{Mean: mean, Scale: scale}
 	for _, d := range append([]*Dataset{train}, others...) {
-		for i := range d.Len() {
-			row := d.Row(i)
-			for j := range row {
-				row[j] = (row[j] - mean[j]) * scale[j]
-			}
-		}
+		_ = s.Apply(d) // dimensions checked above
 	}
 	return mean, scale, nil
 }

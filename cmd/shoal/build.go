@@ -2,10 +2,13 @@ package main
 
 import (
 	crand "crypto/rand"
+	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 
 	"shoal/data"
@@ -66,6 +69,7 @@ func buildPlan(o simOptions, fed *data.Federated, logger *slog.Logger) (*runPlan
 	if err != nil {
 		return nil, err
 	}
+	evaluate := warnExplodingLoss(evaluator.Evaluate, test.Classes, logger)
 	engine := &fl.Engine{
 		Config: fl.EngineConfig{
 			Rounds: o.Rounds, TargetAccuracy: o.TargetAccuracy, RoundTimeout: o.RoundTimeout,
@@ -74,7 +78,7 @@ func buildPlan(o simOptions, fed *data.Federated, logger *slog.Logger) (*runPlan
 				Momentum: float32(o.Momentum), WeightDecay: float32(o.WeightDecay)},
 		},
 		Strategy: strat, Sampler: sampler, Source: o.samplerSource(),
-		Evaluate: evaluator.Evaluate, SecureSum: secure, Logger: logger,
+		Evaluate: evaluate, SecureSum: secure, Logger: logger,
 	}
 	// The DP noise is calibrated to what a client can contribute to the sum the server noises:
 	// the clip, enlarged by the secure sum's quantisation rounding (whichever protocol the
@@ -147,4 +151,78 @@ func (o simOptions) expectedCohort() float64 {
 		expected = max(expected, float64(o.MinClients))
 	}
 	return expected
+}
+
+// warnExplodingLoss wraps the central evaluation to warn, once, when the test loss explodes:
+// far above a uniform guess's ln(classes), or not finite. That is a diverging model (features
+// on very different scales, or too high a learning rate), which otherwise only shows as a
+// number in the progress lines.
+func warnExplodingLoss(evaluate fl.Evaluator, classes int, logger *slog.Logger) fl.Evaluator {
+	limit := 10 * math.Log(float64(classes))
+	warned := false
+	return func(params []float32) (float64, float64, error) {
+		loss, acc, err := evaluate(params)
+		if err == nil && !warned && !(loss <= limit) {
+			warned = true
+			logger.Warn("test loss is exploding: the model diverges; check that features are on comparable scales "+
+				"(CSV: keep --standardize) or lower --lr", "loss", loss, "uniform_guess", math.Log(float64(classes)))
+		}
+		return loss, acc, err
+	}
+}
+
+// targetByDataset makes --target-accuracy default to the dataset's own target
+// (data.DefaultTargetAccuracy: 0.975 for mnist, 0 for the others) unless it is given, in
+// whichever order --dataset and --target-accuracy are set (command line or --config).
+func targetByDataset(fs *flag.FlagSet) {
+	target, dataset := fs.Lookup("target-accuracy"), fs.Lookup("dataset")
+	if target == nil || dataset == nil {
+		return
+	}
+	t := &givenFlag{Value: target.Value}
+	target.Value = t
+	target.DefValue = "0"
+	target.Usage = "stop at the first round whose test accuracy reaches this (0: run all rounds; default: 0.975 for mnist, 0 for the other datasets)"
+	dataset.Value = datasetFlag{Value: dataset.Value, target: t}
+}
+
+// givenFlag remembers whether its flag was set.
+type givenFlag struct {
+	flag.Value
+	given bool
+}
+
+func (f *givenFlag) String() string {
+	if f == nil || f.Value == nil {
+		return ""
+	}
+	return f.Value.String()
+}
+
+func (f *givenFlag) Set(s string) error {
+	f.given = true
+	return f.Value.Set(s)
+}
+
+// datasetFlag is --dataset: setting it sets the target accuracy's default too.
+type datasetFlag struct {
+	flag.Value
+	target *givenFlag
+}
+
+func (f datasetFlag) String() string {
+	if f.Value == nil {
+		return ""
+	}
+	return f.Value.String()
+}
+
+func (f datasetFlag) Set(s string) error {
+	if err := f.Value.Set(s); err != nil {
+		return err
+	}
+	if !f.target.given {
+		return f.target.Value.Set(strconv.FormatFloat(data.DefaultTargetAccuracy(s), 'g', -1, 64))
+	}
+	return nil
 }

@@ -33,6 +33,7 @@ type dataOptions struct {
 	DirichletAlpha                          float64
 	Clients                                 int
 	Seed                                    uint64
+	Standardize                             bool
 }
 
 func (d *dataOptions) register(fs *flag.FlagSet, clients int, clientsUsage, seedUsage string) {
@@ -47,12 +48,14 @@ func (d *dataOptions) register(fs *flag.FlagSet, clients int, clientsUsage, seed
 	fs.Float64Var(&d.DirichletAlpha, "dirichlet-alpha", 0.5, "concentration α of the dirichlet partition (smaller is more skewed)")
 	fs.IntVar(&d.Clients, "clients", clients, clientsUsage)
 	fs.Uint64Var(&d.Seed, "seed", 0, seedUsage)
+	fs.BoolVar(&d.Standardize, "standardize", true, "standardise CSV features with the training split's mean and standard deviation (stored with the model)")
 }
 
 // source is what the dataset loader reads.
 func (d dataOptions) source(testOnly bool) data.Source {
 	return data.Source{Dir: d.DataDir, Path: d.DataPath, LabelColumn: d.LabelColumn, TestFraction: d.TestFraction,
-		SyntheticAlpha: d.SyntheticAlpha, SyntheticBeta: d.SyntheticBeta, Clients: d.Clients, Seed: d.Seed, TestOnly: testOnly}
+		SyntheticAlpha: d.SyntheticAlpha, SyntheticBeta: d.SyntheticBeta, Clients: d.Clients, Seed: d.Seed, TestOnly: testOnly,
+		Raw: !d.Standardize}
 }
 
 // load loads the dataset; an unknown name or a missing file argument is a usage error.
@@ -122,6 +125,7 @@ func (t *trainOptions) register(fs *flag.FlagSet) {
 	}
 	fs.IntVar(&t.Rounds, "rounds", 100, "maximum number of rounds")
 	fs.Float64Var(&t.TargetAccuracy, "target-accuracy", 0.975, "stop at the first round whose test accuracy reaches this (0: run all rounds)")
+	targetByDataset(fs)
 	fs.DurationVar(&t.RoundTimeout, "round-timeout", 0, "deadline of a round's fit stage; later clients are left out (0: none)")
 	fs.BoolVar(&t.FederatedEval, "federated-eval", false, "also evaluate on each sampled client's local test data")
 }
