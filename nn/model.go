@@ -262,3 +262,76 @@ func (m *Model) forward(batch int) {
 }
 
 func (m *Model) logits() []float32 { return m.acts[len(m.layers)] }
+
+// Tensor is one named block of the flat parameter vector: a layer's weights or its biases.
+// Dense weights ("fcN.weight") have shape [in, out] (row-major, x·W); convolution weights
+// ("convN.weight") have shape [k, k, in channels, filters] (HWIO); biases have one value per
+// output.
+type Tensor struct {
+	Name   string
+	Shape  []int
+	Offset int // index of the first value in Params
+}
+
+// Size is the number of values of the tensor.
+func (t Tensor) Size() int {
+	n := 1
+	for _, d := range t.Shape {
+		n *= d
+	}
+	return n
+}
+
+// Tensors lists the parameter blocks in the order of Params: for each layer with parameters,
+// its weights then its biases. Convolutions are named conv1, conv2, … and dense layers fc1,
+// fc2, … in order.
+func (m *Model) Tensors() []Tensor {
+	var out []Tensor
+	convs, fcs := 0, 0
+	for i, l := range m.layers {
+		var name string
+		var w []int
+		var b int
+		switch l := l.(type) {
+		case *dense:
+			fcs++
+			name, w, b = fmt.Sprintf("fc%d", fcs), []int{l.in, l.out}, l.out
+		case *conv2d:
+			convs++
+			name, w, b = fmt.Sprintf("conv%d", convs), []int{l.k, l.k, l.in.C, l.filters}, l.filters
+		default:
+			continue
+		}
+		wt := Tensor{Name: name + ".weight", Shape: w, Offset: m.offsets[i]}
+		out = append(out, wt, Tensor{Name: name + ".bias", Shape: []int{b}, Offset: m.offsets[i] + wt.Size()})
+	}
+	return out
+}
+
+// Logits computes the model's outputs (n×Classes, before the softmax) for the n examples of x,
+// in batches; x must hold whole examples of InputShape.
+func (m *Model) Logits(x []float32) ([]float32, error) {
+	d := m.in.Size()
+	if len(x)%d != 0 {
+		return nil, fmt.Errorf("nn: logits %s: %d values are not whole examples of %d", m.arch, len(x), d)
+	}
+	if i := firstNonFinite(x); i >= 0 {
+		return nil, fmt.Errorf("nn: logits %s: input value %d is %v", m.arch, i, x[i])
+	}
+	n := len(x) / d
+	const chunk = 256
+	m.reserve(min(chunk, max(n, 1)))
+	out := make([]float32, 0, n*m.classes)
+	idx := make([]int, 0, chunk)
+	for start := 0; start < n; start += chunk {
+		b := min(chunk, n-start)
+		idx = idx[:0]
+		for r := range b {
+			idx = append(idx, start+r)
+		}
+		m.gather(x, idx)
+		m.forward(b)
+		out = append(out, m.logits()[:b*m.classes]...)
+	}
+	return out, nil
+}

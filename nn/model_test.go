@@ -401,3 +401,58 @@ func TestClonesConcurrently(t *testing.T) {
 		}
 	}
 }
+
+func TestTensorsCoverParams(t *testing.T) {
+	for arch, want := range map[string][]string{
+		"logreg": {"fc1.weight [784 10]", "fc1.bias [10]"},
+		"cnn":    {"conv1.weight [5 5 1 32]", "conv1.bias [32]", "conv2.weight [5 5 32 64]", "conv2.bias [64]", "fc1.weight [3136 512]", "fc1.bias [512]", "fc2.weight [512 10]", "fc2.bias [10]"},
+	} {
+		m, err := New(arch, Shape{1, 28, 28}, 10, rand.New(rand.NewPCG(1, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		next := 0
+		for _, tn := range m.Tensors() {
+			if tn.Offset != next {
+				t.Fatalf("%s: %s at %d, want %d", arch, tn.Name, tn.Offset, next)
+			}
+			next += tn.Size()
+			got = append(got, fmt.Sprint(tn.Name, " ", tn.Shape))
+		}
+		if next != m.NumParams() || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: tensors %v covering %d of %d parameters, want %v", arch, got, next, m.NumParams(), want)
+		}
+	}
+}
+
+func TestLogitsMatchEvaluate(t *testing.T) {
+	m, err := New("2nn", Shape{1, 1, 5}, 3, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	n := 300
+	x := make([]float32, n*5)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	logits, err := m.Logits(x)
+	if err != nil || len(logits) != n*3 {
+		t.Fatalf("logits: %d values, %v", len(logits), err)
+	}
+	y := make([]int32, n)
+	for i := range y { // label every example with its argmax: accuracy must be 1
+		for c := 1; c < 3; c++ {
+			if logits[i*3+c] > logits[i*3+int(y[i])] {
+				y[i] = int32(c)
+			}
+		}
+	}
+	if _, acc, err := m.Evaluate(x, y); err != nil || acc != 1 {
+		t.Fatalf("evaluate on the argmax labels: accuracy %v, %v", acc, err)
+	}
+	if _, err := m.Logits(x[:7]); err == nil {
+		t.Fatal("a partial example was accepted")
+	}
+}

@@ -97,7 +97,10 @@ func buildPlan(o simOptions, fed *data.Federated, logger *slog.Logger) (*runPlan
 	if dp != nil {
 		engine.Privacy = dp
 	}
-	return &runPlan{engine: engine, model: model, params: slices.Clone(model.Params()), dropStage: dropStage, dim: &dim,
+	params := slices.Clone(model.Params())
+	// Keyed by the parameter vector the engine trains in place, which writeRunDir receives.
+	runModels.Store(&params[0], describeModel(model, classNames(test), fed.Scaling, o.Dataset))
+	return &runPlan{engine: engine, model: model, params: params, dropStage: dropStage, dim: &dim,
 		spec: modelSpec(model, classNames(test))}, nil
 }
 

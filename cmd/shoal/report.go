@@ -102,7 +102,7 @@ func writeRunDir(o simOptions, withEpsilon bool, params []float32, history []fl.
 	if err := report.WritePlot(o.Out, "metrics.png", fmt.Sprintf("%s %s", o.Model, o.Dataset), series); err != nil {
 		return err
 	}
-	if err := report.WriteModel(o.Out, "model.bin", o.Model, params); err != nil {
+	if err := writeModelFiles(o, params, summary); err != nil {
 		return err
 	}
 	return report.WriteJSON(o.Out, "summary.json", summary)
