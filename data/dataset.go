@@ -121,16 +121,15 @@ type Scaling struct {
 	Scale []float32 `json:"scale"`
 }
 
-// Apply rescales every example of d in place; d must have len(Mean) features.
+// Apply rescales every example of d in place (all of d.X, labelled or not); d must have
+// len(Mean) features.
 func (s *Scaling) Apply(d *Dataset) error {
 	if len(s.Mean) != d.Dim || len(s.Scale) != d.Dim {
 		return fmt.Errorf("scaling of %d features for %s, which has %d", len(s.Mean), d.Name, d.Dim)
 	}
-	for i := range d.Len() {
-		row := d.Row(i)
-		for j := range row {
-			row[j] = (row[j] - s.Mean[j]) * s.Scale[j]
-		}
+	for i, v := range d.X {
+		j := i % d.Dim
+		d.X[i] = (v - s.Mean[j]) * s.Scale[j]
 	}
 	return nil
 }

@@ -17,16 +17,6 @@ import (
 	"shoal/report"
 )
 
-// argmaxes are the predicted classes of logits (n×classes).
-func argmaxes(logits []float32, classes int) []int {
-	out := make([]int, len(logits)/classes)
-	for i := range out {
-		row := logits[i*classes : (i+1)*classes]
-		out[i] = slices.Index(row, slices.Max(row))
-	}
-	return out
-}
-
 // onnxPredict runs the ONNX file through onnx.checker and a NumPy evaluation of its graph
 // (report/testdata/onnx_eval.py) with Debian's python3-onnx; it skips when that is missing.
 func onnxPredict(t *testing.T, model []byte, x []float32) []int {
