@@ -202,6 +202,13 @@ func (f *givenFlag) String() string {
 	return f.Value.String()
 }
 
+func (f *givenFlag) Get() any {
+	if g, ok := f.Value.(flag.Getter); ok {
+		return g.Get()
+	}
+	return f.String()
+}
+
 func (f *givenFlag) Set(s string) error {
 	f.given = true
 	return f.Value.Set(s)
@@ -218,6 +225,13 @@ func (f datasetFlag) String() string {
 		return ""
 	}
 	return f.Value.String()
+}
+
+func (f datasetFlag) Get() any {
+	if g, ok := f.Value.(flag.Getter); ok {
+		return g.Get()
+	}
+	return f.String()
 }
 
 func (f datasetFlag) Set(s string) error {

@@ -19,6 +19,10 @@ import (
 
 func init() {
 	register(command{words: "export", summary: "convert a saved model.bin to safetensors, ONNX or NumPy .npz", run: runExport})
+	examples["export"] = []string{
+		"shoal export --format onnx --model runs/mnist/model.bin --out mnist.onnx",
+		"shoal export --format npz --model runs/mnist/model.bin --out mnist.npz",
+	}
 }
 
 // runModels holds the description of the model each run trains, keyed by the first element of

@@ -20,6 +20,10 @@ import (
 
 func init() {
 	register(command{words: "predict", summary: "predict with a saved model: accuracy on labelled data, else one class per example", run: runPredict})
+	examples["predict"] = []string{
+		"shoal predict --model runs/mnist/model.bin --data mnist-test",
+		"shoal predict --model runs/cancer/model.bin --data new-patients.csv   # one class per row",
+	}
 }
 
 type predictOptions struct {

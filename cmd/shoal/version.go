@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -10,11 +11,12 @@ import (
 
 func init() {
 	register(command{words: "version", summary: "print the module version, commit, Go version and build settings", run: runVersion})
+	examples["version"] = []string{"shoal version", "shoal version | grep vcs.revision"}
 }
 
 func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
-	if len(args) > 0 {
-		return usageErrorf("version takes no arguments, got %q", args)
+	if err := parseArgs(flag.NewFlagSet("shoal version", flag.ContinueOnError), args); err != nil {
+		return err
 	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
