@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/fips140"
 	"crypto/sha256"
-	"encoding/binary"
 	"flag"
 	"math"
 	"testing"
@@ -40,33 +39,9 @@ const goldenUpdateCmd = "go test ./he -run Golden -update"
 // goldenSeed seeds testing/cryptotest.SetGlobalRandom.
 const goldenSeed = 0x5407a1
 
-// goldenStream is a deterministic byte stream, SHA-256 in counter mode over a seed, for the
-// package's own io.Reader parameters.
-type goldenStream struct {
-	seed [32]byte
-	ctr  uint64
-	buf  []byte
-}
-
-func newGoldenStream(label string) *goldenStream {
-	return &goldenStream{seed: sha256.Sum256([]byte("shoal golden vectors: " + label))}
-}
-
-func (s *goldenStream) Read(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		if len(s.buf) == 0 {
-			var block [40]byte
-			copy(block[:], s.seed[:])
-			binary.BigEndian.PutUint64(block[32:], s.ctr)
-			s.ctr++
-			sum := sha256.Sum256(block[:])
-			s.buf = sum[:]
-		}
-		c := copy(p, s.buf)
-		s.buf, p = s.buf[c:], p[c:]
-	}
-	return n, nil
+// newGoldenStream is the fixed randomness of label, for the package's own io.Reader parameters.
+func newGoldenStream(label string) *golden.Stream {
+	return golden.NewStream(sha256.Sum256([]byte("shoal golden vectors: " + label)))
 }
 
 // checkGolden compares got with testdata/golden/<name>.golden (or rewrites the file with

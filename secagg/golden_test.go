@@ -28,39 +28,14 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 
 const goldenUpdateCmd = "go test ./secagg -run Golden -update"
 
-// goldenStream is a deterministic byte stream, SHA-256 in counter mode over a seed. It is
-// defined here (not shared with other tests) so that the vectors depend on nothing but the
-// package under test.
-type goldenStream struct {
-	seed [32]byte
-	ctr  uint64
-	buf  []byte
-}
-
-func newGoldenStream(label string, id uint64) *goldenStream {
-	s := &goldenStream{}
+// newGoldenStream is the fixed randomness of party id in the vectors of label.
+func newGoldenStream(label string, id uint64) *golden.Stream {
 	h := sha256.New()
 	h.Write([]byte("shoal golden vectors: " + label))
 	_ = binary.Write(h, binary.BigEndian, id)
-	copy(s.seed[:], h.Sum(nil))
-	return s
-}
-
-func (s *goldenStream) Read(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		if len(s.buf) == 0 {
-			var block [40]byte
-			copy(block[:], s.seed[:])
-			binary.BigEndian.PutUint64(block[32:], s.ctr)
-			s.ctr++
-			sum := sha256.Sum256(block[:])
-			s.buf = sum[:]
-		}
-		c := copy(p, s.buf)
-		s.buf, p = s.buf[c:], p[c:]
-	}
-	return n, nil
+	var seed [32]byte
+	copy(seed[:], h.Sum(nil))
+	return golden.NewStream(seed)
 }
 
 // checkGolden compares got with testdata/golden/<name>.golden (or rewrites the file with

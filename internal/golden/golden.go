@@ -6,6 +6,8 @@ package golden
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,4 +60,35 @@ func Diff(got, want []byte) string {
 	}
 	return fmt.Sprintf("first difference at offset %d (0x%x): got %s, want %s; got %d bytes, want %d",
 		i, i, window(got), window(want), len(got), len(want))
+}
+
+// Stream is a deterministic byte stream, SHA-256 in counter mode over a seed: the fixed
+// randomness that makes a protocol run, and so its messages, the same on every machine. It is
+// defined here, independent of the packages under test, so that the vectors depend on nothing
+// but the code that encodes them.
+type Stream struct {
+	seed [32]byte
+	ctr  uint64
+	buf  []byte
+}
+
+// NewStream returns the stream of seed.
+func NewStream(seed [32]byte) *Stream { return &Stream{seed: seed} }
+
+// Read fills p; it never fails.
+func (s *Stream) Read(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if len(s.buf) == 0 {
+			var block [40]byte
+			copy(block[:], s.seed[:])
+			binary.BigEndian.PutUint64(block[32:], s.ctr)
+			s.ctr++
+			sum := sha256.Sum256(block[:])
+			s.buf = sum[:]
+		}
+		c := copy(p, s.buf)
+		s.buf, p = s.buf[c:], p[c:]
+	}
+	return n, nil
 }
