@@ -374,6 +374,21 @@ func CalibrateNoise(kind string, targetEpsilon, q float64, steps int, delta floa
 		}
 		return acct.EpsilonAfter(q, z, steps, delta)
 	}
+	z, err := CalibrateNoiseFunc(targetEpsilon, eps)
+	if err != nil {
+		return 0, fmt.Errorf("%w (δ = %v, %d steps at q = %v)", err, delta, steps, q)
+	}
+	return z, nil
+}
+
+// CalibrateNoiseFunc returns the smallest noise multiplier z in [0.05, 10⁴] (to a relative
+// 10⁻⁴, rounded up) with eps(z) ≤ targetEpsilon, for any ε that does not increase with z (the
+// distributed mechanisms' accountants as well as the Gaussian's). It bisects on log z. eps may
+// return +Inf for a z at which the mechanism cannot run (it then counts as above the target).
+func CalibrateNoiseFunc(targetEpsilon float64, eps func(z float64) (float64, error)) (float64, error) {
+	if err := checkPositiveFinite("target epsilon", targetEpsilon); err != nil {
+		return 0, err
+	}
 	hi := 1.0
 	e, err := eps(hi)
 	if err != nil {
@@ -398,7 +413,7 @@ func CalibrateNoise(kind string, targetEpsilon, q float64, steps int, delta floa
 		for {
 			lo, hi = hi, hi*2
 			if hi > maxNoiseMultiplier {
-				return 0, fmt.Errorf("%w: ε = %v at δ = %v over %d steps at q = %v needs a noise multiplier above %v", ErrUnreachable, targetEpsilon, delta, steps, q, maxNoiseMultiplier)
+				return 0, fmt.Errorf("%w: ε = %v needs a noise multiplier above %v", ErrUnreachable, targetEpsilon, maxNoiseMultiplier)
 			}
 			if e, err = eps(hi); err != nil {
 				return 0, err

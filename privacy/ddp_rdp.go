@@ -96,6 +96,14 @@ func (d DiscreteEvent) RDP(alpha int) float64 {
 	}
 }
 
+// Tau is the distributed discrete Gaussian's τ (zero meaning for Skellam), see tau.
+func (d DiscreteEvent) Tau() float64 {
+	if d.Mechanism != MechanismDDGauss {
+		return 0
+	}
+	return d.tau()
+}
+
 // tau is Kairouz et al.'s τ = 10·Σ_{k=1}^{n−1} exp(−2π²σ²·k/(k+1)); the terms decrease toward
 // exp(−2π²σ²), so the sum stops once they can no longer change it.
 func (d DiscreteEvent) tau() float64 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -116,6 +117,121 @@ func TestPrivacyBadInput(t *testing.T) {
 		code, _, errs := runPrivacyCLI(t, tc.args...)
 		if code != tc.code || errs == "" {
 			t.Errorf("%v: exit %d (stderr %q), want %d with a message", tc.args, code, errs, tc.code)
+		}
+	}
+}
+
+func privacyEpsilonOf(t *testing.T, args ...string) privacyEpsilonJSON {
+	t.Helper()
+	code, out, errs := runPrivacyCLI(t, append(append([]string{"privacy", "epsilon"}, args...), "--json")...)
+	if code != 0 {
+		t.Fatalf("%v: exit %d: %s", args, code, errs)
+	}
+	var got privacyEpsilonJSON
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	return got
+}
+
+// At q = 1 and many bits the distributed mechanisms' ε falls to the Gaussian's at the same z
+// (the discretisation terms vanish; what remains is the integer grid of orders).
+func TestPrivacyEpsilonDistributedApproachesGaussian(t *testing.T) {
+	base := []string{"--sampling-rate", "1", "--noise-multiplier", "3", "--steps", "20", "--delta", "1e-5"}
+	g := privacyEpsilonOf(t, base...)
+	if g.Mechanism != "gaussian" || g.DDP != nil {
+		t.Fatalf("gaussian: %+v", g)
+	}
+	for _, m := range []string{"skellam", "ddgauss"} {
+		var prev float64
+		for _, b := range []string{"5", "12", "20"} {
+			d := privacyEpsilonOf(t, append(base, "--mechanism", m, "--bits", b, "--dim", "100", "--clients-per-round", "10")...)
+			a := d.DDP
+			if a == nil || a.Mechanism != m || a.PaddedDim != 128 || a.Shares != 10 || !(a.Gamma > 0) || !(a.L1 >= a.L2) || d.Order == nil {
+				t.Fatalf("%s b = %s: audit %+v", m, b, d)
+			}
+			// The audit is self-consistent: the summed noise is z·Δ2 in the sum's units.
+			var sumStd float64
+			if m == "skellam" {
+				if a.SkellamMu == nil || a.DDGaussSigma != nil {
+					t.Fatalf("skellam audit %+v", a)
+				}
+				sumStd = math.Sqrt(2 * *a.SkellamMu)
+			} else {
+				if a.DDGaussSigma == nil || a.Tau == nil || a.SkellamMu != nil {
+					t.Fatalf("ddgauss audit %+v", a)
+				}
+				sumStd = *a.DDGaussSigma
+			}
+			if math.Abs(sumStd/a.L2-3) > 1e-9 {
+				t.Errorf("%s b = %s: summed noise %v = %v·Δ2, want 3·Δ2", m, b, sumStd, sumStd/a.L2)
+			}
+			if prev != 0 && d.Epsilon > prev*(1+1e-12) {
+				t.Errorf("%s: ε grew with the bits: %v after %v", m, d.Epsilon, prev)
+			}
+			prev = d.Epsilon
+			if !(d.Epsilon >= g.Epsilon*0.999) {
+				t.Errorf("%s b = %s: ε = %v below the Gaussian's %v", m, b, d.Epsilon, g.Epsilon)
+			}
+			if b == "20" && !(d.Epsilon <= g.Epsilon*1.03) {
+				t.Errorf("%s b = 20: ε = %v, Gaussian %v: want within 3 %% above", m, d.Epsilon, g.Epsilon)
+			}
+			// Skellam's bound pays for a small Δ2 (few bits, small model): 5 bits, Δ2 ≈ 6.
+			if m == "skellam" && b == "5" && !(d.Epsilon > g.Epsilon*1.001) {
+				t.Errorf("skellam b = 5: ε = %v should exceed the Gaussian's %v (Δ2 = %v)", d.Epsilon, g.Epsilon, a.L2)
+			}
+		}
+	}
+}
+
+func TestPrivacyNoiseDistributedRoundTrip(t *testing.T) {
+	for _, m := range []string{"skellam", "ddgauss"} {
+		common := []string{"--sampling-rate", "0.1", "--steps", "50", "--delta", "1e-5", "--mechanism", m, "--bits", "14",
+			"--dim", "5000", "--clients-per-round", "50", "--min-clients", "40"}
+		code, out, errs := runPrivacyCLI(t, append(append([]string{"privacy", "noise", "--target-epsilon", "2"}, common...), "--json")...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", m, code, errs)
+		}
+		var n privacyNoiseJSON
+		if err := json.Unmarshal([]byte(out), &n); err != nil {
+			t.Fatalf("output %q: %v", out, err)
+		}
+		if n.Mechanism != m || n.DDP == nil || n.DDP.Shares != 40 || !(n.Epsilon <= 2 && n.Epsilon > 1.99) {
+			t.Fatalf("%s: %+v", m, n)
+		}
+		// privacy epsilon at the calibrated z spends the same ε; 0.1 % less noise spends more.
+		e := privacyEpsilonOf(t, append(common, "--noise-multiplier", jsonNum(n.NoiseMultiplier))...)
+		if math.Abs(e.Epsilon-n.Epsilon) > 1e-9 || !reflect.DeepEqual(e.DDP, n.DDP) {
+			t.Errorf("%s: epsilon at z = %v: %v (%+v), noise said %v (%+v)", m, n.NoiseMultiplier, e.Epsilon, e.DDP, n.Epsilon, n.DDP)
+		}
+		if e := privacyEpsilonOf(t, append(common, "--noise-multiplier", jsonNum(n.NoiseMultiplier*0.999))...); !(e.Epsilon > 2) {
+			t.Errorf("%s: z = %v·0.999 spends ε = %v ≤ the target: the calibration is not the smallest", m, n.NoiseMultiplier, e.Epsilon)
+		}
+	}
+}
+
+func TestPrivacyDistributedBadFlags(t *testing.T) {
+	ok := []string{"privacy", "epsilon", "--noise-multiplier", "1", "--sampling-rate", "0.01", "--steps", "10", "--delta", "1e-5"}
+	dd := append(append([]string{}, ok...), "--dim", "1000", "--clients-per-round", "50")
+	for _, tc := range []struct {
+		args []string
+		flag string
+	}{
+		{append(append([]string{}, dd...), "--mechanism", "laplace"), "--mechanism"},
+		{append(append([]string{}, ok...), "--mechanism", "skellam", "--clients-per-round", "50"), "--dim"},
+		{append(append([]string{}, ok...), "--mechanism", "skellam", "--dim", "1000"), "--clients-per-round"},
+		{append(append([]string{}, dd...), "--mechanism", "skellam", "--bits", "30"), "--bits"},
+		{append(append([]string{}, dd...), "--mechanism", "ddgauss", "--bits", "3"), "--bits"},
+		{append(append([]string{}, dd...), "--mechanism", "skellam", "--clip", "0"), "--clip"},
+		{append(append([]string{}, dd...), "--mechanism", "skellam", "--modclip-prob", "1"), "--modclip-prob"},
+		{append(append([]string{}, dd...), "--mechanism", "skellam", "--min-clients", "60"), "--min-clients"},
+		{append(append([]string{}, dd...), "--mechanism", "skellam", "--accountant", "pld"), "--accountant"},
+		{append(append([]string{}, dd...), "--mechanism", "ddgauss", "--bits", "8", "--noise-multiplier", "0.05", "--dim", "1", "--clients-per-round", "10"), "--mechanism ddgauss"}, // share σ < 1/2
+		{[]string{"privacy", "noise", "--target-epsilon", "1", "--sampling-rate", "0.01", "--steps", "10", "--delta", "1e-5", "--mechanism", "skellam", "--dim", "-1", "--clients-per-round", "5"}, "--dim"},
+	} {
+		code, _, errs := runPrivacyCLI(t, tc.args...)
+		if code != 2 || !strings.Contains(errs, tc.flag) {
+			t.Errorf("%v: exit %d, stderr %q: want 2 naming %s", tc.args, code, errs, tc.flag)
 		}
 	}
 }
