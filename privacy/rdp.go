@@ -164,7 +164,26 @@ func logAFractional(q, z, alpha float64) float64 {
 }
 
 // logBracket returns log((1+y)^α − 1 − αy) for y = q·(e^u − 1) > −1, accurately for small y.
+//
+// For u > 30 it works with log y instead of y: with a small noise multiplier z, u = (2x−1)/(2z²)
+// reaches thousands over the quadrature range (at z = 0.05, x = α + 30z gives u ≈ 200·(2α+2)),
+// e^u and y overflow to +Inf, and the bracket would be Inf − Inf = NaN (the "RDP at order 1.001
+// is NaN" of `privacy epsilon --noise-multiplier 0.05 --sampling-rate 0.25`). In logs,
+// log y = log q + log(e^u − 1) and log(1+y) = log(1 + e^{log y}) are finite, and
+//
+//	log((1+y)^α − 1 − αy) = a + log(1 − e^{log(1+αy) − a}),  a = α·log(1+y),
+//
+// where log(1+αy) − a < 0 because the bracket is positive (convexity of (1+y)^α, y > 0).
 func logBracket(q, alpha, u float64) float64 {
+	if u > 30 {
+		ly := math.Log(q) + logExpm1(u)
+		a := alpha * log1pExp(ly)
+		r := log1pExp(math.Log(alpha)+ly) - a
+		if !(r < 0) {
+			return math.Inf(-1) // only through rounding, when the bracket is below a's ulp
+		}
+		return a + math.Log1p(-math.Exp(r))
+	}
 	y := q * math.Expm1(u)
 	if y == 0 {
 		return math.Inf(-1)

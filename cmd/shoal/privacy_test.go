@@ -235,3 +235,15 @@ func TestPrivacyDistributedBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// The small-noise bug: "RDP at order 1.001 is NaN" at z = 0.05 and 0.1 (q = 0.25, one step).
+func TestPrivacyEpsilonSmallNoise(t *testing.T) {
+	prev := math.Inf(1)
+	for _, z := range []string{"0.05", "0.1"} {
+		e := privacyEpsilonOf(t, "--sampling-rate", "0.25", "--noise-multiplier", z, "--steps", "1", "--delta", "1e-5")
+		if !(e.Epsilon > 0 && e.Epsilon < prev) || e.Order == nil {
+			t.Errorf("z = %s: %+v (previous ε %v)", z, e, prev)
+		}
+		prev = e.Epsilon
+	}
+}
