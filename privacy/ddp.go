@@ -302,11 +302,23 @@ func (p *DDPParams) addShare(q []int64, src *Source) error {
 	switch p.Mechanism {
 	case MechanismSkellam:
 		mu := p.ShareParam / 2
+		if t := cachedTable("poisson", mu, func() *tableSampler { return newPoissonTable(mu) }); t != nil {
+			for i := range q {
+				q[i] += t.sample(src) - t.sample(src)
+			}
+			return nil
+		}
 		ps := newPoissonSampler(mu)
 		for i := range q {
 			q[i] += ps.sample(src) - ps.sample(src)
 		}
 	case MechanismDDGauss:
+		if t := cachedTable("dgauss", p.ShareParam, func() *tableSampler { return newDGaussTable(p.ShareParam) }); t != nil {
+			for i := range q {
+				q[i] += t.sample(src)
+			}
+			return nil
+		}
 		g := newDGaussSampler(p.ShareParam)
 		for i := range q {
 			q[i] += g.sample(src)
