@@ -466,9 +466,21 @@ func TestServerRefusesUnauthorisedClients(t *testing.T) {
 		{"revoked", certs, "mallory", "mallory"},
 		{"another client's name", certs, "alice", "bob"},
 	} {
-		if err := try(tc.dir, tc.cert, tc.hello); !errors.Is(err, grpctransport.ErrRefused) {
+		err := try(tc.dir, tc.cert, tc.hello)
+		if !errors.Is(err, grpctransport.ErrRefused) {
 			t.Errorf("%s: %v, want a refusal", tc.name, err)
 		}
+		if tc.name == "revoked" && (err == nil || !strings.Contains(err.Error(), "certificate revoked")) {
+			t.Errorf("the revoked client is not told it is revoked: %v", err)
+		}
+	}
+	// The server says why it refused each handshake (issue 13, item 9); the client of another
+	// CA refuses the server's certificate first.
+	for _, reason := range []string{pki.RefusedNoCertificate, pki.RefusedByClient} {
+		srv.waitFor("reason="+reason, 30*time.Second)
+	}
+	if !strings.Contains(srv.log(), "TLS handshake refused") {
+		t.Errorf("server log without the handshake refusals:\n%s", srv.log())
 	}
 	if strings.Contains(srv.log(), "round   1/1") {
 		t.Fatal("a round ran with refused clients")
