@@ -35,6 +35,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/big"
 	"net"
@@ -43,6 +44,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -363,6 +365,23 @@ func ServerTLSConfig(dir string) (*tls.Config, error) {
 // with the operator's options), which a handshake re-reads when its size or modification time
 // changed, and which the caller shares with whatever re-checks live connections.
 func ServerTLSConfigWith(dir string, rev *Revocations) (*tls.Config, error) {
+	return ServerTLSConfigFor(dir, rev, ServerTLSOptions{})
+}
+
+// ServerTLSOptions adjust the handshake check of ServerTLSConfigFor.
+type ServerTLSOptions struct {
+	// DeferRevoked lets the handshake of a revoked but otherwise valid certificate (the CA's,
+	// not expired, a valid client name) complete, so that the server can refuse the client's
+	// first request with a reason the client reads ("certificate revoked") instead of a broken
+	// connection it cannot tell from a network fault. The caller must then check every
+	// connection against the same Revocations before it serves anything on it (the transport's
+	// grpctransport.TLSRevocation does, for each session): without that check a revoked client
+	// would be served. While the list is unusable, handshakes are refused as without it.
+	DeferRevoked bool
+}
+
+// ServerTLSConfigFor is ServerTLSConfigWith with options.
+func ServerTLSConfigFor(dir string, rev *Revocations, opts ServerTLSOptions) (*tls.Config, error) {
 	if rev == nil {
 		return nil, errors.New("server TLS config: no revocation list")
 	}
@@ -381,20 +400,88 @@ func ServerTLSConfigWith(dir string, rev *Revocations) (*tls.Config, error) {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    pool,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("shoal: no client certificate")
-			}
-			rev.refreshIfTouched()
-			leaf := cs.PeerCertificates[0]
-			if err := rev.Check(leaf); err != nil {
-				return fmt.Errorf("shoal: %w", err)
-			}
-			if _, err := certName(leaf); err != nil {
-				return fmt.Errorf("shoal: %w", err)
-			}
-			return nil
+			return verifyClient(cs, rev, opts)
 		},
 	}, nil
+}
+
+// ErrBadClientName is wrapped by the handshake refusal of a certificate of the CA that
+// carries no valid client name (CommonName and URI SAN disagree, or neither is a valid name).
+var ErrBadClientName = errors.New("client certificate has no valid client name")
+
+// verifyClient is the handshake check after the chain was verified: the certificate carries
+// a valid client name and, unless deferred, is not revoked.
+func verifyClient(cs tls.ConnectionState, rev *Revocations, opts ServerTLSOptions) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("shoal: no client certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+	if _, err := certName(leaf); err != nil {
+		return fmt.Errorf("shoal: %w (CN %q): %w", ErrBadClientName, leaf.Subject.CommonName, err)
+	}
+	rev.refreshIfTouched()
+	err := rev.Check(leaf)
+	if err != nil && !(opts.DeferRevoked && errors.Is(err, ErrRevoked)) {
+		return fmt.Errorf("shoal: %w", err)
+	}
+	return nil
+}
+
+// Refusal reasons RefusalReason gives, the values of the reason label of
+// shoal_refused_total for handshakes.
+const (
+	RefusedUnknownCA      = "unknown-ca"       // the client certificate is not from the run's CA
+	RefusedNoCertificate  = "no-certificate"   // the client presented none
+	RefusedRevoked        = "revoked"          // the certificate is on the revocation list
+	RefusedRevocationList = "revocation-list"  // the list is unusable: every client is refused
+	RefusedBadName        = "bad-name"         // a certificate of the CA without a valid client name
+	RefusedExpired        = "expired"          // expired or not yet valid (check the clocks)
+	RefusedBadCertificate = "bad-certificate"  // otherwise invalid: wrong key usage, unparsable
+	RefusedByClient       = "client-refused"   // the client refused the server's certificate (wrong server name or CA)
+	RefusedAborted        = "aborted"          // the connection ended mid-handshake (a probe, a client that gave up)
+	RefusedHandshake      = "handshake-failed" // any other TLS failure (not TLS at all, version)
+)
+
+// RefusalReason classifies the error of a server's failed TLS handshake with a configuration
+// of ServerTLSConfigFor: one of the Refused constants.
+func RefusalReason(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var op *net.OpError
+	msg := err.Error()
+	switch {
+	case errors.Is(err, ErrRevoked):
+		return RefusedRevoked
+	case errors.Is(err, ErrRevocationUnusable):
+		return RefusedRevocationList
+	case errors.Is(err, ErrBadClientName):
+		return RefusedBadName
+	case errors.As(err, &unknown):
+		return RefusedUnknownCA
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return RefusedExpired
+	case errors.As(err, &invalid), strings.Contains(msg, "failed to verify certificate"),
+		strings.Contains(msg, "failed to parse certificate"):
+		return RefusedBadCertificate
+	case strings.Contains(msg, "didn't provide a certificate"), strings.Contains(msg, "no client certificate"):
+		return RefusedNoCertificate
+	case errors.As(err, &op) && op.Op == "remote error":
+		return RefusedByClient
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, os.ErrDeadlineExceeded):
+		return RefusedAborted
+	}
+	return RefusedHandshake
+}
+
+// PresentedCertificate is the client certificate a failed handshake was refused for, when the
+// error carries it (a certificate that failed verification), else nil.
+func PresentedCertificate(err error) *x509.Certificate {
+	var verr *tls.CertificateVerificationError
+	if errors.As(err, &verr) && len(verr.UnverifiedCertificates) > 0 {
+		return verr.UnverifiedCertificates[0]
+	}
+	return nil
 }
 
 // ClientTLSConfig returns a client's TLS configuration: TLS 1.3 only, trusting only the CA in

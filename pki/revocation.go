@@ -20,6 +20,14 @@ import (
 // RevocationOptions.AllowMissing). `shoal certs init` writes an empty list.
 var ErrNoRevocationList = errors.New("revocation list missing")
 
+// ErrRevoked is wrapped by the refusal of a revoked certificate (Check, CheckSerial and the
+// handshake check of ServerTLSConfigWith).
+var ErrRevoked = errors.New("certificate revoked")
+
+// ErrRevocationUnusable is wrapped by every refusal while the revocation list is missing,
+// unreadable or malformed: nobody can tell who is revoked, so every client is refused.
+var ErrRevocationUnusable = errors.New("revocation list unusable, refusing every client")
+
 // maxRevokedBytes bounds revoked.txt (about 200,000 serials with comments): a larger file is
 // refused, as an unreadable one, rather than read into memory every heartbeat.
 const maxRevokedBytes = 16 << 20
@@ -179,10 +187,10 @@ func (r *Revocations) CheckSerial(serial string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err != nil {
-		return fmt.Errorf("refusing every client, revocation list unusable: %w", r.err)
+		return fmt.Errorf("%w: %w", ErrRevocationUnusable, r.err)
 	}
 	if r.serials[serial] {
-		return fmt.Errorf("client certificate %s is revoked", serial)
+		return fmt.Errorf("%w: client certificate %s", ErrRevoked, serial)
 	}
 	return nil
 }

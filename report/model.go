@@ -31,7 +31,10 @@ const (
 // ModelInfo describes a saved model: enough to rebuild it (nn.New(Arch, Input, len(Classes))),
 // to name its outputs, to scale inputs as in training, and to say how it was trained.
 type ModelInfo struct {
-	Arch    string   `json:"arch"`
+	Arch string `json:"arch"`
+	// Trainer is the name an external trainer (--trainer) gave in its handshake; its model is
+	// Arch "external", and Tensors are the trainer's own names and shapes.
+	Trainer string   `json:"trainer,omitempty"`
 	Input   [3]int   `json:"input_shape"` // channels, height, width of one example
 	Classes []string `json:"classes"`     // output i is Classes[i]
 	// Tensors lays out the parameter vector by layer (nn.Model.Tensors).

@@ -108,6 +108,9 @@ func WriteONNX(w io.Writer, m *Model) error {
 	if err := m.Check(); err != nil {
 		return err
 	}
+	if m.Info.Trainer != "" {
+		return fmt.Errorf("onnx: the model of external trainer %q has no graph Shoal knows (export safetensors or npz)", m.Info.Trainer)
+	}
 	in := m.Info.Input
 	g := &onnxGraph{}
 	ts := m.Info.Tensors

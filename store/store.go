@@ -276,6 +276,37 @@ func (s *Store) RunConfig(runID int64) ([]byte, error) {
 	return config, nil
 }
 
+// DeleteRunWithoutRounds deletes run runID, with its initial model and public values, if no
+// round of it was committed, and reports whether it did: a run that never started (a server
+// stopped or failing while it waited for clients) leaves nothing behind. A run with a
+// committed round is never deleted (false, nil). ErrNoRun if there is no such run.
+func (s *Store) DeleteRunWithoutRounds(runID int64) (bool, error) {
+	deleted := false
+	err := s.inTx(func(tx *sql.Tx) error {
+		if err := runExists(tx, runID); err != nil {
+			return err
+		}
+		last, _, err := lastRoundInfo(tx, runID)
+		if err != nil || last > 0 {
+			return err
+		}
+		// The schema cascades; the children go first all the same, so that a file whose
+		// foreign keys are off keeps no orphans.
+		for _, q := range []string{"DELETE FROM rounds WHERE run_id = ?", "DELETE FROM public WHERE run_id = ?",
+			"DELETE FROM runs WHERE id = ?"} {
+			if _, err := tx.Exec(q, runID); err != nil {
+				return err
+			}
+		}
+		deleted = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("delete run %d: %w", runID, explain(err))
+	}
+	return deleted, nil
+}
+
 // SaveInitialModel stores the model a run starts from, as round 0. It may be replaced until
 // round 1 is committed, not after.
 func (s *Store) SaveInitialModel(runID int64, model []float32) error {

@@ -185,8 +185,7 @@ func targetByDataset(fs *flag.FlagSet) {
 	t := &givenFlag{Value: target.Value}
 	target.Value = t
 	target.DefValue = "0"
-	target.Usage = "stop at the first round whose test `accuracy` reaches this (0: run all rounds; default: 0.975 for mnist, 0 for the other datasets)"
-	dataset.Usage = "`name` of the dataset: " + strings.Join(data.Names(), ", ")
+	target.Usage = "stop at the first round whose test accuracy reaches this (0: run all rounds; default: 0.975 for mnist, 0 for the other datasets)"
 	dataset.Value = datasetFlag{Value: dataset.Value, target: t}
 }
 

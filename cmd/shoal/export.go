@@ -27,8 +27,8 @@ func init() {
 
 // runModels holds the description of the model each run trains, keyed by the first element of
 // the parameter vector the engine trains in place (set by buildPlan, taken when the run
-// directory's model files are written; a run whose vector was replaced, by an external
-// --trainer, has none).
+// directory's model files are written; an external --trainer replaces the vector and its
+// description by the trainer's, from its handshake).
 var runModels sync.Map // *float32 → report.ModelInfo
 
 // describeModel is the self-describing part of a saved model: architecture, input, classes,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -60,7 +61,7 @@ func newNetwork(ctx context.Context, o serverOptions, plan *runPlan, run *server
 	if err != nil {
 		return nil, err
 	}
-	cfg, creds, err := transportConfig(o, run, logger)
+	cfg, tlsCfg, err := transportConfig(o, run, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +91,10 @@ func newNetwork(ctx context.Context, o serverOptions, plan *runPlan, run *server
 	n := &serverNetwork{srv: srv, metrics: metrics, addr: lis.Addr(), mode: "mutual TLS", serve: make(chan error, 1)}
 	if o.Insecure {
 		n.mode = "INSECURE plaintext"
+	}
+	var creds []grpc.ServerOption
+	if tlsCfg != nil { // refused handshakes are logged and counted with their reason
+		creds = append(creds, grpc.Creds(srv.ObserveHandshakes(credentials.NewTLS(tlsCfg), pki.RefusalReason, pki.PresentedCertificate)))
 	}
 	go func() { n.serve <- srv.Serve(metrics.CountingListener(lis), creds...) }()
 	n.closers = append(n.closers, func() { srv.Close(false, "server stopped", 5*time.Second) })
@@ -128,8 +133,8 @@ func deploymentSecureSum(o serverOptions, engine *fl.Engine) (securesum.Spec, er
 }
 
 // transportConfig is the gRPC transport's configuration: identity (mutual TLS or, explicitly,
-// none), the client registry of the store, chunking and heartbeats.
-func transportConfig(o serverOptions, run *serverRun, logger *slog.Logger) (grpctransport.ServerConfig, []grpc.ServerOption, error) {
+// none: a nil TLS configuration), the client registry of the store, chunking and heartbeats.
+func transportConfig(o serverOptions, run *serverRun, logger *slog.Logger) (grpctransport.ServerConfig, *tls.Config, error) {
 	cfg := grpctransport.ServerConfig{RunID: "local-" + randomHex(6), ChunkSize: o.ChunkSize, Heartbeat: o.Heartbeat, Logger: logger}
 	if run.st != nil {
 		cfg.RunID = fmt.Sprintf("run-%d", run.id)
@@ -159,13 +164,16 @@ func transportConfig(o serverOptions, run *serverRun, logger *slog.Logger) (grpc
 	if o.AllowMissingCRL {
 		logger.Warn("--allow-missing-crl: while the revocation list is missing, every certificate of the CA is accepted, and deleting the list un-revokes every client", "list", rev.Path())
 	}
-	tlsCfg, err := pki.ServerTLSConfigWith(o.Certs, rev)
+	// A revoked client completes its handshake and is refused at its Hello, with
+	// PermissionDenied "certificate revoked", so that it can say why: the transport checks every
+	// session against rev (cfg.Revocation) before anything is served on it.
+	tlsCfg, err := pki.ServerTLSConfigFor(o.Certs, rev, pki.ServerTLSOptions{DeferRevoked: true})
 	if err != nil {
 		return cfg, nil, fmt.Errorf("certificates: %w", err)
 	}
 	cfg.Authenticate = grpctransport.TLSAuthenticator(pki.PeerName)
 	cfg.Revocation = grpctransport.TLSRevocation(rev)
-	return cfg, []grpc.ServerOption{grpc.Creds(credentials.NewTLS(tlsCfg))}, nil
+	return cfg, tlsCfg, nil
 }
 
 // certSerial is the serial of the client certificate of the stream ctx belongs to ("" if none).

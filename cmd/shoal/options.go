@@ -114,14 +114,7 @@ func (t *trainOptions) register(fs *flag.FlagSet) {
 	// Each strategy declares its hyper-parameters; every one becomes a flag.
 	t.StrategyParams = strategy.Params{}
 	for _, p := range strategy.AllParams() {
-		fs.Func(p.Name, p.Usage, func(s string) error {
-			v, err := strconv.ParseFloat(s, 64)
-			if err != nil {
-				return err
-			}
-			t.StrategyParams[p.Name] = v
-			return nil
-		})
+		fs.Var(strategyParamFlag{params: &t.StrategyParams, param: p}, p.Name, p.Usage)
 	}
 	fs.IntVar(&t.Rounds, "rounds", 100, "maximum number of rounds")
 	fs.Float64Var(&t.TargetAccuracy, "target-accuracy", 0.975, "stop at the first round whose test accuracy reaches this (0: run all rounds)")
@@ -242,6 +235,71 @@ func hidden(fs *flag.FlagSet, name string) bool {
 	return slices.Contains(hiddenFlags[fs.Name()], name)
 }
 
+// flagKind is the placeholder of a flag's value in the help, and its usage: a back-quoted word
+// of the usage, else the value's type as flag.UnquoteUsage names it — for a wrapped value (for
+// which UnquoteUsage says only "value"), the type of what its Get returns, or its own kind.
+func flagKind(f *flag.Flag) (kind, usage string) {
+	kind, usage = flag.UnquoteUsage(f)
+	if kind != "value" {
+		return kind, usage
+	}
+	if k, ok := f.Value.(interface{ kind() string }); ok {
+		return k.kind(), usage
+	}
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return kind, usage
+	}
+	switch g.Get().(type) {
+	case string:
+		kind = "string"
+	case float64:
+		kind = "float"
+	case int, int64:
+		kind = "int"
+	case uint, uint64:
+		kind = "uint"
+	case time.Duration:
+		kind = "duration"
+	}
+	return kind, usage
+}
+
+// strategyParamFlag is the flag of a strategy's hyper-parameter: set, it enters the run's
+// strategy parameters; unset, the strategy uses its default.
+type strategyParamFlag struct {
+	params *strategy.Params
+	param  strategy.Param
+}
+
+func (f strategyParamFlag) String() string {
+	if f.params == nil {
+		return ""
+	}
+	if v, ok := (*f.params)[f.param.Name]; ok {
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	return ""
+}
+
+// kind is the help's placeholder: int for a count. (No Get: configTOML writes only the
+// parameters given, from StrategyParams.)
+func (f strategyParamFlag) kind() string {
+	if f.param.Integer {
+		return "int"
+	}
+	return "float"
+}
+
+func (f strategyParamFlag) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return err
+	}
+	(*f.params)[f.param.Name] = v
+	return nil
+}
+
 // printHelp is a command's help: what it does, its flags (spelled --name) and examples.
 func printHelp(w io.Writer, c command, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "Usage: shoal %s [flags]\n\n%s.\n\nFlags:\n", c.words, c.summary)
@@ -249,7 +307,7 @@ func printHelp(w io.Writer, c command, fs *flag.FlagSet) {
 		if hidden(fs, f.Name) {
 			return
 		}
-		kind, usage := flag.UnquoteUsage(f)
+		kind, usage := flagKind(f)
 		line := "  --" + f.Name
 		if kind != "" {
 			line += " " + kind

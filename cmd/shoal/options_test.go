@@ -192,3 +192,28 @@ func TestConfigTOMLRoundTrip(t *testing.T) {
 		t.Fatal("the run from config.toml trained another model")
 	}
 }
+
+// Every flag's placeholder in the help is its value's type, as flag.UnquoteUsage names it:
+// wrapped values (--dataset, --target-accuracy) and the strategies' hyper-parameters used to
+// show "name", "accuracy" or "value".
+func TestHelpShowsValueTypes(t *testing.T) {
+	kinds := map[string]bool{"string": true, "float": true, "int": true, "uint": true, "duration": true}
+	for _, cmd := range []string{"simulate", "server", "client"} {
+		_, stdout, _ := shoal(t, cmd, "-h")
+		for _, line := range strings.Split(stdout, "\n") {
+			f := strings.Fields(line)
+			if !strings.HasPrefix(line, "  --") || len(f) < 2 {
+				continue
+			}
+			if !kinds[f[1]] {
+				t.Errorf("%s -h: %q shows %q, not a value type", cmd, line, f[1])
+			}
+		}
+	}
+	_, stdout, _ := shoal(t, "simulate", "-h")
+	for _, want := range []string{"  --dataset string\n", "  --target-accuracy float\n", "  --krum-f int\n", "  --server-lr float\n"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("simulate -h lacks %q", want)
+		}
+	}
+}

@@ -64,6 +64,9 @@ func loadSavedModel(path string) (*report.Model, *nn.Model, error) {
 		return nil, nil, err
 	}
 	in := saved.Info.Input
+	if saved.Info.Trainer != "" {
+		return nil, nil, fmt.Errorf("%s is the model of external trainer %q: predict with the trainer (its weights are in model.safetensors)", path, saved.Info.Trainer)
+	}
 	if len(saved.Info.Classes) == 0 {
 		return nil, nil, fmt.Errorf("%s has no description (a model file of format version 1): re-run to predict with it", path)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"shoal/fl"
 	"shoal/store"
@@ -15,6 +16,7 @@ type serverRun struct {
 	id         int64
 	history    []fl.RoundReport // committed by an earlier process of this run
 	checkpoint *fl.Checkpoint   // the last committed round, with --resume
+	created    bool             // this process recorded the run (not a resume)
 }
 
 // openServerRun opens (or creates, in an existing directory) --store and, with --resume, takes the run's configuration,
@@ -102,6 +104,7 @@ func (r *serverRun) begin(o serverOptions, plan *runPlan) error {
 	if r.id, err = r.st.CreateRun(cfg); err != nil {
 		return fmt.Errorf("run store: %w", err)
 	}
+	r.created = true
 	if err := r.st.SaveInitialModel(r.id, plan.params); err != nil {
 		return fmt.Errorf("run store: %w", err)
 	}
@@ -122,6 +125,22 @@ func (r *serverRun) commit(cp fl.Checkpoint, rep fl.RoundReport) error {
 		return err
 	}
 	return r.st.CommitRound(r.id, cp.Round, cp.Model, metrics, cp.Privacy, state)
+}
+
+// discardUnstarted removes the run this process recorded if no round of it was committed (the
+// server was stopped by a signal, or failed, before its first round), so that the store keeps
+// no empty run; a resumed run, and any run with a committed round, stays.
+func (r *serverRun) discardUnstarted(stderr io.Writer) {
+	if r.st == nil || !r.created {
+		return
+	}
+	deleted, err := r.st.DeleteRunWithoutRounds(r.id)
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "warning: run %d has no round but stays in the store: %v\n", r.id, err)
+	case deleted:
+		fmt.Fprintf(stderr, "no round was completed: run %d removed from the store %s\n", r.id, r.st.Path())
+	}
 }
 
 func (r *serverRun) close() {

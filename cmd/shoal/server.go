@@ -108,6 +108,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, reprodu
 	dir, err := claimRunDir(&o.Out, "server", o.Resume)
 	if err == nil {
 		defer dir.release()
+		// Stopped by a signal or failing before round 1: no empty run stays in the store.
+		defer run.discardUnstarted(stderr)
 		err = run.begin(*o, plan)
 	}
 	if err != nil {

@@ -466,9 +466,21 @@ func TestServerRefusesUnauthorisedClients(t *testing.T) {
 		{"revoked", certs, "mallory", "mallory"},
 		{"another client's name", certs, "alice", "bob"},
 	} {
-		if err := try(tc.dir, tc.cert, tc.hello); !errors.Is(err, grpctransport.ErrRefused) {
+		err := try(tc.dir, tc.cert, tc.hello)
+		if !errors.Is(err, grpctransport.ErrRefused) {
 			t.Errorf("%s: %v, want a refusal", tc.name, err)
 		}
+		if tc.name == "revoked" && (err == nil || !strings.Contains(err.Error(), "certificate revoked")) {
+			t.Errorf("the revoked client is not told it is revoked: %v", err)
+		}
+	}
+	// The server says why it refused each handshake (issue 13, item 9); the client of another
+	// CA refuses the server's certificate first.
+	for _, reason := range []string{pki.RefusedNoCertificate, pki.RefusedByClient} {
+		srv.waitFor("reason="+reason, 30*time.Second)
+	}
+	if !strings.Contains(srv.log(), "TLS handshake refused") {
+		t.Errorf("server log without the handshake refusals:\n%s", srv.log())
 	}
 	if strings.Contains(srv.log(), "round   1/1") {
 		t.Fatal("a round ran with refused clients")
@@ -701,13 +713,13 @@ func TestAttackSilentClientStallsRunByDefault(t *testing.T) {
 }
 
 // SIGTERM is a clean stop, not an error: a server still waiting for clients exits 0 and
-// writes nothing; a simulation stopped mid-run exits 0 and its run directory holds the rounds
-// it did.
+// writes nothing, neither a run directory nor a run in its store; a simulation stopped mid-run
+// exits 0 and its run directory holds the rounds it did.
 func TestSignalIsACleanStop(t *testing.T) {
 	dir := t.TempDir()
-	serverOut := filepath.Join(dir, "server-run")
+	serverOut, db := filepath.Join(dir, "server-run"), filepath.Join(dir, "fl.db")
 	srv := startProc(t, "server", append([]string{"server", "--insecure", "--listen", freeAddr(t), "--out", serverOut,
-		"--wait-clients", "2"}, trainingArgs(2)...)...)
+		"--store", db, "--wait-clients", "2"}, trainingArgs(2)...)...)
 	srv.waitFor("waiting for 2 clients", 60*time.Second)
 	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -718,6 +730,16 @@ func TestSignalIsACleanStop(t *testing.T) {
 	srv.waitFor("stopped by signal after round 0", time.Second)
 	if _, err := os.Stat(serverOut); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a run that never started wrote %s (%v)", serverOut, err)
+	}
+	srv.waitFor("no round was completed: run 1 removed from the store", time.Second)
+	st, err := store.OpenExisting(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = st.LatestRun()
+	st.Close()
+	if !errors.Is(err, store.ErrNoRun) {
+		t.Fatalf("a server stopped before its first round left a run in the store: %v", err)
 	}
 
 	simOut := filepath.Join(dir, "sim-run")

@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
 	"shoal/fl"
+	"shoal/report"
 	"shoal/sim"
 	"shoal/trainer"
 	"shoal/trainer/process"
@@ -83,7 +85,13 @@ func useTrainer(ctx context.Context, o simOptions, plan *runPlan, logger *slog.L
 		pool.close()
 		return nil, fmt.Errorf("--trainer: initial parameters: %w", err)
 	}
+	if len(plan.params) > 0 { // the built-in model's description goes with its vector
+		runModels.Delete(&plan.params[0])
+	}
 	plan.params, *plan.dim = init, len(init)
+	if len(init) > 0 { // model.bin and model.safetensors carry the trainer's layout
+		runModels.Store(&init[0], trainerModel(central.Name(), central.Layout(), o.Dataset))
+	}
 	plan.engine.Evaluate = func(params []float32) (float64, float64, error) {
 		res, err := central.Evaluate(context.Background(), -1, process.Data{All: true}, params)
 		if err == nil && res.NumExamples == 0 {
@@ -165,4 +173,17 @@ func trainerLocals(o clientOptions) ([]func(int, fl.ClientID) (fl.Client, error)
 		desc = fmt.Sprintf("trainer %q on shard %d of %s (%d examples)", o.trainer.Trainer, o.PartitionIndex, o.data.Dataset, len(locals[0].trainIdx))
 	}
 	return factories, desc, nil
+}
+
+// trainerModel describes an external trainer's model for the run's model files: the name and
+// the parameter layout of its handshake (tensor names and shapes, in the order of the flat
+// parameter vector).
+func trainerModel(name string, layout process.Layout, dataset string) report.ModelInfo {
+	info := report.ModelInfo{Arch: "external", Trainer: name, Dataset: dataset}
+	offset := 0
+	for _, t := range layout {
+		info.Tensors = append(info.Tensors, report.Tensor{Name: t.Name, Shape: slices.Clone(t.Shape), Offset: offset})
+		offset += t.Size()
+	}
+	return info
 }

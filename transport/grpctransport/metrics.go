@@ -43,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		stageSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "shoal_stage_seconds", Help: "Latency of a round's stages.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}, []string{"stage"}),
 		tasks:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shoal_tasks_total", Help: "Tasks sent to clients, by kind and outcome."}, []string{"kind", "outcome"}),
-		refused:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shoal_refused_total", Help: "Sessions and messages refused, by reason."}, []string{"reason"}),
+		refused:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shoal_refused_total", Help: "TLS handshakes, sessions and messages refused, by reason."}, []string{"reason"}),
 		bytesIn:  prometheus.NewCounter(prometheus.CounterOpts{Name: "shoal_bytes_in_total", Help: "Bytes received on client connections (TLS and HTTP/2 framing included)."}),
 		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{Name: "shoal_bytes_out_total", Help: "Bytes sent on client connections (TLS and HTTP/2 framing included)."}),
 	}
