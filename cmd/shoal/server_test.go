@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -874,5 +875,77 @@ func TestMetricsGaugesAndLinger(t *testing.T) {
 	}
 	if err := srv.wait(30 * time.Second); err != nil {
 		t.Fatalf("SIGTERM while lingering: %v, want exit 0", err)
+	}
+}
+
+// Distributed DP over the network with SecAgg+ and two clients crashing in the middle of round
+// 2's protocol (after sharing keys, before their masked input): the round completes with the
+// four survivors, and the ε the server reports is the one of the noise shares actually summed
+// (6, 4, 4), not of the six planned.
+func TestDistributedDPOverNetworkSurvivesTwoCrashedClients(t *testing.T) {
+	const clients = 6
+	dp := []string{"--sampling", "poisson", "--fraction", "1", "--rounds", "3", "--lr", "0.05", "--target-accuracy", "0",
+		"--secure-sum", "secaggplus", "--max-dropout", "0.34", "--dp", "distributed", "--mechanism", "skellam",
+		"--noise-multiplier", "0.5", "--clip", "1"}
+	addr := freeAddr(t)
+	// No --seed: a DP deployment refuses it (clients take their shards by --partition-index).
+	srv := startProc(t, "server", append([]string{"server", "--insecure", "--listen", addr, "--out", filepath.Join(t.TempDir(), "run"),
+		"--wait-clients", "6", "--fit-timeout", "60s", "--stage-timeout", "30s", "--heartbeat", "1s", "--json",
+		"--dataset", "synthetic", "--model", "logreg", "--clients", fmt.Sprint(clients)}, dp...)...)
+	for i, name := range clientNames(clients) {
+		cargs := append([]string{"client", "--insecure", "--server", addr, "--name", name, "--partition-index", fmt.Sprint(i),
+			"--max-backoff", "300ms", "--require-ddp-noise", "0.5"}, trainingArgs(clients)...)
+		if i >= 4 {
+			cargs = append(cargs, "--fault-exit-at", "2/2") // stage 2: the masked input
+		}
+		startProc(t, name, cargs...)
+	}
+	if err := srv.wait(90 * time.Second); err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	s := decodeSummary(t, srv.stdout.Bytes())
+	counts := []int{}
+	for _, h := range s.History {
+		counts = append(counts, h.Participants)
+	}
+	if s.RoundsRun != 3 || !slices.Equal(counts, []int{6, 4, 4}) || s.History[1].Dropped != 2 {
+		t.Fatalf("rounds %d, participants %v: %+v", s.RoundsRun, counts, s.History)
+	}
+	// The same mechanism, accounted by hand with the shares summed each round.
+	var o simOptions
+	if err := parseWithConfig(simulateFlags(&o, io.Discard), append([]string{"--dataset", "synthetic", "--model", "logreg",
+		"--clients", fmt.Sprint(clients)}, dp...)); err != nil {
+		t.Fatal(err)
+	}
+	epsilon := func(shares []int) []float64 {
+		fed, err := data.Synthetic(1, 1, clients, 11)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := buildPlan(o, fed, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []float64
+		for r, n := range shares {
+			if _, err := plan.engine.Privacy.Finalize(r+1, make([]float64, len(plan.params)), n, 0); err != nil {
+				t.Fatal(err)
+			}
+			eps, _, err := plan.engine.Privacy.Account(r + 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, eps)
+		}
+		return out
+	}
+	want, planned := epsilon(counts), epsilon([]int{6, 6, 6})
+	for i, h := range s.History {
+		if !close64(h.Epsilon, want[i], 1e-9) {
+			t.Fatalf("round %d: reported ε %v, the shares summed give %v (six shares would give %v)", i+1, h.Epsilon, want[i], planned[i])
+		}
+	}
+	if close64(want[2], planned[2], 1e-6) {
+		t.Fatalf("the accounting does not depend on the shares summed: %v vs %v", want, planned)
 	}
 }
