@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 
 	"shoal/privacy"
 )
@@ -42,16 +41,10 @@ var (
 
 // NewDistributedDP validates the configuration and derives the round parameters.
 func NewDistributedDP(cfg DistributedDPConfig) (*DistributedDP, error) {
-	switch {
-	case !(cfg.SamplingRate > 0 && cfg.SamplingRate <= 1):
-		return nil, fmt.Errorf("sampling rate must be in (0, 1], got %v", cfg.SamplingRate)
-	case cfg.Clients < 1:
-		return nil, fmt.Errorf("DP needs the number of clients, got %d", cfg.Clients)
-	case !(cfg.Delta > 0 && cfg.Delta < 1):
-		return nil, fmt.Errorf("δ must be in (0, 1), got %v", cfg.Delta)
-	case cfg.MaxEpsilon < 0 || math.IsNaN(cfg.MaxEpsilon):
-		return nil, fmt.Errorf("maximum ε must be ≥ 0, got %v", cfg.MaxEpsilon)
-	case cfg.Accountant == nil:
+	if err := checkAccounting(cfg.SamplingRate, cfg.Clients, cfg.Delta, cfg.MaxEpsilon); err != nil {
+		return nil, err
+	}
+	if cfg.Accountant == nil {
 		return nil, errors.New("distributed DP needs an RDP accountant")
 	}
 	p, err := cfg.DDP.Params(cfg.Dim)

@@ -77,8 +77,27 @@ var (
 	_ Stateful      = (*DPFedAvg)(nil)
 )
 
+// checkAccounting validates what every DP mechanism's accounting needs: Poisson rate q,
+// population N, δ and the budget.
+func checkAccounting(q float64, clients int, delta, maxEpsilon float64) error {
+	switch {
+	case !(q > 0 && q <= 1):
+		return fmt.Errorf("sampling rate must be in (0, 1], got %v", q)
+	case clients < 1:
+		return fmt.Errorf("DP needs the number of clients, got %d", clients)
+	case !(delta > 0 && delta < 1):
+		return fmt.Errorf("δ must be in (0, 1), got %v", delta)
+	case maxEpsilon < 0 || math.IsNaN(maxEpsilon):
+		return fmt.Errorf("maximum ε must be ≥ 0, got %v", maxEpsilon)
+	}
+	return nil
+}
+
 // NewDPFedAvg validates the configuration.
 func NewDPFedAvg(cfg DPConfig) (*DPFedAvg, error) {
+	if err := checkAccounting(cfg.SamplingRate, cfg.Clients, cfg.Delta, cfg.MaxEpsilon); err != nil {
+		return nil, err
+	}
 	switch {
 	case cfg.Placement != PlacementCentral && cfg.Placement != PlacementLocal:
 		return nil, fmt.Errorf("DP placement %q: want central or local", cfg.Placement)
@@ -86,14 +105,6 @@ func NewDPFedAvg(cfg DPConfig) (*DPFedAvg, error) {
 		return nil, fmt.Errorf("noise multiplier must be a positive finite number, got %v", cfg.NoiseMultiplier)
 	case !(cfg.Clip > 0) || math.IsInf(cfg.Clip, 0):
 		return nil, fmt.Errorf("clip norm must be a positive finite number, got %v", cfg.Clip)
-	case !(cfg.SamplingRate > 0 && cfg.SamplingRate <= 1):
-		return nil, fmt.Errorf("sampling rate must be in (0, 1], got %v", cfg.SamplingRate)
-	case cfg.Clients < 1:
-		return nil, fmt.Errorf("DP needs the number of clients, got %d", cfg.Clients)
-	case !(cfg.Delta > 0 && cfg.Delta < 1):
-		return nil, fmt.Errorf("δ must be in (0, 1), got %v", cfg.Delta)
-	case cfg.MaxEpsilon < 0 || math.IsNaN(cfg.MaxEpsilon):
-		return nil, fmt.Errorf("maximum ε must be ≥ 0, got %v", cfg.MaxEpsilon)
 	case cfg.Accountant == nil:
 		return nil, errors.New("DP needs an accountant")
 	case cfg.Source == nil && cfg.NoiseSeed == 0 && cfg.Placement == PlacementCentral:
