@@ -58,8 +58,12 @@ def _read_exact(stream, n):
     return bytes(buf)
 
 
-def read_frame(stream):
-    """Read one frame from a binary stream; None at a clean end of stream."""
+def read_frame(stream, params_buf=None):
+    """Read one frame from a binary stream; None at a clean end of stream.
+
+    With params_buf (a 1-D little-endian float32 array), a payload of at most params_buf.size
+    parameters is read straight into it and the frame's params is a view of it, valid until the
+    buffer is reused: one allocation per channel instead of one per frame."""
     first = stream.read(_PREFIX.size)
     if not first:
         return None
@@ -82,7 +86,10 @@ def read_frame(stream):
                             % (nparams, nindices, plen))
     params = indices = None
     if nparams:
-        params = np.empty(nparams, dtype="<f4")
+        if params_buf is not None and params_buf.size >= nparams:
+            params = params_buf[:nparams]
+        else:
+            params = np.empty(nparams, dtype="<f4")
         _read_exact_into(stream, memoryview(params).cast("B"))
     if nindices:
         indices = np.empty(nindices, dtype="<i4")
@@ -91,13 +98,16 @@ def read_frame(stream):
 
 
 def write_frame(stream, header, params=None, indices=None):
-    """Write one frame; params (float32) and indices (int32) are 1-D arrays or None."""
+    """Write one frame. params is a float32 array, or a list of them sent one after the other
+    (a model's tensors, without concatenating them); indices is an int32 array or None.
+    Contiguous little-endian float32 arrays are written from their memory, without a copy."""
     header = dict(header)
     blocks = []
     if params is not None:
-        params = np.ascontiguousarray(params, dtype="<f4").reshape(-1)
-        header["params"] = int(params.size)
-        blocks.append(params)
+        parts = params if isinstance(params, (list, tuple)) else [params]
+        parts = [np.ascontiguousarray(p, dtype="<f4").reshape(-1) for p in parts]
+        header["params"] = int(sum(p.size for p in parts))
+        blocks.extend(parts)
     if indices is not None:
         indices = np.ascontiguousarray(indices, dtype="<i4").reshape(-1)
         header["indices"] = int(indices.size)
@@ -106,9 +116,18 @@ def write_frame(stream, header, params=None, indices=None):
     if len(raw) > MAX_HEADER:
         raise ValueError("header of %d bytes exceeds %d" % (len(raw), MAX_HEADER))
     plen = sum(4 * b.size for b in blocks)
-    stream.write(_PREFIX.pack(MAGIC, len(raw), plen) + raw)
+    _write_all(stream, memoryview(_PREFIX.pack(MAGIC, len(raw), plen) + raw))
     for b in blocks:
-        view = memoryview(b).cast("B")
-        for off in range(0, len(view), CHUNK):
-            stream.write(view[off:off + CHUNK])
+        if b.size:
+            _write_all(stream, memoryview(b).cast("B"))
     stream.flush()
+
+
+def _write_all(stream, view):
+    """Write the whole memoryview: a large write passes a buffered stream's buffer by; a raw
+    stream may write less than asked, so loop."""
+    while len(view):
+        k = stream.write(view)
+        if k is None:  # a non-blocking raw stream that could not write: not ours to handle
+            raise OSError("the channel would block")
+        view = view[k:]

@@ -43,21 +43,24 @@ class Layout:
     def to_json(self):
         return [{"name": n, "shape": list(s) if s else [1], "dtype": "float32"} for n, s in self.tensors]
 
-    def flatten(self, parameters):
-        """One float32 vector from named tensors, in layout order, checking every shape."""
+    def blocks(self, parameters):
+        """The named tensors as flat little-endian float32 arrays in layout order, checking every
+        shape. Contiguous float32 tensors are not copied (write_frame sends each from its memory)."""
         items = _items(parameters)
         if len(items) != len(self.tensors):
             raise ValueError("got %d tensors, the layout has %d" % (len(items), len(self.tensors)))
-        out = np.empty(self.size, dtype="<f4")
-        off = 0
+        out = []
         for (name, value), (want, shape), size in zip(items, self.tensors, self.sizes):
-            arr = np.asarray(value, dtype=np.float32)
+            arr = np.asarray(value)
             if str(name) != want or arr.size != size or (arr.shape != shape and shape):
                 raise ValueError("tensor %r of shape %s does not match layout tensor %r %s"
                                  % (name, arr.shape, want, shape))
-            out[off:off + size] = arr.reshape(-1)
-            off += size
+            out.append(np.ascontiguousarray(arr, dtype="<f4").reshape(-1))
         return out
+
+    def flatten(self, parameters):
+        """One float32 vector from named tensors, in layout order, checking every shape."""
+        return np.concatenate(self.blocks(parameters))
 
     def unflatten(self, flat):
         """Named tensors (views of flat) in layout order."""
@@ -88,6 +91,10 @@ def _protect_stdout():
 def serve(trainer, name=None, stdin=None, stdout=None):
     """Serve Shoal's requests until it says shutdown or closes the channel.
 
+    The parameters passed to fit and evaluate are views of a receive buffer that the next
+    request overwrites: copy them (np.copy) to keep them beyond the call. Returning them, or
+    arrays computed from them, is fine: the reply is written before the next request is read.
+
     trainer has get_parameters() -> dict of name to array (its layout is taken from it once),
     optionally initial_parameters(seed) -> dict, fit(parameters, task) -> FitResult or a tuple
     (parameters, num_examples[, loss[, metrics]]), and evaluate(parameters, task) ->
@@ -97,9 +104,10 @@ def serve(trainer, name=None, stdin=None, stdout=None):
         stdin, stdout = _protect_stdout()
     name = name or type(trainer).__name__
     layout = None
+    recv = None  # the receive buffer, one per channel, sized to the layout
     while True:
         try:
-            req = protocol.read_frame(stdin)
+            req = protocol.read_frame(stdin, recv)
         except (EOFError, protocol.ProtocolError) as e:
             print("shoal_trainer: %s" % e, file=sys.stderr)
             return 1
@@ -115,6 +123,7 @@ def serve(trainer, name=None, stdin=None, stdout=None):
                                    % (protocol.VERSION, version)})
                     return 1
                 layout = Layout(trainer.get_parameters())
+                recv = np.empty(layout.size, dtype="<f4")
                 protocol.write_frame(stdout, {"type": "hello", "protocol": protocol.VERSION, "trainer": name,
                                               "layout": layout.to_json()})
                 continue
@@ -135,7 +144,7 @@ def _handle(trainer, layout, req):
     if req.type == "init":
         init = getattr(trainer, "initial_parameters", None)
         params = init(int(h.get("seed", 0))) if init else trainer.get_parameters()
-        return {"type": "params"}, layout.flatten(params)
+        return {"type": "params"}, layout.blocks(params)
     if req.type not in ("fit", "evaluate"):
         return {"type": "error", "message": "unknown message type %r" % req.type}, None
     if req.params is None or req.params.size != layout.size:
@@ -162,4 +171,4 @@ def _handle(trainer, layout, req):
     header = {"type": "fit_result", "kind": "update" if res.update else "params",
               "examples": int(res.num_examples), "loss": loss,
               "metrics": {str(k): float(v) for k, v in (res.metrics or {}).items() if np.isfinite(float(v))}}
-    return header, layout.flatten(res.parameters)
+    return header, layout.blocks(res.parameters)

@@ -91,6 +91,41 @@ class FrameTest(unittest.TestCase):
         finally:
             protocol.CHUNK = old
 
+    def test_read_into_reused_buffer(self):
+        buf = io.BytesIO()
+        protocol.write_frame(buf, {"type": "params"}, np.arange(3, dtype=np.float32))
+        protocol.write_frame(buf, {"type": "params"}, np.arange(5, dtype=np.float32))
+        buf.seek(0)
+        recv = np.full(4, -1, dtype="<f4")
+        small = protocol.read_frame(buf, recv)
+        np.testing.assert_array_equal(small.params, [0, 1, 2])
+        self.assertTrue(np.shares_memory(small.params, recv))  # read straight into the buffer
+        big = protocol.read_frame(buf, recv)  # does not fit: a fresh array, the buffer untouched
+        np.testing.assert_array_equal(big.params, [0, 1, 2, 3, 4])
+        self.assertFalse(np.shares_memory(big.params, recv))
+        np.testing.assert_array_equal(recv, [0, 1, 2, -1])
+
+    def test_write_tensor_list_and_partial_writes(self):
+        class Trickle(io.RawIOBase):  # a raw stream that accepts at most 7 bytes per write
+            def __init__(self):
+                self.data = bytearray()
+
+            def writable(self):
+                return True
+
+            def write(self, b):
+                b = bytes(memoryview(b)[:7])
+                self.data += b
+                return len(b)
+
+        a = np.arange(6, dtype=np.float32).reshape(2, 3)
+        b = np.arange(10, dtype=np.float64)[::3]  # not float32, not contiguous: converted
+        out = Trickle()
+        protocol.write_frame(out, {"type": "params"}, [a, b])
+        f = protocol.read_frame(io.BytesIO(bytes(out.data)))
+        np.testing.assert_array_equal(f.params, [0, 1, 2, 3, 4, 5, 0, 3, 6, 9])
+        self.assertEqual(f.header["params"], 10)
+
     def test_bad_frames(self):
         with self.assertRaises(protocol.ProtocolError):
             protocol.read_frame(io.BytesIO(b"hello world, I am a print() gone astray"))
@@ -134,6 +169,22 @@ class ServeTest(unittest.TestCase):
         self.assertIsNone(toy.tasks[1].indices)
         self.assertEqual(fit_all.header["examples"], 100)
         self.assertEqual(ev.header, {"type": "evaluate_result", "loss": 36.0, "accuracy": 0.25, "examples": 10})
+
+    def test_fits_in_a_row_reuse_the_receive_buffer(self):
+        class Echo(Toy):
+            def fit(self, parameters, task):
+                self.tasks.append({k: v for k, v in parameters.items()})  # keeps views, not copies
+                return parameters, 1
+
+        echo = Echo()
+        p1, p2 = np.arange(9, dtype=np.float32), -np.arange(9, dtype=np.float32)
+        code, replies = run(echo, [HELLO, ({"type": "fit", "data": "all"}, p1), ({"type": "fit", "data": "all"}, p2)])
+        self.assertEqual(code, 0)
+        np.testing.assert_array_equal(replies[1].params, p1)  # each reply was sent before the next read
+        np.testing.assert_array_equal(replies[2].params, p2)
+        first, second = echo.tasks
+        self.assertTrue(np.shares_memory(first["w"], second["w"]))  # one buffer, as documented
+        np.testing.assert_array_equal(first["b"], p2[6:])
 
     def test_user_exception_is_an_error_reply_and_serving_continues(self):
         code, replies = run(Toy(), [
