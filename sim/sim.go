@@ -112,8 +112,10 @@ func New(proto *nn.Model, fed *data.Federated, cfg Config) (*Simulation, error) 
 	}
 	s := &Simulation{cfg: cfg, proto: proto, fed: fed, pool: make(chan *worker, cfg.Workers)}
 	for i := range cfg.Workers {
-		w := &worker{model: proto.Clone()}
-		if cfg.NewClient != nil {
+		w := &worker{}
+		if cfg.NewClient == nil {
+			w.model = proto.Clone() // only the built-in trainer trains on the worker's copy
+		} else {
 			var err error
 			if w.newClient, err = cfg.NewClient(i); err != nil {
 				return nil, fmt.Errorf("worker %d: %w", i, err)
