@@ -9,6 +9,7 @@ import (
 
 	"shoal/fl"
 	"shoal/privacy"
+	"shoal/secagg"
 )
 
 func ddpConfig(mech string, minClients int) *privacy.DDPConfig {
@@ -151,5 +152,90 @@ func TestSecAggDDPClientPolicy(t *testing.T) {
 	msgs = setup(srvSpec)
 	if _, err := client(over, DDPPolicy{}).Handle(msgs[1]); !errors.Is(err, fl.ErrPolicy) {
 		t.Fatal("a client accepted a round of 4 clients whose noise is split in 6 shares")
+	}
+}
+
+// TestAttackDDPSetupDiffersFromSpec: under distributed DP a deviating server announces one Spec
+// and sends a setup whose quantisation differs from it (fewer bits, so the noise share wraps in a
+// smaller ring; another clip range; a norm bound over fewer entries; another dimension). The
+// client derives everything from its own Spec and refuses each such setup before it masks.
+func TestAttackDDPSetupDiffersFromSpec(t *testing.T) {
+	spec := Spec{Bits: 16, MaxDropout: 0.3, DDP: ddpConfig(privacy.MechanismSkellam, 3), Rand: seeded(31)}
+	spec.DDP.Cohort = 4
+	server, err := New("secagg", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.NewServer(1, []fl.ClientID{1, 2, 3, 4}, 3, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := srv.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := func() fl.SumClient {
+		s := spec
+		s.Rand = nil
+		wire, _ := s.Wire()
+		proto, err := FromWire("secagg", wire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := proto.NewClient(1, 1, fl.SumInput{Update: []float32{0.1, 0.2, 0.3}, Weight: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if _, err := client().Handle(msgs[1]); err != nil {
+		t.Fatalf("the honest setup refused: %v", err)
+	}
+	for name, tamper := range map[string]func(*secagg.Config){
+		"bits":       func(c *secagg.Config) { c.Bits = 8 },
+		"clip range": func(c *secagg.Config) { c.ClipRange *= 4 },
+		"norm dim":   func(c *secagg.Config) { c.NormDim = 1 },
+		"dim":        func(c *secagg.Config) { c.Dim *= 2; c.NormDim *= 2 },
+	} {
+		cfg, index, err := decodeSetup(msgs[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tamper(&cfg)
+		if _, err := client().Handle(encodeSetup(&cfg, index)); err == nil {
+			t.Fatalf("%s: a setup that differs from the announced Spec was accepted", name)
+		}
+	}
+}
+
+// TestAttackZeroRunID: a client checks the setup's run id against the one its Spec announced,
+// but read an all-zero id as "none" — so a server announcing run_id = 16 zero bytes got clients
+// that accept the setup of any run, and a setup carrying the all-zero id (never drawn by an
+// honest server) made every run with it share signatures, keys and rotation seeds round by
+// round. Both are refused now.
+func TestAttackZeroRunID(t *testing.T) {
+	zero := make([]byte, 16)
+	if _, err := FromWire("secagg", []byte(`{"run_id":"AAAAAAAAAAAAAAAAAAAAAA=="}`)); err == nil {
+		t.Fatal("a Spec announcing the all-zero run id accepted")
+	}
+	if _, err := New("secaggplus", Spec{RunID: zero}); err == nil {
+		t.Fatal("a server given the all-zero run id accepted it")
+	}
+	server, _ := NewSecAgg(SecAggOptions{Rand: seeded(32)})
+	srv, err := server.NewServer(1, []fl.ClientID{1, 2, 3}, 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := srv.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, index, _ := decodeSetup(msgs[1])
+	cfg.RunID = [16]byte{}
+	wire, _ := Spec{}.Wire()
+	proto, _ := FromWire("secagg", wire)
+	c, _ := proto.NewClient(1, 1, fl.SumInput{Update: []float32{0.1, 0.2}, Weight: 1})
+	if _, err := c.Handle(encodeSetup(&cfg, index)); err == nil || !strings.Contains(err.Error(), "run") {
+		t.Fatalf("a setup with the all-zero run id accepted: %v", err)
 	}
 }

@@ -59,6 +59,9 @@ func newSecAggFromSpec(plus bool, s Spec) (fl.SecureSum, error) {
 	case 0:
 	case len(o.RunID):
 		copy(o.RunID[:], s.RunID)
+		if o.RunID == ([16]byte{}) { // read as "none": the client would accept any run's setup
+			return nil, errors.New("secagg: the all-zero run id is not a run id")
+		}
 	default:
 		return nil, fmt.Errorf("secagg: run id of %d bytes, want %d", len(s.RunID), len(o.RunID))
 	}

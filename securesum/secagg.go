@@ -498,6 +498,9 @@ func (c *secaggClient) Handle(msg []byte) ([]byte, error) {
 	if cfg.Bits != c.s.o.Bits || cfg.ClipRange != c.s.o.ClipRange || cfg.NormDim != ringDim {
 		return nil, errors.New("secagg setup: quantisation parameters differ from the run's")
 	}
+	if cfg.RunID == ([16]byte{}) {
+		return nil, errors.New("secagg setup: the all-zero run id (an honest server draws 16 random bytes per run)")
+	}
 	if c.s.o.RunID != ([16]byte{}) && cfg.RunID != c.s.o.RunID {
 		return nil, fmt.Errorf("secagg setup: run %x, this client joined run %x", cfg.RunID, c.s.o.RunID)
 	}
