@@ -448,6 +448,7 @@ func RefusalReason(err error) string {
 	var unknown x509.UnknownAuthorityError
 	var invalid x509.CertificateInvalidError
 	var op *net.OpError
+	var verr *tls.CertificateVerificationError
 	msg := err.Error()
 	switch {
 	case errors.Is(err, ErrRevoked):
@@ -460,8 +461,7 @@ func RefusalReason(err error) string {
 		return RefusedUnknownCA
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
 		return RefusedExpired
-	case errors.As(err, &invalid), strings.Contains(msg, "failed to verify certificate"),
-		strings.Contains(msg, "failed to parse certificate"):
+	case errors.As(err, &invalid), errors.As(err, &verr), strings.Contains(msg, "failed to parse certificate"):
 		return RefusedBadCertificate
 	case strings.Contains(msg, "didn't provide a certificate"), strings.Contains(msg, "no client certificate"):
 		return RefusedNoCertificate

@@ -1,6 +1,7 @@
 package grpctransport
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -196,12 +197,16 @@ type runtime struct {
 	seen      map[uint64]bool // task ids already received (replays are ignored)
 	lastRound uint32
 
-	announced string // the secure sum the server announced for the run ("" for none)
-	protoName string
-	protocol  fl.SecureSum
-	sumRound  int
-	sumID     fl.ClientID
-	sum       fl.SumClient
+	// The secure sum the server announced in its first Welcome ("" for none) and its
+	// parameters: a later Welcome (a reconnect) must announce the same, or the client leaves.
+	announced       string
+	announcedParams []byte
+	welcomed        bool
+	protoName       string
+	protocol        fl.SecureSum
+	sumRound        int
+	sumID           fl.ClientID
+	sum             fl.SumClient
 }
 
 // clientTask is a task whose payload has arrived, waiting for the worker.
@@ -247,11 +252,17 @@ func (rt *runtime) session(ctx context.Context, api shoalv1.FederationClient) (w
 		_ = stream.CloseSend()
 		return true, false, err
 	}
+	if err := rt.checkAnnouncement(w); err != nil {
+		_ = stream.CloseSend()
+		return true, false, err
+	}
 	if err := rt.adopt(w); err != nil {
 		_ = stream.CloseSend()
 		return true, false, err
 	}
-	rt.announced = w.GetSecureSum()
+	if !rt.welcomed {
+		rt.announced, rt.announcedParams, rt.welcomed = w.GetSecureSum(), w.GetSecureSumParams(), true
+	}
 	log.Info("connected", "server", rt.cfg.Server)
 	if err := rt.setProtocol(w); err != nil {
 		log.Warn("secure rounds will be refused", "err", err)
@@ -444,6 +455,17 @@ func (rt *runtime) enqueue(ctx context.Context, t *shoalv1.Task, payload []byte,
 		cancel()
 		rt.log.Warn("task queue full; task dropped", "task", headerOf(t.GetHeader()))
 	}
+}
+
+// checkAnnouncement holds the server to the secure sum of its first Welcome: a reconnect
+// that drops it or swaps it (or its parameters) for another would otherwise get, task by
+// task, what the first announcement ruled out, such as an update in the clear.
+func (rt *runtime) checkAnnouncement(w *shoalv1.Welcome) error {
+	if !rt.welcomed || w.GetSecureSum() == rt.announced && bytes.Equal(w.GetSecureSumParams(), rt.announcedParams) {
+		return nil
+	}
+	return fmt.Errorf("%w: the server announced secure sum %q, and on reconnecting announces %q (or other parameters)",
+		fl.ErrPolicy, rt.announced, w.GetSecureSum())
 }
 
 // adopt checks the model the server announced against the client's and hands it to Adopt.

@@ -3,7 +3,9 @@ package grpctransport
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"shoal/fl"
@@ -76,4 +78,34 @@ func TestClientRefusesRunWithoutRequiredSecureSum(t *testing.T) {
 	if err := p.Wait(t, "policy refusal"); !errors.Is(err, fl.ErrPolicy) {
 		t.Fatalf("client ended with %v, want a policy refusal", err)
 	}
+}
+
+// Attack: a server announces a secure sum, so its clients connect, then — on a reconnect, as
+// after a restart — announces none and asks for the update in the clear. Each Welcome on its
+// own passes the zero policy; together they break "a run that announced a secure sum never
+// gets an update in the clear". The client holds the server to its first announcement: it
+// refuses the changed one and leaves (fl.ErrPolicy), and no update goes out.
+func TestAttackSecureSumDroppedOnReconnect(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := testsupport.NewNetwork()
+		ep := endpoint{target: testsupport.Target("shoal"), dial: nw.DialOptions()}
+		s1 := newTestServer(t, ServerConfig{RunID: "r", Heartbeat: memHeartbeat, SecureSum: "clear"})
+		testsupport.Serve(t, nw.Listen(t, "shoal"), func(l net.Listener) error { return s1.Serve(l) }, func() { s1.Close(false, "test over", time.Second) })
+		rc := startClient(t, ep, "a", trainers, clearSum)
+		testsupport.WaitClients(t, s1, 1)
+		s1.Close(false, "restart", time.Second)
+
+		s2 := newTestServer(t, ServerConfig{RunID: "r", Heartbeat: memHeartbeat}) // no secure sum now
+		testsupport.Serve(t, nw.Listen(t, "shoal"), func(l net.Listener) error { return s2.Serve(l) }, func() { s2.Close(false, "test over", time.Second) })
+		// Unfixed, the client joined s2 and its update went out in the clear (Participants 1 of a
+		// round without a secure sum).
+		select {
+		case <-rc.Done():
+			if err := rc.Err(); !errors.Is(err, fl.ErrPolicy) {
+				t.Fatalf("client ended with %v, want a policy refusal", err)
+			}
+		case <-time.After(testsupport.Patience):
+			t.Fatal("the client stayed with a server that dropped the secure sum it announced")
+		}
+	})
 }

@@ -238,3 +238,26 @@ func TestAttackDeletedRevocationListOverTLS(t *testing.T) {
 		}
 	})
 }
+
+// Attack: mallory, with her own valid certificate, says hello as alice, to take alice's place
+// in the roster (and replace alice's session). The name comes from the certificate; a Hello
+// that names someone else is refused for good, and alice keeps her session.
+func TestAttackClientClaimsAnotherName(t *testing.T) {
+	p := newPKI(t, "alice", "mallory")
+	synctest.Test(t, func(t *testing.T) {
+		s, nw := tlsMemServer(t, p, testsupport.NewRecorder(t))
+		startTLSClient(t, p, nw, "alice", trainers)
+		testsupport.WaitClients(t, s, 1)
+		cfg := p.clientTLS(t, "mallory")
+		mallory := testsupport.Go(t, func(ctx context.Context) error {
+			return RunClient(ctx, ClientConfig{Server: testsupport.Target("shoal"), Name: "alice", TLS: cfg, Local: trainers,
+				MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, DialOptions: []grpc.DialOption{nw.Dialer()}})
+		})
+		if err := mallory.Wait(t, "the impostor's exit"); !errors.Is(err, ErrRefused) {
+			t.Fatalf("impostor: %v, want refused for good", err)
+		}
+		if got := fmt.Sprint(s.Connected()); got != "[alice]" {
+			t.Fatalf("connected: %s, want alice's own session only", got)
+		}
+	})
+}

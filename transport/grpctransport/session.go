@@ -165,8 +165,6 @@ var (
 	errRevocationUnusable = errors.New("revocation list unusable, refusing every client")
 )
 
-// revoked returns why the client name of the stream ctx may not (any longer) have a session
-// (wrapping errRevoked or errRevocationUnusable), or nil.
 // checkModel refuses a client whose Hello describes a model the run does not train; a Hello
 // without a description passes (the client then checks the Welcome's).
 func (s *Server) checkModel(hello *shoalv1.Hello) error {
@@ -180,6 +178,8 @@ func (s *Server) checkModel(hello *shoalv1.Hello) error {
 	return s.cfg.Model.CheckClient(*local)
 }
 
+// revoked returns why the client name of the stream ctx may not (any longer) have a session
+// (wrapping errRevoked or errRevocationUnusable), or nil.
 func (s *Server) revoked(ctx context.Context, name string) error {
 	if s.cfg.Revocation == nil {
 		return nil
