@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/tuneinsight/lattigo/v6/core/rlwe"
@@ -756,5 +757,50 @@ func TestAttackOneClientTwoSeatsInManifest(t *testing.T) {
 	for _, id := range committee[:2] {
 		_, err := newTestDecryptor(t, keys[id]).Share(dreq)
 		refuse(t, fmt.Sprintf("member %d decrypting one party in two seats", id), err, ErrUntrusted)
+	}
+}
+
+// A server that sends one member several approval requests for one round at once, each with
+// another contributor set, gets at most one approved: the member's round counter is checked
+// and moved atomically (otherwise it approves two sets, and with them a quorum could be had
+// for both, and the sets differenced).
+func TestAttackConcurrentApprovalsOfOneRound(t *testing.T) {
+	p := testParams(t)
+	committee := committeeIDs(3)
+	setup, keys := runCeremony(t, p, committee, 2)
+	const dim, round = 8, 5
+	ups := make([]*Upload, 5)
+	for i := range ups {
+		id := PartyID(i + 1)
+		ups[i] = encryptAs(t, setup, identityOf(t, id), round, id, victimUpdate(dim), 1)
+	}
+	var reqs []*ApprovalRequest // every set of three of the five contributions
+	for a := range ups {
+		for b := a + 1; b < len(ups); b++ {
+			for c := b + 1; c < len(ups); c++ {
+				reqs = append(reqs, &ApprovalRequest{Ceremony: setup.Ceremony.ID, Round: round, Dim: dim,
+					Contributions: []Contribution{contributionOf(ups[a]), contributionOf(ups[b]), contributionOf(ups[c])}})
+			}
+		}
+	}
+	for trial := range 20 {
+		d := newTestDecryptor(t, keys[committee[0]])
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		approved := make([]bool, len(reqs))
+		for i, req := range reqs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, err := d.Approve(req)
+				approved[i] = err == nil
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if n := len(slices.DeleteFunc(approved, func(ok bool) bool { return !ok })); n > 1 {
+			t.Fatalf("trial %d: the member approved %d contributor sets of one round", trial, n)
+		}
 	}
 }
