@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/tuneinsight/lattigo/v6/core/rlwe"
@@ -720,4 +721,86 @@ func TestAttackServerCertificateAuthority(t *testing.T) {
 	}
 	_, err = newTestDecryptor(t, keys[committee[0]]).Approve(&ApprovalRequest{Ceremony: setup.Ceremony.ID, Round: 1, Dim: 5, Contributions: cs})
 	refuse(t, "approving contributors of the server's CA", err)
+}
+
+// A malicious client colluding with the server signs two uploads with its one certificate
+// under two party ids, so that a manifest of three contributions holds only two parties (the
+// honest one exposed to the pair). The aggregator checking signatures, every member's
+// approval and every member's share refuse it: a party is its certified name, not its id.
+func TestAttackOneClientTwoSeatsInManifest(t *testing.T) {
+	p := testParams(t)
+	committee := committeeIDs(3)
+	setup, keys := runCeremony(t, p, committee, 2)
+	const dim, round = 12, 4
+	x := victimUpdate(dim)
+	sybil := identityOf(t, 1)
+	uploads := []*Upload{
+		encryptAs(t, setup, sybil, round, 1, make([]float32, dim), 1),
+		encryptAs(t, setup, identityOf(t, 2), round, 2, x, 1), // the victim
+		encryptAs(t, setup, sybil, round, 9, make([]float32, dim), 1),
+	}
+	agg := newTestAggregator(t, setup, round, dim)
+	for _, u := range uploads[:2] {
+		if err := agg.Add(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refuse(t, "aggregating a second upload by one certified party", agg.Add(uploads[2]), ErrUntrusted)
+	cs := []Contribution{contributionOf(uploads[0]), contributionOf(uploads[1]), contributionOf(uploads[2])}
+	req := &ApprovalRequest{Ceremony: setup.Ceremony.ID, Round: round, Dim: dim, Contributions: cs}
+	for _, id := range committee {
+		_, err := newTestDecryptor(t, keys[id]).Approve(req)
+		refuse(t, fmt.Sprintf("member %d approving one party in two seats", id), err, ErrUntrusted)
+	}
+	dreq := &DecryptRequest{Ceremony: setup.Ceremony.ID, Round: round, Dim: dim, Active: committee[:2],
+		Contributions: cs, C1: [][]ring.Poly{c1Of(uploads[0]), c1Of(uploads[1]), c1Of(uploads[2])}}
+	for _, id := range committee[:2] {
+		_, err := newTestDecryptor(t, keys[id]).Share(dreq)
+		refuse(t, fmt.Sprintf("member %d decrypting one party in two seats", id), err, ErrUntrusted)
+	}
+}
+
+// A server that sends one member several approval requests for one round at once, each with
+// another contributor set, gets at most one approved: the member's round counter is checked
+// and moved atomically (otherwise it approves two sets, and with them a quorum could be had
+// for both, and the sets differenced).
+func TestAttackConcurrentApprovalsOfOneRound(t *testing.T) {
+	p := testParams(t)
+	committee := committeeIDs(3)
+	setup, keys := runCeremony(t, p, committee, 2)
+	const dim, round = 8, 5
+	ups := make([]*Upload, 5)
+	for i := range ups {
+		id := PartyID(i + 1)
+		ups[i] = encryptAs(t, setup, identityOf(t, id), round, id, victimUpdate(dim), 1)
+	}
+	var reqs []*ApprovalRequest // every set of three of the five contributions
+	for a := range ups {
+		for b := a + 1; b < len(ups); b++ {
+			for c := b + 1; c < len(ups); c++ {
+				reqs = append(reqs, &ApprovalRequest{Ceremony: setup.Ceremony.ID, Round: round, Dim: dim,
+					Contributions: []Contribution{contributionOf(ups[a]), contributionOf(ups[b]), contributionOf(ups[c])}})
+			}
+		}
+	}
+	for trial := range 20 {
+		d := newTestDecryptor(t, keys[committee[0]])
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		approved := make([]bool, len(reqs))
+		for i, req := range reqs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, err := d.Approve(req)
+				approved[i] = err == nil
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if n := len(slices.DeleteFunc(approved, func(ok bool) bool { return !ok })); n > 1 {
+			t.Fatalf("trial %d: the member approved %d contributor sets of one round", trial, n)
+		}
+	}
 }

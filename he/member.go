@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/tuneinsight/lattigo/v6/core/rlwe"
 	"github.com/tuneinsight/lattigo/v6/multiparty"
@@ -35,6 +36,7 @@ type Decryptor struct {
 	setup    [32]byte // the setup digest uploads and approvals are signed under
 	min      int
 	quorum   int
+	mu       sync.Mutex // held from the round counter's check to its move: one set per round, even under concurrent requests
 	state    memberRound
 }
 
@@ -92,7 +94,11 @@ func NewDecryptor(km *KeyMaterial, cfg DecryptorConfig) (*Decryptor, error) {
 }
 
 // LastRound returns the last round the member approved or decrypted (ok false before any).
-func (d *Decryptor) LastRound() (round uint64, ok bool) { return d.state.round, d.state.started }
+func (d *Decryptor) LastRound() (round uint64, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state.round, d.state.started
+}
 
 // verifyManifest checks a round's contributor set: at least the member's minimum of
 // contributions, sorted by sender without repetition, each signed for this run, setup,
@@ -157,6 +163,8 @@ func (d *Decryptor) Approve(req *ApprovalRequest) (*Approval, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if err := d.checkRound(req.Round, m, false); err != nil {
 		return nil, err
 	}
@@ -205,6 +213,8 @@ func (d *Decryptor) Share(req *DecryptRequest) (*DecryptShare, error) {
 			}
 		}
 	}
+	d.mu.Lock() // until finish moves the counter
+	defer d.mu.Unlock()
 	m, err := d.begin(req, nct)
 	if err != nil {
 		return nil, err
@@ -256,6 +266,8 @@ func (d *Decryptor) ShareEncoded(b []byte) (*DecryptShare, error) {
 	if want := dec.off + len(req.Contributions)*nct*pb; want != len(b) {
 		return nil, malformed("decryption request is %d bytes, want %d", len(b), want)
 	}
+	d.mu.Lock() // until finish moves the counter
+	defer d.mu.Unlock()
 	m, err := d.begin(req, nct)
 	if err != nil {
 		return nil, err

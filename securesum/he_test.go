@@ -243,6 +243,35 @@ func newDeployment(t *testing.T, spec Spec, serverLocal Local, clientLocal func(
 	return d
 }
 
+// ceremony runs the key ceremony among the first n clients.
+func (d *deployment) ceremony(t *testing.T, n int) {
+	t.Helper()
+	setup, err := d.server.NewSetup(d.server.SetupClients(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := driveServer(t, d.build, 0, setup, nil, nil); err != nil {
+		t.Fatalf("ceremony: %v", err)
+	}
+}
+
+// round runs round among r's clients and checks its sum.
+func (d *deployment) round(t *testing.T, round int, r *heRound, dim int, name string) {
+	t.Helper()
+	srv, err := d.server.NewServer(round, r.holders, dim, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := driveServer(t, d.build, round, srv, r.inputs, nil); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	res, err := srv.Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.check(t, name, res, nil)
+}
+
 // TestHEDeploymentIdentities runs the ceremony and rounds with every client in its own HE
 // object, signing with its own certificate from a CA whose certificate every party holds —
 // and shows that a client built with FromWire alone (a simulation's in-memory CA) refuses the
@@ -260,28 +289,11 @@ func TestHEDeploymentIdentities(t *testing.T) {
 		}
 		return Local{Identity: &he.Identity{Certificate: cert, Key: key}, Trust: ca.Verifier()}
 	})
-	setup, err := d.server.NewSetup(d.server.SetupClients(6))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := driveServer(t, d.build, 0, setup, nil, nil); err != nil {
-		t.Fatalf("ceremony: %v", err)
-	}
+	d.ceremony(t, 6)
 	const dim = 50
 	r := newHERound([]fl.ClientID{1, 3, 4, 5}, dim, 7)
 	for round := 1; round <= 2; round++ {
-		srv, err := d.server.NewServer(round, r.holders, dim, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := driveServer(t, d.build, round, srv, r.inputs, nil); err != nil {
-			t.Fatalf("round %d: %v", round, err)
-		}
-		res, err := srv.Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.check(t, fmt.Sprintf("round %d", round), res, nil)
+		d.round(t, round, r, dim, fmt.Sprintf("round %d", round))
 	}
 	// A client that trusts only a committee of other names refuses the setup.
 	picky := newDeployment(t, spec, Local{Trust: ca.Verifier()}, func(id fl.ClientID) Local {
@@ -327,26 +339,8 @@ func TestHEInsecureDeployment(t *testing.T) {
 		}
 		return l
 	})
-	setup, err := d.server.NewSetup(d.server.SetupClients(4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := driveServer(t, d.build, 0, setup, nil, nil); err != nil {
-		t.Fatalf("ceremony: %v", err)
-	}
-	r := newHERound([]fl.ClientID{0, 1, 2, 3}, 10, 1)
-	srv, err := d.server.NewServer(1, r.holders, 10, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := driveServer(t, d.build, 1, srv, r.inputs, nil); err != nil {
-		t.Fatal(err)
-	}
-	res, err := srv.Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.check(t, "insecure", res, nil)
+	d.ceremony(t, 4)
+	d.round(t, 1, newHERound([]fl.ClientID{0, 1, 2, 3}, 10, 1), 10, "insecure")
 }
 
 // TestAttackAdapterSubstitutedSetup: a server that sends, with the upload request, a setup
@@ -489,23 +483,8 @@ func TestHEDeploymentFromCertificateDirectory(t *testing.T) {
 		}
 		return l
 	})
-	setup, err := d.server.NewSetup(d.server.SetupClients(4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := driveServer(t, d.build, 0, setup, nil, nil); err != nil {
-		t.Fatalf("ceremony: %v", err)
-	}
-	r := newHERound([]fl.ClientID{0, 1, 2, 3}, 10, 8)
-	srv, _ := d.server.NewServer(1, r.holders, 10, 1)
-	if err := driveServer(t, d.build, 1, srv, r.inputs, nil); err != nil {
-		t.Fatal(err)
-	}
-	res, err := srv.Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.check(t, "certificate directory", res, nil)
+	d.ceremony(t, 4)
+	d.round(t, 1, newHERound([]fl.ClientID{0, 1, 2, 3}, 10, 8), 10, "certificate directory")
 	// With the server's revocation list, a revoked client's certificate is refused.
 	if err := pki.Revoke(dir, "c3"); err != nil {
 		t.Fatal(err)
