@@ -113,7 +113,7 @@ func ReadSafetensors(r io.Reader) (tensors map[string][]float32, shapes map[stri
 			return nil, nil, nil, fmt.Errorf("safetensors tensor %s: %w", name, err)
 		}
 		size := (&Tensor{Shape: t.Shape}).Size()
-		if t.Dtype != "F32" || t.Offsets[0] < 0 || t.Offsets[1] > len(data) || t.Offsets[1]-t.Offsets[0] != 4*size {
+		if t.Dtype != "F32" || size < 0 || t.Offsets[0] < 0 || t.Offsets[0] > t.Offsets[1] || t.Offsets[1] > len(data) || t.Offsets[1]-t.Offsets[0] != 4*size {
 			return nil, nil, nil, fmt.Errorf("safetensors tensor %s: dtype %s, shape %v, bytes %v of %d", name, t.Dtype, t.Shape, t.Offsets, len(data))
 		}
 		tensors[name], shapes[name] = bytesFloat32(data[t.Offsets[0]:t.Offsets[1]]), t.Shape

@@ -58,10 +58,18 @@ type Tensor struct {
 	Offset int    `json:"offset"`
 }
 
-// Size is the number of values of the tensor.
-func (t Tensor) Size() int {
+// Size is the number of values of the tensor, or -1 if the shape is malformed (a negative
+// dimension, or more than maxModelParams values).
+func (t Tensor) Size() int { return shapeSize(t.Shape) }
+
+// shapeSize is the product of shape, or -1 if a dimension is negative or the product exceeds
+// maxModelParams: shapes come from files, and a wrapped product must not pass for a small one.
+func shapeSize(shape []int) int {
 	n := 1
-	for _, d := range t.Shape {
+	for _, d := range shape {
+		if d < 0 || (d > 0 && n > maxModelParams/d) {
+			return -1
+		}
 		n *= d
 	}
 	return n
@@ -92,8 +100,11 @@ func (m *Model) Check() error {
 	if len(m.Info.Tensors) > 0 && next != len(m.Params) {
 		return fmt.Errorf("model layout covers %d values, the model has %d parameters", next, len(m.Params))
 	}
+	d := shapeSize(m.Info.Input[:])
+	if d < 0 {
+		return fmt.Errorf("model input shape %v is malformed", m.Info.Input)
+	}
 	if s := m.Info.Scaling; s != nil {
-		d := m.Info.Input[0] * m.Info.Input[1] * m.Info.Input[2]
 		if len(s.Mean) != d || len(s.Scale) != d {
 			return fmt.Errorf("model feature scaling has %d/%d values for %d inputs", len(s.Mean), len(s.Scale), d)
 		}
@@ -219,16 +230,31 @@ func DecodeModelFile(r io.Reader) (*Model, error) {
 	if n > maxModelParams {
 		return nil, fmt.Errorf("model claims %d parameters, more than the %d accepted", n, maxModelParams)
 	}
-	b := make([]byte, 4*n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("model parameters truncated: %w", err)
+	params, err := readParams(r, int(n))
+	if err != nil {
+		return nil, err
 	}
-	m.Params = make([]float32, n)
-	for i := range m.Params {
-		m.Params[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
+	m.Params = params
 	if err := m.Check(); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// readParams reads n little-endian float32 values in blocks, so that memory grows with the
+// bytes actually present rather than with the count a (possibly truncated) file claims.
+func readParams(r io.Reader, n int) ([]float32, error) {
+	const block = 1 << 20
+	params := make([]float32, 0, min(n, block))
+	buf := make([]byte, 4*min(n, block))
+	for len(params) < n {
+		k := min(n-len(params), block)
+		if _, err := io.ReadFull(r, buf[:4*k]); err != nil {
+			return nil, fmt.Errorf("model parameters truncated: %w", err)
+		}
+		for i := range k {
+			params = append(params, math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:])))
+		}
+	}
+	return params, nil
 }
