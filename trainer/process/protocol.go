@@ -216,7 +216,7 @@ func readHeader(r *bufio.Reader) (header, uint64, error) {
 	if h.Type == "" {
 		return header{}, 0, fmt.Errorf("%w: header has no type", errProtocol)
 	}
-	if h.Params < 0 || h.Indices < 0 || plen != 4*uint64(h.Params)+4*uint64(h.Indices) {
+	if h.Params < 0 || h.Indices < 0 || h.Params > maxParams || h.Indices > maxParams || plen != 4*uint64(h.Params)+4*uint64(h.Indices) {
 		return header{}, 0, fmt.Errorf("%w: %s frame announces %d parameters and %d indices but carries %d payload bytes",
 			errProtocol, h.Type, h.Params, h.Indices, plen)
 	}
