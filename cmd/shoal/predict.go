@@ -9,7 +9,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -130,12 +129,19 @@ func predict(saved *report.Model, m *nn.Model, d *data.Dataset, all bool, stdout
 	return nil
 }
 
-// argmaxes are the predicted classes of logits (n×classes).
+// argmaxes are the predicted classes of logits (n×classes). NaN never wins (a model file
+// with NaN weights or an Inf feature must not turn into an index of -1).
 func argmaxes(logits []float32, classes int) []int {
 	out := make([]int, len(logits)/classes)
 	for i := range out {
 		row := logits[i*classes : (i+1)*classes]
-		out[i] = slices.Index(row, slices.Max(row))
+		best := 0
+		for j, v := range row {
+			if v > row[best] || row[best] != row[best] {
+				best = j
+			}
+		}
+		out[i] = best
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -114,5 +115,20 @@ func TestVersion(t *testing.T) {
 	want := "shoal v1.2.3 (module shoal)\ngo go1.26.0\nvcs.revision=abc123\nCGO_ENABLED=0\n"
 	if got := formatVersion(info); got != want || !slices.Contains(strings.Split(got, "\n"), "CGO_ENABLED=0") {
 		t.Fatalf("formatVersion: %q, want %q", got, want)
+	}
+}
+
+// A saved model with NaN weights (or a feature scaled to Inf) yields NaN logits; the predicted
+// class must still be a valid index, not slices.Index(row, NaN) = -1.
+func TestArgmaxesWithNaN(t *testing.T) {
+	nan := float32(math.NaN())
+	got := argmaxes([]float32{nan, nan, 1, nan, 2, 0, nan, 3, nan}, 3)
+	if !slices.Equal(got, []int{2, 1, 1}) {
+		t.Fatalf("argmaxes = %v", got)
+	}
+	for _, p := range argmaxes([]float32{nan, nan}, 2) {
+		if p < 0 || p > 1 {
+			t.Fatalf("all-NaN row predicted class %d", p)
+		}
 	}
 }
