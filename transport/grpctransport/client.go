@@ -197,16 +197,18 @@ type runtime struct {
 	seen      map[uint64]bool // task ids already received (replays are ignored)
 	lastRound uint32
 
-	// The secure sum the server announced in its first Welcome ("" for none) and its
-	// parameters: a later Welcome (a reconnect) must announce the same, or the client leaves.
-	announced       string
-	announcedParams []byte
-	welcomed        bool
-	protoName       string
-	protocol        fl.SecureSum
-	sumRound        int
-	sumID           fl.ClientID
-	sum             fl.SumClient
+	// The secure sum the server announced in its first Welcome ("" for none): a later Welcome
+	// (a reconnect) must announce the same protocol, or the client leaves. Its parameters may
+	// change (a resumed server draws a new run id); the client's floors (Policy, and those of its
+	// protocol half) judge them, and the half is rebuilt from them.
+	announced   string
+	welcomed    bool
+	protoName   string
+	protoParams []byte
+	protocol    fl.SecureSum
+	sumRound    int
+	sumID       fl.ClientID
+	sum         fl.SumClient
 }
 
 // clientTask is a task whose payload has arrived, waiting for the worker.
@@ -261,7 +263,7 @@ func (rt *runtime) session(ctx context.Context, api shoalv1.FederationClient) (w
 		return true, false, err
 	}
 	if !rt.welcomed {
-		rt.announced, rt.announcedParams, rt.welcomed = w.GetSecureSum(), w.GetSecureSumParams(), true
+		rt.announced, rt.welcomed = w.GetSecureSum(), true
 	}
 	log.Info("connected", "server", rt.cfg.Server)
 	if err := rt.setProtocol(w); err != nil {
@@ -457,14 +459,14 @@ func (rt *runtime) enqueue(ctx context.Context, t *shoalv1.Task, payload []byte,
 	}
 }
 
-// checkAnnouncement holds the server to the secure sum of its first Welcome: a reconnect
-// that drops it or swaps it (or its parameters) for another would otherwise get, task by
-// task, what the first announcement ruled out, such as an update in the clear.
+// checkAnnouncement holds the server to the secure-sum protocol of its first Welcome: a
+// reconnect that drops it or swaps it for another would otherwise get, task by task, what the
+// first announcement ruled out, such as an update in the clear.
 func (rt *runtime) checkAnnouncement(w *shoalv1.Welcome) error {
-	if !rt.welcomed || w.GetSecureSum() == rt.announced && bytes.Equal(w.GetSecureSumParams(), rt.announcedParams) {
+	if !rt.welcomed || w.GetSecureSum() == rt.announced {
 		return nil
 	}
-	return fmt.Errorf("%w: the server announced secure sum %q, and on reconnecting announces %q (or other parameters)",
+	return fmt.Errorf("%w: the server announced secure sum %q, and on reconnecting announces %q",
 		fl.ErrPolicy, rt.announced, w.GetSecureSum())
 }
 
@@ -492,18 +494,18 @@ func (rt *runtime) adopt(w *shoalv1.Welcome) error {
 }
 
 func (rt *runtime) setProtocol(w *shoalv1.Welcome) error {
-	name := w.GetSecureSum()
-	if name == "" || name == rt.protoName && rt.protocol != nil {
+	name, params := w.GetSecureSum(), w.GetSecureSumParams()
+	if name == "" || name == rt.protoName && rt.protocol != nil && bytes.Equal(params, rt.protoParams) {
 		return nil
 	}
 	if rt.cfg.SecureSum == nil {
 		return fmt.Errorf("the run uses secure sum %q, and this client has no secure-sum support", name)
 	}
-	p, err := rt.cfg.SecureSum(name, w.GetSecureSumParams())
+	p, err := rt.cfg.SecureSum(name, params)
 	if err != nil {
 		return fmt.Errorf("secure sum %q: %w", name, err)
 	}
-	rt.protoName, rt.protocol = name, p
+	rt.protoName, rt.protocol, rt.protoParams = name, p, params
 	return nil
 }
 

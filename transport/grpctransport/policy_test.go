@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -106,6 +108,44 @@ func TestAttackSecureSumDroppedOnReconnect(t *testing.T) {
 			}
 		case <-time.After(testsupport.Patience):
 			t.Fatal("the client stayed with a server that dropped the secure sum it announced")
+		}
+	})
+}
+
+// A resumed server announces the same secure sum with new parameters (a fresh run id): the
+// client stays, and rebuilds its protocol half from the new parameters (it would otherwise
+// refuse every setup of the new run).
+func TestReconnectWithNewParametersRebuildsTheProtocol(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := testsupport.NewNetwork()
+		ep := endpoint{target: testsupport.Target("shoal"), dial: nw.DialOptions()}
+		var mu sync.Mutex
+		var built []string
+		factory := func(name string, params []byte) (fl.SecureSum, error) {
+			mu.Lock()
+			built = append(built, string(params))
+			mu.Unlock()
+			return testsupport.ClearSum{}, nil
+		}
+		s1 := newTestServer(t, ServerConfig{RunID: "r", Heartbeat: memHeartbeat, SecureSum: "clear", SecureSumParams: []byte("run-1")})
+		testsupport.Serve(t, nw.Listen(t, "shoal"), func(l net.Listener) error { return s1.Serve(l) }, func() { s1.Close(false, "test over", time.Second) })
+		rc := startClient(t, ep, "a", trainers, factory)
+		testsupport.WaitClients(t, s1, 1)
+		s1.Close(false, "restart", time.Second)
+
+		s2 := newTestServer(t, ServerConfig{RunID: "r", Heartbeat: memHeartbeat, SecureSum: "clear", SecureSumParams: []byte("run-2")})
+		testsupport.Serve(t, nw.Listen(t, "shoal"), func(l net.Listener) error { return s2.Serve(l) }, func() { s2.Close(false, "test over", time.Second) })
+		testsupport.WaitClients(t, s2, 1)
+		synctest.Wait() // the client has taken in the welcome
+		select {
+		case <-rc.Done():
+			t.Fatalf("the client left a server that kept its secure sum: %v", rc.Err())
+		default:
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(built, []string{"run-1", "run-2"}) {
+			t.Fatalf("protocol halves built from %q, want run-1 then run-2", built)
 		}
 	})
 }
