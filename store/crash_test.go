@@ -1,29 +1,33 @@
-package store
+package store_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"shoal/store"
+	"shoal/store/backend"
 )
 
-// crashChildEnv names the store file a re-executed test binary commits rounds to until killed.
+// crashChildEnv names the store (a file or a PostgreSQL URL) a re-executed test binary commits rounds to until killed.
 const crashChildEnv = "SHOAL_STORE_CRASH_CHILD"
 
 // childPatience bounds the wait for a crash child to open the store: far beyond a healthy
 // start, even on a loaded machine.
 const childPatience = time.Minute
 
-// crashModelSize spans many SQLite pages, so a torn write would show as a mixed model.
+// crashModelSize spans many SQLite pages (and PostgreSQL TOAST chunks), so a torn write would
+// show as a mixed model.
 const crashModelSize = 60000
 
 // roundModel is the model the crash child commits after round r: every element depends on r,
@@ -60,12 +64,12 @@ func TestCrashChild(t *testing.T) {
 // crashChild resumes (or starts) the run in path and commits rounds as fast as it can,
 // acknowledging each on stdout once CommitRound has returned.
 func crashChild(path string) error {
-	s, err := Open(path)
+	s, err := backend.Open(context.Background(), path, backend.Create, nil)
 	if err != nil {
 		return err
 	}
 	run, _, err := s.LatestRun()
-	if errors.Is(err, ErrNoRun) {
+	if errors.Is(err, store.ErrNoRun) {
 		if run, err = s.CreateRun([]byte(`{"test":"crash"}`)); err != nil {
 			return err
 		}
@@ -97,12 +101,16 @@ func crashChild(path string) error {
 
 // TestKillDuringCommit kills a process that commits rounds in a loop with SIGKILL at random
 // moments, reopens the store each time and checks that the last round is complete and
-// consistent, that no acknowledged round was lost, and that the next round commits.
+// consistent, that no acknowledged round was lost, and that the next round commits. On
+// PostgreSQL the reopen also shows that the killed writer's lock went with it.
 func TestKillDuringCommit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	path := filepath.Join(t.TempDir(), "run.db")
+	forEachBackend(t, func(t *testing.T, b testBackend) { killDuringCommit(t, b.fresh(t)) })
+}
+
+func killDuringCommit(t *testing.T, path string) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("kill moments seeded with %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -114,7 +122,7 @@ func TestKillDuringCommit(t *testing.T) {
 	for i := 0; i < minKills || i < maxKills && time.Now().Before(budget); i++ {
 		acked, started := killChildAtRandom(t, path, rng)
 
-		s, err := OpenExisting(path)
+		s, err := backend.Open(context.Background(), path, backend.Existing, testLogger(t))
 		if err != nil {
 			t.Fatalf("kill %d: reopen: %v", i, err)
 		}

@@ -100,11 +100,11 @@ type Store struct {
 	ctx    context.Context // cancelled by Close: ends any wait
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
+	mu        sync.Mutex
 	conn      *pgx.Conn // nil until connected and after the connection was lost
 	connected bool      // a session was established once (later ones are reconnections)
-	schema string
-	closed bool
+	schema    string
+	closed    bool
 }
 
 var _ store.RunStore = (*Store)(nil)
