@@ -522,4 +522,3 @@ func TestBackendForeignDatabaseRefused(t *testing.T) {
 		b.exec(t, spec, "INSERT INTO runs (id, athlete) VALUES (1, 'still here')")
 	})
 }
-
