@@ -1,38 +1,40 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"shoal/fl"
 	"shoal/store"
+	"shoal/store/backend"
 )
 
 // serverRun is the server's run in its store (none without --store): the run id, the rounds
 // committed before this process and the checkpoint to resume from.
 type serverRun struct {
-	st         *store.Store
+	st         store.RunStore // SQLite file, or PostgreSQL for a postgres:// URL
 	id         int64
 	history    []fl.RoundReport // committed by an earlier process of this run
 	checkpoint *fl.Checkpoint   // the last committed round, with --resume
 	created    bool             // this process recorded the run (not a resume)
 }
 
-// openServerRun opens (or creates, in an existing directory) --store and, with --resume, takes the run's configuration,
-// history and last checkpoint from it.
-func openServerRun(o *serverOptions) (*serverRun, error) {
+// openServerRun opens (or creates, in an existing directory or database) --store and, with
+// --resume, takes the run's configuration, history and last checkpoint from it.
+func openServerRun(ctx context.Context, o *serverOptions, logger *slog.Logger) (*serverRun, error) {
 	r := &serverRun{}
 	if o.Store == "" {
 		return r, nil
 	}
-	var err error
+	mode := backend.Create // in an existing directory: a typo must not create a new tree
 	if o.Resume {
-		r.st, err = store.OpenExisting(o.Store)
-	} else {
-		r.st, err = store.Open(o.Store) // in an existing directory: a typo must not create a new tree
+		mode = backend.Existing
 	}
-	if err != nil {
+	var err error
+	if r.st, err = backend.Open(ctx, o.Store, mode, logger); err != nil {
 		return nil, fmt.Errorf("--store: %w", err)
 	}
 	if !o.Resume {
@@ -97,6 +99,7 @@ func (r *serverRun) begin(o serverOptions, plan *runPlan) error {
 	if r.st == nil || o.Resume {
 		return nil
 	}
+	o.Store = backend.Redact(o.Store) // the recorded configuration keeps no password
 	cfg, err := json.Marshal(o)
 	if err != nil {
 		return err

@@ -57,7 +57,7 @@ func serverFlags(o *serverOptions, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.Certs, "certs", "", "certificate directory from 'shoal certs init' (mutual TLS)")
 	fs.BoolVar(&o.AllowMissingCRL, "allow-missing-crl", false, "accept every certificate of the CA while --certs has no revoked.txt (default: refuse every client); deleting the list then un-revokes everyone")
 	fs.BoolVar(&o.Insecure, "insecure", false, "serve plaintext and take client names on trust (testing only)")
-	fs.StringVar(&o.Store, "store", "", "run store (SQLite file, or an existing directory): every completed round is committed")
+	fs.StringVar(&o.Store, "store", "", "run store: an SQLite file (or an existing directory), or a PostgreSQL database postgres://user@host/db (docs/store.md); every completed round is committed")
 	fs.BoolVar(&o.Resume, "resume", false, "continue the latest run in --store from its last committed round")
 	fs.DurationVar(&o.FitTimeout, "fit-timeout", 10*time.Minute, "deadline of a round's fit stage (and of federated evaluation); later clients are left out")
 	setDefault(fs, "stage-timeout", "2m") // a heartbeating but silent client must not stall a secure sum
@@ -82,7 +82,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, reprodu
 	if err != nil {
 		return err
 	}
-	run, err := openServerRun(o)
+	run, err := openServerRun(ctx, o, logger)
 	if err != nil {
 		return err
 	}

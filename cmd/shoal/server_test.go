@@ -28,6 +28,7 @@ import (
 	"shoal/fl"
 	"shoal/pki"
 	"shoal/store"
+	"shoal/store/postgres/pgtest"
 	"shoal/trainer"
 	"shoal/transport/grpctransport"
 )
@@ -43,6 +44,7 @@ var (
 // TestMain removes the binary the end-to-end tests built.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	pgtest.StopShared()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
@@ -364,6 +366,12 @@ func TestServerKilledAndResumedWithDP(t *testing.T) {
 }
 
 func killAndResume(t *testing.T, inProcess bool, extra ...string) {
+	killAndResumeOn(t, "", inProcess, extra...)
+}
+
+// killAndResumeOn is killAndResume with the run in storeSpec (empty: an SQLite file); it
+// returns the two servers' logs.
+func killAndResumeOn(t *testing.T, storeSpec string, inProcess bool, extra ...string) string {
 	start := func(name string, args ...string) *proc { return startProc(t, name, args...) }
 	if inProcess {
 		start = func(name string, args ...string) *proc {
@@ -376,6 +384,9 @@ func killAndResume(t *testing.T, inProcess bool, extra ...string) {
 	addr := freeAddr(t)
 	dir := t.TempDir()
 	storePath := filepath.Join(dir, "run.db")
+	if storeSpec != "" {
+		storePath = storeSpec
+	}
 	common := trainingArgs(clients, append([]string{"--rounds", "6", "--lr", "0.05", "--target-accuracy", "0", "--json"}, extra...)...)
 	first := start("server-1", append([]string{"server", "--insecure", "--listen", addr, "--store", storePath, "--wait-clients", "4",
 		"--out", filepath.Join(dir, "net"), "--heartbeat", "1s"}, common...)...)
@@ -422,6 +433,7 @@ func killAndResume(t *testing.T, inProcess bool, extra ...string) {
 			t.Fatalf("round %d: resumed network run %+v, simulator %+v", i+1, s.History[i], sim.History[i])
 		}
 	}
+	return first.log() + second.log()
 }
 
 // Mutual TLS: a client without a certificate, with one from another CA, a revoked one, or
