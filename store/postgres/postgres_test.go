@@ -383,3 +383,54 @@ func TestPasswordNeverShown(t *testing.T) {
 		t.Fatalf("log:\n%s", logs.String())
 	}
 }
+
+// The lock fences writes: a writer whose session is lost while another process takes the lock
+// does not write beside it; its next call fails with ErrLocked, and the new writer's rounds stand.
+func TestLockLostToAnotherWriter(t *testing.T) {
+	u := pgtest.NewStore(t)
+	a, err := Open(context.Background(), u, Options{RetryFor: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	run, err := a.CreateRun([]byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(a, run, 1, 10); err != nil {
+		t.Fatal(err)
+	}
+	// A's session dies (as in a network partition); B opens the store and takes the lock.
+	var pid uint32
+	a.mu.Lock()
+	pid = a.conn.PgConn().PID()
+	a.mu.Unlock()
+	admin, err := pgx.Connect(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(context.Background(), "SELECT pg_terminate_backend($1)", int32(pid)); err != nil {
+		t.Fatal(err)
+	}
+	var b *Store
+	for deadline := time.Now().Add(10 * time.Second); ; { // the terminated backend lets go in a moment
+		if b, err = Open(context.Background(), u, Options{}); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("second writer after the first lost its session: %v", err)
+	}
+	defer b.Close()
+	if err := commit(b, run, 2, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(a, run, 3, 10); !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("the writer that lost its lock: %v, want ErrLocked", err)
+	}
+	if r, _, _, _, err := b.LastRound(run); err != nil || r != 2 {
+		t.Fatalf("last round %d (%v), want 2", r, err)
+	}
+}

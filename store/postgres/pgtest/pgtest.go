@@ -64,7 +64,13 @@ func StartCluster() (*Cluster, error) {
 		gid, _ := strconv.Atoi(u.Gid)
 		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
+	removeOrphans()
 	if c.dir, err = os.MkdirTemp("", "shoal-pg-"); err != nil {
+		return nil, err
+	}
+	// The owner's pid lets a later run remove this cluster if the owner dies without Destroy
+	// (a test binary killed by its -timeout never reaches TestMain's cleanup).
+	if err := os.WriteFile(filepath.Join(c.dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return nil, err
 	}
 	c.data = filepath.Join(c.dir, "data")
@@ -198,6 +204,33 @@ func binDir() (string, error) {
 		return filepath.Dir(p), nil
 	}
 	return "", errors.New("PostgreSQL server binaries (initdb, pg_ctl) not found: " + install)
+}
+
+// removeOrphans stops and removes the clusters of test processes that died without removing
+// them.
+func removeOrphans() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "shoal-pg-*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "owner.pid"))
+		if err != nil {
+			continue // being created, or not ours
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // its owner lives
+		}
+		c := &Cluster{dir: d, data: filepath.Join(d, "data")}
+		if c.bin, err = binDir(); err != nil {
+			return
+		}
+		if os.Getuid() == 0 {
+			if fi, err := os.Stat(d); err == nil {
+				st := fi.Sys().(*syscall.Stat_t)
+				c.cred = &syscall.Credential{Uid: st.Uid, Gid: st.Gid}
+			}
+		}
+		c.Destroy()
+	}
 }
 
 func freePort() (int, error) {
