@@ -216,7 +216,7 @@ func removeOrphans() {
 			continue // being created, or not ours
 		}
 		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+		if err != nil || pid <= 0 || alive(pid) {
 			continue // its owner lives
 		}
 		c := &Cluster{dir: d, data: filepath.Join(d, "data")}
@@ -231,6 +231,19 @@ func removeOrphans() {
 		}
 		c.Destroy()
 	}
+}
+
+// alive reports whether process pid exists and is not a zombie (an unreaped dead process).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) == syscall.ESRCH {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no /proc: trust kill
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
 
 func freePort() (int, error) {
