@@ -178,6 +178,9 @@ func open(ctx context.Context, connString string, o Options, mode openMode) (*St
 // parse reads a connection string and names it without its password. Parse errors never
 // quote the password, whatever pgx's best-effort redaction does with a malformed string.
 func parse(connString string) (*pgx.ConnConfig, string, error) {
+	if i := strings.Index(connString, "://"); i > 0 { // URL schemes are case-insensitive; pgx's test is not
+		connString = strings.ToLower(connString[:i]) + connString[i:]
+	}
 	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
 		msg := err.Error()

@@ -184,12 +184,18 @@ func (c *Cluster) run(name string, args ...string) error {
 	return nil
 }
 
+// debianBinDirs is where Debian's postgresql-N packages put the server binaries.
+var debianBinDirs = "/usr/lib/postgresql/*/bin"
+
 // binDir finds initdb and pg_ctl.
 func binDir() (string, error) {
 	if d := os.Getenv(EnvBinDir); d != "" {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err != nil {
+			return "", fmt.Errorf("%s=%s has no initdb: %s", EnvBinDir, d, install)
+		}
 		return d, nil
 	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	dirs, _ := filepath.Glob(debianBinDirs)
 	sort.Slice(dirs, func(i, j int) bool { // newest major version first
 		vi, _ := strconv.Atoi(filepath.Base(filepath.Dir(dirs[i])))
 		vj, _ := strconv.Atoi(filepath.Base(filepath.Dir(dirs[j])))
