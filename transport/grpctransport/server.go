@@ -305,6 +305,21 @@ func (s *Server) NumClients() int {
 	return len(s.snapshot)
 }
 
+// Roster fixes the next round's roster, as NumClients does, and returns the ids of the clients
+// connected now: a tier's edge offers them to its coordinator, which selects among them.
+func (s *Server) Roster() []fl.ClientID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.snapshot = s.rosterSessions()
+	ids := make([]fl.ClientID, 0, len(s.sessions))
+	for i, ss := range s.snapshot {
+		if ss != nil {
+			ids = append(ids, fl.ClientID(i))
+		}
+	}
+	return ids
+}
+
 // rosterSessions appends the newly connected names to the roster order and returns each id's
 // session (nil for a client that is not connected now).
 func (s *Server) rosterSessions() []*session {

@@ -1,0 +1,173 @@
+package tier
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+
+	"google.golang.org/protobuf/proto"
+
+	"shoal/fl"
+	tierv1 "shoal/proto/shoal/tier/v1"
+)
+
+// Grouped is the coordinator's secure sum: the master aggregation of Bonawitz et al. Its one
+// stage asks every aggregation group's edge for the group's sum (run there plainly or with
+// Inner among the group's devices) and adds the group sums up. A group whose edge fails is
+// left out; the round goes on with the others, and the engine abandons it only if fewer than
+// its minimum results remain. The coordinator never sees a device's update, only group sums.
+type Grouped struct {
+	// Inner is the protocol each group runs on its edge (nil: a plain sum on the edge).
+	Inner fl.SecureSum
+	Coord *Coordinator
+	Log   *slog.Logger
+}
+
+var _ fl.SecureSum = (*Grouped)(nil)
+
+func (g *Grouped) Name() string {
+	if g.Inner == nil {
+		return "plain groups"
+	}
+	return g.Inner.Name() + " groups"
+}
+
+func (g *Grouped) Describe() string {
+	inner := "a plain sum on the edge (the edge sees its group's updates, as a single server would)"
+	if g.Inner != nil {
+		inner = g.Inner.Describe()
+	}
+	return fmt.Sprintf("hierarchical: groups of ≥ %d devices per edge, each summed by %s; the coordinator adds group sums",
+		g.Coord.cfg.MinGroup, inner)
+}
+
+func (g *Grouped) Stages() []string { return []string{"group-sums"} }
+
+func (g *Grouped) Sensitivity(clip float64, dim int) float64 {
+	if g.Inner == nil {
+		return clip
+	}
+	return g.Inner.Sensitivity(clip, dim)
+}
+
+// NewClient is never called on the coordinator: devices build their halves of Inner from what
+// their edge announces.
+func (g *Grouped) NewClient(int, fl.ClientID, fl.SumInput) (fl.SumClient, error) {
+	return nil, errors.New("grouped sum: devices run the inner protocol with their edge")
+}
+
+// NewServer begins the round's master aggregation over the groups the coordinator formed.
+func (g *Grouped) NewServer(round int, holders []fl.ClientID, dim int, maxWeight float64) (fl.SumServer, error) {
+	g.Coord.mu.Lock()
+	p := g.Coord.rounds[round]
+	g.Coord.mu.Unlock()
+	if p == nil {
+		return nil, fmt.Errorf("%w: round %d has no groups", fl.ErrRoundAbandoned, round)
+	}
+	s := &groupedServer{dim: dim, sum: make([]float64, dim), reqs: map[fl.ClientID]*tierv1.SumGroupRequest{}, log: g.Log}
+	for _, h := range holders {
+		gr := p.groupOf[h]
+		if gr == nil {
+			continue
+		}
+		leader := gr.members[0]
+		req := s.reqs[leader]
+		if req == nil {
+			req = &tierv1.SumGroupRequest{Round: uint32(round), Group: uint32(gr.index), MaxWeight: maxWeight, Dim: uint32(dim)}
+			s.reqs[leader] = req
+		}
+		req.Holders = append(req.Holders, p.roster[h].id)
+	}
+	return s, nil
+}
+
+type groupedServer struct {
+	dim    int
+	reqs   map[fl.ClientID]*tierv1.SumGroupRequest
+	asked  bool
+	sum    []float64
+	res    fl.SumResult
+	groups int
+	lost   int
+	log    *slog.Logger
+}
+
+func (s *groupedServer) Next() (map[fl.ClientID][]byte, bool, error) {
+	if s.asked {
+		return nil, true, nil
+	}
+	s.asked = true
+	if len(s.reqs) == 0 {
+		return nil, false, fmt.Errorf("%w: no group has a device holding an update", fl.ErrRoundAbandoned)
+	}
+	msgs := make(map[fl.ClientID][]byte, len(s.reqs))
+	for leader, req := range s.reqs {
+		b, err := proto.Marshal(req)
+		if err != nil {
+			return nil, false, err
+		}
+		msgs[leader] = b
+	}
+	return msgs, false, nil
+}
+
+func (s *groupedServer) Receive(from fl.ClientID, msg []byte) error {
+	req := s.reqs[from]
+	if req == nil {
+		return fmt.Errorf("group sum from %d, who leads no group", from)
+	}
+	var rep tierv1.SumGroupReply
+	if err := proto.Unmarshal(msg, &rep); err != nil {
+		return fmt.Errorf("group %d: %w", req.GetGroup(), err)
+	}
+	sum, err := decodeFloats64(rep.GetSum())
+	switch {
+	case err != nil:
+		return fmt.Errorf("group %d: %w", req.GetGroup(), err)
+	case len(sum) != s.dim:
+		return fmt.Errorf("group %d: sum of %d coordinates, want %d", req.GetGroup(), len(sum), s.dim)
+	case rep.GetCount() < 1 || rep.GetCount() > int64(len(req.GetHolders())):
+		return fmt.Errorf("group %d: count %d of %d holders", req.GetGroup(), rep.GetCount(), len(req.GetHolders()))
+	case !(rep.GetWeight() > 0) || math.IsInf(rep.GetWeight(), 0) || math.IsNaN(rep.GetUnclipped()):
+		return fmt.Errorf("group %d: weight %v, unclipped %v", req.GetGroup(), rep.GetWeight(), rep.GetUnclipped())
+	}
+	for i, v := range sum {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("group %d: coordinate %d is %v", req.GetGroup(), i, v)
+		}
+	}
+	for i, v := range sum {
+		s.sum[i] += v
+	}
+	s.res.Weight += rep.GetWeight()
+	s.res.Unclipped += rep.GetUnclipped()
+	s.res.Count += int(rep.GetCount())
+	s.groups++
+	return nil
+}
+
+func (s *groupedServer) Drop(id fl.ClientID) {
+	s.lost++
+	if s.log != nil {
+		s.log.Warn("aggregation group lost", "group", s.reqs[id].GetGroup(), "devices", len(s.reqs[id].GetHolders()))
+	}
+}
+
+func (s *groupedServer) Result() (fl.SumResult, error) {
+	if s.groups == 0 {
+		return fl.SumResult{}, fmt.Errorf("%w: every aggregation group (%d) was lost", fl.ErrRoundAbandoned, s.lost)
+	}
+	s.res.Sum = s.sum
+	return s.res, nil
+}
+
+func decodeSumRequest(b []byte) (*tierv1.SumGroupRequest, error) {
+	var r tierv1.SumGroupRequest
+	if err := proto.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("group request: %w", err)
+	}
+	return &r, nil
+}
+
+func encodeSumReply(r *tierv1.SumGroupReply) ([]byte, error) { return proto.Marshal(r) }
