@@ -60,7 +60,7 @@ func TestElectionTakeoverAndFencing(t *testing.T) {
 		t.Fatal("standby elected while the leader is alive (after an etcd member was lost)")
 	default:
 	}
-	a.session.Orphan()  // the leader stops renewing its lease, as a killed process would
+	a.session.Orphan() // the leader stops renewing its lease, as a killed process would
 	lapsed := time.Now()
 	var b *Leadership
 	select {
@@ -101,7 +101,10 @@ func TestMembership(t *testing.T) {
 	}
 	ectx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { _ = Register(ectx, cli, k, EdgeInfo{Name: "e1", Addr: "127.0.0.1:1"}, 2*time.Second, log); close(done) }()
+	go func() {
+		_ = Register(ectx, cli, k, EdgeInfo{Name: "e1", Addr: "127.0.0.1:1"}, 2*time.Second, log)
+		close(done)
+	}()
 	waitFor(t, m, func(e []EdgeInfo) bool { return len(e) == 1 && e[0].Name == "e1" })
 	stop()
 	<-done
