@@ -31,6 +31,9 @@ type CoordinatorConfig struct {
 	MinGroup int
 	// StageTimeout bounds each stage of a group's secure sum on its edge.
 	StageTimeout time.Duration
+	// Secure says that groups run a secure sum on their edges (devices keep their updates): it
+	// must match the edges' protocol, announced to devices from the run record.
+	Secure bool
 	// RosterTimeout bounds the question "which devices do you hold?" to each edge (default 3 s);
 	// an edge that does not answer in time offers none that round.
 	RosterTimeout time.Duration
@@ -311,8 +314,9 @@ func (c *Coordinator) fitEdge(ctx context.Context, edge string, p *roundPlan, id
 		return
 	}
 	stream, err := api.Fit(ctx, &tierv1.FitRequest{Term: c.cfg.Term, Round: uint32(ins.Round), Devices: devices,
-		Params: params, Config: fitConfigProto(ins.Config), Secure: ins.Secure})
+		Params: params, Config: fitConfigProto(ins.Config), Secure: c.cfg.Secure})
 	if err != nil {
+		c.log.Warn("edge failed the fit stage", "edge", edge, "err", err)
 		fail(fmt.Errorf("%w: edge %s: %v", fl.ErrDropped, edge, err))
 		return
 	}
@@ -325,6 +329,9 @@ func (c *Coordinator) fitEdge(ctx context.Context, edge string, p *roundPlan, id
 			case ctx.Err() != nil:
 				err = fmt.Errorf("%w: %v", fl.ErrTimeout, ctx.Err())
 			default:
+				if len(local) > 0 {
+					c.log.Warn("edge failed the fit stage", "edge", edge, "err", err)
+				}
 				err = fmt.Errorf("%w: edge %s: %v", fl.ErrDropped, edge, err)
 			}
 			fail(err)

@@ -29,8 +29,9 @@ type Edge struct {
 	inner fl.SecureSum // nil: plain sums (the edge sees the group's updates, as a server would)
 	// Authorize, if set, refuses callers that are not a coordinator (mutual TLS: by certificate
 	// name).
-	authorize func(ctx context.Context) error
-	log       *slog.Logger
+	authorize  func(ctx context.Context) error
+	onSumGroup func(round int)
+	log        *slog.Logger
 
 	mu       sync.Mutex
 	term     int64
@@ -51,7 +52,9 @@ type EdgeConfig struct {
 	// SecureSum is the run's protocol as devices were announced it (nil: plain).
 	SecureSum fl.SecureSum
 	Authorize func(ctx context.Context) error
-	Logger    *slog.Logger
+	// OnSumGroup, if set, is called as a group's sum is asked for (fault injection in tests).
+	OnSumGroup func(round int)
+	Logger     *slog.Logger
 }
 
 // NewEdge returns the Edge service over cfg.Server.
@@ -66,7 +69,7 @@ func NewEdge(cfg EdgeConfig) (*Edge, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Edge{name: cfg.Name, srv: cfg.Server, inner: cfg.SecureSum, authorize: cfg.Authorize, log: log, updates: map[fl.ClientID]held{}}, nil
+	return &Edge{name: cfg.Name, srv: cfg.Server, inner: cfg.SecureSum, authorize: cfg.Authorize, onSumGroup: cfg.OnSumGroup, log: log, updates: map[fl.ClientID]held{}}, nil
 }
 
 // admit checks the caller and the term: an older coordinator's request is refused (fencing).
@@ -191,6 +194,9 @@ func (e *Edge) sumName() string {
 func (e *Edge) SumGroup(ctx context.Context, req *tierv1.SumGroupRequest) (*tierv1.SumGroupReply, error) {
 	if err := e.admit(ctx, req.GetTerm()); err != nil {
 		return nil, err
+	}
+	if e.onSumGroup != nil {
+		e.onSumGroup(int(req.GetRound()))
 	}
 	holders := make([]fl.ClientID, len(req.GetHolders()))
 	for i, h := range req.GetHolders() {
@@ -330,3 +336,6 @@ func decodeFloats64(b []byte) ([]float64, error) {
 	}
 	return v, nil
 }
+
+// Describe names the sums this edge runs for its groups.
+func (e *Edge) Describe() string { return e.sumName() + " group sums" }

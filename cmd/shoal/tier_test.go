@@ -1,0 +1,178 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"shoal/fl"
+	"shoal/store"
+	"shoal/tier/tiertest"
+)
+
+// tierRig is a population on loopback: a real etcd cluster, edges, coordinators and devices,
+// every one a real process.
+type tierRig struct {
+	t       *testing.T
+	etcd    *tiertest.Cluster
+	pop     string
+	store   string
+	edges   map[string]*proc
+	devAddr map[string]string
+}
+
+func newTierRig(t *testing.T, etcdMembers int) *tierRig {
+	return &tierRig{t: t, etcd: tiertest.Start(t, etcdMembers), pop: "p" + fmt.Sprint(time.Now().UnixNano()%100000),
+		store: filepath.Join(t.TempDir(), "run.db"), edges: map[string]*proc{}, devAddr: map[string]string{}}
+}
+
+func (r *tierRig) edge(name string, extra ...string) *proc {
+	dev, internal := freeAddr(r.t), freeAddr(r.t)
+	p := startProc(r.t, name, append([]string{"edge", "--etcd", r.etcd.Endpoints(), "--population", r.pop, "--name", name, "--insecure",
+		"--listen", dev, "--internal-listen", internal, "--heartbeat", "500ms", "--lease-ttl", "2s"}, extra...)...)
+	r.edges[name], r.devAddr[name] = p, dev
+	return p
+}
+
+func (r *tierRig) coordinator(name string, extra ...string) *proc {
+	args := append([]string{"coordinator", "--etcd", r.etcd.Endpoints(), "--population", r.pop, "--name", name, "--insecure",
+		"--store", r.store, "--lease-ttl", "3s", "--json", "--stage-timeout", "5s", "--fit-timeout", "20s"}, extra...)
+	return startProc(r.t, name, args...)
+}
+
+// devices starts n devices in one process (--replicas) on an edge, shards from first.
+func (r *tierRig) devices(edge string, first, n, clients int, extra ...string) *proc {
+	args := append([]string{"client", "--server", r.devAddr[edge], "--insecure", "--name", "d" + fmt.Sprint(first),
+		"--partition-index", fmt.Sprint(first), "--replicas", fmt.Sprint(n), "--max-backoff", "300ms"}, trainingArgs(clients)...)
+	return startProc(r.t, "devices-"+edge, append(args, extra...)...)
+}
+
+// checkHistory asserts that the coordinator's summary and the run store both hold rounds
+// 1…want, each exactly once, and returns the store's round reports.
+func (r *tierRig) checkHistory(p *proc, want int) (simSummary, []fl.RoundReport) {
+	t := r.t
+	t.Helper()
+	s := decodeSummary(t, p.stdout.Bytes())
+	if s.RoundsRun != want || len(s.History) != want {
+		t.Fatalf("%d rounds run, %d in the history; want %d: %+v", s.RoundsRun, len(s.History), want, s)
+	}
+	st, err := store.OpenReadOnly(r.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	id, _, err := st.LatestRun()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := st.History(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reps []fl.RoundReport
+	for i, row := range rows {
+		var rep fl.RoundReport
+		if err := json.Unmarshal(row, &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Round != i+1 || s.History[i].Round != i+1 {
+			t.Fatalf("store round %d at %d, summary %+v: a round lost or repeated", rep.Round, i+1, s.History)
+		}
+		reps = append(reps, rep)
+	}
+	if len(reps) != want {
+		t.Fatalf("the store holds %d rounds, want %d", len(reps), want)
+	}
+	return s, reps
+}
+
+// SIGKILL of the active coordinator mid-run: the standby takes over within the lease and
+// continues after the last committed round, and the run ends with every round committed once.
+// One of the three etcd members is SIGKILLed too, mid-run: nothing changes.
+func TestTierCoordinatorKilled(t *testing.T) {
+	r := newTierRig(t, 3)
+	r.edge("e1")
+	r.edge("e2")
+	common := trainingArgs(8, "--rounds", "8", "--lr", "0.05", "--target-accuracy", "0", "--goal", "8", "--over-select", "1", "--min-group", "2")
+	c1 := r.coordinator("c1", common...)
+	c1.waitFor("elected coordinator", 20*time.Second)
+	c2 := r.coordinator("c2", common...)
+	c2.waitFor("standby", 20*time.Second)
+	r.devices("e1", 0, 4, 8)
+	r.devices("e2", 4, 4, 8)
+	c1.waitFor("round   2/8", 30*time.Second)
+	r.etcd.Members[0].Kill()
+	c1.waitFor("round   3/8", 30*time.Second)
+	c1.kill()
+	killed := time.Now()
+	_ = c1.wait(10 * time.Second)
+	c2.waitFor("elected coordinator", 10*time.Second)
+	if took := time.Since(killed); took > 5*time.Second {
+		t.Fatalf("standby elected %v after the SIGKILL, lease 3 s", took)
+	}
+	line := c2.waitFor("taking over run", 10*time.Second)
+	var after int
+	if _, err := fmt.Sscanf(line[strings.Index(line, "after round"):], "after round %d", &after); err != nil || after < 3 {
+		t.Fatalf("took over %q", line)
+	}
+	if err := c2.wait(60 * time.Second); err != nil {
+		t.Fatalf("coordinator c2: %v", err)
+	}
+	s, reps := r.checkHistory(c2, 8)
+	if strings.Contains(c2.log(), fmt.Sprintf("round %3d/8", after)) {
+		t.Fatalf("round %d run again after the takeover", after)
+	}
+	for _, h := range reps {
+		if h.Abandoned != "" || h.Participants != 8 || h.Sampled != 8 {
+			t.Fatalf("round %d: %d participants of %d sampled, want the goal 8 of 8", h.Round, h.Participants, h.Sampled)
+		}
+	}
+	if s.FinalAccuracy < 0.6 {
+		t.Fatalf("final accuracy %.3f: the tier did not train", s.FinalAccuracy)
+	}
+	for name, e := range r.edges {
+		if err := e.wait(20 * time.Second); err != nil {
+			t.Fatalf("edge %s after the run: %v", name, err)
+		}
+	}
+}
+
+// SecAgg+ per group on the edges: an edge that dies mid-round (after its devices trained,
+// before its group's sum) loses only its group: that round and the next go on with the other
+// edge's group, whose sum alone the coordinator sees; selection waits --selection-timeout for
+// the goal, then starts with the --min-fraction the surviving edge holds.
+func TestTierSecAggEdgeKilled(t *testing.T) {
+	r := newTierRig(t, 3)
+	r.edge("e1")
+	r.edge("e2", "--fault-exit-at", "3")
+	common := trainingArgs(10, "--rounds", "5", "--lr", "0.05", "--target-accuracy", "0", "--secure-sum", "secaggplus",
+		"--goal", "10", "--over-select", "1", "--min-fraction", "0.5", "--selection-timeout", "1s", "--min-results", "3", "--min-group", "4")
+	c1 := r.coordinator("c1", common...)
+	r.devices("e1", 0, 5, 10)
+	r.devices("e2", 5, 5, 10)
+	if err := c1.wait(90 * time.Second); err != nil {
+		t.Fatalf("coordinator: %v", err)
+	}
+	_, reps := r.checkHistory(c1, 5)
+	for _, h := range reps {
+		want := 10
+		if h.Round >= 3 {
+			want = 5
+		}
+		if h.Abandoned != "" || h.Participants != want {
+			t.Fatalf("round %d: %d participants (abandoned %q), want %d", h.Round, h.Participants, h.Abandoned, want)
+		}
+	}
+	if reps[2].Sampled != 10 {
+		t.Fatalf("round 3 sampled %d, want 10 (the edge died after the selection)", reps[2].Sampled)
+	}
+	if !strings.Contains(c1.log(), "aggregation group lost") {
+		t.Fatal("the coordinator did not report the lost group")
+	}
+	if reps[4].Accuracy < 0.7 {
+		t.Fatalf("final accuracy %.3f", reps[4].Accuracy)
+	}
+}
