@@ -171,29 +171,34 @@ var ErrNotLeader = errors.New("no longer the population's coordinator")
 // Put writes key=value only while this coordinator still holds its election key (a fenced
 // write: a deposed coordinator cannot overwrite its successor's metadata).
 func (l *Leadership) Put(ctx context.Context, key string, value []byte) error {
-	resp, err := l.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(l.election.Key()), "=", l.election.Rev())).
-		Then(clientv3.OpPut(key, string(value))).Commit()
-	if err != nil {
-		return fmt.Errorf("etcd: %w", err)
-	}
-	if !resp.Succeeded {
-		return ErrNotLeader
-	}
-	return nil
+	return l.fenced(ctx, clientv3.OpPut(key, string(value)))
 }
 
 // Check confirms that this coordinator still leads (wrapping ErrNotLeader if not).
-func (l *Leadership) Check(ctx context.Context) error {
-	resp, err := l.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(l.election.Key()), "=", l.election.Rev())).Commit()
-	if err != nil {
-		return fmt.Errorf("etcd: %w", err)
+func (l *Leadership) Check(ctx context.Context) error { return l.fenced(ctx) }
+
+// fenced runs ops only while this coordinator holds its election key. A request that fails
+// without an answer (etcd electing a new leader after losing a member: "request timed out") is
+// retried until ctx ends or the lease is lost: losing one etcd member must not stop the run.
+func (l *Leadership) fenced(ctx context.Context, ops ...clientv3.Op) error {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		resp, err := l.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(l.election.Key()), "=", l.election.Rev())).
+			Then(ops...).Commit()
+		if err == nil && !resp.Succeeded {
+			return ErrNotLeader
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return fmt.Errorf("etcd: %w", err)
+		case <-l.session.Done():
+			return fmt.Errorf("%w: lease lost (%v)", ErrNotLeader, err)
+		}
 	}
-	if !resp.Succeeded {
-		return ErrNotLeader
-	}
-	return nil
 }
 
 // PutJSON is Put with value encoded as JSON.
