@@ -167,6 +167,9 @@ func (c *Coordinator) rosters(ctx context.Context, round int) []device {
 	return all
 }
 
+// Edges counts the registered edges.
+func (c *Coordinator) Edges() int { return len(c.cfg.Members.Edges()) }
+
 // Connected counts the devices the edges hold now.
 func (c *Coordinator) Connected(ctx context.Context) int { return len(c.rosters(ctx, 0)) }
 

@@ -31,6 +31,7 @@ type Edge struct {
 	// name).
 	authorize  func(ctx context.Context) error
 	onSumGroup func(round int)
+	pacer      *Pacer
 	log        *slog.Logger
 
 	mu       sync.Mutex
@@ -52,6 +53,9 @@ type EdgeConfig struct {
 	// SecureSum is the run's protocol as devices were announced it (nil: plain).
 	SecureSum fl.SecureSum
 	Authorize func(ctx context.Context) error
+	// Pacer, if set, sends each device away for a pace-steering window once its group's sum is
+	// done, so that other devices take its place.
+	Pacer *Pacer
 	// OnSumGroup, if set, is called as a group's sum is asked for (fault injection in tests).
 	OnSumGroup func(round int)
 	Logger     *slog.Logger
@@ -69,7 +73,7 @@ func NewEdge(cfg EdgeConfig) (*Edge, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Edge{name: cfg.Name, srv: cfg.Server, inner: cfg.SecureSum, authorize: cfg.Authorize, onSumGroup: cfg.OnSumGroup, log: log, updates: map[fl.ClientID]held{}}, nil
+	return &Edge{name: cfg.Name, srv: cfg.Server, inner: cfg.SecureSum, authorize: cfg.Authorize, onSumGroup: cfg.OnSumGroup, pacer: cfg.Pacer, log: log, updates: map[fl.ClientID]held{}}, nil
 }
 
 // admit checks the caller and the term: an older coordinator's request is refused (fencing).
@@ -221,7 +225,20 @@ func (e *Edge) SumGroup(ctx context.Context, req *tierv1.SumGroupRequest) (*tier
 		return nil, status.Errorf(codes.Internal, "group sum of %d coordinates, want %d", len(res.Sum), dim)
 	}
 	e.log.Debug("group summed", "round", round, "group", req.GetGroup(), "count", res.Count)
+	e.dismiss(holders)
 	return &tierv1.SumGroupReply{Sum: encodeFloats64(res.Sum), Weight: res.Weight, Unclipped: res.Unclipped, Count: int64(res.Count)}, nil
+}
+
+// dismiss sends the group's devices away for a pace-steering window each.
+func (e *Edge) dismiss(holders []fl.ClientID) {
+	if e.pacer == nil {
+		return
+	}
+	for _, h := range holders {
+		if d := e.pacer.Window(); d > 0 {
+			e.srv.Dismiss(h, d)
+		}
+	}
 }
 
 func (e *Edge) plainSum(round int, holders []fl.ClientID, dim int) (fl.SumResult, error) {

@@ -227,6 +227,7 @@ type RoundMeta struct {
 	Population   int     `json:"population"`
 	Demand       int     `json:"demand"`
 	RoundSeconds float64 `json:"round_seconds"`
+	Edges        int     `json:"edges"`
 }
 
 // GroupMeta is one aggregation group of a round.

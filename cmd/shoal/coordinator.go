@@ -312,10 +312,14 @@ func hookCoordinator(e *fl.Engine, o *coordinatorOptions, run *serverRun, coord 
 	if o.Goal > 0 {
 		target = int(math.Ceil(o.OverSelect*float64(o.Goal) - 1e-9))
 	}
-	population := 0
+	var began time.Time
+	cadence := 0.0 // seconds from one round's start to the next's: pace steering's T
 	e.BeforeRound = func(ctx context.Context, round int) error {
-		n, err := awaitSelection(ctx, coord, o, target, stderr)
-		population = n
+		if !began.IsZero() {
+			cadence = time.Since(began).Seconds()
+		}
+		began = time.Now()
+		_, err := awaitSelection(ctx, coord, o, target, stderr)
 		return err
 	}
 	e.Commit = func(cp fl.Checkpoint, rep fl.RoundReport) error {
@@ -328,7 +332,7 @@ func hookCoordinator(e *fl.Engine, o *coordinatorOptions, run *serverRun, coord 
 			return err
 		}
 		meta := tier.RoundMeta{Round: cp.Round, Committed: cp.Round, Term: lead.Term(), Groups: coord.Groups(cp.Round),
-			Population: population, Demand: target, RoundSeconds: rep.Seconds}
+			Population: o.Clients, Demand: target, RoundSeconds: max(cadence, rep.Seconds), Edges: coord.Edges()}
 		if err := lead.PutJSON(ctx, keys.Round(), meta); err != nil {
 			return fmt.Errorf("round %d committed to the store, then etcd: %w", cp.Round, err)
 		}

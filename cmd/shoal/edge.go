@@ -76,6 +76,7 @@ type edgeOptions struct {
 	ChunkSize                         int
 	LogLevel                          string
 	FaultExitAt                       int
+	PaceSlack                         float64
 }
 
 func edgeFlags(o *edgeOptions) *flag.FlagSet {
@@ -91,6 +92,7 @@ func edgeFlags(o *edgeOptions) *flag.FlagSet {
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 5*time.Second, "heartbeat interval with devices; a device silent for three is dropped")
 	fs.IntVar(&o.ChunkSize, "chunk-size", grpctransport.DefaultChunkSize, "payload bytes per message to devices")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
+	fs.Float64Var(&o.PaceSlack, "pace-slack", 0, "pace steering: hold at most this many times the edge's share of a round's demand; turn away others, and send devices away after their round, each told when to come back (0: off)")
 	fs.IntVar(&o.FaultExitAt, "fault-exit-at", 0, "fault injection for tests: exit abruptly when the coordinator asks for a group sum of this round (mid-round)")
 	return fs
 }
@@ -133,7 +135,14 @@ func runEdge(ctx context.Context, args []string, _, stderr io.Writer) error {
 
 // serveEdge serves devices and the coordinator until the run completes, changes, or ctx ends.
 func serveEdge(ctx context.Context, o *edgeOptions, cli *clientv3.Client, keys tier.Keys, rec *tier.RunRecord, logger *slog.Logger, stderr io.Writer) error {
-	srv, tlsCfg, err := edgeTransport(o, rec, logger)
+	var pacer *tier.Pacer
+	if o.PaceSlack > 0 {
+		pacer = tier.NewPacer(o.PaceSlack)
+		pctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go pacer.Follow(pctx, cli, keys, logger)
+	}
+	srv, tlsCfg, err := edgeTransport(o, rec, pacer, logger)
 	if err != nil {
 		return err
 	}
@@ -144,7 +153,7 @@ func serveEdge(ctx context.Context, o *edgeOptions, cli *clientv3.Client, keys t
 		}
 	}
 	edge, err := tier.NewEdge(tier.EdgeConfig{Name: o.Name, Server: srv, SecureSum: inner, Authorize: coordinatorCheck(o),
-		OnSumGroup: edgeFault(o, stderr), Logger: logger})
+		OnSumGroup: edgeFault(o, stderr), Pacer: pacer, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -191,13 +200,16 @@ func serveEdge(ctx context.Context, o *edgeOptions, cli *clientv3.Client, keys t
 
 // edgeTransport is the devices' server, configured exactly as `shoal server`'s transport but
 // announcing the population's run.
-func edgeTransport(o *edgeOptions, rec *tier.RunRecord, logger *slog.Logger) (*grpctransport.Server, *tls.Config, error) {
+func edgeTransport(o *edgeOptions, rec *tier.RunRecord, pacer *tier.Pacer, logger *slog.Logger) (*grpctransport.Server, *tls.Config, error) {
 	so := serverOptions{Certs: o.Certs, Insecure: o.Insecure, AllowMissingCRL: o.AllowMissingCRL, Heartbeat: o.Heartbeat, ChunkSize: o.ChunkSize}
 	cfg, tlsCfg, err := transportConfig(so, &serverRun{}, logger)
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg.RunID, cfg.SecureSum, cfg.SecureSumParams, cfg.Model = rec.Name, rec.SecureSum, rec.SecureSumParams, rec.Model
+	if pacer != nil {
+		cfg.Steer = pacer.Steer
+	}
 	srv, err := grpctransport.NewServer(cfg)
 	if err != nil {
 		return nil, nil, usageErrorf("%v", err)

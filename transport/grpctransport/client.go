@@ -136,6 +136,20 @@ func RunClient(ctx context.Context, cfg ClientConfig) error {
 		case permanent(err):
 			return fmt.Errorf("%w: %v", ErrRefused, err)
 		}
+		var steer steered
+		if errors.As(err, &steer) {
+			// Pace steering: come back when the server asked (bounded: a server cannot park a
+			// client for longer than maxSteer), not at once.
+			wait := min(steer.after, maxSteer)
+			log.Info("server asked to come back later", "in", wait.Round(time.Millisecond))
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			backoff, refusals = cfg.MinBackoff, 0
+			continue
+		}
 		if welcomed {
 			backoff, refusals = cfg.MinBackoff, 0
 		} else if handshakeFailure(err) {
@@ -157,6 +171,17 @@ func RunClient(ctx context.Context, cfg ClientConfig) error {
 		backoff = min(2*backoff, cfg.MaxBackoff)
 	}
 }
+
+// steered is a goodbye asking the client to come back after a while (pace steering).
+type steered struct {
+	after  time.Duration
+	reason string
+}
+
+func (s steered) Error() string { return fmt.Sprintf("server said goodbye: %s (come back in %v)", s.reason, s.after) }
+
+// maxSteer bounds how long a server's pace steering may park a client.
+const maxSteer = time.Hour
 
 // maxHandshakeFailures is how many connections in a row the server may close during the
 // handshake before the client takes it as a refusal.
@@ -378,6 +403,9 @@ func (rt *runtime) session(ctx context.Context, api shoalv1.FederationClient) (w
 			case *shoalv1.ServerMsg_Heartbeat:
 			case *shoalv1.ServerMsg_Goodbye:
 				log.Info("server said goodbye", "reason", b.Goodbye.GetReason(), "run_complete", b.Goodbye.GetRunComplete())
+				if ms := b.Goodbye.GetRetryAfterMillis(); ms > 0 && !b.Goodbye.GetRunComplete() {
+					return true, false, steered{after: time.Duration(ms) * time.Millisecond, reason: b.Goodbye.GetReason()}
+				}
 				return true, b.Goodbye.GetRunComplete(), errors.New("server said goodbye: " + b.Goodbye.GetReason())
 			case *shoalv1.ServerMsg_Cancel:
 				h := headerOf(b.Cancel.GetHeader())

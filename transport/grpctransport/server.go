@@ -134,6 +134,10 @@ type ServerConfig struct {
 	Model   *ModelSpec
 	Metrics *Metrics
 	Logger  *slog.Logger
+	// Steer, if set, is pace steering: asked for every admitted client before it joins, with the
+	// number connected now; a positive duration turns the client away with a Welcome and then a
+	// Goodbye asking it to come back after that long (the client runtime honours it).
+	Steer func(name string, connected int) time.Duration
 }
 
 // Server is the networked fl.Transport: it serves the Federation service and runs the engine's

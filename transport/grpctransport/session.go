@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,6 +98,14 @@ func (s *Server) Connect(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoa
 		s.log.Warn("client refused", "client", name, "err", err)
 		return status.Errorf(codes.FailedPrecondition, "client %s refused: %v", name, err)
 	}
+	if s.cfg.Steer != nil {
+		s.mu.Lock()
+		connected := len(s.sessions)
+		s.mu.Unlock()
+		if d := s.cfg.Steer(name, connected); d > 0 {
+			return s.steer(stream, name, d)
+		}
+	}
 	ss := &session{srv: s, ctx: ctx, name: name, serial: s.nextConn.Add(1), out: make(chan outbound, sendQueue),
 		done: make(chan struct{}), tasks: map[uint64]*task{}}
 	ss.log = s.log.With("client", name, "session", ss.serial)
@@ -155,6 +164,41 @@ func (s *Server) Connect(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoa
 		return status.Error(codes.InvalidArgument, ss.err.Error())
 	}
 	return revocationStatus(ss.err)
+}
+
+// steer welcomes a client and at once says goodbye, asking it to come back after d (pace
+// steering): it never joins the roster.
+func (s *Server) steer(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoalv1.ServerMsg], name string, d time.Duration) error {
+	s.cfg.Metrics.refuse("steered")
+	ms := uint32(min(d.Milliseconds(), math.MaxUint32))
+	welcome := &shoalv1.ServerMsg{Body: &shoalv1.ServerMsg_Welcome{Welcome: &shoalv1.Welcome{
+		ProtocolVersion: ProtocolVersion, RunId: s.cfg.RunID, ClientName: name, ChunkSize: uint32(s.cfg.ChunkSize),
+		MaxResultPayload: s.maxResult(), HeartbeatMillis: uint32(s.cfg.Heartbeat.Milliseconds()),
+		SecureSum: s.cfg.SecureSum, SecureSumParams: s.cfg.SecureSumParams, Model: s.cfg.Model.proto(),
+	}}}
+	if err := stream.Send(welcome); err != nil {
+		return err
+	}
+	return stream.Send(&shoalv1.ServerMsg{Body: &shoalv1.ServerMsg_Goodbye{Goodbye: &shoalv1.Goodbye{
+		Reason: "enough devices for now: come back later (pace steering)", RetryAfterMillis: ms}}})
+}
+
+// Dismiss asks the connected client with roster id to leave and come back after d (pace
+// steering once it has taken part: another device takes its place); false if it is not
+// connected.
+func (s *Server) Dismiss(id fl.ClientID, d time.Duration) bool {
+	s.mu.Lock()
+	var ss *session
+	if id >= 0 && int(id) < len(s.order) {
+		ss = s.sessions[s.order[id]]
+	}
+	s.mu.Unlock()
+	if ss == nil || d <= 0 {
+		return false
+	}
+	ss.send(&shoalv1.ServerMsg{Body: &shoalv1.ServerMsg_Goodbye{Goodbye: &shoalv1.Goodbye{
+		Reason: "thank you: come back later (pace steering)", RetryAfterMillis: uint32(min(d.Milliseconds(), math.MaxUint32))}}}, nil, nil)
+	return true
 }
 
 // errRevoked and errRevocationUnusable are why the revocation check ended or refused a

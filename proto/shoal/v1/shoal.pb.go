@@ -1195,9 +1195,13 @@ type Goodbye struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Reason string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
 	// run_complete tells the client the run is over (it may exit instead of reconnecting).
-	RunComplete   bool `protobuf:"varint,2,opt,name=run_complete,json=runComplete,proto3" json:"run_complete,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RunComplete bool `protobuf:"varint,2,opt,name=run_complete,json=runComplete,proto3" json:"run_complete,omitempty"`
+	// retry_after_millis, when not zero, asks the client to come back after this long instead of
+	// at once (pace steering, Bonawitz et al. 2019: the server spreads check-ins so that devices
+	// arrive when they are needed and not all at once). It is already randomized by the server.
+	RetryAfterMillis uint32 `protobuf:"varint,3,opt,name=retry_after_millis,json=retryAfterMillis,proto3" json:"retry_after_millis,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Goodbye) Reset() {
@@ -1242,6 +1246,13 @@ func (x *Goodbye) GetRunComplete() bool {
 		return x.RunComplete
 	}
 	return false
+}
+
+func (x *Goodbye) GetRetryAfterMillis() uint32 {
+	if x != nil {
+		return x.RetryAfterMillis
+	}
+	return 0
 }
 
 var File_shoal_proto protoreflect.FileDescriptor
@@ -1332,10 +1343,11 @@ const file_shoal_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x10.shoal.v1.HeaderR\x06header\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x1d\n" +
 	"\tHeartbeat\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"D\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"r\n" +
 	"\aGoodbye\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12!\n" +
-	"\frun_complete\x18\x02 \x01(\bR\vrunComplete*h\n" +
+	"\frun_complete\x18\x02 \x01(\bR\vrunComplete\x12,\n" +
+	"\x12retry_after_millis\x18\x03 \x01(\rR\x10retryAfterMillis*h\n" +
 	"\bTaskKind\x12\x19\n" +
 	"\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTASK_KIND_FIT\x10\x01\x12\x16\n" +

@@ -1,0 +1,99 @@
+package tier
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Bounds of a pace-steering window: never "come back at once", never "come back tomorrow".
+const (
+	MinPaceWindow = time.Second
+	MaxPaceWindow = time.Hour
+)
+
+// PaceWindow is how long a device should stay away (Bonawitz et al. 2019, pace steering),
+// computed statelessly from the population size N, the devices D a round needs and the round
+// time T: if every device returns every R = N·T/D seconds on average, D of them arrive per
+// round. The window is drawn uniformly from [R/2, 3R/2], so that devices sent away together do
+// not return together (no thundering herd), and clamped to [MinPaceWindow, MaxPaceWindow].
+func PaceWindow(population, demand int, roundSeconds float64, rng *rand.Rand) time.Duration {
+	if population < 1 || demand < 1 || !(roundSeconds > 0) {
+		return MinPaceWindow
+	}
+	r := float64(population) * roundSeconds / float64(demand)
+	secs := min(max((0.5+rng.Float64())*r, MinPaceWindow.Seconds()), MaxPaceWindow.Seconds()) // clamped before it can overflow
+	return time.Duration(secs * float64(time.Second))
+}
+
+// Pacer steers one edge's devices from the coordinator's round metadata: a device arriving while
+// the edge already holds its share of the demand (Slack × Demand / Edges) is told when to come
+// back, and a device whose group has been summed is sent away for a window, so that others
+// take its place. Without metadata (before the first round) nobody is steered.
+type Pacer struct {
+	Slack float64
+	mu    sync.Mutex
+	meta  *RoundMeta
+	rng   *rand.Rand
+}
+
+// NewPacer returns a pacer; slack ≤ 0 disables steering.
+func NewPacer(slack float64) *Pacer {
+	return &Pacer{Slack: slack, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+}
+
+// Set replaces the round metadata the pacer steers by.
+func (p *Pacer) Set(m *RoundMeta) {
+	p.mu.Lock()
+	p.meta = m
+	p.mu.Unlock()
+}
+
+// Hold is how many devices the edge keeps connected (0: no limit).
+func (p *Pacer) Hold() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.Slack <= 0 || p.meta == nil || p.meta.Demand < 1 {
+		return 0
+	}
+	return int(math.Ceil(p.Slack * float64(p.meta.Demand) / float64(max(p.meta.Edges, 1))))
+}
+
+// Window draws a come-back window (0 when steering is off).
+func (p *Pacer) Window() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.Slack <= 0 || p.meta == nil {
+		return 0
+	}
+	return PaceWindow(p.meta.Population, p.meta.Demand, p.meta.RoundSeconds, p.rng)
+}
+
+// Steer is grpctransport.ServerConfig.Steer: a window for a device arriving at a full edge.
+func (p *Pacer) Steer(_ string, connected int) time.Duration {
+	if hold := p.Hold(); hold == 0 || connected < hold {
+		return 0
+	}
+	return p.Window()
+}
+
+// Follow keeps the pacer's metadata current from etcd until ctx ends.
+func (p *Pacer) Follow(ctx context.Context, cli *clientv3.Client, k Keys, log *slog.Logger) {
+	for ctx.Err() == nil {
+		if m, err := LoadRoundMeta(ctx, cli, k); err == nil && m != nil {
+			p.Set(m)
+		} else if err != nil {
+			log.Debug("round metadata", "err", err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		for range cli.Watch(wctx, k.Round()) {
+			break
+		}
+		cancel()
+	}
+}

@@ -1,0 +1,160 @@
+package tier
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"shoal/fl"
+	tierv1 "shoal/proto/shoal/tier/v1"
+)
+
+// Reservoir sampling is uniform: over many draws every index is selected k/n of the time, and a
+// draw never repeats an index.
+func TestReservoirUniform(t *testing.T) {
+	const n, k, draws = 50, 10, 20000
+	rng := rand.New(rand.NewPCG(1, 2))
+	counts := make([]int, n)
+	for range draws {
+		seen := map[fl.ClientID]bool{}
+		for _, id := range Reservoir(n, k, rng) {
+			if seen[id] || id < 0 || id >= n {
+				t.Fatalf("index %d repeated or out of range", id)
+			}
+			seen[id] = true
+			counts[id]++
+		}
+		if len(seen) != k {
+			t.Fatalf("%d drawn, want %d", len(seen), k)
+		}
+	}
+	want := float64(draws) * k / n
+	chi := 0.0
+	for _, c := range counts {
+		chi += (float64(c) - want) * (float64(c) - want) / want
+	}
+	// 49 degrees of freedom: the 99.9 % quantile is about 85.
+	if chi > 85 {
+		t.Fatalf("χ² = %.1f over %d indices: not uniform (%v)", chi, n, counts)
+	}
+	if got := Reservoir(5, 10, rng); len(got) != 5 {
+		t.Fatalf("k > n: %v", got)
+	}
+}
+
+// Groups stay on one edge and hold at least MinGroup devices; an edge holding fewer of the
+// cohort is left out of the round, with a reason.
+func TestPlanGroups(t *testing.T) {
+	c, err := NewCoordinator(CoordinatorConfig{Members: &Members{}, Dial: nil, MinGroup: 3})
+	if err == nil {
+		t.Fatal("no dialer accepted")
+	}
+	c = &Coordinator{cfg: CoordinatorConfig{MinGroup: 3}, rounds: map[int]*roundPlan{}, needed: map[int]int{}}
+	for i := range 7 {
+		c.snapshot = append(c.snapshot, device{edge: "a", id: int64(i)})
+	}
+	for i := range 2 {
+		c.snapshot = append(c.snapshot, device{edge: "b", id: int64(i)})
+	}
+	cohort := []fl.ClientID{0, 1, 2, 3, 4, 5, 6, 7, 8}
+	p, left := c.plan(1, cohort)
+	if len(left) != 2 || left[7] == nil || left[8] == nil {
+		t.Fatalf("left out %v, want edge b's two devices", left)
+	}
+	sizes := 0
+	for _, g := range p.groups {
+		if g.edge != "a" || len(g.members) < 3 {
+			t.Fatalf("group %+v", g)
+		}
+		sizes += len(g.members)
+	}
+	if len(p.groups) != 2 || sizes != 7 {
+		t.Fatalf("%d groups of %d devices, want 2 groups of 7", len(p.groups), sizes)
+	}
+	meta := c.Groups(1)
+	if len(meta) != 2 || meta[0].Size+meta[1].Size != 7 {
+		t.Fatalf("round metadata %+v", meta)
+	}
+}
+
+// The master aggregation adds group sums and refuses a reply that could poison it: wrong
+// length, non-finite values, more devices than the group has.
+func TestGroupedServerRefusesBadGroupSums(t *testing.T) {
+	c := &Coordinator{cfg: CoordinatorConfig{MinGroup: 2}, rounds: map[int]*roundPlan{}, needed: map[int]int{}}
+	for i := range 4 {
+		c.snapshot = append(c.snapshot, device{edge: "a", id: int64(10 + i)})
+	}
+	c.plan(1, []fl.ClientID{0, 1, 2, 3})
+	g := &Grouped{Coord: c}
+	srv, err := g.NewServer(1, []fl.ClientID{0, 1, 2, 3}, 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, done, err := srv.Next()
+	if err != nil || done || len(msgs) != 2 {
+		t.Fatalf("first stage: %d messages, done %v, %v", len(msgs), done, err)
+	}
+	reply := func(sum []float64, w float64, n int64) []byte {
+		b, _ := proto.Marshal(&tierv1.SumGroupReply{Sum: encodeFloats64(sum), Weight: w, Count: n})
+		return b
+	}
+	var leaders []fl.ClientID
+	for l, m := range msgs {
+		var req tierv1.SumGroupRequest
+		if err := proto.Unmarshal(m, &req); err != nil || len(req.GetHolders()) != 2 || req.GetHolders()[0] < 10 {
+			t.Fatalf("request %v (%v): want the edge's own ids of 2 holders", &req, err)
+		}
+		leaders = append(leaders, l)
+	}
+	for _, bad := range [][]byte{reply([]float64{1}, 2, 2), reply([]float64{1, math.NaN()}, 2, 2), reply([]float64{1, 1}, 2, 3),
+		reply([]float64{1, 1}, 0, 2), []byte{0xff}} {
+		if err := srv.Receive(leaders[0], bad); err == nil {
+			t.Fatalf("bad group sum %x accepted", bad)
+		}
+	}
+	if err := srv.Receive(leaders[0], reply([]float64{1, 2}, 2, 2)); err != nil {
+		t.Fatal(err)
+	}
+	srv.Drop(leaders[1]) // that group's edge died: the round goes on with the other
+	if _, done, _ := srv.Next(); !done {
+		t.Fatal("not done after the one stage")
+	}
+	res, err := srv.Result()
+	if err != nil || res.Count != 2 || res.Weight != 2 || res.Sum[0] != 1 || res.Sum[1] != 2 {
+		t.Fatalf("result %+v, %v", res, err)
+	}
+}
+
+// Pace steering's window averages N·T/D, is spread over [R/2, 3R/2] and stays in bounds; an
+// edge turns devices away only once it holds its share of the demand.
+func TestPaceWindow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n, d, secs = 20000, 1000, 30.0 // R = 600 s
+	var sum, lo, hi time.Duration = 0, time.Hour, 0
+	for range 10000 {
+		w := PaceWindow(n, d, secs, rng)
+		sum += w
+		lo, hi = min(lo, w), max(hi, w)
+	}
+	mean := sum / 10000
+	if mean < 590*time.Second || mean > 610*time.Second || lo < 300*time.Second || hi > 900*time.Second || hi-lo < 550*time.Second {
+		t.Fatalf("windows mean %v in [%v, %v], want mean 600 s over [300 s, 900 s]", mean, lo, hi)
+	}
+	if w := PaceWindow(10, 1000, 0.01, rng); w != MinPaceWindow {
+		t.Fatalf("demand above the population: %v, want the minimum", w)
+	}
+	if w := PaceWindow(1e9, 1, 60, rng); w != MaxPaceWindow {
+		t.Fatalf("huge population: %v, want the maximum", w)
+	}
+	p := NewPacer(2)
+	if p.Steer("x", 1000) != 0 {
+		t.Fatal("steered before any round metadata")
+	}
+	p.Set(&RoundMeta{Population: 100, Demand: 10, RoundSeconds: 5, Edges: 2}) // hold 2·10/2 = 10
+	if p.Steer("x", 9) != 0 || p.Steer("x", 10) < MinPaceWindow {
+		t.Fatalf("hold %d: steering at 9 and 10 connected wrong", p.Hold())
+	}
+}
