@@ -178,7 +178,9 @@ type steered struct {
 	reason string
 }
 
-func (s steered) Error() string { return fmt.Sprintf("server said goodbye: %s (come back in %v)", s.reason, s.after) }
+func (s steered) Error() string {
+	return fmt.Sprintf("server said goodbye: %s (come back in %v)", s.reason, s.after)
+}
 
 // maxSteer bounds how long a server's pace steering may park a client.
 const maxSteer = time.Hour
