@@ -40,6 +40,7 @@ type coordinatorOptions struct {
 	serverOptions
 	tier             tierOptions
 	CertName         string
+	EdgeServerName   string
 	Goal             int
 	MinGroup         int
 	SelectionTimeout time.Duration
@@ -52,6 +53,7 @@ func coordinatorFlags(o *coordinatorOptions, stderr io.Writer) *flag.FlagSet {
 	o.command = "coordinator"
 	o.tier.register(fs, "coordinator")
 	fs.StringVar(&o.CertName, "cert-name", "coordinator", "the client certificate (in --certs) the coordinator presents to edges")
+	fs.StringVar(&o.EdgeServerName, "edge-server-name", "", "name to check in the edges' certificates (default: the host of each edge's registered address)")
 	fs.IntVar(&o.Goal, "goal", 0, "devices whose updates a round needs (0: --fraction/--sampling decide, as in server); asks --over-select times as many")
 	fs.IntVar(&o.MinGroup, "min-group", 10, "fewest devices of an aggregation group; an edge holding fewer of a round's cohort contributes nothing that round")
 	fs.DurationVar(&o.SelectionTimeout, "selection-timeout", 30*time.Second, "how long a round waits for ⌈goal·over-select⌉ devices before starting with at least --min-fraction of the goal")
@@ -296,6 +298,9 @@ func edgeDialer(o *coordinatorOptions) (func(string) (*grpc.ClientConn, error), 
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {
 			return nil, err
+		}
+		if o.EdgeServerName != "" {
+			host = o.EdgeServerName
 		}
 		cfg, err := pki.ClientTLSConfig(o.Certs, o.CertName, host)
 		if err != nil {
