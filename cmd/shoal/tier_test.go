@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -174,5 +176,41 @@ func TestTierSecAggEdgeKilled(t *testing.T) {
 	}
 	if reps[4].Accuracy < 0.7 {
 		t.Fatalf("final accuracy %.3f", reps[4].Accuracy)
+	}
+}
+
+// Central DP across a takeover: the accountant moves with the checkpoint, so every committed
+// round's ε — before and after the SIGKILL of the active coordinator — is the ε an
+// uninterrupted run of the same Poisson rate and noise reports for that round.
+func TestTierDPTakeoverKeepsTheAccountant(t *testing.T) {
+	r := newTierRig(t, 3)
+	r.edge("e1")
+	r.edge("e2")
+	dp := []string{"--rounds", "6", "--lr", "0.05", "--target-accuracy", "0", "--dp", "central", "--sampling", "poisson",
+		"--fraction", "0.6", "--noise-multiplier", "1.2", "--clip", "1"}
+	coordArgs := append([]string{"--dataset", "synthetic", "--model", "logreg", "--clients", "10", "--min-group", "1"}, dp...)
+	c1 := r.coordinator("c1", coordArgs...)
+	c1.waitFor("elected coordinator", 20*time.Second)
+	c2 := r.coordinator("c2", coordArgs...)
+	r.devices("e1", 0, 5, 10)
+	r.devices("e2", 5, 5, 10)
+	c1.waitFor("round   2/6", 60*time.Second)
+	c1.kill()
+	_ = c1.wait(10 * time.Second)
+	c2.waitFor("taking over run", 15*time.Second)
+	if err := c2.wait(60 * time.Second); err != nil {
+		t.Fatalf("coordinator c2: %v", err)
+	}
+	_, reps := r.checkHistory(c2, 6)
+	var out, errb bytes.Buffer
+	sim := append([]string{"simulate", "--out", filepath.Join(t.TempDir(), "sim"), "--json"}, trainingArgs(10, dp...)...)
+	if code := run(context.Background(), sim, &out, &errb); code != 0 {
+		t.Fatalf("simulate: %s", errb.String())
+	}
+	want := decodeSummary(t, out.Bytes())
+	for i, h := range reps {
+		if h.Epsilon <= 0 || !close64(h.Epsilon, want.History[i].Epsilon, 1e-9) || h.ClipNorm != 1 {
+			t.Fatalf("round %d: ε %v clip %v after the takeover, an uninterrupted run: ε %v", h.Round, h.Epsilon, h.ClipNorm, want.History[i].Epsilon)
+		}
 	}
 }
