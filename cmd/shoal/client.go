@@ -54,7 +54,7 @@ func clientFlags(o *clientOptions, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("shoal client", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.String("config", "", "TOML file of flag values (keys are flag names, e.g. the policy); flags given on the command line win")
-	fs.StringVar(&o.Server, "server", "127.0.0.1:7443", "server address host:port")
+	fs.StringVar(&o.Server, "server", "127.0.0.1:7443", "server address host:port, or a comma-separated list (a tier's edges: any of them, another after a failure)")
 	fs.StringVar(&o.ServerName, "server-name", "", "name in the server's certificate (default: the host of --server)")
 	fs.StringVar(&o.Certs, "certs", "", "certificate directory holding ca.pem and clients/NAME.pem (mutual TLS)")
 	fs.StringVar(&o.Name, "name", "", "this client's name (its certificate's)")
@@ -196,7 +196,7 @@ func (o clientOptions) tls(name string) (cfg *tls.Config, err error) {
 	}
 	host := o.ServerName
 	if host == "" {
-		if host, _, err = net.SplitHostPort(o.Server); err != nil {
+		if host, _, err = net.SplitHostPort(strings.Split(o.Server, ",")[0]); err != nil { // a list (edges): the first's host
 			return nil, usageErrorf("--server %q: %v", o.Server, err)
 		}
 	}

@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
 	"shoal/fl"
@@ -27,7 +29,8 @@ import (
 
 // ClientConfig configures the client runtime.
 type ClientConfig struct {
-	// Server is the server's address, host:port.
+	// Server is the server's address, host:port, or a comma-separated list of them (the edges
+	// of a tier): the client connects to one and, after a failure, to any other.
 	Server string
 	// Name is the client's name; under TLS it must be the certificate's.
 	Name string
@@ -114,7 +117,20 @@ func RunClient(ctx context.Context, cfg ClientConfig) error {
 		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: 20 * time.Second,
 			Backoff: backoff.Config{BaseDelay: cfg.MinBackoff, Multiplier: 2, Jitter: 0.2, MaxDelay: cfg.MaxBackoff}}),
 	}, cfg.DialOptions...)
-	conn, err := grpc.NewClient(cfg.Server, opts...)
+	target := cfg.Server
+	if addrs := strings.Split(cfg.Server, ","); len(addrs) > 1 {
+		// A list of servers (a tier's edges): connect to one, and after a failure to any other.
+		// Each client shuffles the list so that a population spreads over them.
+		rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+		state := resolver.State{}
+		for _, a := range addrs {
+			state.Addresses = append(state.Addresses, resolver.Address{Addr: strings.TrimSpace(a)})
+		}
+		r := manual.NewBuilderWithScheme("shoal-servers")
+		r.InitialState(state)
+		opts, target = append(opts, grpc.WithResolvers(r)), r.Scheme()+":///servers"
+	}
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
