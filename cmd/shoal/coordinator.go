@@ -168,8 +168,10 @@ func coordinate(ctx context.Context, o *coordinatorOptions, cli *clientv3.Client
 		return err
 	}
 	defer run.close()
-	if rec != nil && run.id != rec.StoreRun {
-		return fmt.Errorf("etcd names run %d of the store, and the store's latest run is %d", rec.StoreRun, run.id)
+	if rec != nil {
+		if _, err := tier.CheckTakeover(run.st, rec); err != nil {
+			return err
+		}
 	}
 	o.finish(false)
 	fed, err := o.load(true)
