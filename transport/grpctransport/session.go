@@ -170,6 +170,7 @@ func (s *Server) Connect(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoa
 // steering): it never joins the roster.
 func (s *Server) steer(stream grpc.BidiStreamingServer[shoalv1.ClientMsg, shoalv1.ServerMsg], name string, d time.Duration) error {
 	s.cfg.Metrics.refuse("steered")
+	s.log.Debug("client steered away", "client", name, "retry_after", d)
 	ms := uint32(min(d.Milliseconds(), math.MaxUint32))
 	welcome := &shoalv1.ServerMsg{Body: &shoalv1.ServerMsg_Welcome{Welcome: &shoalv1.Welcome{
 		ProtocolVersion: ProtocolVersion, RunId: s.cfg.RunID, ClientName: name, ChunkSize: uint32(s.cfg.ChunkSize),
