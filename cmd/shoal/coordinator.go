@@ -163,7 +163,7 @@ func coordinate(ctx context.Context, o *coordinatorOptions, cli *clientv3.Client
 		return nil
 	}
 	o.Resume = rec != nil
-	run, err := openRunWhenFree(ctx, &o.serverOptions, stderr)
+	run, err := openRunWhenFree(ctx, &o.serverOptions, logger, stderr)
 	if err != nil {
 		return err
 	}
@@ -207,9 +207,9 @@ func coordinate(ctx context.Context, o *coordinatorOptions, cli *clientv3.Client
 
 // openRunWhenFree opens the run store, waiting while a deposed coordinator that has not died
 // yet still holds it.
-func openRunWhenFree(ctx context.Context, o *serverOptions, stderr io.Writer) (*serverRun, error) {
+func openRunWhenFree(ctx context.Context, o *serverOptions, logger *slog.Logger, stderr io.Writer) (*serverRun, error) {
 	for said := false; ; {
-		run, err := openServerRun(o)
+		run, err := openServerRun(ctx, o, logger)
 		if !errors.Is(err, store.ErrLocked) {
 			return run, err
 		}

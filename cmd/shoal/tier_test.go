@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"shoal/fl"
-	"shoal/store"
+	"shoal/store/backend"
+	"shoal/store/postgres/pgtest"
 	"shoal/tier/tiertest"
 )
 
@@ -61,7 +62,7 @@ func (r *tierRig) checkHistory(p *proc, want int) (simSummary, []fl.RoundReport)
 	if s.RoundsRun != want || len(s.History) != want {
 		t.Fatalf("%d rounds run, %d in the history; want %d: %+v", s.RoundsRun, len(s.History), want, s)
 	}
-	st, err := store.OpenReadOnly(r.store)
+	st, err := backend.Open(context.Background(), r.store, backend.ReadOnly, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,17 @@ func (r *tierRig) checkHistory(p *proc, want int) (simSummary, []fl.RoundReport)
 // continues after the last committed round, and the run ends with every round committed once.
 // One of the three etcd members is SIGKILLed too, mid-run: nothing changes.
 func TestTierCoordinatorKilled(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { coordinatorKilled(t, "") })
+	// The same with the run store in PostgreSQL: the one both coordinators would reach from
+	// different machines.
+	t.Run("postgres", func(t *testing.T) { coordinatorKilled(t, pgtest.NewStore(t)) })
+}
+
+func coordinatorKilled(t *testing.T, storeURL string) {
 	r := newTierRig(t, 3)
+	if storeURL != "" {
+		r.store = storeURL
+	}
 	r.edge("e1")
 	r.edge("e2")
 	common := trainingArgs(8, "--rounds", "8", "--lr", "0.05", "--target-accuracy", "0", "--goal", "8", "--over-select", "1", "--min-group", "2")
