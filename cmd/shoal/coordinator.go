@@ -201,6 +201,9 @@ func coordinate(ctx context.Context, o *coordinatorOptions, cli *clientv3.Client
 	}
 	defer coord.Close()
 	hookCoordinator(plan.engine, o, run, coord, lead, keys, stderr)
+	if err := lead.PutJSON(ctx, keys.Round(), firstPace(o, run, coord, lead)); err != nil {
+		return err
+	}
 	history, runErr := plan.engine.Run(ctx, plan.params)
 	return finishCoordinator(ctx, o, run, plan, append(run.history, history...), runErr, lead, keys, rec, stdout, stderr)
 }
@@ -315,10 +318,7 @@ func edgeDialer(o *coordinatorOptions) (func(string) (*grpc.ClientConn, error), 
 // hookCoordinator waits for devices before each round (selection), commits each round to the
 // run store only while still the leader, then publishes the round's metadata in etcd.
 func hookCoordinator(e *fl.Engine, o *coordinatorOptions, run *serverRun, coord *tier.Coordinator, lead *tier.Leadership, keys tier.Keys, stderr io.Writer) {
-	target := max(o.MinResults, 1)
-	if o.Goal > 0 {
-		target = int(math.Ceil(o.OverSelect*float64(o.Goal) - 1e-9))
-	}
+	target := demand(o)
 	var began time.Time
 	cadence := 0.0 // seconds from one round's start to the next's: pace steering's T
 	e.BeforeRound = func(ctx context.Context, round int) error {
@@ -346,6 +346,26 @@ func hookCoordinator(e *fl.Engine, o *coordinatorOptions, run *serverRun, coord 
 		return nil
 	}
 	e.OnRound = func(rep fl.RoundReport) { printRound(stderr, rep, o.Rounds) }
+}
+
+// firstPace is the round metadata before this coordinator's first round: edges steer devices
+// from the start (the first check-ins are the thundering herd), with a prior of 10 s per round
+// until a round has been timed.
+func firstPace(o *coordinatorOptions, run *serverRun, coord *tier.Coordinator, lead *tier.Leadership) tier.RoundMeta {
+	committed := 0
+	if run.checkpoint != nil {
+		committed = run.checkpoint.Round
+	}
+	return tier.RoundMeta{Round: committed, Committed: committed, Term: lead.Term(), Population: o.Clients,
+		Demand: demand(o), RoundSeconds: 10, Edges: max(coord.Edges(), 1)}
+}
+
+// demand is how many devices a round asks for.
+func demand(o *coordinatorOptions) int {
+	if o.Goal > 0 {
+		return int(math.Ceil(o.OverSelect*float64(o.Goal) - 1e-9))
+	}
+	return max(o.MinResults, 1)
 }
 
 // awaitSelection waits until the edges hold target devices, or, after --selection-timeout, at
