@@ -3,7 +3,7 @@
 # usage: run.sh NAME MODE(tier|server) SECURE(none|secaggplus)
 set -u
 NAME=$1 MODE=$2 SEC=$3
-S=${SHOAL:-./shoal}; D=${OUT:-/tmp/scale}/$NAME; rm -rf $D; mkdir -p $D; cd $D
+S=$(realpath "${SHOAL:-./shoal}"); D=${OUT:-/tmp/scale}/$NAME; rm -rf $D; mkdir -p $D; cd $D
 T="--dataset synthetic --model logreg --clients 6000"
 if [ $MODE = tier ]; then
   etcd --data-dir $D/etcd --listen-client-urls http://127.0.0.1:23792 --advertise-client-urls http://127.0.0.1:23792 --listen-peer-urls http://127.0.0.1:23802 > etcd.log 2>&1 &

@@ -3,7 +3,7 @@
 # usage: pace.sh NAME SLACK — 2,000 devices on 2 edges, goal 200 per round; edge logs record every check-in
 set -u
 NAME=$1 SLACK=$2
-S=${SHOAL:-./shoal}; D=${OUT:-/tmp/scale}/$NAME; rm -rf $D; mkdir -p $D; cd $D
+S=$(realpath "${SHOAL:-./shoal}"); D=${OUT:-/tmp/scale}/$NAME; rm -rf $D; mkdir -p $D; cd $D
 T="--dataset synthetic --model logreg --clients 2000"
 etcd --data-dir $D/etcd --listen-client-urls http://127.0.0.1:23793 --advertise-client-urls http://127.0.0.1:23793 --listen-peer-urls http://127.0.0.1:23803 > etcd.log 2>&1 &
 sleep 1.5; E=http://127.0.0.1:23793
