@@ -225,3 +225,46 @@ func TestTierDPTakeoverKeepsTheAccountant(t *testing.T) {
 		}
 	}
 }
+
+// Clear errors: misused flags are usage errors (status 2) that name the flag, and an edge or
+// coordinator started while etcd is unreachable waits and retries with a message instead of
+// crashing.
+func TestTierErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"coordinator", "--insecure", "--store", "x.db"}, "--population"},
+		{[]string{"coordinator", "--population", "p", "--insecure"}, "--store is required"},
+		{[]string{"coordinator", "--population", "p", "--insecure", "--store", "x.db", "--secure-sum", "he"}, "key ceremony"},
+		{[]string{"coordinator", "--population", "p", "--insecure", "--store", "x.db", "--goal", "5", "--sampling", "poisson"}, "poisson"},
+		{[]string{"edge", "--population", "p"}, "--certs"},
+		{[]string{"edge", "--population", "a/b", "--insecure"}, "--population"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), tc.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%v: status %d, %q; want 2 and %q", tc.args, code, errb.String(), tc.want)
+		}
+	}
+	dead := "http://" + freeAddr(t) // nothing listens there
+	var procs []*proc
+	for _, args := range [][]string{
+		{"edge", "--etcd", dead, "--population", "p", "--name", "e", "--insecure", "--listen", freeAddr(t), "--internal-listen", freeAddr(t)},
+		{"coordinator", "--etcd", dead, "--population", "p", "--name", "c", "--insecure", "--store", filepath.Join(t.TempDir(), "run.db")},
+	} {
+		procs = append(procs, startProc(t, args[0], args...))
+	}
+	for _, p := range procs { // started together: both retry at once
+		deadline := time.Now().Add(20 * time.Second)
+		for strings.Count(p.log(), "etcd unreachable; retrying") < 3 {
+			select {
+			case <-p.done:
+				t.Fatalf("%s exited while etcd was unreachable: %v\n%s", p.name, p.err, p.log())
+			case <-time.After(100 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: fewer than 3 retries in 20 s:\n%s", p.name, p.log())
+			}
+		}
+	}
+}
