@@ -268,3 +268,32 @@ func TestTierErrors(t *testing.T) {
 		}
 	}
 }
+
+// PostgreSQL restarting mid-run makes the coordinator wait and retry, not crash: the commit
+// that finds the database down waits for it, and the run ends with every round committed once.
+func TestTierPostgresRestart(t *testing.T) {
+	pg, err := pgtest.StartCluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Destroy)
+	r := newTierRig(t, 1)
+	r.store = pg.URL()
+	r.edge("e1")
+	c := r.coordinator("c1", trainingArgs(6, "--rounds", "30", "--local-epochs", "5", "--target-accuracy", "0", "--fraction", "1",
+		"--min-clients", "6", "--min-group", "2")...)
+	r.devices("e1", 0, 6, 6)
+	c.waitFor("round   2/30", 60*time.Second)
+	if err := pg.Stop("fast"); err != nil {
+		t.Fatalf("stop PostgreSQL: %v\n%s", err, pg.Log())
+	}
+	c.waitFor("database unavailable, retrying", 20*time.Second)
+	time.Sleep(time.Second)
+	if err := pg.Start(); err != nil {
+		t.Fatalf("start PostgreSQL: %v\n%s", err, pg.Log())
+	}
+	if err := c.wait(90 * time.Second); err != nil {
+		t.Fatalf("coordinator: %v", err)
+	}
+	r.checkHistory(c, 30)
+}
