@@ -1,0 +1,116 @@
+package tier
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"shoal/fl"
+	"shoal/internal/testsupport"
+	tierv1 "shoal/proto/shoal/tier/v1"
+	"shoal/securesum"
+	"shoal/transport/grpctransport"
+)
+
+// population is two edges of four devices each, in this process over loopback gRPC, with a
+// coordinator transport reaching the edges through their Edge service.
+type population struct {
+	coord  *Coordinator
+	inner  fl.SecureSum
+	weight map[fl.ClientID]int // device (by its Trainer id) → examples
+}
+
+func startPopulation(t *testing.T, secure string) *population {
+	t.Helper()
+	var inner fl.SecureSum
+	var params []byte
+	if secure != "" {
+		spec := securesum.Spec{Bits: 20, ClipRange: 1, MaxDropout: 0.1, MaxCorrupt: 0.1, RunID: []byte("0123456789abcdef")}
+		var err error
+		if params, err = spec.Wire(); err != nil {
+			t.Fatal(err)
+		}
+		if inner, err = securesum.FromWire(secure, params); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &population{inner: inner, weight: map[fl.ClientID]int{}}
+	m := &Members{edges: map[string]EdgeInfo{}, changed: make(chan struct{})}
+	for e, name := range []string{"a", "b"} {
+		srv, err := grpctransport.NewServer(grpctransport.ServerConfig{RunID: "r", Authenticate: grpctransport.InsecureAuthenticator(),
+			Heartbeat: time.Hour, SecureSum: secure, SecureSumParams: params})
+		if err != nil {
+			t.Fatal(err)
+		}
+		devices, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		testsupport.Serve(t, devices, func(l net.Listener) error { return srv.Serve(l) }, func() { srv.Close(true, "done", time.Second) })
+		edge, err := NewEdge(EdgeConfig{Name: name, Server: srv, SecureSum: inner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		internal, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := grpc.NewServer()
+		tierv1.RegisterEdgeServer(g, edge)
+		testsupport.Serve(t, internal, g.Serve, g.Stop)
+		m.edges[name] = EdgeInfo{Name: name, Addr: internal.Addr().String()}
+		for k := range 4 {
+			id, n := fl.ClientID(10*e+k), k+1 // the update depends on this id, whatever the edge calls the device
+			p.weight[id] = n
+			testsupport.Go(t, func(ctx context.Context) error {
+				return grpctransport.RunClient(ctx, grpctransport.ClientConfig{Server: devices.Addr().String(), Name: fmt.Sprintf("%s%d", name, k),
+					Insecure: true, Local: testsupport.Fixed(&testsupport.Trainer{ID: id, N: n}), SecureSum: securesum.FromWire,
+					MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+			})
+		}
+		testsupport.WaitClients(t, srv, 4)
+	}
+	coord, err := NewCoordinator(CoordinatorConfig{Term: 1, Members: m, MinGroup: 2, StageTimeout: 20 * time.Second, Secure: inner != nil,
+		Dial: func(addr string) (*grpc.ClientConn, error) {
+			return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(coord.Close)
+	p.coord = coord
+	return p
+}
+
+// The master aggregation of group sums is the FedAvg of every device's update: exact for plain
+// groups, within the quantisation of SecAgg+ for secure ones. Each edge forms two groups of two.
+func TestHierarchicalRoundEqualsDirectAggregate(t *testing.T) {
+	for _, tc := range []struct {
+		secure string
+		tol    float64
+	}{{"", 1e-6}, {"secaggplus", 1e-4}, {"secagg", 1e-4}} {
+		t.Run("groups:"+tc.secure, func(t *testing.T) {
+			p := startPopulation(t, tc.secure)
+			e := testsupport.Engine(t, p.coord, 1)
+			e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
+			e.Config.StageTimeout = time.Minute
+			global := []float32{0.1, -0.2, 0.3, 0, 0.05, 0.4, -0.1}
+			want := testsupport.FedAvg(global, 1, p.weight)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			rep, err := e.RunRound(ctx, 1, global)
+			if err != nil || rep.Abandoned != "" || rep.Participants != 8 {
+				t.Fatalf("round: %+v, %v", rep, err)
+			}
+			if g := p.coord.Groups(1); len(g) != 4 || g[0].Size != 2 {
+				t.Fatalf("groups %+v, want two of two devices per edge", g)
+			}
+			testsupport.CloseTo(t, global, want, tc.tol)
+		})
+	}
+}
