@@ -114,3 +114,23 @@ func TestHierarchicalRoundEqualsDirectAggregate(t *testing.T) {
 		})
 	}
 }
+
+// Over-selection: the round asks ⌈1.6·5⌉ = 8 devices and keeps exactly the first 5 answers; the
+// others are cancelled, and the aggregate is the FedAvg of the 5 kept.
+func TestGoalEndsTheFitStage(t *testing.T) {
+	p := startPopulation(t, "")
+	e := testsupport.Engine(t, p.coord, 1)
+	e.SecureSum = &Grouped{Coord: p.coord}
+	s, err := NewGoalSampler(p.coord, 5, 1.6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Sampler = s
+	global := make([]float32, 6)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := e.RunRound(ctx, 1, global)
+	if err != nil || rep.Sampled != 8 || rep.Participants != 5 || rep.Dropped != 3 {
+		t.Fatalf("round: %+v, %v; want 5 of 8 sampled", rep, err)
+	}
+}
