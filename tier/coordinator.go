@@ -135,10 +135,36 @@ func (c *Coordinator) edgeByName(name string) (tierv1.EdgeClient, error) {
 	return nil, fmt.Errorf("edge %s is no longer registered", name)
 }
 
+// Edges counts the registered edges.
+func (c *Coordinator) Edges() int { return len(c.cfg.Members.Edges()) }
+
+// Connected counts the devices the edges hold now, without fixing a roster: selection polls it
+// while devices arrive, and the edges give ids only when a round takes its roster (then in the
+// natural order of the names connected, the same in every run of the same devices).
+func (c *Coordinator) Connected(ctx context.Context) int {
+	n := 0
+	for _, r := range c.ask(ctx, true) {
+		n += int(r.GetConnected())
+	}
+	return n
+}
+
 // rosters asks every registered edge for its devices, in parallel.
-func (c *Coordinator) rosters(ctx context.Context, round int) []device {
+func (c *Coordinator) rosters(ctx context.Context) []device {
+	var all []device
+	for _, r := range c.ask(ctx, false) {
+		for _, id := range r.GetDevices() {
+			all = append(all, device{edge: r.GetEdge(), id: id})
+		}
+	}
+	return all
+}
+
+// ask sends a Roster request to every registered edge in parallel; the replies come in edge
+// order, without those of edges that did not answer.
+func (c *Coordinator) ask(ctx context.Context, countOnly bool) []*tierv1.RosterReply {
 	edges := c.cfg.Members.Edges()
-	lists := make([][]device, len(edges))
+	replies := make([]*tierv1.RosterReply, len(edges))
 	var wg sync.WaitGroup
 	for i, info := range edges {
 		wg.Go(func() {
@@ -149,35 +175,24 @@ func (c *Coordinator) rosters(ctx context.Context, round int) []device {
 			}
 			rctx, cancel := context.WithTimeout(ctx, c.cfg.RosterTimeout)
 			defer cancel()
-			r, err := api.Roster(rctx, &tierv1.RosterRequest{Term: c.cfg.Term, Round: uint32(max(round, 0))})
+			r, err := api.Roster(rctx, &tierv1.RosterRequest{Term: c.cfg.Term, CountOnly: countOnly})
 			if err != nil {
 				c.log.Warn("edge offers no devices", "edge", info.Name, "err", err)
 				return
 			}
-			for _, id := range r.GetDevices() {
-				lists[i] = append(lists[i], device{edge: info.Name, id: id})
-			}
+			r.Edge = info.Name
+			replies[i] = r
 		})
 	}
 	wg.Wait()
-	var all []device
-	for _, l := range lists {
-		all = append(all, l...)
-	}
-	return all
+	return slices.DeleteFunc(replies, func(r *tierv1.RosterReply) bool { return r == nil })
 }
-
-// Edges counts the registered edges.
-func (c *Coordinator) Edges() int { return len(c.cfg.Members.Edges()) }
-
-// Connected counts the devices the edges hold now.
-func (c *Coordinator) Connected(ctx context.Context) int { return len(c.rosters(ctx, 0)) }
 
 // NumClients takes the next round's roster from the edges and returns its size.
 func (c *Coordinator) NumClients() int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*c.cfg.RosterTimeout)
 	defer cancel()
-	r := c.rosters(ctx, 0)
+	r := c.rosters(ctx)
 	c.mu.Lock()
 	c.snapshot = r
 	c.mu.Unlock()

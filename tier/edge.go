@@ -102,6 +102,9 @@ func (e *Edge) Roster(ctx context.Context, req *tierv1.RosterRequest) (*tierv1.R
 	if err := e.admit(ctx, req.GetTerm()); err != nil {
 		return nil, err
 	}
+	if req.GetCountOnly() {
+		return &tierv1.RosterReply{Edge: e.name, Connected: uint32(len(e.srv.Connected()))}, nil
+	}
 	ids := e.srv.Roster()
 	out := make([]int64, len(ids))
 	for i, id := range ids {

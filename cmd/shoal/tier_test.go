@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,21 +96,55 @@ func (r *tierRig) checkHistory(p *proc, want int) (simSummary, []fl.RoundReport)
 // SIGKILL of the active coordinator mid-run: the standby takes over within the lease and
 // continues after the last committed round, and the run ends with every round committed once.
 // One of the three etcd members is SIGKILLed too, mid-run: nothing changes.
+//
+// The faults do not change the cohorts here (every device, every round), so the final model is
+// bit for bit the one of the same run without faults.
 func TestTierCoordinatorKilled(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { coordinatorKilled(t, "") })
+	ref := newTierRig(t, 1)
+	ref.edge("e1")
+	ref.edge("e2")
+	c0 := ref.coordinator("c0", killedRunArgs...)
+	ref.devices("e1", 0, 4, 8)
+	ref.devices("e2", 4, 4, 8)
+	if err := c0.wait(60 * time.Second); err != nil {
+		t.Fatalf("fault-free run: %v", err)
+	}
+	want := ref.finalModel()
+	t.Run("sqlite", func(t *testing.T) { coordinatorKilled(t, "", want) })
 	// The same with the run store in PostgreSQL: the one both coordinators would reach from
 	// different machines.
-	t.Run("postgres", func(t *testing.T) { coordinatorKilled(t, pgtest.NewStore(t)) })
+	t.Run("postgres", func(t *testing.T) { coordinatorKilled(t, pgtest.NewStore(t), want) })
 }
 
-func coordinatorKilled(t *testing.T, storeURL string) {
+var killedRunArgs = trainingArgs(8, "--rounds", "8", "--lr", "0.05", "--target-accuracy", "0", "--goal", "8", "--over-select", "1", "--min-group", "2")
+
+// finalModel is the model of the last round committed to the rig's store.
+func (r *tierRig) finalModel() []float32 {
+	r.t.Helper()
+	st, err := backend.Open(context.Background(), r.store, backend.ReadOnly, nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer st.Close()
+	id, _, err := st.LatestRun()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	_, model, _, _, err := st.LastRound(id)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return model
+}
+
+func coordinatorKilled(t *testing.T, storeURL string, want []float32) {
 	r := newTierRig(t, 3)
 	if storeURL != "" {
 		r.store = storeURL
 	}
 	r.edge("e1")
 	r.edge("e2")
-	common := trainingArgs(8, "--rounds", "8", "--lr", "0.05", "--target-accuracy", "0", "--goal", "8", "--over-select", "1", "--min-group", "2")
+	common := killedRunArgs
 	c1 := r.coordinator("c1", common...)
 	c1.waitFor("elected coordinator", 20*time.Second)
 	c2 := r.coordinator("c2", common...)
@@ -150,6 +185,9 @@ func coordinatorKilled(t *testing.T, storeURL string) {
 		if err := e.wait(20 * time.Second); err != nil {
 			t.Fatalf("edge %s after the run: %v", name, err)
 		}
+	}
+	if got := r.finalModel(); !slices.Equal(got, want) {
+		t.Fatalf("final model after the faults differs from the fault-free run's (first coordinates %v, want %v)", got[:4], want[:4])
 	}
 }
 

@@ -34,9 +34,12 @@ const (
 )
 
 type RosterRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Term          int64                  `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
-	Round         uint32                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Term  int64                  `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`
+	Round uint32                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	// count_only asks how many devices are connected without fixing the next round's roster (the
+	// coordinator's selection polls it while devices arrive; ids are then given once, to all).
+	CountOnly     bool `protobuf:"varint,3,opt,name=count_only,json=countOnly,proto3" json:"count_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -85,12 +88,20 @@ func (x *RosterRequest) GetRound() uint32 {
 	return 0
 }
 
+func (x *RosterRequest) GetCountOnly() bool {
+	if x != nil {
+		return x.CountOnly
+	}
+	return false
+}
+
 // RosterReply lists the devices connected to the edge, by the ids the edge gave them (stable
-// for the edge's lifetime).
+// for the edge's lifetime), or only counts them.
 type RosterReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Edge          string                 `protobuf:"bytes,1,opt,name=edge,proto3" json:"edge,omitempty"`
 	Devices       []int64                `protobuf:"varint,2,rep,packed,name=devices,proto3" json:"devices,omitempty"`
+	Connected     uint32                 `protobuf:"varint,3,opt,name=connected,proto3" json:"connected,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -137,6 +148,13 @@ func (x *RosterReply) GetDevices() []int64 {
 		return x.Devices
 	}
 	return nil
+}
+
+func (x *RosterReply) GetConnected() uint32 {
+	if x != nil {
+		return x.Connected
+	}
+	return 0
 }
 
 type FitRequest struct {
@@ -471,13 +489,16 @@ var File_tier_proto protoreflect.FileDescriptor
 const file_tier_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"tier.proto\x12\rshoal.tier.v1\x1a\vshoal.proto\"9\n" +
+	"tier.proto\x12\rshoal.tier.v1\x1a\vshoal.proto\"X\n" +
 	"\rRosterRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x03R\x04term\x12\x14\n" +
-	"\x05round\x18\x02 \x01(\rR\x05round\";\n" +
+	"\x05round\x18\x02 \x01(\rR\x05round\x12\x1d\n" +
+	"\n" +
+	"count_only\x18\x03 \x01(\bR\tcountOnly\"Y\n" +
 	"\vRosterReply\x12\x12\n" +
 	"\x04edge\x18\x01 \x01(\tR\x04edge\x12\x18\n" +
-	"\adevices\x18\x02 \x03(\x03R\adevices\"\xad\x01\n" +
+	"\adevices\x18\x02 \x03(\x03R\adevices\x12\x1c\n" +
+	"\tconnected\x18\x03 \x01(\rR\tconnected\"\xad\x01\n" +
 	"\n" +
 	"FitRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x03R\x04term\x12\x14\n" +
