@@ -33,7 +33,8 @@ func init() {
 		"shoal coordinator --etcd http://127.0.0.1:2379 --population demo --insecure --store run.db --dataset synthetic --model logreg --goal 8 --min-group 2",
 	}
 	// Flags of `shoal server` that mean nothing to a coordinator (it serves no devices).
-	hiddenFlags["shoal coordinator"] = append(slices.Clone(simulationOnly), "listen", "wait-clients", "wait-timeout", "metrics-listen", "linger", "chunk-size", "heartbeat", "resume")
+	hiddenFlags["shoal coordinator"] = append(slices.Clone(simulationOnly), "listen", "wait-clients", "wait-timeout", "metrics-listen",
+		"linger", "chunk-size", "heartbeat", "resume", "out", "cpuprofile", "federated-eval")
 }
 
 type coordinatorOptions struct {
@@ -65,8 +66,18 @@ func coordinatorFlags(o *coordinatorOptions, stderr io.Writer) *flag.FlagSet {
 
 func parseCoordinatorOptions(args []string, stderr io.Writer) (*coordinatorOptions, *slog.Logger, error) {
 	o := &coordinatorOptions{}
-	if err := parseWithConfig(coordinatorFlags(o, stderr), args); err != nil {
+	fs := coordinatorFlags(o, stderr)
+	if err := parseWithConfig(fs, args); err != nil {
 		return nil, nil, err
+	}
+	var unused error
+	fs.Visit(func(f *flag.Flag) {
+		if hidden(fs, f.Name) && unused == nil {
+			unused = usageErrorf("--%s means nothing to a coordinator (it serves no devices, resumes by itself and writes no run directory)", f.Name)
+		}
+	})
+	if unused != nil {
+		return nil, nil, unused
 	}
 	if err := o.tier.check(); err != nil {
 		return nil, nil, err

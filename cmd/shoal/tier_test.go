@@ -278,6 +278,7 @@ func TestTierErrors(t *testing.T) {
 		{[]string{"coordinator", "--population", "p", "--insecure"}, "--store is required"},
 		{[]string{"coordinator", "--population", "p", "--insecure", "--store", "x.db", "--secure-sum", "he"}, "key ceremony"},
 		{[]string{"coordinator", "--population", "p", "--insecure", "--store", "x.db", "--goal", "5", "--sampling", "poisson"}, "poisson"},
+		{[]string{"coordinator", "--population", "p", "--insecure", "--store", "x.db", "--listen", ":1"}, "--listen means nothing"},
 		{[]string{"edge", "--population", "p"}, "--certs"},
 		{[]string{"edge", "--population", "a/b", "--insecure"}, "--population"},
 	} {
