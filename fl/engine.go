@@ -48,6 +48,36 @@ type RoundReport struct {
 	Delta        float64 `json:"delta,omitempty"`
 	ClipNorm     float64 `json:"clip_norm,omitempty"`
 	Seconds      float64 `json:"seconds"`
+	// Stragglers are the dropped clients that had not answered by the fit deadline.
+	Stragglers int `json:"stragglers,omitempty"`
+	// Stages split the round's time: fit, each secure-sum stage, aggregation, evaluation
+	// (the time of the stages the round ran, in order; for dashboards and benchmarks).
+	Stages []StageTime `json:"stages,omitempty"`
+}
+
+// StageTime is the wall-clock time of one stage of a round.
+type StageTime struct {
+	Stage   string  `json:"stage"`
+	Seconds float64 `json:"seconds"`
+}
+
+// stageTimer appends the time since its last call, under a name, to a round's stages.
+type stageTimer struct {
+	stages *[]StageTime
+	last   time.Time
+}
+
+func newStageTimer(stages *[]StageTime) *stageTimer {
+	return &stageTimer{stages: stages, last: time.Now()}
+}
+
+func (t *stageTimer) done(stage string) {
+	if t == nil {
+		return
+	}
+	now := time.Now()
+	*t.stages = append(*t.stages, StageTime{Stage: stage, Seconds: now.Sub(t.last).Seconds()})
+	t.last = now
 }
 
 // Engine runs a whole federated training: the one-time secure-sum setup, then round after
@@ -251,6 +281,7 @@ func (e *Engine) runRound(ctx context.Context, round int, global []float32) (Rou
 	}
 	cohort := e.Sampler.Sample(round, e.Transport.NumClients(), e.rng)
 	rep.Sampled = len(cohort)
+	timer := newStageTimer(&rep.Stages)
 
 	dim := len(global)
 	var sum []float64 // the plain sum; a secure round gets its sum from the protocol instead
@@ -284,6 +315,9 @@ func (e *Engine) runRound(ctx context.Context, round int, global []float32) (Rou
 			}
 			if o.Err != nil {
 				rep.Dropped++
+				if errors.Is(o.Err, ErrTimeout) {
+					rep.Stragglers++
+				}
 				level := slog.LevelDebug
 				if errors.Is(o.Err, ErrBadUpdate) {
 					level = slog.LevelWarn
@@ -314,12 +348,13 @@ func (e *Engine) runRound(ctx context.Context, round int, global []float32) (Rou
 			log.Warn("fit stage ended early", "err", err)
 		}
 	}
+	timer.done("fit")
 	if lossWeight > 0 {
 		rep.TrainLoss = trainLoss / lossWeight
 	}
 	count := rep.Participants
 	if ins.Secure && rep.Participants >= e.Config.MinResults {
-		res, err := e.secureSum(ctx, round, dim, holders, maxWeight)
+		res, err := e.secureSum(ctx, round, dim, holders, maxWeight, timer)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return rep, nil, fmt.Errorf("secure sum %s: %w", e.SecureSum.Name(), ctx.Err())
@@ -372,6 +407,7 @@ func (e *Engine) runRound(ctx context.Context, round int, global []float32) (Rou
 		}
 		rep.Epsilon, rep.Delta = eps, delta
 	}
+	timer.done("aggregate") // with the DP noise and accounting
 
 	if e.Evaluate != nil {
 		loss, acc, err := e.Evaluate(global)
@@ -379,6 +415,7 @@ func (e *Engine) runRound(ctx context.Context, round int, global []float32) (Rou
 			return rep, nil, fmt.Errorf("central evaluation: %w", err)
 		}
 		rep.Loss, rep.Accuracy = loss, acc
+		timer.done("evaluate")
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	log.Debug("round done", "participants", rep.Participants, "accuracy", rep.Accuracy, "seconds", rep.Seconds)
@@ -417,6 +454,8 @@ func (e *Engine) federatedEval(ctx context.Context, round int, cohort []ClientID
 		defer cancel()
 	}
 	var results []EvalRes
+	timer := newStageTimer(&rep.Stages)
+	defer timer.done("federated evaluation")
 	err := e.Transport.Evaluate(evalCtx, cohort, global, func(o EvalOutcome) {
 		if o.Err == nil && o.Res.NumExamples > 0 {
 			results = append(results, o.Res)
@@ -434,15 +473,16 @@ func (e *Engine) federatedEval(ctx context.Context, round int, cohort []ClientID
 // secureSum runs the secure-sum protocol among the clients holding inputs: stage by stage, the
 // server half's messages go out through the transport, replies come back, and clients that do
 // not answer in time (or answer badly) are dropped from the protocol.
-func (e *Engine) secureSum(ctx context.Context, round, dim int, holders []ClientID, maxWeight float64) (SumResult, error) {
+func (e *Engine) secureSum(ctx context.Context, round, dim int, holders []ClientID, maxWeight float64, timer *stageTimer) (SumResult, error) {
 	srv, err := e.SecureSum.NewServer(round, holders, dim, maxWeight)
 	if err != nil {
 		return SumResult{}, err
 	}
-	if err := e.drive(ctx, round, srv); err != nil {
+	if err := e.drive(ctx, round, srv, timer); err != nil {
 		return SumResult{}, err
 	}
 	res, err := srv.Result()
+	timer.done(e.SecureSum.Name() + " result")
 	if err != nil {
 		return SumResult{}, err
 	}
@@ -458,11 +498,12 @@ func (e *Engine) runSetup(ctx context.Context, setup SecureSumSetup) error {
 	if err != nil {
 		return err
 	}
-	return e.drive(ctx, 0, srv)
+	return e.drive(ctx, 0, srv, nil)
 }
 
-// drive carries a protocol's stages between its server half and the clients until it is done.
-func (e *Engine) drive(ctx context.Context, round int, srv SumServer) error {
+// drive carries a protocol's stages between its server half and the clients until it is done;
+// timer (nil for the setup) records each stage's time.
+func (e *Engine) drive(ctx context.Context, round int, srv SumServer, timer *stageTimer) error {
 	log := e.logger().With("round", round, "protocol", e.SecureSum.Name())
 	for stage := 0; ; stage++ {
 		msgs, done, err := srv.Next()
@@ -487,6 +528,7 @@ func (e *Engine) drive(ctx context.Context, round int, srv SumServer) error {
 			}
 		})
 		cancel()
+		timer.done(fmt.Sprintf("%s stage %d", e.SecureSum.Name(), stage+1))
 		if ctx.Err() != nil {
 			return fmt.Errorf("secure sum stage %d: %w", stage, ctx.Err())
 		}
