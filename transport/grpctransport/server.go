@@ -168,6 +168,8 @@ type Server struct {
 	rosterRound int
 	needed      map[int]int // over-selection: updates a round needs
 	revErr      error       // why the last Revocation.Refresh failed, or nil
+
+	book clientBook // what Clients reports
 }
 
 var _ fl.Transport = (*Server)(nil)
@@ -555,6 +557,7 @@ func (s *Server) dispatch(ctx context.Context, jobs []job, need int, onAnswer fu
 		case a := <-answers:
 			pending--
 			kind := kindName(jobs[a.index].kind)
+			s.book.answered(jobs[a.index].sess, jobs[a.index], a.err)
 			switch {
 			case a.err == nil:
 				s.cfg.Metrics.task(kind, "ok")

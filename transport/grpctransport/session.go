@@ -323,6 +323,7 @@ func (s *Server) join(ss *session) bool {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
+	s.book.joined(ss)
 	if old != nil {
 		old.close(fmt.Errorf("%w: replaced by a new session of the same client", fl.ErrDropped))
 	} else {
@@ -333,7 +334,9 @@ func (s *Server) join(ss *session) bool {
 
 func (s *Server) leave(ss *session) {
 	s.mu.Lock()
-	if s.sessions[ss.name] == ss {
+	current := s.sessions[ss.name] == ss
+	s.book.left(ss, current)
+	if current {
 		delete(s.sessions, ss.name)
 		close(s.changed)
 		s.changed = make(chan struct{})
