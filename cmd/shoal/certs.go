@@ -18,6 +18,7 @@ func init() {
 	register(command{words: "certs client", summary: "issue a client certificate (the client's identity)", run: runCertsClient})
 	register(command{words: "certs revoke", summary: "revoke a client's certificate (a running server ends its session within a heartbeat)", run: runCertsRevoke})
 	register(command{words: "certs list", summary: "list issued client certificates: serial, expiry, revoked, valid", run: runCertsList})
+	register(command{words: "certs operator", summary: "issue an operator certificate: opens a non-loopback dashboard (shoal ui), never the Federation service", run: runCertsOperator})
 	register(command{words: "certs server", summary: "issue a new server certificate for other hosts, same CA", run: runCertsServer})
 }
 
@@ -239,5 +240,28 @@ func runCertsList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		fmt.Fprintf(stdout, "%-24s %-34s %-10s %s\n", c.Name, c.Serial, c.NotAfter.UTC().Format(time.DateOnly), state)
 	}
+	return nil
+}
+
+func runCertsOperator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseCertsFlags("certs operator", args, stderr, true, false, false)
+	if err != nil {
+		return err
+	}
+	if err := pki.IssueOperator(f.dir, f.name); err != nil {
+		return err
+	}
+	cert, key := pki.OperatorPaths(f.dir, f.name)
+	out := struct {
+		Name string `json:"name"`
+		Cert string `json:"cert"`
+		Key  string `json:"key"`
+		CA   string `json:"ca"`
+	}{f.name, cert, key, filepath.Join(f.dir, pki.CAFile)}
+	if f.json {
+		return certsWriteJSON(stdout, out)
+	}
+	fmt.Fprintf(stdout, "operator %q: %s (key %s); it opens the dashboard (shoal ui, --ui) on a non-loopback address, nothing else\n", f.name, cert, key)
+	fmt.Fprintf(stdout, "for a browser: openssl pkcs12 -export -in %s -inkey %s -certfile %s -out %s.p12\n", cert, key, out.CA, f.name)
 	return nil
 }
