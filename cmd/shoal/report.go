@@ -47,6 +47,9 @@ type historyEntry struct {
 	Epsilon      float64 `json:"epsilon,omitempty"`
 	Delta        float64 `json:"delta,omitempty"`
 	ClipNorm     float64 `json:"clip_norm,omitempty"`
+	// Stragglers and Stages (the round's time by stage) feed the dashboard of shoal ui.
+	Stragglers int            `json:"stragglers,omitempty"`
+	Stages     []fl.StageTime `json:"stages,omitempty"`
 }
 
 func summarize(history []fl.RoundReport, o simOptions, engine *fl.Engine, seconds float64) simSummary {
@@ -54,7 +57,8 @@ func summarize(history []fl.RoundReport, o simOptions, engine *fl.Engine, second
 		Protection: protection(engine, o)}
 	for _, r := range history {
 		s.History = append(s.History, historyEntry{Round: r.Round, Accuracy: r.Accuracy, Loss: r.Loss,
-			Participants: r.Participants, Dropped: r.Dropped, Seconds: r.Seconds, Epsilon: r.Epsilon, Delta: r.Delta, ClipNorm: r.ClipNorm})
+			Participants: r.Participants, Dropped: r.Dropped, Seconds: r.Seconds, Epsilon: r.Epsilon, Delta: r.Delta, ClipNorm: r.ClipNorm,
+			Stragglers: r.Stragglers, Stages: r.Stages})
 		if s.RoundsToTarget == nil && o.TargetAccuracy > 0 && r.Accuracy >= o.TargetAccuracy {
 			round := r.Round
 			s.RoundsToTarget = &round
@@ -201,7 +205,7 @@ func (d *runDir) release() {
 
 // configNotReplayed are flags that are not part of a run's configuration: where this
 // invocation put its output, and the --resume of a deployment.
-var configNotReplayed = []string{"config", "out", "json", "log-level", "cpuprofile", "resume"}
+var configNotReplayed = []string{"config", "out", "json", "log-level", "cpuprofile", "resume", "ui", "ui-certs"}
 
 // configTOML is the run's configuration in the keys --config reads (the flag names), every flag
 // with the value the run used, so that `--config DIR/config.toml` reproduces the run. The seed

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -143,8 +144,15 @@ func (n *serverNetwork) run(ctx context.Context, o *serverOptions, plan *runPlan
 		defer stop()
 	}
 	n.hook(plan.engine, *o, run, stderr)
+	dash, err := startUI(o.simOptions, cmp.Or(o.UICerts, o.Certs), plan.engine, uiClients(n.srv), n.metrics.WireBytes, stderr, nil)
+	if err != nil {
+		return err
+	}
+	defer dash.close()
+	dash.attach(plan.engine, run.history)
 	began := time.Now()
 	history, runErr := plan.engine.Run(ctx, plan.params)
+	dash.finish(plan.engine, runErr)
 	elapsed := time.Since(began).Seconds()
 	all := append(run.history, history...)
 	stopped, runErr := stoppedBySignal(ctx, runErr, all, stderr)

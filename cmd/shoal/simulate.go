@@ -29,6 +29,7 @@ type simOptions struct {
 	secOptions
 	outputOptions
 	trainerOptions
+	uiOptions
 	Dropout, StragglerFraction float64
 	StragglerDelay             time.Duration
 	Workers                    int
@@ -51,6 +52,7 @@ func simulateFlags(o *simOptions, stderr io.Writer) *flag.FlagSet {
 	o.secOptions.register(fs)
 	o.outputOptions.register(fs, "run directory (default runs/simulate-<UTC time>)", "warn")
 	o.trainerOptions.register(fs)
+	o.uiOptions.register(fs)
 	fs.Float64Var(&o.Dropout, "dropout", 0, "probability that a sampled client drops out before uploading")
 	fs.Float64Var(&o.StragglerFraction, "straggler-fraction", 0, "fraction of sampled clients that answer --straggler-delay late")
 	fs.DurationVar(&o.StragglerDelay, "straggler-delay", 0, "delay of a straggler")
@@ -101,9 +103,16 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		defer stop()
 	}
+	dash, err := startUI(o, o.UICerts, plan.engine, nil, nil, stderr, logger)
+	if err != nil {
+		return err
+	}
+	defer dash.close()
 	start := time.Now()
 	plan.engine.OnRound = func(r fl.RoundReport) { printRound(stderr, r, o.Rounds) }
+	dash.attach(plan.engine, nil)
 	history, runErr := plan.engine.Run(ctx, plan.params)
+	dash.finish(plan.engine, runErr)
 	summary := summarize(history, o, plan.engine, time.Since(start).Seconds())
 	stopped, runErr := stoppedBySignal(ctx, runErr, history, stderr)
 	if len(history) > 0 { // a run that never started writes nothing

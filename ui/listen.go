@@ -1,0 +1,104 @@
+package ui
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"shoal/pki"
+)
+
+// DefaultAddr is where the dashboard listens unless told otherwise: loopback only.
+const DefaultAddr = "127.0.0.1:8080"
+
+// ErrNeedsOperatorTLS is returned by Listen for a non-loopback address without a certificate
+// directory.
+var ErrNeedsOperatorTLS = errors.New("a dashboard on a non-loopback address is served only over TLS to operator certificates")
+
+// Server is a dashboard being served.
+type Server struct {
+	hs  *http.Server
+	lis net.Listener
+	// URL is where it is served (https when TLS).
+	URL string
+	// TLS says whether it requires operator certificates.
+	TLS bool
+}
+
+// Loopback reports whether addr (host:port) listens on loopback interfaces only: an empty
+// host (every interface) is not, and a name is only if every address it resolves to is.
+func Loopback(addr string) (bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, fmt.Errorf("dashboard address %q: %w", addr, err)
+	}
+	if host == "" {
+		return false, nil
+	}
+	if host == "localhost" {
+		return true, nil
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback(), nil
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil {
+		return false, fmt.Errorf("dashboard address %q: %w", addr, err)
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false, nil
+		}
+	}
+	return len(ips) > 0, nil
+}
+
+// Listen serves h on addr. With certsDir (a directory of shoal certs init) it serves TLS and
+// admits only operator certificates of that CA (shoal certs operator), on any address;
+// without, it serves plain HTTP on a loopback address and refuses any other.
+func Listen(addr, certsDir string, h http.Handler, logger *slog.Logger) (*Server, error) {
+	loop, err := Loopback(addr)
+	if err != nil {
+		return nil, err
+	}
+	if !loop && certsDir == "" {
+		return nil, fmt.Errorf("%w: %s is not loopback; issue an operator certificate (shoal certs operator --dir DIR --name NAME) "+
+			"and pass the certificate directory, or listen on %s", ErrNeedsOperatorTLS, addr, DefaultAddr)
+	}
+	var tlsCfg *tls.Config
+	if certsDir != "" {
+		if tlsCfg, err = pki.OperatorTLSConfig(certsDir); err != nil {
+			return nil, err
+		}
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: %w", err)
+	}
+	s := &Server{lis: lis, URL: "http://" + lis.Addr().String() + "/"}
+	if tlsCfg != nil {
+		lis = tls.NewListener(lis, tlsCfg)
+		s.URL, s.TLS = "https://"+s.lis.Addr().String()+"/", true
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s.hs = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)} // refused handshakes are logged at debug
+	go func() { _ = s.hs.Serve(lis) }()
+	return s, nil
+}
+
+// Close stops serving, giving open pages up to grace to receive the last events.
+func (s *Server) Close(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := s.hs.Shutdown(ctx); err != nil {
+		_ = s.hs.Close()
+	}
+}
