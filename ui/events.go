@@ -153,9 +153,9 @@ func duration(s float64) string {
 	case s < 10:
 		return fmt.Sprintf("%.1fs", s)
 	case s < 3600:
-		return time.Duration(s*float64(time.Second)).Round(time.Second).String()
+		return time.Duration(s * float64(time.Second)).Round(time.Second).String()
 	}
-	return time.Duration(s*float64(time.Second)).Round(time.Minute).String()
+	return time.Duration(s * float64(time.Second)).Round(time.Minute).String()
 }
 
 func byteSize(n uint64) string {

@@ -160,7 +160,6 @@ func (h *Handler) compare(w http.ResponseWriter, r *http.Request) {
 		"Config": configTable(runs), "Selected": want})
 }
 
-
 // configRow is one flag across the compared runs.
 type configRow struct {
 	Key    string
@@ -259,4 +258,3 @@ func (h *Handler) apiClients(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"deployment": run.Deployment, "clients": run.Clients})
 	}
 }
-
