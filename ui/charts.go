@@ -36,7 +36,7 @@ func runCharts(r Run) []template.HTML {
 		}
 		out = append(out, c.SVG())
 	}
-	if slices.ContainsFunc(h, func(x Round) bool { return x.ClipNorm > 0 }) {
+	if len(h) > 0 && slices.ContainsFunc(h, func(x Round) bool { return x.ClipNorm != h[0].ClipNorm }) { // adaptive clipping
 		out = append(out, Chart{ID: "chart-clip", Title: "Clip norm S", YLabel: "L2 norm", YFrom0: true,
 			Series: []Series{series("clip norm", h, func(x Round) float64 { return x.ClipNorm })}}.SVG())
 	}
@@ -90,9 +90,11 @@ func stageChart(h []Round) *StackChart {
 func compareCharts(runs []Run) []template.HTML {
 	overlay := func(id, title, ylabel string, f func(Round) float64, only func(Run) bool) template.HTML {
 		c := Chart{ID: id, Title: title, YLabel: ylabel}
-		for _, r := range runs {
+		for i, r := range runs {
 			if only == nil || only(r) {
-				c.Series = append(c.Series, series(r.Name, r.History, f))
+				s := series(r.Name, r.History, f)
+				s.Color = &i
+				c.Series = append(c.Series, s)
 			}
 		}
 		if id == "cmp-accuracy" {

@@ -107,6 +107,13 @@ var funcs = template.FuncMap{
 		return duration(time.Since(t).Seconds()) + " ago"
 	},
 	"in":    func(s string, list []string) bool { return slices.Contains(list, s) },
+	"clock": func(t time.Time) string { return t.UTC().Format("15:04:05") },
+	"short": func(s string) string {
+		if len(s) > 12 {
+			return s[:12] + "…"
+		}
+		return s
+	},
 	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"bytes": byteSize,
 	"last": func(h []Round) *Round {

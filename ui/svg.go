@@ -16,6 +16,16 @@ type Series struct {
 	Name   string
 	X, Y   []float64
 	Dashed bool
+	// Color indexes the palette (default: the series' position), so that a run keeps its
+	// colour in every chart of a comparison.
+	Color *int
+}
+
+func (s Series) color(i int) string {
+	if s.Color != nil {
+		i = *s.Color
+	}
+	return palette[i%len(palette)]
 }
 
 // Chart is a line chart over rounds, drawn as SVG by the server.
@@ -95,7 +105,7 @@ func (c Chart) SVG() template.HTML {
 			padL, padL+plotW, py(c.Limit), py(c.Limit), padL+plotW-4, py(c.Limit)-4, template.HTMLEscapeString(c.LimitLabel))
 	}
 	for i, s := range c.Series {
-		color := palette[i%len(palette)]
+		color := s.color(i)
 		var pts []string
 		for k := range s.X {
 			if isFinite(s.Y[k]) {
@@ -117,7 +127,11 @@ func (c Chart) SVG() template.HTML {
 			}
 		}
 	}
-	legend(&b, names(c.Series))
+	var colors []string
+	for i, s := range c.Series {
+		colors = append(colors, s.color(i))
+	}
+	legend(&b, names(c.Series), colors)
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
 }
@@ -131,7 +145,7 @@ func names(ss []Series) []string {
 }
 
 // legend writes the series names right-aligned above the plot, in their colours.
-func legend(b *strings.Builder, names []string) {
+func legend(b *strings.Builder, names, colors []string) {
 	if len(names) < 2 {
 		return
 	}
@@ -140,7 +154,7 @@ func legend(b *strings.Builder, names []string) {
 		w := float64(len([]rune(names[i])))*legendCharWidth + 18
 		x -= w
 		fmt.Fprintf(b, `<rect x="%.1f" y="11" width="10" height="10" fill="%s"/><text class="legend" x="%.1f" y="20">%s</text>`,
-			x, palette[i%len(palette)], x+14, template.HTMLEscapeString(names[i]))
+			x, colors[i], x+14, template.HTMLEscapeString(names[i]))
 	}
 }
 
@@ -198,7 +212,11 @@ func (c StackChart) SVG() template.HTML {
 	fmt.Fprintf(&b, `<text class="axis" x="%g" y="%g" text-anchor="middle">round</text>`, padL+plotW/2, ch-4)
 	fmt.Fprintf(&b, `<text class="axis" transform="translate(14 %g) rotate(-90)" text-anchor="middle">%s</text>`, padT+plotH/2, template.HTMLEscapeString(c.YLabel))
 	fmt.Fprintf(&b, `<rect class="frame" x="%g" y="%g" width="%g" height="%g"/>`, padL, padT, plotW, plotH)
-	legend(&b, c.Parts)
+	var colors []string
+	for i := range c.Parts {
+		colors = append(colors, palette[i%len(palette)])
+	}
+	legend(&b, c.Parts, colors)
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -144,7 +143,7 @@ func (n *serverNetwork) run(ctx context.Context, o *serverOptions, plan *runPlan
 		defer stop()
 	}
 	n.hook(plan.engine, *o, run, stderr)
-	dash, err := startUI(o.simOptions, cmp.Or(o.UICerts, o.Certs), plan.engine, uiClients(n.srv), n.metrics.WireBytes, stderr, nil)
+	dash, err := startUI(o.simOptions, o.Certs, plan.engine, uiClients(n.srv), n.metrics.WireBytes, stderr, nil)
 	if err != nil {
 		return err
 	}

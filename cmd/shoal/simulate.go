@@ -103,7 +103,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		defer stop()
 	}
-	dash, err := startUI(o, o.UICerts, plan.engine, nil, nil, stderr, logger)
+	dash, err := startUI(o, "", plan.engine, nil, nil, stderr, logger)
 	if err != nil {
 		return err
 	}

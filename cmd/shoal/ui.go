@@ -43,7 +43,7 @@ type uiRun struct {
 }
 
 // startUI serves the live dashboard when --ui is set; certs is the directory of operator
-// certificates (--ui-certs, or the server's --certs).
+// certificates for a non-loopback --ui without --ui-certs (the server's --certs).
 func startUI(o simOptions, certs string, e *fl.Engine, clients func() []ui.Client, wire func() (in, out uint64), stderr io.Writer, logger *slog.Logger) (*uiRun, error) {
 	if o.UI == "" {
 		return nil, nil
@@ -60,6 +60,9 @@ func startUI(o simOptions, certs string, e *fl.Engine, clients func() []ui.Clien
 	h, err := ui.New(live)
 	if err != nil {
 		return nil, err
+	}
+	if loop, _ := ui.Loopback(o.UI); loop || o.UICerts != "" {
+		certs = o.UICerts
 	}
 	srv, err := ui.Listen(o.UI, certs, h, logger)
 	if err != nil {

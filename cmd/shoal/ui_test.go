@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"shoal/pki"
 )
 
 // chromiumPath is Debian's chromium, which .ci/run installs: the browser tests never skip.
@@ -102,7 +104,7 @@ func liveArgs(out string, rounds int) []string {
 	return []string{"simulate", "--dataset", "mnist", "--model", "logreg", "--clients", "10", "--fraction", "0.5",
 		"--sampling", "poisson", "--dp", "central", "--noise-multiplier", "1", "--clip", "1", "--max-epsilon", "30",
 		"--rounds", fmt.Sprint(rounds), "--target-accuracy", "0", "--seed", "5", "--lr", "0.05",
-		"--straggler-fraction", "1", "--straggler-delay", "400ms", "--ui", "127.0.0.1:0", "--out", out}
+		"--straggler-fraction", "1", "--straggler-delay", "300ms", "--ui", "127.0.0.1:0", "--out", out}
 }
 
 // The dashboard of a running simulate: a browser opened during the run sees rounds arrive
@@ -111,7 +113,7 @@ func liveArgs(out string, rounds int) []string {
 func TestDashboardLiveSimulate(t *testing.T) {
 	ctx := newBrowser(t, 1280, 800)
 	out := filepath.Join(t.TempDir(), "live")
-	const rounds = 8
+	const rounds = 6
 	sim := startInProcess(t, "simulate", func(ctx context.Context, stdout, stderr io.Writer) error {
 		return runSimulate(ctx, liveArgs(out, rounds)[1:], stdout, stderr)
 	})
@@ -124,7 +126,8 @@ func TestDashboardLiveSimulate(t *testing.T) {
 		t.Fatalf("the page opened after the run ended (round %d of %d): nothing left to see live", first, rounds)
 	}
 	// A later round shows up in the same document.
-	waitJS(t, ctx, fmt.Sprintf(`+document.querySelector('#round').textContent > %d && window.notReloaded === true`, first), 30*time.Second)
+	waitJS(t, ctx, fmt.Sprintf(`+document.querySelector('#round').textContent > %d && window.notReloaded === true`, max(first, 2)), 30*time.Second)
+	screenshot(t, ctx, "overview-live", false)
 	if got := js[int](t, ctx, `document.querySelectorAll('#rounds tbody tr').length`); got <= first {
 		t.Fatalf("rounds table has %d rows after a live update from round %d", got, first)
 	}
@@ -140,6 +143,7 @@ func TestDashboardLiveSimulate(t *testing.T) {
 	if got := js[int](t, ctx, `document.querySelectorAll('#chart-epsilon .limit').length`); got != 1 {
 		t.Fatalf("the ε chart draws %d --max-epsilon rules, want 1", got)
 	}
+	screenshot(t, ctx, "overview-full", true)
 }
 
 // checkPageAgainstSummary compares the overview's numbers with a run's summary.json.
@@ -225,6 +229,21 @@ func TestDashboardFinishedRunsAndCompare(t *testing.T) {
 		t.Fatalf("protection statement %q", got)
 	}
 
+	screenshot(t, ctx, "overview-finished", false)
+	if *updateScreenshots {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2))); err != nil {
+			t.Fatal(err)
+		}
+		navigate(t, ctx, url+"/runs/central-dp")
+		screenshot(t, ctx, "overview-phone", false)
+		navigate(t, ctx, url+"/compare?run=plain&run=central-dp")
+		screenshot(t, ctx, "compare-phone", false)
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	navigate(t, ctx, url+"/")
+	screenshot(t, ctx, "index", false)
 	navigate(t, ctx, url+"/compare?run=plain&run=central-dp")
 	for name, dir := range map[string]string{"plain": plain, "central-dp": dp} {
 		s := readSummary(t, dir)
@@ -237,6 +256,7 @@ func TestDashboardFinishedRunsAndCompare(t *testing.T) {
 		t.Fatalf("compare accuracy chart overlays %d curves, want 2", got)
 	}
 	differ := js[[]string](t, ctx, `[...document.querySelectorAll('#compare-config tr.differ th')].map(th => th.textContent)`)
+	screenshot(t, ctx, "compare", true)
 	if !strings.Contains(strings.Join(differ, ","), "dp") || strings.Contains(","+strings.Join(differ, ",")+",", ",model,") {
 		t.Fatalf("settings marked as differing: %v (want dp, not model)", differ)
 	}
@@ -279,4 +299,88 @@ func TestDashboardRefusesOpenAddress(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(plain, "x", "summary.json")); err == nil {
 		t.Fatal("the run went ahead without its dashboard")
 	}
+}
+
+// screenshot writes docs/ui/NAME.png (the page as the viewport shows it, or the whole page)
+// when the tests run with -update.
+func screenshot(t *testing.T, ctx context.Context, name string, full bool) {
+	t.Helper()
+	if !*updateScreenshots {
+		return
+	}
+	var png []byte
+	var err error
+	if full {
+		png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	} else {
+		png, err = chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	}
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	dir := filepath.Join("..", "..", "docs", "ui")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inProcess runs a shoal command line in this process.
+func inProcess(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	return startInProcess(t, name, func(ctx context.Context, stdout, stderr io.Writer) error {
+		if code := run(ctx, args, stdout, stderr); code != 0 {
+			return fmt.Errorf("%s: exit %d", name, code)
+		}
+		return nil
+	})
+}
+
+// The clients page of a deployment over mutual TLS: each client's certificate identity,
+// session and rounds joined, a client that left with the reason — and no column of what a
+// client sent.
+func TestDashboardDeploymentClients(t *testing.T) {
+	const clients = 3
+	names := clientNames(clients)
+	certs := certsFor(t, names...)
+	addr := freeAddr(t)
+	common := trainingArgs(clients, "--fraction", "1", "--rounds", "400", "--local-epochs", "300", "--lr", "0.01", "--target-accuracy", "0")
+	srv := inProcess(t, "server", append([]string{"server", "--listen", addr, "--certs", certs, "--out", filepath.Join(t.TempDir(), "deployment"),
+		"--wait-clients", fmt.Sprint(clients), "--min-clients", "2", "--fit-timeout", "60s", "--heartbeat", "1s", "--ui", "127.0.0.1:0"}, common...)...)
+	url := strings.TrimSuffix(dashboardURL(t, srv), "/")
+	procs := map[string]*proc{}
+	for i, name := range names {
+		procs[name] = inProcess(t, name, append([]string{"client", "--server", addr, "--name", name, "--certs", certs,
+			"--partition-index", fmt.Sprint(i), "--max-backoff", "300ms"}, trainingArgs(clients)...)...)
+	}
+	srv.waitFor("round   2/", 60*time.Second)
+	ctx := newBrowser(t, 1280, 800)
+	navigate(t, ctx, url+"/runs/deployment/clients")
+	waitJS(t, ctx, `document.querySelectorAll('#clients tbody tr.on').length === 3 &&
+		[...document.querySelectorAll('#clients .joined')].every(td => parseInt(td.textContent) >= 1)`, 30*time.Second)
+	serials := js[[]string](t, ctx, `[...document.querySelectorAll('#clients .serial')].map(td => td.title)`)
+	for i, name := range names {
+		want, err := pki.ClientSerial(certs, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i >= len(serials) || !strings.HasPrefix(serials[i], "serial "+want+",") {
+			t.Fatalf("client %s: certificate %q on the page, serial %s issued", name, serials, want)
+		}
+	}
+	head := strings.ToLower(js[string](t, ctx, `document.querySelector('#clients thead').textContent`))
+	for _, hidden := range []string{"loss", "accuracy", "examples", "norm", "update"} {
+		if strings.Contains(head, hidden) {
+			t.Fatalf("clients table has a %q column: %s", hidden, head)
+		}
+	}
+	procs["c2"].kill() // the client leaves; the live page says so
+	waitJS(t, ctx, `(() => { const r = document.querySelector('#clients tr[data-client="c2"]');
+		return r && r.classList.contains('off') && r.querySelector('.why').textContent.includes('disconnected') })()`, 30*time.Second)
+	screenshot(t, ctx, "clients", false)
+	navigate(t, ctx, url+"/runs/deployment")
+	waitJS(t, ctx, `document.querySelectorAll('#chart-bytes polyline').length === 2`, 30*time.Second)
+	screenshot(t, ctx, "overview-deployment", true)
 }
