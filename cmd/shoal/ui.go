@@ -134,14 +134,20 @@ func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("shoal ui", flag.ContinueOnError)
 	listen := fs.String("listen", ui.DefaultAddr, "address to serve the dashboard on (a non-loopback address needs --certs)")
 	certs := fs.String("certs", "", "certificate directory: serve TLS to its operator certificates only (shoal certs operator)")
+	runStore := fs.String("store", "", "also serve the runs of this run store (shoal server --store), as committed when the dashboard starts")
 	dirs, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(dirs) == 0 {
-		return usageErrorf("name at least one run directory (shoal ui [--listen ADDR] RUNDIR...)")
+	if len(dirs) == 0 && *runStore == "" {
+		return usageErrorf("name at least one run directory or --store (shoal ui [--listen ADDR] RUNDIR...)")
 	}
 	var sources []ui.Source
+	if *runStore != "" {
+		if sources, err = ui.OpenStore(*runStore); err != nil {
+			return usageErrorf("--store: %v", err)
+		}
+	}
 	for _, d := range dirs {
 		src, err := ui.OpenDir(d)
 		if err != nil {
