@@ -80,6 +80,15 @@ func (l *Live) Status(status string) {
 	})
 }
 
+// Running says a round is under way (from the first round on, the run is running).
+func (l *Live) Running(status string) {
+	l.update(func(r *Run) {
+		if r.State == StateWaiting || r.State == StateRunning {
+			r.State, r.Status = StateRunning, status
+		}
+	})
+}
+
 // Round records a completed round (the engine's OnRound).
 func (l *Live) Round(rep fl.RoundReport) {
 	x := roundOf(rep)
@@ -148,5 +157,5 @@ func (l *Live) Changed() <-chan struct{} {
 	return l.changed
 }
 
-// Final reports whether the run has ended.
+// final reports whether the run has ended.
 func final(r Run) bool { return r.State == StateDone || r.State == StateStopped }

@@ -98,7 +98,11 @@ func (d *uiRun) attach(e *fl.Engine, resumed []fl.RoundReport) {
 				return err
 			}
 		}
-		d.live.Status(strings.ToUpper(step[:1]) + step[1:] + " running")
+		if round == 0 {
+			d.live.Status("the secure-sum setup running")
+		} else {
+			d.live.Running(strings.ToUpper(step[:1]) + step[1:] + " running")
+		}
 		return nil
 	}
 }
