@@ -18,8 +18,10 @@ for p in $(seq "$pairs"); do
 		--disable-sync --no-first-run --user-data-dir="$work/profile$p" --remote-debugging-port=0 \
 		--window-size=1280,800 http://127.0.0.1:8097/ >/dev/null 2>&1 &
 	browser=$!
+	sleep 5 # then check that the page holds its events stream open
+	ss -tn state established '( dport = :8097 )' | grep -q 8097 && echo "pair $p: browser connected" || echo "pair $p: browser NOT connected"
 	wait "$sim"
 	kill "$browser" 2>/dev/null || true; wait "$browser" 2>/dev/null || true
 	off=$(secs "$work/off$p"); on=$(secs "$work/on$p")
-	/usr/bin/python3 -c 'import sys; a,b=map(float,sys.argv[1:]); print(f"pair {sys.argv[3]}: without {a:.2f} s, with --ui + browser {b:.2f} s, ratio {b/a:.4f}")' "$off" "$on" "$p"
+	/usr/bin/python3 -c 'import sys; a,b=map(float,sys.argv[1:3]); print(f"pair {sys.argv[3]}: without {a:.2f} s, with --ui + browser {b:.2f} s, ratio {b/a:.4f}")' "$off" "$on" "$p"
 done
