@@ -52,10 +52,20 @@ func runCharts(r Run) []template.HTML {
 			Series: []Series{series("seconds", h, func(x Round) float64 { return x.Seconds })}}.SVG())
 	}
 	if r.BytesMeasured {
-		mib := func(v uint64) float64 { return float64(v) / (1 << 20) }
-		out = append(out, Chart{ID: "chart-bytes", Title: "Bytes on the wire per round", YLabel: "MiB", YFrom0: true, Series: []Series{
-			series("up (from clients)", h, func(x Round) float64 { return mib(x.BytesIn) }),
-			series("down (to clients)", h, func(x Round) float64 { return mib(x.BytesOut) }),
+		var most uint64
+		for _, x := range h {
+			most = max(most, x.BytesIn, x.BytesOut)
+		}
+		unit, div := "KiB", float64(1<<10)
+		if most >= 1<<30 {
+			unit, div = "GiB", 1<<30
+		} else if most >= 1<<20 {
+			unit, div = "MiB", 1<<20
+		}
+		scaled := func(v uint64) float64 { return float64(v) / div }
+		out = append(out, Chart{ID: "chart-bytes", Title: "Bytes on the wire per round", YLabel: unit, YFrom0: true, Series: []Series{
+			series("up (from clients)", h, func(x Round) float64 { return scaled(x.BytesIn) }),
+			series("down (to clients)", h, func(x Round) float64 { return scaled(x.BytesOut) }),
 		}}.SVG())
 	}
 	return out
