@@ -13,8 +13,11 @@ import (
 )
 
 // minPush is the least time between two pushes to one page: rounds faster than this are
-// coalesced, so that a browser never costs the run more than a few renders a second.
-const minPush = 250 * time.Millisecond
+// coalesced, so that a page costs the run (and the browser) at most one render a second.
+const minPush = time.Second
+
+// liveRows is how many rounds the table of a live page lists.
+const liveRows = 20
 
 // events is the Server-Sent Events stream of a run: for every new round an event "round"
 // (its JSON, the id being the round), then an event "update" whose data is the HTML of the
@@ -122,13 +125,19 @@ var funcs = template.FuncMap{
 		}
 		return &h[len(h)-1]
 	},
-	"reverse": func(h []Round) []Round {
+	// rows are the rounds of the table, newest first: while the run is live only the last
+	// liveRows (each update re-renders the table in the browser).
+	"rows": func(h []Round, live bool) []Round {
+		if live && len(h) > liveRows {
+			h = h[len(h)-liveRows:]
+		}
 		out := make([]Round, len(h))
 		for i := range h {
 			out[len(h)-1-i] = h[i]
 		}
 		return out
 	},
+	"liveRows": func() int { return liveRows },
 	"progress": func(r Run) int {
 		if r.Rounds == 0 {
 			return 0
