@@ -408,5 +408,8 @@ func (o simOptions) check() error {
 	case o.Workers < 0:
 		return usageErrorf("--workers must be ≥ 0 (0: one per CPU), got %d", o.Workers)
 	}
+	if err := o.uiOptions.check(o.command); err != nil {
+		return err
+	}
 	return o.trainOptions.check()
 }

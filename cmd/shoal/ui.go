@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -32,6 +33,19 @@ type uiOptions struct {
 func (u *uiOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&u.UI, "ui", "", "serve the live dashboard on this address (e.g. "+ui.DefaultAddr+"; a non-loopback address needs --ui-certs)")
 	fs.StringVar(&u.UICerts, "ui-certs", "", "certificate directory whose operator certificates (shoal certs operator) open the dashboard over TLS")
+}
+
+// check refuses, before any data is loaded, a non-loopback --ui that has no certificates to
+// serve TLS with (the server's own --certs may serve: startUI decides there).
+func (u uiOptions) check(command string) error {
+	if u.UI == "" || u.UICerts != "" || command == "server" {
+		return nil
+	}
+	if loop, err := ui.Loopback(u.UI); err != nil || !loop {
+		return usageErrorf("--ui: %v", cmp.Or(err, fmt.Errorf("%w: %s is not loopback; pass --ui-certs DIR with operator certificates "+
+			"(shoal certs operator), or listen on %s", ui.ErrNeedsOperatorTLS, u.UI, ui.DefaultAddr)))
+	}
+	return nil
 }
 
 // uiRun is the live dashboard of a simulate or server run (nil: none).

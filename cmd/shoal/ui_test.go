@@ -101,7 +101,7 @@ func readSummary(t *testing.T, dir string) simSummary {
 // liveArgs is a small DP simulation whose rounds each take about half a second (every client
 // straggles 400 ms), so that a browser sees them arrive.
 func liveArgs(out string, rounds int) []string {
-	return []string{"simulate", "--dataset", "mnist", "--model", "logreg", "--clients", "10", "--fraction", "0.5",
+	return []string{"simulate", "--dataset", "synthetic", "--model", "logreg", "--clients", "10", "--fraction", "0.5",
 		"--sampling", "poisson", "--dp", "central", "--noise-multiplier", "1", "--clip", "1", "--max-epsilon", "30",
 		"--rounds", fmt.Sprint(rounds), "--target-accuracy", "0", "--seed", "5", "--lr", "0.05",
 		"--straggler-fraction", "1", "--straggler-delay", "300ms", "--ui", "127.0.0.1:0", "--out", out}
@@ -192,7 +192,7 @@ func finishedRuns(t *testing.T) (plain, dp string) {
 	t.Helper()
 	base := t.TempDir()
 	plain, dp = filepath.Join(base, "plain"), filepath.Join(base, "central-dp")
-	common := []string{"simulate", "--dataset", "mnist", "--model", "logreg", "--clients", "100", "--fraction", "0.2",
+	common := []string{"simulate", "--dataset", "synthetic", "--model", "logreg", "--clients", "100", "--fraction", "0.2",
 		"--rounds", "5", "--target-accuracy", "0", "--seed", "9", "--lr", "0.05"}
 	if code, _, stderr := shoal(t, append(common, "--out", plain)...); code != 0 {
 		t.Fatalf("simulate: %s", stderr)
@@ -292,7 +292,7 @@ func TestDashboardRefusesOpenAddress(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "summary.json") {
 		t.Fatalf("ui on an empty directory: exit %d, %s", code, stderr)
 	}
-	code, _, stderr = shoal(t, "simulate", "--model", "logreg", "--rounds", "1", "--clients", "2", "--ui", "0.0.0.0:0", "--out", filepath.Join(plain, "x"))
+	code, _, stderr = shoal(t, "simulate", "--dataset", "synthetic", "--model", "logreg", "--rounds", "1", "--clients", "2", "--ui", "0.0.0.0:0", "--out", filepath.Join(plain, "x"))
 	if code != 2 || !strings.Contains(stderr, "operator") {
 		t.Fatalf("simulate --ui 0.0.0.0:0 without --ui-certs: exit %d, %s", code, stderr)
 	}
