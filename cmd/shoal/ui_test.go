@@ -23,6 +23,15 @@ const chromiumPath = "/usr/bin/chromium"
 
 var updateScreenshots = flag.Bool("update", false, "TestScreenshots: write the screenshots of docs/ui.md")
 
+// testDataset is the tests' data: synthetic (fast, also under -race), MNIST for the
+// screenshots of docs/ui.md.
+func testDataset() string {
+	if *updateScreenshots {
+		return "mnist"
+	}
+	return "synthetic"
+}
+
 // newBrowser starts a headless Chromium with a fresh profile and returns its tab's context.
 func newBrowser(t *testing.T, width, height int) context.Context {
 	t.Helper()
@@ -101,7 +110,7 @@ func readSummary(t *testing.T, dir string) simSummary {
 // liveArgs is a small DP simulation whose rounds each take about half a second (every client
 // straggles 400 ms), so that a browser sees them arrive.
 func liveArgs(out string, rounds int) []string {
-	return []string{"simulate", "--dataset", "synthetic", "--model", "logreg", "--clients", "10", "--fraction", "0.5",
+	return []string{"simulate", "--dataset", testDataset(), "--model", "logreg", "--clients", "10", "--fraction", "0.5",
 		"--sampling", "poisson", "--dp", "central", "--noise-multiplier", "1", "--clip", "1", "--max-epsilon", "30",
 		"--rounds", fmt.Sprint(rounds), "--target-accuracy", "0", "--seed", "5", "--lr", "0.05",
 		"--straggler-fraction", "1", "--straggler-delay", "300ms", "--ui", "127.0.0.1:0", "--out", out}
@@ -192,7 +201,7 @@ func finishedRuns(t *testing.T) (plain, dp string) {
 	t.Helper()
 	base := t.TempDir()
 	plain, dp = filepath.Join(base, "plain"), filepath.Join(base, "central-dp")
-	common := []string{"simulate", "--dataset", "synthetic", "--model", "logreg", "--clients", "100", "--fraction", "0.2",
+	common := []string{"simulate", "--dataset", testDataset(), "--model", "logreg", "--clients", "100", "--fraction", "0.2",
 		"--rounds", "5", "--target-accuracy", "0", "--seed", "9", "--lr", "0.05"}
 	if code, _, stderr := shoal(t, append(common, "--out", plain)...); code != 0 {
 		t.Fatalf("simulate: %s", stderr)
