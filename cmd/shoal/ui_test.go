@@ -113,7 +113,7 @@ func liveArgs(out string, rounds int) []string {
 	return []string{"simulate", "--dataset", testDataset(), "--model", "logreg", "--clients", "10", "--fraction", "0.5",
 		"--sampling", "poisson", "--dp", "central", "--noise-multiplier", "1", "--clip", "1", "--max-epsilon", "30",
 		"--rounds", fmt.Sprint(rounds), "--target-accuracy", "0", "--seed", "5", "--lr", "0.05",
-		"--straggler-fraction", "1", "--straggler-delay", "300ms", "--ui", "127.0.0.1:0", "--out", out}
+		"--straggler-fraction", "1", "--straggler-delay", "400ms", "--ui", "127.0.0.1:0", "--out", out}
 }
 
 // The dashboard of a running simulate: a browser opened during the run sees rounds arrive
@@ -122,7 +122,7 @@ func liveArgs(out string, rounds int) []string {
 func TestDashboardLiveSimulate(t *testing.T) {
 	ctx := newBrowser(t, 1280, 800)
 	out := filepath.Join(t.TempDir(), "live")
-	const rounds = 6
+	const rounds = 8
 	sim := startInProcess(t, "simulate", func(ctx context.Context, stdout, stderr io.Writer) error {
 		return runSimulate(ctx, liveArgs(out, rounds)[1:], stdout, stderr)
 	})
