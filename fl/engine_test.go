@@ -3,6 +3,7 @@ package fl_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -137,16 +138,23 @@ func TestEngineRoundTimeoutLeavesOutStragglers(t *testing.T) {
 		}}
 		e := newEngine(t, tr, "fedavg")
 		e.Config.RoundTimeout = time.Minute
+		e.Evaluate = func([]float32) (float64, float64, error) { time.Sleep(2 * time.Second); return 0, 0, nil }
 		start := time.Now()
 		rep, err := e.RunRound(context.Background(), 1, []float32{0})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Participants != 3 || rep.Dropped != 1 {
-			t.Fatalf("participants %d dropped %d, want 3 and 1", rep.Participants, rep.Dropped)
+		if rep.Participants != 3 || rep.Dropped != 1 || rep.Stragglers != 1 {
+			t.Fatalf("participants %d dropped %d stragglers %d, want 3, 1 and 1", rep.Participants, rep.Dropped, rep.Stragglers)
 		}
-		if took := time.Since(start); took != time.Minute {
-			t.Fatalf("round took %v of fake time, want exactly the 1m deadline", took)
+		// The round's time by stage, on the fake clock: the fit waited for the deadline, the
+		// evaluation took its 2 s.
+		want := []fl.StageTime{{Stage: "fit", Seconds: 60}, {Stage: "aggregate", Seconds: 0}, {Stage: "evaluate", Seconds: 2}}
+		if fmt.Sprint(rep.Stages) != fmt.Sprint(want) {
+			t.Fatalf("stages %v, want %v", rep.Stages, want)
+		}
+		if took := time.Since(start); took != time.Minute+2*time.Second {
+			t.Fatalf("round took %v of fake time, want exactly the 1m deadline and the 2s evaluation", took)
 		}
 	})
 }
