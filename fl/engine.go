@@ -528,7 +528,9 @@ func (e *Engine) drive(ctx context.Context, round int, srv SumServer, timer *sta
 			}
 		})
 		cancel()
-		timer.done(fmt.Sprintf("%s stage %d", e.SecureSum.Name(), stage+1))
+		if timer != nil {
+			timer.done(e.stageName(stage))
+		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("secure sum stage %d: %w", stage, ctx.Err())
 		}
@@ -536,6 +538,14 @@ func (e *Engine) drive(ctx context.Context, round int, srv SumServer, timer *sta
 			log.Debug("stage ended early", "stage", stage, "err", err)
 		}
 	}
+}
+
+// stageName names a secure-sum stage for the round's time split ("secagg masked").
+func (e *Engine) stageName(stage int) string {
+	if names := e.SecureSum.Stages(); stage < len(names) {
+		return e.SecureSum.Name() + " " + names[stage]
+	}
+	return fmt.Sprintf("%s stage %d", e.SecureSum.Name(), stage+1)
 }
 
 func validateSecureFit(res FitRes) error {
