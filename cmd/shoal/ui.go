@@ -22,6 +22,10 @@ func init() {
 		"shoal ui runs/central runs/distributed          # http://127.0.0.1:8080/compare",
 		"shoal ui --listen 10.0.0.5:8443 --certs certs runs/*   # TLS, operator certificates only",
 	}
+	// The coordinator takes the server's flags but serves no dashboard (yet): it refuses --ui
+	// instead of ignoring it. (coordinator.go's init, which sets its list, runs before this one:
+	// init functions run in file-name order.)
+	hiddenFlags["shoal coordinator"] = append(hiddenFlags["shoal coordinator"], "ui", "ui-certs")
 }
 
 // uiOptions are the dashboard flags of simulate and server (not part of a run's configuration).
