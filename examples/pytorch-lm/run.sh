@@ -27,8 +27,8 @@ privacy=(--dp central --noise-multiplier "${NOISE:-0.5}" --adaptive-clip 0.5 --c
 [ "${PRIVATE:-1}" = 0 ] && privacy=()
 # --dataset synthetic only provides the $users virtual clients: user k's text is the trainer's.
 # shellcheck disable=SC2086 # SHOAL_FLAGS is a list of flags
-go run ./cmd/shoal simulate --dataset synthetic --clients "$users" --sampling poisson --fraction 0.05 \
-	--rounds "$rounds" --target-accuracy 0 --local-epochs 1 --batch-size 8 --lr 1 --seed 1 \
+go run ./cmd/shoal simulate --dataset synthetic --clients "$users" --sampling poisson --fraction 0.02 \
+	--rounds "$rounds" --target-accuracy 0 --local-epochs 5 --batch-size 8 --lr 4 --seed 1 \
 	--strategy fedavgm --server-momentum 0.9 --server-lr 1 \
 	--secure-sum secaggplus "${privacy[@]}" --workers "${WORKERS:-2}" \
 	--trainer "$trainer" --out "$out/run" --json ${SHOAL_FLAGS:-}

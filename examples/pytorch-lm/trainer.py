@@ -141,6 +141,9 @@ class ShoalLM:
                 opt.zero_grad()
                 loss = F.cross_entropy(self.model(x[rows]).flatten(0, 1), y[rows].flatten())
                 loss.backward()
+                # The usual LSTM safeguard against exploding gradients. It is part of the local
+                # optimiser, not privacy: Shoal clips the whole update for DP, in Go.
+                nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
                 opt.step()
                 total += loss.item() * len(rows)
         return self.get_parameters(), x.numel(), total / len(x)
