@@ -115,6 +115,8 @@ class ShoalModel:
         self.set_parameters(parameters)
         images, labels = self.data("train")
         idx = torch.arange(len(labels)) if task.indices is None else torch.from_numpy(task.indices.astype(np.int64))
+        if len(idx) == 0:
+            raise ValueError("no training examples")
         opt = torch.optim.SGD(self.model.parameters(), lr=task.lr, momentum=task.momentum,
                               weight_decay=task.weight_decay)
         hook = None
