@@ -6,7 +6,7 @@ Shoal clips, noises and securely aggregates what fit returns: this side only tra
 """
 
 from .protocol import VERSION, Frame, ProtocolError, read_frame, write_frame
-from .server import EvalTask, FitResult, FitTask, Layout, serve
+from .server import FIT_SECONDS, EvalTask, FitResult, FitTask, Layout, serve
 
 __all__ = ["VERSION", "Frame", "ProtocolError", "read_frame", "write_frame",
-           "EvalTask", "FitResult", "FitTask", "Layout", "serve"]
+           "FIT_SECONDS", "EvalTask", "FitResult", "FitTask", "Layout", "serve"]

@@ -3,6 +3,7 @@
 import collections
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -17,6 +18,9 @@ set, or None for all of the trainer's local data. seed seeds this task's shuffli
 EvalTask = collections.namedtuple("EvalTask", "client indices")
 EvalTask.__doc__ = """One evaluate request. indices selects test examples, or None for all of them
 (client -1 is the server's central evaluation)."""
+
+
+FIT_SECONDS = "fit_seconds"  # metric serve() adds to every fit_result: seconds inside trainer.fit
 
 
 class FitResult(collections.namedtuple("FitResult", "parameters num_examples loss metrics update")):
@@ -162,7 +166,9 @@ def _handle(trainer, layout, req):
     task = FitTask(int(h.get("client", -1)), int(h.get("round", 0)), indices, int(c.get("epochs", 1)),
                    int(c.get("batch_size", 32)), float(c.get("lr", 0.01)), float(c.get("momentum", 0)),
                    float(c.get("weight_decay", 0)), float(c.get("prox_mu", 0)), int(c.get("seed", 0)))
+    start = time.perf_counter()
     res = trainer.fit(params, task)
+    seconds = time.perf_counter() - start
     if not isinstance(res, FitResult):
         res = FitResult(*res)
     loss = float(res.loss)
@@ -171,4 +177,6 @@ def _handle(trainer, layout, req):
     header = {"type": "fit_result", "kind": "update" if res.update else "params",
               "examples": int(res.num_examples), "loss": loss,
               "metrics": {str(k): float(v) for k, v in (res.metrics or {}).items() if np.isfinite(float(v))}}
+    # The time spent in the user's fit: Shoal compares it with its round trip (the bridge's cost).
+    header["metrics"].setdefault(FIT_SECONDS, seconds)
     return header, layout.blocks(res.parameters)

@@ -3,6 +3,7 @@
 import io
 import os
 import sys
+import time
 import unittest
 
 import numpy as np
@@ -161,7 +162,9 @@ class ServeTest(unittest.TestCase):
         np.testing.assert_array_equal(init.params, [4] * 6 + [1] * 3)
         self.assertEqual(fit.header["kind"], "params")
         self.assertEqual(fit.header["examples"], 3)
+        fit_seconds = fit.header["metrics"].pop(shoal_trainer.FIT_SECONDS)
         self.assertEqual(fit.header["metrics"], {"acc": 0.9})
+        self.assertTrue(0 <= fit_seconds < 5, fit_seconds)
         np.testing.assert_allclose(fit.params, params + 0.5)
         self.assertEqual(toy.tasks[0].seed, 99)
         self.assertEqual(toy.tasks[0].client, 3)
@@ -222,6 +225,23 @@ class ServeTest(unittest.TestCase):
         _, replies = run(Upd(), [HELLO, ({"type": "fit", "data": "all", "config": {}}, np.zeros(9, np.float32))])
         self.assertEqual(replies[1].header["kind"], "update")
         np.testing.assert_array_equal(replies[1].params, np.ones(9))
+
+    def test_fit_seconds_is_the_time_inside_fit(self):
+        class Slow(Toy):
+            def fit(self, parameters, task):
+                time.sleep(0.05)
+                return super().fit(parameters, task)
+
+        class Reports(Toy):  # a trainer that reports its own fit_seconds keeps it
+            def fit(self, parameters, task):
+                new, n, loss, metrics = super().fit(parameters, task)
+                return new, n, loss, {shoal_trainer.FIT_SECONDS: 123.0}
+
+        fit = ({"type": "fit", "data": "all", "config": {}}, np.zeros(9, np.float32))
+        _, replies = run(Slow(), [HELLO, fit])
+        self.assertGreaterEqual(replies[1].header["metrics"][shoal_trainer.FIT_SECONDS], 0.05)
+        _, replies = run(Reports(), [HELLO, fit])
+        self.assertEqual(replies[1].header["metrics"][shoal_trainer.FIT_SECONDS], 123.0)
 
 
 if __name__ == "__main__":

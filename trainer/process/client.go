@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"shoal/fl"
 	"shoal/privacy"
@@ -150,11 +151,22 @@ func (c *Client) Fit(ctx context.Context, ins fl.FitIns) (fl.FitRes, error) {
 	if err := ins.Config.Validate(); err != nil {
 		return fl.FitRes{}, fmt.Errorf("fit config: %w", err)
 	}
+	start := time.Now()
 	out, err := c.Trainer.Fit(ctx, FitTask{Client: c.ID, Round: ins.Round, Data: c.Train, Params: ins.Params,
 		Config: ins.Config, Seed: c.Seed})
 	if err != nil {
 		return fl.FitRes{}, err
 	}
+	return c.finish(ins, out, time.Since(start))
+}
+
+// FitSecondsMetric is the metric in which shoal_trainer reports the seconds spent in the user's
+// fit; the rest of a fit's round trip is the bridge's cost (framing, transfer, process switch).
+const FitSecondsMetric = "fit_seconds"
+
+// finish turns the trainer's answer into the client's privatized update: the part of Fit after
+// the round trip (split out so that the bridge benchmark times exactly the client's path).
+func (c *Client) finish(ins fl.FitIns, out FitResult, roundTrip time.Duration) (fl.FitRes, error) {
 	update := out.Params
 	if out.Kind == "params" {
 		for j, g := range ins.Params {
@@ -174,7 +186,8 @@ func (c *Client) Fit(ctx context.Context, ins fl.FitIns) (fl.FitRes, error) {
 	}
 	if len(out.Metrics) > 0 {
 		c.Trainer.cfg.Logger.Debug("trainer fit", "client", c.ID, "round", ins.Round, "examples", out.Examples,
-			"metrics", slices.Sorted(maps.Keys(out.Metrics)))
+			"metrics", slices.Sorted(maps.Keys(out.Metrics)), "round_trip", roundTrip,
+			"trainer_fit_seconds", out.Metrics[FitSecondsMetric])
 	}
 	var sizes []int
 	if ins.Config.PerLayerClip {
