@@ -95,7 +95,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer dir.release()
 	fmt.Fprintf(stderr, "shoal simulate: %s, %s on %s, %d clients (%s partition), %s, %d rounds, seed %d → %s\n",
-		describeSecurity(plan.engine), o.Model, o.Dataset, o.Clients, o.Partition, o.Strategy, o.Rounds, o.Seed, o.Out)
+		describeSecurity(plan.engine), o.modelLabel(o.Model), o.Dataset, o.Clients, o.Partition, o.Strategy, o.Rounds, o.Seed, o.Out)
 	if o.CPUProfile != "" {
 		stop, err := startCPUProfile(o.CPUProfile)
 		if err != nil {

@@ -34,6 +34,15 @@ func (t *trainerOptions) register(fs *flag.FlagSet) {
 	fs.DurationVar(&t.TrainerTimeout, "trainer-timeout", 0, "kill (and restart) a trainer whose fit or evaluate takes longer (0: the round's deadline only)")
 }
 
+// modelLabel names the model a run trains for its start-up line: the --trainer's when there is
+// one (--model is then ignored), else model.
+func (t trainerOptions) modelLabel(model string) string {
+	if t.Trainer != "" {
+		return "the --trainer's model"
+	}
+	return model
+}
+
 func (t trainerOptions) config(logger *slog.Logger) process.Config {
 	return process.Config{Command: t.Trainer, CallTimeout: t.TrainerTimeout, Stderr: os.Stderr, Logger: logger}
 }
