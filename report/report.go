@@ -117,3 +117,16 @@ func writeFile(path string, b []byte) error {
 	}
 	return nil
 }
+
+// ByteSize formats a byte count in the binary unit that fits (B, KiB, MiB, GiB).
+func ByteSize(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"shoal/report"
 )
 
 // minPush is the least time between two pushes to one page: rounds faster than this are
@@ -118,7 +120,7 @@ var funcs = template.FuncMap{
 		return s
 	},
 	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"bytes": byteSize,
+	"bytes": report.ByteSize,
 	"last": func(h []Round) *Round {
 		if len(h) == 0 {
 			return nil
@@ -172,16 +174,4 @@ func duration(s float64) string {
 		return time.Duration(s * float64(time.Second)).Round(time.Second).String()
 	}
 	return time.Duration(s * float64(time.Second)).Round(time.Minute).String()
-}
-
-func byteSize(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

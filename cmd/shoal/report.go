@@ -135,18 +135,6 @@ func printPrivacySpent(w io.Writer, s simSummary, e *fl.Engine) {
 	}
 }
 
-func byteSize(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
 // runDir is the run directory a command claims before its run starts. Shoal never writes into
 // a directory that already holds files (--resume excepted: the run it continues wrote them).
 type runDir struct {

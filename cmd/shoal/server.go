@@ -10,6 +10,7 @@ import (
 	"net"
 	"time"
 
+	"shoal/report"
 	"shoal/transport/grpctransport"
 )
 
@@ -170,7 +171,7 @@ func (n *serverNetwork) run(ctx context.Context, o *serverOptions, plan *runPlan
 	if !stopped {
 		in, out := n.metrics.WireBytes()
 		fmt.Fprintf(stderr, "final test accuracy %.4f, loss %.4f after %d rounds in %.1fs (%s in, %s out on the wire); run directory %s\n",
-			summary.FinalAccuracy, summary.FinalLoss, summary.RoundsRun, elapsed, byteSize(in), byteSize(out), o.Out)
+			summary.FinalAccuracy, summary.FinalLoss, summary.RoundsRun, elapsed, report.ByteSize(in), report.ByteSize(out), o.Out)
 		printPrivacySpent(stderr, summary, plan.engine)
 	}
 	if o.JSON {
