@@ -186,21 +186,58 @@ func signs(seed [32]byte, n int) []uint64 {
 	return out
 }
 
+// applySigns multiplies x[i] by the i-th sign: a flip of the sign bit, without a branch (the
+// signs are random, so a branch would be mispredicted half the time).
 func applySigns(x []float64, s []uint64) {
-	for i := range x {
-		if s[i>>6]>>(i&63)&1 == 1 {
-			x[i] = -x[i]
+	for w, bw := range s {
+		blk := x[w*64 : min(w*64+64, len(x))]
+		for k := range blk {
+			blk[k] = math.Float64frombits(math.Float64bits(blk[k]) ^ (bw>>uint(k)&1)<<63)
 		}
 	}
 }
 
-// fwht is the in-place unnormalised Walsh–Hadamard transform (len(x) a power of two).
+// fwhtBlock is the number of entries transformed together while they sit in the L1 cache.
+const fwhtBlock = 1 << 11
+
+// fwht is the in-place unnormalised Walsh–Hadamard transform (len(x) a power of two). The
+// levels of span < fwhtBlock run block by block in cache, the rest in radix-4 passes over the
+// whole vector; the additions are those of the textbook radix-2 loop, in the same order, so
+// the result is bit-identical to it (TestFWHTMatchesRadix2).
 func fwht(x []float64) {
 	n := len(x)
-	for h := 1; h < n; h <<= 1 {
-		for i := 0; i < n; i += h << 1 {
+	if n <= fwhtBlock {
+		fwhtLevels(x, 1, n)
+		return
+	}
+	for i := 0; i < n; i += fwhtBlock {
+		fwhtLevels(x[i:i+fwhtBlock], 1, fwhtBlock)
+	}
+	fwhtLevels(x, fwhtBlock, n)
+}
+
+// fwhtLevels applies the levels of span h = from, 2·from, … < to to x, two at a time.
+func fwhtLevels(x []float64, from, to int) {
+	h := from
+	for ; 4*h <= to; h *= 4 {
+		for i := 0; i < len(x); i += 4 * h {
 			a := x[i : i+h]
 			b := x[i+h : i+2*h]
+			c := x[i+2*h : i+3*h]
+			d := x[i+3*h : i+4*h]
+			b, c, d = b[:len(a)], c[:len(a)], d[:len(a)]
+			for j := range a {
+				p, q := a[j]+b[j], a[j]-b[j]
+				r, t := c[j]+d[j], c[j]-d[j]
+				a[j], b[j], c[j], d[j] = p+r, q+t, p-r, q-t
+			}
+		}
+	}
+	if 2*h <= to {
+		for i := 0; i < len(x); i += 2 * h {
+			a := x[i : i+h]
+			b := x[i+h : i+2*h]
+			b = b[:len(a)]
 			for j := range a {
 				u, v := a[j], b[j]
 				a[j], b[j] = u+v, u-v
@@ -238,6 +275,28 @@ const maxDDPRoundingDraws = 200
 // scale by 1/γ, round conditionally on ‖·‖₂ ≤ Δ2, add this client's noise share drawn from src
 // and reduce modulo 2^b. It returns D ring elements in [0, 2^b).
 func (p *DDPParams) Encode(update []float32, seed [32]byte, src *Source) ([]uint32, error) {
+	q, err := p.quantize(update, seed, src)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.addShare(q, src); err != nil {
+		return nil, err
+	}
+	return p.wrap(q), nil
+}
+
+// EncodeWithoutNoise is Encode less the noise share: for simulations that draw the summed
+// noise of the cohort at once (SkellamSum; see docs/privacy.md), never for a real client.
+func (p *DDPParams) EncodeWithoutNoise(update []float32, seed [32]byte, src *Source) ([]uint32, error) {
+	q, err := p.quantize(update, seed, src)
+	if err != nil {
+		return nil, err
+	}
+	return p.wrap(q), nil
+}
+
+// quantize clips, pads, rotates, scales and conditionally rounds update.
+func (p *DDPParams) quantize(update []float32, seed [32]byte, src *Source) ([]int64, error) {
 	if len(update) != p.Dim {
 		return nil, fmt.Errorf("privacy: distributed DP input has %d entries, the round %d", len(update), p.Dim)
 	}
@@ -260,15 +319,42 @@ func (p *DDPParams) Encode(update []float32, seed [32]byte, src *Source) ([]uint
 	if err := p.roundConditional(x, q, src); err != nil {
 		return nil, err
 	}
-	if err := p.addShare(q, src); err != nil {
-		return nil, err
-	}
+	return q, nil
+}
+
+// wrap reduces q modulo 2^b.
+func (p *DDPParams) wrap(q []int64) []uint32 {
 	mask := int64(1)<<p.Bits - 1
 	out := make([]uint32, len(q))
 	for i, v := range q {
 		out[i] = uint32(v & mask)
 	}
-	return out, nil
+	return out
+}
+
+// SkellamSum adds to ring (a sum in Z_{2^b} of shares clients' EncodeWithoutNoise vectors) the
+// noise their Skellam shares would have added: a sum of independent Skellam variables is
+// Skellam with the summed parameter, Σ (P_i − P'_i) = Poisson(Σμ) − Poisson(Σμ), and reducing
+// modulo 2^b commutes with the sum, so the result has exactly the distribution of the sum of
+// shares Encode vectors. Simulation only (one draw per coordinate instead of shares).
+func (p *DDPParams) SkellamSum(ring []uint32, shares int, src *Source) error {
+	if p.Mechanism != MechanismSkellam {
+		return fmt.Errorf("privacy: the summed noise of %s shares is not of the same family; each client must draw its own", p.Mechanism)
+	}
+	if len(ring) != p.PaddedDim || shares < 1 {
+		return fmt.Errorf("privacy: summed Skellam noise for %d entries of %d shares, the round has %d", len(ring), shares, p.PaddedDim)
+	}
+	q := make([]int64, len(ring))
+	sum := *p
+	sum.ShareParam = p.ShareParam * float64(shares)
+	if err := sum.addShare(q, src); err != nil {
+		return err
+	}
+	mask := uint32(1)<<p.Bits - 1
+	for i, v := range q {
+		ring[i] = (ring[i] + uint32(v)) & mask
+	}
+	return nil
 }
 
 // roundConditional rounds x (already in integer units) stochastically and without bias into q,
@@ -276,19 +362,26 @@ func (p *DDPParams) Encode(update []float32, seed [32]byte, src *Source) ([]uint
 // absorb the floating-point error of Δ2², so that the bound holds for the exact values).
 func (p *DDPParams) roundConditional(x []float64, q []int64, src *Source) error {
 	limit := p.L2 * p.L2 * (1 - 0x1p-30)
+	var rnd [randChunk]uint64
 	for range maxDDPRoundingDraws {
 		var hi, lo uint64
-		for i, v := range x {
-			f := math.Floor(v)
-			r := int64(f)
-			// Bernoulli(v − f) from 53 random bits.
-			if float64(src.Uint64()>>11)*0x1p-53 < v-f {
-				r++
+		for base := 0; base < len(x); base += randChunk {
+			xs := x[base:min(base+randChunk, len(x))]
+			qs := q[base : base+len(xs)]
+			rs := rnd[:len(xs)]
+			src.uint64s(rs)
+			for i, v := range xs {
+				f := math.Floor(v)
+				r := int64(f)
+				// Bernoulli(v − f) from 53 random bits.
+				if float64(rs[i]>>11)*0x1p-53 < v-f {
+					r++
+				}
+				qs[i] = r
+				var c uint64
+				lo, c = bits.Add64(lo, uint64(r*r), 0)
+				hi += c
 			}
-			q[i] = r
-			var c uint64
-			lo, c = bits.Add64(lo, uint64(r*r), 0)
-			hi += c
 		}
 		if float64(hi)*0x1p64+float64(lo) <= limit {
 			return nil
@@ -302,10 +395,13 @@ func (p *DDPParams) addShare(q []int64, src *Source) error {
 	switch p.Mechanism {
 	case MechanismSkellam:
 		mu := p.ShareParam / 2
+		if t := cachedTable("skellam", mu, func() *tableSampler { return newSkellamTable(mu) }); t != nil {
+			t.addTo(q, src, false)
+			return nil
+		}
 		if t := cachedTable("poisson", mu, func() *tableSampler { return newPoissonTable(mu) }); t != nil {
-			for i := range q {
-				q[i] += t.sample(src) - t.sample(src)
-			}
+			t.addTo(q, src, false)
+			t.addTo(q, src, true)
 			return nil
 		}
 		ps := newPoissonSampler(mu)
@@ -314,9 +410,7 @@ func (p *DDPParams) addShare(q []int64, src *Source) error {
 		}
 	case MechanismDDGauss:
 		if t := cachedTable("dgauss", p.ShareParam, func() *tableSampler { return newDGaussTable(p.ShareParam) }); t != nil {
-			for i := range q {
-				q[i] += t.sample(src)
-			}
+			t.addTo(q, src, false)
 			return nil
 		}
 		g := newDGaussSampler(p.ShareParam)

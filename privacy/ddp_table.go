@@ -262,3 +262,149 @@ func cachedTable(kind string, param float64, build func() *tableSampler) *tableS
 	tableCache.m[k] = t
 	return t
 }
+
+// addTo adds one draw to every entry of q (subtracts it when neg): the table's lookup on 64-bit
+// uniforms read from the keystream in blocks, without a call per value.
+func (t *tableSampler) addTo(q []int64, src *Source, neg bool) {
+	var rnd [randChunk]uint64
+	n := len(t.cum) - 1
+	cum := t.cum
+	for base := 0; base < len(q); base += randChunk {
+		qs := q[base:min(base+randChunk, len(q))]
+		rs := rnd[:len(qs)]
+		src.uint64s(rs)
+		for i, u := range rs {
+			j := int(t.guide[u>>t.shift])
+			for j <= n && cum[j] <= u {
+				j++
+			}
+			var v int64
+			switch {
+			case j == 0:
+				v = t.lower(src)
+			case j > n:
+				v = t.upper(src)
+			default:
+				v = t.lo + int64(j) - 1
+			}
+			if neg {
+				v = -v
+			}
+			qs[i] += v
+		}
+	}
+}
+
+// skellamBesselPMF returns P(k) for k = 0, …, K of Skellam(μ, μ) = Poisson(μ) − Poisson(μ), P(k) =
+// e^{−2μ}·I_k(2μ) (symmetric), with K where P(K)/P(0) < 2⁻¹³⁰. Go's math has no Bessel I_k, so
+// it runs Miller's backward recurrence I_{k−1}(x) = (2k/x)·I_k(x) + I_{k+1}(x) from N > K,
+// which is stable downwards (I_k is the dominant solution there), and normalises with
+// Σ_k P(k) = 1, i.e. e^x = I_0(x) + 2·Σ_{k≥1} I_k(x). Starting at N with N² − K² ≥ 60x bounds
+// the start's relative error at every k ≤ K by e^{(k²−N²)/x} ≤ e^{−60}.
+func skellamBesselPMF(mu float64) []float64 {
+	x := 2 * mu
+	K := int(math.Ceil(math.Sqrt(2*x*130*math.Ln2))) + 40
+	N := int(math.Ceil(math.Sqrt(float64(K)*float64(K)+60*x))) + 30
+	r := make([]float64, N+2)
+	r[N] = 1
+	for k := N; k >= 1; k-- {
+		r[k-1] = 2*float64(k)/x*r[k] + r[k+1]
+		if r[k-1] > 1e200 {
+			for i := k - 1; i <= N; i++ {
+				r[i] *= 1e-200
+			}
+		}
+	}
+	var s float64
+	for k := N; k >= 1; k-- {
+		s += 2 * r[k]
+	}
+	s += r[0]
+	p := make([]float64, K+1)
+	for k := range p {
+		p[k] = r[k] / s
+	}
+	return p
+}
+
+// skellamPMFDirect is P(k) of Skellam(μ, μ) as Σ_j Poisson(j)·Poisson(j+|k|), summed from its
+// largest term outwards until the terms fall below 2⁻⁸⁰ of it: for values beyond skellamPMF's
+// range, which a tail's geometric proposal reaches with probability below 2⁻¹⁰⁰.
+func skellamPMFDirect(mu float64, k int64) float64 {
+	if k < 0 {
+		k = -k
+	}
+	fk, logMu := float64(k), math.Log(mu)
+	term := func(j float64) float64 {
+		a, _ := math.Lgamma(j + 1)
+		b, _ := math.Lgamma(j + fk + 1)
+		return -2*mu + (2*j+fk)*logMu - a - b
+	}
+	peak := math.Max(0, math.Floor((-fk+math.Sqrt(fk*fk+4*mu*mu))/2))
+	top := term(peak)
+	cut := top - 80*math.Ln2
+	sum := 1.0
+	for j := peak + 1; ; j++ {
+		l := term(j)
+		if l < cut {
+			break
+		}
+		sum += math.Exp(l - top)
+	}
+	for j := peak - 1; j >= 0; j-- {
+		l := term(j)
+		if l < cut {
+			break
+		}
+		sum += math.Exp(l - top)
+	}
+	return math.Exp(top) * sum
+}
+
+// newSkellamTable tabulates Skellam(μ, μ), one draw per share instead of two Poisson draws.
+// The tails beyond ±e by rejection from a geometric proposal: Skellam is log-concave (a
+// convolution of log-concave sequences), so P(h+j)/P(h) ≤ r^j with h = e+1, r = P(h+1)/P(h),
+// accepted with probability P(h+j)/(P(h)·r^j).
+func newSkellamTable(mu float64) *tableSampler {
+	if !(mu > 0) || 2*mu > 1e9 {
+		return nil // a Bessel array of more than ~10⁶ entries: the Poisson tables instead
+	}
+	pmf := skellamBesselPMF(mu)
+	K := int64(len(pmf) - 1)
+	at := func(k int64) float64 {
+		if k < 0 {
+			k = -k
+		}
+		if k <= K {
+			return pmf[k]
+		}
+		return skellamPMFDirect(mu, k)
+	}
+	logp := func(k int64) float64 {
+		if k < -K || k > K {
+			return math.Inf(-1)
+		}
+		return math.Log(at(k))
+	}
+	var edge int64
+	tail := func(src *Source) int64 {
+		h := edge + 1
+		logPh := math.Log(at(h))
+		logR := math.Log(at(h+1)) - logPh
+		for {
+			j := geometric(src, logR)
+			if math.Log(uniform53(src)) <= math.Log(at(h+j))-logPh-float64(j)*logR {
+				return h + j
+			}
+		}
+	}
+	t := newTableSampler(logp, 0, math.MinInt64, func(src *Source) int64 { return -tail(src) }, tail)
+	if t == nil {
+		return nil
+	}
+	edge = t.lo + int64(len(t.cum)-1) - 1
+	if t.lo != -edge {
+		return nil
+	}
+	return t
+}

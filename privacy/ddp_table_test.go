@@ -101,3 +101,78 @@ func TestTableSamplersPMF(t *testing.T) {
 		t.Error("N_Z(0, 10¹³) got a table although no value has probability 2⁻²⁰")
 	}
 }
+
+// The Skellam table: its Bessel pmf against the convolution of two Poisson pmfs (an independent
+// computation), its direct tail formula against both, and draws (table, bulk, each tail) by χ².
+func TestSkellamTablePMF(t *testing.T) {
+	src := NewSeededSource(22)
+	for _, mu := range []float64{0.15, 2.5, 20, 700, 20000} {
+		bessel := skellamBesselPMF(mu)
+		w := int(8*math.Sqrt(2*mu)) + 8
+		conv := skellamPMF(2*mu, w)
+		for k := 0; k <= w && k < len(bessel); k++ {
+			want := conv[k+w]
+			if want < 1e-250 {
+				continue
+			}
+			if math.Abs(bessel[k]-want) > 1e-9*want {
+				t.Fatalf("Skellam(%v): P(%d) = %v by Bessel recurrence, %v by convolution", mu, k, bessel[k], want)
+			}
+			if k%7 == 0 {
+				if d := skellamPMFDirect(mu, int64(-k)); math.Abs(d-want) > 1e-9*want {
+					t.Fatalf("Skellam(%v): direct P(−%d) = %v, convolution %v", mu, k, d, want)
+				}
+			}
+		}
+		if mu < 1 {
+			continue
+		}
+		tb := newSkellamTable(mu)
+		if tb == nil || tb.maxRelErr > 0x1p-40 {
+			t.Fatalf("Skellam(%v): table %v", mu, tb)
+		}
+		pmf := func(k int64) float64 {
+			if k < 0 {
+				k = -k
+			}
+			if int(k) < len(bessel) {
+				return bessel[k]
+			}
+			return 0
+		}
+		r := int64(6*math.Sqrt(2*mu)) + 5
+		chi2Check(t, "Skellam table", 300000, func() int64 { return tb.sample(src) }, pmf, -r, r)
+		var buf []int64
+		chi2Check(t, "Skellam table, bulk", 300000, func() int64 {
+			if len(buf) == 0 {
+				buf = make([]int64, 3000)
+				tb.addTo(buf, src, false)
+			}
+			v := buf[0]
+			buf = buf[1:]
+			return v
+		}, pmf, -r, r)
+		edge := -tb.lo
+		var up float64
+		for k := edge + 1; int(k) < len(bessel); k++ {
+			up += pmf(k)
+		}
+		chi2Check(t, "Skellam upper tail", 100000, func() int64 { return tb.upper(src) }, func(k int64) float64 {
+			if k <= edge {
+				return 0
+			}
+			return pmf(k) / up
+		}, edge+1, edge+r)
+		chi2Check(t, "Skellam lower tail", 100000, func() int64 { return tb.lower(src) }, func(k int64) float64 {
+			if k >= -edge {
+				return 0
+			}
+			return pmf(k) / up
+		}, -edge-r, -edge-1)
+	}
+	// The encoder uses it for the README's 2NN shares.
+	p, err := DDPConfig{Mechanism: MechanismSkellam, Bits: 16, Clip: 0.3, NoiseMultiplier: 2, MinClients: 843, Cohort: 1000}.Params(199210)
+	if err != nil || newSkellamTable(p.ShareParam/2) == nil {
+		t.Fatalf("no Skellam table for share parameter %v (%v)", p.ShareParam, err)
+	}
+}

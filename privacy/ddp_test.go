@@ -468,3 +468,43 @@ func BenchmarkDDPEncode199k(b *testing.B) {
 		})
 	}
 }
+
+// TestFWHTMatchesRadix2 holds the cache-blocked radix-4 transform to the textbook radix-2 loop,
+// bit for bit, at sizes below, at and above the block, with odd and even numbers of levels.
+func TestFWHTMatchesRadix2(t *testing.T) {
+	for _, n := range []int{1, 2, 4, 8, 32, 1024, fwhtBlock, 2 * fwhtBlock, 8 * fwhtBlock, 1 << 17} {
+		x := make([]float64, n)
+		src := NewSeededSource(uint64(n))
+		for i := range x {
+			x[i] = src.Float64() - 0.5
+		}
+		want := append([]float64(nil), x...)
+		for h := 1; h < n; h <<= 1 {
+			for i := 0; i < n; i += h << 1 {
+				for j := i; j < i+h; j++ {
+					u, v := want[j], want[j+h]
+					want[j], want[j+h] = u+v, u-v
+				}
+			}
+		}
+		fwht(x)
+		for i := range x {
+			if math.Float64bits(x[i]) != math.Float64bits(want[i]) {
+				t.Fatalf("n = %d: entry %d is %v, the radix-2 transform gives %v", n, i, x[i], want[i])
+			}
+		}
+		// applySigns is an exact negation where the bit is set.
+		s := signs([32]byte{byte(n)}, n)
+		y := append([]float64(nil), x...)
+		applySigns(y, s)
+		for i := range y {
+			w := x[i]
+			if s[i/64]>>(i%64)&1 == 1 {
+				w = -w
+			}
+			if math.Float64bits(y[i]) != math.Float64bits(w) {
+				t.Fatalf("n = %d: sign of entry %d not applied", n, i)
+			}
+		}
+	}
+}

@@ -88,6 +88,22 @@ func (s *Source) fill(b []byte) {
 	s.stream.XORKeyStream(b, b)
 }
 
+// randChunk is how many 64-bit values the bulk paths draw from the keystream at a time.
+const randChunk = 1024
+
+// uint64s fills dst (at most randChunk values) with random 64-bit values straight from the
+// keystream, without Uint64's call and buffer check per value.
+func (s *Source) uint64s(dst []uint64) {
+	if len(dst) > randChunk {
+		panic("privacy: uint64s of more than randChunk values")
+	}
+	b := s.scratch()[:8*len(dst)]
+	s.fill(b)
+	for i := range dst {
+		dst[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+}
+
 func (s *Source) scratch() []byte {
 	if s.bulk == nil {
 		s.bulk = make([]byte, noiseChunk*12)

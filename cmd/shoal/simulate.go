@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"shoal/fl"
+	"shoal/securesum"
 	"shoal/sim"
 )
 
@@ -34,6 +35,7 @@ type simOptions struct {
 	StragglerDelay             time.Duration
 	Workers                    int
 	CPUProfile                 string
+	DDPSimulatedSum            bool
 
 	seedGiven  bool // --seed was set: a simulation then seeds its privacy randomness too (reproducible, not private)
 	deployment bool // shoal server: randomness that protects clients is never seeded
@@ -58,6 +60,8 @@ func simulateFlags(o *simOptions, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.StragglerDelay, "straggler-delay", 0, "delay of a straggler")
 	fs.IntVar(&o.Workers, "workers", 0, "clients trained at once (default: number of CPUs)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	fs.BoolVar(&o.DDPSimulatedSum, "ddp-simulated-sum", false, "--dp distributed, for utility experiments: release a sum of exactly SecAgg's "+
+		"distribution without masking (Skellam noise drawn once for the cohort); NO secure aggregation (docs/privacy.md)")
 	return fs
 }
 
@@ -158,6 +162,11 @@ func buildSimulation(o simOptions, logger *slog.Logger) (*runPlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.DDPSimulatedSum {
+		if err := useSimulatedDDP(o, plan); err != nil {
+			return nil, err
+		}
+	}
 	if plan.trainers, err = useTrainer(context.Background(), o, plan, logger); err != nil {
 		return nil, err
 	}
@@ -174,6 +183,24 @@ func buildSimulation(o simOptions, logger *slog.Logger) (*runPlan, error) {
 		return nil, usageErrorf("%v", err)
 	}
 	return plan, nil
+}
+
+// useSimulatedDDP replaces the run's SecAgg by its distributed-DP simulation fast path
+// (securesum.DDPSimulation): the same released sum in distribution, without masking.
+func useSimulatedDDP(o simOptions, plan *runPlan) error {
+	sa, ok := plan.engine.SecureSum.(*securesum.SecAgg)
+	if o.DP != fl.PlacementDistributed || !ok {
+		return usageErrorf("--ddp-simulated-sum needs --dp distributed with --secure-sum secagg or secaggplus")
+	}
+	if o.StageDropout > 0 {
+		return usageErrorf("--ddp-simulated-sum has no protocol stages to drop out of: use --dropout")
+	}
+	sim, err := sa.SimulatedDDP()
+	if err != nil {
+		return usageErrorf("--ddp-simulated-sum: %v", err)
+	}
+	plan.engine.SecureSum, plan.dropStage = sim, 0
+	return nil
 }
 
 func startCPUProfile(path string) (stop func(), err error) {
