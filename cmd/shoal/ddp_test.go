@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"strings"
 	"testing"
 )
@@ -36,6 +37,15 @@ func TestSimulateDistributedDPLearns(t *testing.T) {
 			}
 		}
 		t.Logf("%s: loss %.3f → %.3f (central %.3f) ε %.3f", mech, s.History[0].Loss, s.FinalLoss, central.FinalLoss, *s.Epsilon)
+		// The simulation fast path releases a sum of the same law: the same ε, a loss as close to
+		// SecAgg's as two noise draws allow, and a summary that says it is a simulation.
+		f := simulateJSON(t, append(args, "--dp", "distributed", "--mechanism", mech, "--ddp-simulated-sum")...)
+		if f.Epsilon == nil || math.Abs(*f.Epsilon-*s.Epsilon) > 1e-9 || math.Abs(f.FinalLoss-s.FinalLoss) > 0.05*s.FinalLoss {
+			t.Fatalf("%s: simulated sum: ε %v loss %v; SecAgg: ε %v loss %v", mech, f.Epsilon, f.FinalLoss, *s.Epsilon, s.FinalLoss)
+		}
+		if all := strings.Join(f.Protection, "\n"); !strings.Contains(all, "SIMULATION") || !strings.Contains(all, "no secure aggregation") {
+			t.Fatalf("%s: the simulated sum's summary does not say so:\n%s", mech, all)
+		}
 	}
 }
 
@@ -52,6 +62,8 @@ func TestSimulateDistributedDPRefusals(t *testing.T) {
 		{[]string{"--secure-sum", "secagg", "--secagg-bits", "24"}, "bits"},
 		{[]string{"--secure-sum", "secagg", "--adaptive-clip", "0.5"}, "--adaptive-clip"},
 		{[]string{"--secure-sum", "secagg", "--accountant", "pld"}, "rdp"},
+		{[]string{"--secure-sum", "secagg", "--ddp-simulated-sum", "--stage-dropout", "0.1"}, "no protocol stages"},
+		{[]string{"--secure-sum", "secagg", "--ddp-simulated-sum", "--dp", "central"}, "--ddp-simulated-sum needs --dp distributed"},
 	} {
 		code, _, stderr := shoal(t, append(append([]string{}, base...), tc.args...)...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
