@@ -508,3 +508,25 @@ func TestFWHTMatchesRadix2(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDDPDecode199k is the server's extra cost per round under distributed DP: centring
+// the ring sum, scaling by γ and the inverse rotation, for the README's 2NN.
+func BenchmarkDDPDecode199k(b *testing.B) {
+	p, err := DDPConfig{Mechanism: MechanismSkellam, Bits: 16, Clip: 0.5, NoiseMultiplier: 1, MinClients: 80, Cohort: 100}.Params(199210)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ring := make([]uint32, p.PaddedDim)
+	src := NewSeededSource(2)
+	for i := range ring {
+		ring[i] = uint32(src.Uint64()) & (1<<16 - 1)
+	}
+	seed := RotationSeed([]byte("bench"), 1)
+	stop := reportCPU(b)
+	for b.Loop() {
+		if _, err := p.Decode(ring, seed); err != nil {
+			b.Fatal(err)
+		}
+	}
+	stop()
+}
