@@ -124,7 +124,17 @@ func (a *AdaptiveClipper) Update(indicatorSum float64, src *Source) (clip, uncli
 	if err := g.Add64(noised[:], []float64{indicatorSum}, src); err != nil {
 		return a.clip, 0, fmt.Errorf("privacy: adaptive clip update: %w", err)
 	}
-	frac := float64(noised[0])/a.cfg.ExpectedClients + 0.5
+	return a.UpdateNoised(float64(noised[0]))
+}
+
+// UpdateNoised moves the clip from a sum of indicators that already carries its noise: under
+// distributed DP the clients' count-noise shares are inside the secure sum (DDPConfig.CountStddev),
+// and the server never sees the count without them.
+func (a *AdaptiveClipper) UpdateNoised(noisedSum float64) (clip, unclippedFraction float64, err error) {
+	if math.IsNaN(noisedSum) || math.IsInf(noisedSum, 0) {
+		return a.clip, 0, fmt.Errorf("privacy: adaptive clip update: noised count %v: %w", noisedSum, ErrNonFinite)
+	}
+	frac := noisedSum/a.cfg.ExpectedClients + 0.5
 	next := a.clip * math.Exp(-a.cfg.LearningRate*(frac-a.cfg.TargetQuantile))
 	if a.cfg.MinClip > 0 {
 		next = math.Max(next, a.cfg.MinClip)

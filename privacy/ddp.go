@@ -41,6 +41,12 @@ type DDPConfig struct {
 	Cohort      float64 `json:"cohort"`
 	ModClipProb float64 `json:"modclip_prob"` // probability that a coordinate of the sum wraps (default 1e-4)
 	Beta        float64 `json:"beta"`         // conditional rounding's β (default e^{−1/2})
+	// CountStddev, when > 0, turns on adaptive clipping (Andrew et al. 2021) in the distributed
+	// setting: each client also sends its clipped-or-not indicator as ±1 plus its share of
+	// integer noise for the count, in one more coordinate of the same secure sum, so the server
+	// sees only the noised count. The summed count noise has standard deviation 2·CountStddev in
+	// those ±1 units, i.e. CountStddev in the units of Σ(bᵢ − ½) that AdaptiveClipper uses.
+	CountStddev float64 `json:"count_stddev,omitempty"`
 }
 
 // Defaults of distributed DP.
@@ -82,6 +88,17 @@ func (c DDPConfig) Validate() error {
 		return fmt.Errorf("privacy: modular clipping probability must be in (0, 1), got %v", c.ModClipProb)
 	case !(c.Beta > 0 && c.Beta < 1):
 		return fmt.Errorf("privacy: conditional rounding β must be in (0, 1), got %v", c.Beta)
+	case !(c.CountStddev >= 0) || math.IsInf(c.CountStddev, 0):
+		return fmt.Errorf("privacy: the adaptive clip's count noise must be finite and ≥ 0, got %v", c.CountStddev)
+	}
+	if c.CountStddev > 0 {
+		// The noised count Σ±1 + noise must not wrap in Z_{2^b}: room for a Poisson cohort 6
+		// standard deviations above the expected one and k standard deviations of the noise.
+		nMax := c.Cohort + 6*math.Sqrt(c.Cohort)
+		k := math.Sqrt2 * math.Erfcinv(c.ModClipProb)
+		if need := nMax + k*2*c.CountStddev*math.Sqrt(nMax/float64(c.MinClients)); need >= math.Ldexp(1, c.Bits-1) {
+			return fmt.Errorf("privacy: %d bits cannot hold the adaptive clip's noised count of up to %.0f clients (|count| ≤ %.0f): raise the bits", c.Bits, nMax, need)
+		}
 	}
 	return nil
 }
@@ -103,6 +120,10 @@ type DDPParams struct {
 	// difference of two Poisson(v/2)); ddgauss, σ² of N_Z(0, σ²). MinClients shares make the
 	// summed noise of parameter z²·Δ2².
 	ShareParam float64 `json:"share_param"`
+	// CountShare is each client's share of the adaptive clip's count noise, in the same form as
+	// ShareParam, for a count of sensitivity 1 (0 without adaptive clipping): MinClients shares
+	// make noise of variance (2·CountStddev)².
+	CountShare float64 `json:"count_share,omitempty"`
 }
 
 // Params derives the parameters for a model of dim parameters.
@@ -136,6 +157,12 @@ func (c DDPConfig) Params(dim int) (DDPParams, error) {
 	if c.Mechanism == MechanismDDGauss && p.ShareParam < 0.25 {
 		return DDPParams{}, fmt.Errorf("privacy: each client's discrete Gaussian share would have σ = %.3g < 1/2: raise the bits or the noise", math.Sqrt(p.ShareParam))
 	}
+	if c.CountStddev > 0 {
+		p.CountShare = 4 * c.CountStddev * c.CountStddev / float64(c.MinClients)
+		if c.Mechanism == MechanismDDGauss && p.CountShare < 0.25 {
+			return DDPParams{}, fmt.Errorf("privacy: each client's discrete Gaussian count share would have σ = %.3g < 1/2: raise the count noise", math.Sqrt(p.CountShare))
+		}
+	}
 	if !(p.Gamma > 0) || math.IsInf(p.L2, 0) {
 		return DDPParams{}, errors.New("privacy: distributed DP: degenerate quantisation step")
 	}
@@ -154,7 +181,8 @@ func (p *DDPParams) normBound(norm float64) float64 {
 
 // Event is the accountant's description of a round whose sum holds shares noise shares.
 func (p *DDPParams) Event(shares int) DiscreteEvent {
-	return DiscreteEvent{Mechanism: p.Mechanism, L1: p.L1, L2: p.L2, ShareParam: p.ShareParam, Shares: shares, Dim: p.PaddedDim}
+	return DiscreteEvent{Mechanism: p.Mechanism, L1: p.L1, L2: p.L2, ShareParam: p.ShareParam, Shares: shares, Dim: p.PaddedDim,
+		CountShare: p.CountShare}
 }
 
 // SumStd is the standard deviation, in the units of the update, of one coordinate of the noise
@@ -421,6 +449,54 @@ func (p *DDPParams) addShare(q []int64, src *Source) error {
 		return fmt.Errorf("privacy: unknown distributed mechanism %q", p.Mechanism)
 	}
 	return nil
+}
+
+// EncodeCount is a client's entry of the adaptive clip's count: +1 if its update was not
+// clipped, −1 if it was, plus its share of the count noise (withNoise false: none, for the
+// simulation path that draws the summed noise at once), modulo 2^b.
+func (p *DDPParams) EncodeCount(unclipped, withNoise bool, src *Source) (uint32, error) {
+	if p.CountShare == 0 {
+		return 0, errors.New("privacy: distributed DP without adaptive clipping has no count")
+	}
+	v := int64(-1)
+	if unclipped {
+		v = 1
+	}
+	if withNoise {
+		v += p.countNoise(src, 1)
+	}
+	return uint32(v) & (uint32(1)<<p.Bits - 1), nil
+}
+
+// countNoise draws the count noise of shares shares (exactly: Skellam shares add up to Skellam;
+// for ddgauss only shares = 1 is a share's law).
+func (p *DDPParams) countNoise(src *Source, shares int) int64 {
+	v := p.CountShare * float64(shares)
+	if p.Mechanism == MechanismSkellam {
+		ps := newPoissonSampler(v / 2)
+		return ps.sample(src) - ps.sample(src)
+	}
+	return newDGaussSampler(v).sample(src)
+}
+
+// SkellamCountSum adds to a count entry the summed Skellam noise of shares clients (see
+// SkellamSum; simulation only).
+func (p *DDPParams) SkellamCountSum(entry uint32, shares int, src *Source) (uint32, error) {
+	if p.Mechanism != MechanismSkellam || p.CountShare == 0 || shares < 1 {
+		return 0, errors.New("privacy: summed count noise needs Skellam shares and adaptive clipping")
+	}
+	return (entry + uint32(p.countNoise(src, shares))) & (uint32(1)<<p.Bits - 1), nil
+}
+
+// DecodeCount turns the count entry of the ring sum into the noised Σ(bᵢ − ½) that
+// AdaptiveClipper.UpdateNoised takes.
+func (p *DDPParams) DecodeCount(entry uint32) float64 {
+	mask := uint32(1)<<p.Bits - 1
+	c := int64(entry & mask)
+	if c >= int64(1)<<(p.Bits-1) {
+		c -= int64(mask) + 1
+	}
+	return float64(c) / 2
 }
 
 // Decode is the server's half: the ring sum (D entries in Z_{2^b}, or in a larger ring of

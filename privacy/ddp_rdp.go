@@ -49,6 +49,10 @@ type DiscreteEvent struct {
 	ShareParam float64 `json:"share_param"`
 	Shares     int     `json:"shares"` // noise shares in the released sum (survivors, never more)
 	Dim        int     `json:"dim"`    // coordinates of the summed vector (after padding)
+	// CountShare, when > 0, is each share's parameter of the adaptive clip's count, a second
+	// query of sensitivity 1 (±1 per client) released with the vector under independent noise:
+	// the step's RDP is the sum of the two (composition), before subsampling.
+	CountShare float64 `json:"count_share,omitempty"`
 }
 
 func (d DiscreteEvent) check() error {
@@ -63,8 +67,15 @@ func (d DiscreteEvent) check() error {
 		return fmt.Errorf("privacy: distributed discrete Gaussian needs σ ≥ 1/2 per share (Kairouz et al., Prop. 14), got σ² = %v", d.ShareParam)
 	case d.Shares < 1 || d.Dim < 1:
 		return fmt.Errorf("privacy: distributed mechanism needs ≥ 1 share and ≥ 1 coordinate, got %d and %d", d.Shares, d.Dim)
+	case !(d.CountShare >= 0) || math.IsInf(d.CountShare, 0) || (d.Mechanism == MechanismDDGauss && d.CountShare > 0 && d.CountShare < 0.25):
+		return fmt.Errorf("privacy: distributed mechanism count share %v: want 0, or finite and > 0 (≥ 1/4 for ddgauss)", d.CountShare)
 	}
 	return nil
+}
+
+// count is the adaptive clip's count as a step of its own: one coordinate, sensitivity 1.
+func (d DiscreteEvent) count() DiscreteEvent {
+	return DiscreteEvent{Mechanism: d.Mechanism, L1: 1, L2: 1, ShareParam: d.CountShare, Shares: d.Shares, Dim: 1}
 }
 
 // Variance is the per-coordinate variance parameter of the summed noise: Skellam, Σv (exact);
@@ -75,8 +86,17 @@ func (d DiscreteEvent) Variance() float64 { return float64(d.Shares) * d.SharePa
 // the Gaussian mechanism the step approaches as the discretisation vanishes.
 func (d DiscreteEvent) NoiseMultiplier() float64 { return math.Sqrt(d.Variance()) / d.L2 }
 
-// RDP is the unsampled step's Rényi DP at integer order alpha ≥ 2.
+// RDP is the unsampled step's Rényi DP at integer order alpha ≥ 2: the vector's, plus the
+// count's under adaptive clipping.
 func (d DiscreteEvent) RDP(alpha int) float64 {
+	r := d.vectorRDP(alpha)
+	if d.CountShare > 0 {
+		r += d.count().vectorRDP(alpha)
+	}
+	return r
+}
+
+func (d DiscreteEvent) vectorRDP(alpha int) float64 {
 	a := float64(alpha)
 	switch d.Mechanism {
 	case MechanismSkellam:

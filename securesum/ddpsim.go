@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 
 	"shoal/fl"
@@ -69,7 +70,7 @@ func (d *DDPSimulation) NewServer(round int, clients []fl.ClientID, dim int, max
 	if maxWeight != 1 {
 		return nil, fmt.Errorf("secagg: distributed DP needs unit weights, the round's largest is %v", maxWeight)
 	}
-	p, err := c.Params(dim)
+	p, err := d.s.roundDDP(round).Params(dim)
 	if err != nil {
 		return nil, fmt.Errorf("secagg round %d: %w", round, err)
 	}
@@ -81,7 +82,11 @@ func (d *DDPSimulation) NewServer(round int, clients []fl.ClientID, dim int, max
 	for _, id := range clients {
 		members[id] = true
 	}
-	return &ddpSimServer{d: d, p: p, round: round, runID: runID, members: members, sum: make([]uint32, p.PaddedDim)}, nil
+	entries := p.PaddedDim
+	if p.CountShare > 0 {
+		entries++ // the adaptive clip's count
+	}
+	return &ddpSimServer{d: d, p: p, round: round, runID: runID, members: members, sum: make([]uint32, entries)}, nil
 }
 
 type ddpSimServer struct {
@@ -103,9 +108,10 @@ func (v *ddpSimServer) Next() (map[fl.ClientID][]byte, bool, error) {
 	}
 	v.started = true
 	v.got = make(map[fl.ClientID]bool, len(v.members))
-	setup := make([]byte, 0, 24)
+	setup := make([]byte, 0, simSetupSize)
 	setup = append(setup, v.runID[:]...)
 	setup = binary.BigEndian.AppendUint64(setup, uint64(v.round))
+	setup = binary.BigEndian.AppendUint64(setup, math.Float64bits(v.p.Clip))
 	msgs := make(map[fl.ClientID][]byte, len(v.members))
 	for id := range v.members {
 		msgs[id] = setup
@@ -113,7 +119,11 @@ func (v *ddpSimServer) Next() (map[fl.ClientID][]byte, bool, error) {
 	return msgs, false, nil
 }
 
-// Receive adds a client's vector (D little-endian uint32 in [0, 2^b)) to the sum.
+// simSetupSize is the simulated setup: run id, round, the round's clip.
+const simSetupSize = 16 + 8 + 8
+
+// Receive adds a client's vector (D little-endian uint32 in [0, 2^b), then the count entry under
+// adaptive clipping) to the sum.
 func (v *ddpSimServer) Receive(from fl.ClientID, msg []byte) error {
 	if !v.members[from] {
 		return fmt.Errorf("secagg: client %d is not in this round", from)
@@ -150,20 +160,30 @@ func (v *ddpSimServer) Result() (fl.SumResult, error) {
 		return fl.SumResult{}, fmt.Errorf("%w: distributed DP round %d: %d survivors hold fewer than the %d noise shares the noise needs; nothing released",
 			fl.ErrRoundAbandoned, v.round, n, v.p.MinClients)
 	}
+	vec := v.sum[:v.p.PaddedDim]
 	if v.p.Mechanism == privacy.MechanismSkellam {
 		src, err := v.d.noiseSource(v.round, -1)
 		if err != nil {
 			return fl.SumResult{}, err
 		}
-		if err := v.p.SkellamSum(v.sum, n, src); err != nil {
+		if err := v.p.SkellamSum(vec, n, src); err != nil {
 			return fl.SumResult{}, fmt.Errorf("secagg round %d: %w", v.round, err)
 		}
+		if v.p.CountShare > 0 {
+			if v.sum[len(vec)], err = v.p.SkellamCountSum(v.sum[len(vec)], n, src); err != nil {
+				return fl.SumResult{}, fmt.Errorf("secagg round %d: %w", v.round, err)
+			}
+		}
 	}
-	sum, err := v.p.Decode(v.sum, privacy.RotationSeed(v.runID[:], uint64(v.round)))
+	sum, err := v.p.Decode(vec, privacy.RotationSeed(v.runID[:], uint64(v.round)))
 	if err != nil {
 		return fl.SumResult{}, fmt.Errorf("secagg round %d: %w", v.round, err)
 	}
-	return fl.SumResult{Sum: sum, Weight: float64(n), Count: n}, nil
+	res := fl.SumResult{Sum: sum, Weight: float64(n), Count: n}
+	if v.p.CountShare > 0 {
+		res.Unclipped = v.p.DecodeCount(v.sum[len(vec)]) + float64(n)/2
+	}
+	return res, nil
 }
 
 // noiseSource is the randomness of client id (−1: the server's summed noise) in a round: a
@@ -188,10 +208,14 @@ type ddpSimClient struct {
 }
 
 func (c *ddpSimClient) Handle(msg []byte) ([]byte, error) {
-	if len(msg) != 24 || binary.BigEndian.Uint64(msg[16:]) != uint64(c.round) {
+	if len(msg) != simSetupSize || binary.BigEndian.Uint64(msg[16:]) != uint64(c.round) {
 		return nil, errors.New("secagg: malformed simulated setup")
 	}
-	p, err := c.d.s.o.DDP.Params(len(c.in.Update))
+	cfg := *c.d.s.o.DDP
+	if cfg.CountStddev > 0 {
+		cfg.Clip = math.Float64frombits(binary.BigEndian.Uint64(msg[24:]))
+	}
+	p, err := cfg.Params(len(c.in.Update))
 	if err != nil {
 		return nil, fmt.Errorf("secagg: %w", err)
 	}
@@ -208,6 +232,13 @@ func (c *ddpSimClient) Handle(msg []byte) ([]byte, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("secagg input: %w", err)
+	}
+	if p.CountShare > 0 {
+		count, err := p.EncodeCount(c.in.Unclipped == 1, p.Mechanism != privacy.MechanismSkellam, src)
+		if err != nil {
+			return nil, err
+		}
+		enc = append(enc, count)
 	}
 	out := make([]byte, 4*len(enc))
 	for i, e := range enc {

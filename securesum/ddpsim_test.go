@@ -130,3 +130,96 @@ func TestDDPSimulationMatchesSecAgg(t *testing.T) {
 		t.Fatalf("%s is a registered backend", sim.Name())
 	}
 }
+
+// TestSecAggDDPAdaptiveCount: under distributed DP with adaptive clipping the clients clip to
+// the round's clip that the setup announces, and the only count the server gets is the noised
+// sum of their indicators: centred on the true count with the count noise of the survivors'
+// shares, never the count itself. The simulation path releases the same law. A client refuses
+// a setup without the round's clip, and a fixed-clip run's client refuses one with a clip.
+func TestSecAggDDPAdaptiveCount(t *testing.T) {
+	const n, dim, sigmaB = 12, 50, 3.0
+	rng := rand.New(rand.NewPCG(1, 2))
+	inputs := map[fl.ClientID]fl.SumInput{}
+	for i := range n {
+		u := make([]float32, dim)
+		for j := range u {
+			u[j] = float32(rng.NormFloat64() * 0.05) // norm ≈ 0.35
+		}
+		inputs[fl.ClientID(i)] = fl.SumInput{Update: u, Weight: 1, Unclipped: float64(i % 2)} // 6 unclipped
+	}
+	cfg := privacy.DDPConfig{Mechanism: privacy.MechanismSkellam, Bits: 16, Clip: 1, NoiseMultiplier: 0.1, MinClients: 8, Cohort: n, CountStddev: sigmaB}
+	for _, mech := range []string{privacy.MechanismSkellam, privacy.MechanismDDGauss} {
+		cfg.Mechanism = mech
+		c := cfg
+		p, err := NewSecAgg(SecAggOptions{Bits: 16, MaxDropout: 0.3, DDP: &c, Rand: seeded(3)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.SetDDPClip(func(round int) float64 { return 0.1 }) // below every norm: all clipped to 0.1
+		sim, _ := p.SimulatedDDP()
+		for name, proto := range map[string]fl.SecureSum{"secagg": p, "simulation": sim} {
+			drop := map[fl.ClientID]int{0: 2, 1: 2} // one unclipped and one clipped client drop out
+			if proto == sim {
+				drop = map[fl.ClientID]int{0: 0, 1: 0}
+			}
+			const rounds = 40
+			var s, s2 float64
+			distinct := map[float64]bool{}
+			for round := 1; round <= rounds; round++ {
+				r, err := drive(t, proto, round, inputs, dim, drop)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Count != n-2 {
+					t.Fatalf("%s %s: %d shares", mech, name, r.Count)
+				}
+				// The sum is of updates clipped to the announced 0.1: norm ≈ 0.1·√(n−2) plus noise.
+				var norm2 float64
+				for _, v := range r.Sum {
+					norm2 += v * v
+				}
+				pp := privacyParams(t, c, 0.1, dim)
+				noise2 := float64(dim) * math.Pow(pp.SumStd(n-2), 2)
+				if norm2 > 0.1*0.1*float64(n-2)*1.5+2*noise2 || norm2 < 0.1*0.1*float64(n-2)*0.6 {
+					t.Fatalf("%s %s: ‖sum‖² = %v: not clipped to the round's 0.1", mech, name, norm2)
+				}
+				e := r.Unclipped - 5 // 5 of the 10 survivors unclipped
+				s += e
+				s2 += e * e
+				distinct[r.Unclipped] = true
+			}
+			want := sigmaB * math.Sqrt(float64(n-2)/8) // survivors' shares of a noise split in 8
+			mean, sd := s/rounds, math.Sqrt(s2/rounds-(s/rounds)*(s/rounds))
+			if math.Abs(mean) > 5*want/math.Sqrt(rounds) || sd < 0.6*want || sd > 1.5*want || len(distinct) < rounds/3 {
+				t.Fatalf("%s %s: noised count error mean %v sd %v (%d distinct), want 0 and ≈ %v", mech, name, mean, sd, len(distinct), want)
+			}
+		}
+		// Setups without the round's clip, or with one in a fixed-clip run, are refused.
+		srv, err := p.NewServer(50, []fl.ClientID{1, 2, 3, 4, 5, 6, 7, 8}, dim, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, _, _ := srv.Next()
+		cl, _ := p.NewClient(50, 1, inputs[1])
+		if _, err := cl.Handle(msgs[1][:setupSize]); err == nil || !strings.Contains(err.Error(), "clip") {
+			t.Fatalf("%s: an adaptive round's setup without its clip: %v", mech, err)
+		}
+		fixed := cfg
+		fixed.CountStddev = 0
+		q, _ := NewSecAgg(SecAggOptions{Bits: 16, MaxDropout: 0.3, DDP: &fixed, Rand: seeded(3)})
+		cl, _ = q.NewClient(50, 1, inputs[1])
+		if _, err := cl.Handle(msgs[1]); err == nil || !strings.Contains(err.Error(), "clip") {
+			t.Fatalf("%s: a fixed-clip client took a setup with a round clip: %v", mech, err)
+		}
+	}
+}
+
+func privacyParams(t *testing.T, c privacy.DDPConfig, clip float64, dim int) privacy.DDPParams {
+	t.Helper()
+	c.Clip = clip
+	p, err := c.Params(dim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -68,6 +68,9 @@ type SecAgg struct {
 	minCohort, minThreshold int
 	ddpPolicy               *DDPPolicy
 
+	// ddpClip gives the clip of a round under distributed DP with adaptive clipping (SetDDPClip).
+	ddpClip func(round int) float64
+
 	mu    sync.Mutex
 	runID [16]byte          // the server's run id, drawn once
 	drawn bool              // runID is set
@@ -161,6 +164,20 @@ func describeRisk(r secagg.GraphRisk, maxCorrupt float64) string {
 		"(%.0f%% colluding with the server), which then unmask its input, with probability %.3g (about %.0f clients per round); "+
 		"it is isolated among corrupt or dropped neighbours with probability %.3g",
 		r.Clients, r.Degree, r.Threshold, exposedAt, r.Corrupt, 100*maxCorrupt, r.Exposed, r.Exposed*float64(r.Clients), r.Isolated)
+}
+
+// SetDDPClip makes the server take each round's clip from clip (the adaptive clipper's, under
+// distributed DP with CountStddev > 0) and announce it in the round's setup.
+func (s *SecAgg) SetDDPClip(clip func(round int) float64) { s.ddpClip = clip }
+
+// roundDDP is the round's distributed-DP configuration: the announced one, with the round's
+// clip under adaptive clipping.
+func (s *SecAgg) roundDDP(round int) privacy.DDPConfig {
+	c := *s.o.DDP
+	if c.CountStddev > 0 && s.ddpClip != nil {
+		c.Clip = s.ddpClip(round)
+	}
+	return c
 }
 
 // Sensitivity is the largest L2 norm one client's contribution to the sum can have when its
@@ -316,7 +333,7 @@ func (s *SecAgg) NewServer(round int, clients []fl.ClientID, dim int, maxWeight 
 		if maxWeight != 1 {
 			return nil, fmt.Errorf("secagg: distributed DP needs unit weights, the round's largest is %v", maxWeight)
 		}
-		p, err := s.o.DDP.Params(dim)
+		p, err := s.roundDDP(round).Params(dim)
 		if err != nil {
 			return nil, fmt.Errorf("secagg round %d: %w", round, err)
 		}
@@ -360,6 +377,9 @@ func (v *secaggServer) Next() (map[fl.ClientID][]byte, bool, error) {
 		msgs := make(map[fl.ClientID][]byte, len(v.ids))
 		for i, id := range v.ids {
 			msgs[id] = encodeSetup(&v.cfg, uint32(i))
+			if v.ddp != nil && v.ddp.CountStddev > 0 {
+				msgs[id] = withSetupClip(msgs[id], v.ddp.Clip)
+			}
 		}
 		return msgs, false, nil
 	}
@@ -420,7 +440,13 @@ func (v *secaggServer) Result() (fl.SumResult, error) {
 		if err != nil {
 			return fl.SumResult{}, fmt.Errorf("secagg round %d: %w", v.cfg.Round, err)
 		}
-		return fl.SumResult{Sum: sum, Weight: float64(len(r.Survivors)), Count: len(r.Survivors)}, nil
+		n := len(r.Survivors)
+		res := fl.SumResult{Sum: sum, Weight: float64(n), Count: n}
+		if v.ddp.CountStddev > 0 {
+			// Only the noised count exists: Σ(bᵢ − ½) + noise, reported as Unclipped = that + n/2.
+			res.Unclipped = v.ddp.DecodeCount(r.Ring[v.dim]) + float64(n)/2
+		}
+		return res, nil
 	}
 	sum := make([]float64, v.dim)
 	for j := range sum {
@@ -440,7 +466,8 @@ func (v *secaggServer) feasible(ring []uint32, count int) error {
 		return fmt.Errorf("sum out of its feasible range (a client sent an out-of-range masked input): %w", err)
 	}
 	levels := uint64(1)<<v.cfg.Bits - 1
-	if lo := uint64(count) * ((levels - 1) / 2); uint64(ring[v.dim]) < lo {
+	// Under adaptive distributed DP the entry is the noised count, any value of the ring.
+	if lo := uint64(count) * ((levels - 1) / 2); uint64(ring[v.dim]) < lo && (v.ddp == nil || v.ddp.CountStddev == 0) {
 		return fmt.Errorf("unclipped count below 0 (ring %d < %d): a client sent an out-of-range masked input", ring[v.dim], lo)
 	}
 	perClient := uint64(math.Floor(minWeight * (float64(levels) / v.cfg.MaxWeight)))
@@ -478,6 +505,7 @@ type secaggClient struct {
 	id    fl.ClientID
 	in    fl.SumInput
 	c     *secagg.Client
+	clip  float64 // the round's clip under adaptive distributed DP (0: the announced one)
 }
 
 func (c *secaggClient) Handle(msg []byte) ([]byte, error) {
@@ -514,6 +542,9 @@ func (c *secaggClient) Handle(msg []byte) ([]byte, error) {
 	if err := c.checkDDP(&cfg); err != nil {
 		return nil, err
 	}
+	if err := c.roundClip(msg); err != nil {
+		return nil, err
+	}
 	sc, err := secagg.NewClient(cfg, index, c.s.rand(c.round, c.id))
 	if err != nil {
 		return nil, err
@@ -532,6 +563,35 @@ func (c *secaggClient) Handle(msg []byte) ([]byte, error) {
 	c.in = fl.SumInput{}
 	c.c = sc
 	return sc.Start()
+}
+
+// roundClip reads the round's clip under adaptive distributed DP (required then, refused
+// otherwise: a fixed-clip run's clip is the announced one).
+func (c *secaggClient) roundClip(msg []byte) error {
+	clip, ok := setupClip(msg)
+	d := c.s.o.DDP
+	switch {
+	case d == nil || d.CountStddev == 0:
+		if ok {
+			return errors.New("secagg setup: a round clip in a run without adaptive distributed DP")
+		}
+		return nil
+	case !ok:
+		return errors.New("secagg setup: an adaptive distributed-DP round without its clip")
+	case !(clip > 0) || math.IsInf(clip, 0):
+		return fmt.Errorf("secagg setup: round clip %v", clip)
+	}
+	c.clip = clip
+	return nil
+}
+
+// ddp is the client's distributed-DP configuration for the round.
+func (c *secaggClient) ddp() privacy.DDPConfig {
+	d := *c.s.o.DDP
+	if c.clip > 0 {
+		d.Clip = c.clip
+	}
+	return d
 }
 
 // checkDDP holds a distributed-DP round to the client's own policy: its noise multiplier and
@@ -559,10 +619,11 @@ func (c *secaggClient) checkDDP(cfg *secagg.Config) error {
 
 // encodeDDP is the client's distributed-DP input: its update rotated with the round's public
 // seed (run id and round), scaled, conditionally rounded and noised with its share, in Z_{2^b};
-// then the unclipped entry as a constant (the unclipped count would be released un-noised, so
-// it is not sent) and the unit weight.
+// then the unclipped entry — under adaptive clipping its ±1 indicator plus its share of the
+// count noise, otherwise a constant (an un-noised count would be released as is) — and the
+// unit weight.
 func (c *secaggClient) encodeDDP(cfg *secagg.Config) ([]uint32, error) {
-	p, err := c.s.o.DDP.Params(len(c.in.Update))
+	p, err := c.ddp().Params(len(c.in.Update))
 	if err != nil {
 		return nil, fmt.Errorf("secagg: %w", err)
 	}
@@ -575,6 +636,13 @@ func (c *secaggClient) encodeDDP(cfg *secagg.Config) ([]uint32, error) {
 		return nil, fmt.Errorf("secagg input: %w", err)
 	}
 	levels := uint32(uint64(1)<<cfg.Bits - 1)
+	if p.CountShare > 0 {
+		count, err := p.EncodeCount(c.in.Unclipped == 1, true, src)
+		if err != nil {
+			return nil, err
+		}
+		return append(enc, count, levels), nil
+	}
 	return append(enc, (levels-1)/2, levels), nil
 }
 
@@ -639,6 +707,9 @@ func encodeSetup(cfg *secagg.Config, index uint32) []byte {
 
 func decodeSetup(b []byte) (secagg.Config, uint32, error) {
 	var cfg secagg.Config
+	if len(b) == setupSize+8 { // with the round's distributed-DP clip (setupClip)
+		b = b[:setupSize]
+	}
 	if len(b) != setupSize || string(b[:len(setupMagic)]) != setupMagic {
 		return cfg, 0, fmt.Errorf("secagg setup: malformed message (%d bytes)", len(b))
 	}
@@ -665,6 +736,23 @@ func decodeSetup(b []byte) (secagg.Config, uint32, error) {
 		return cfg, 0, fmt.Errorf("secagg setup: index %d outside a cohort of %d", index, cfg.Clients)
 	}
 	return cfg, index, nil
+}
+
+// Under distributed DP with adaptive clipping the setup message carries one more field, the
+// round's clip S (float64 bits, big-endian), from which server and clients derive the round's γ,
+// sensitivity and noise shares. (The privacy of a round does not depend on S: its noise is z
+// times the sensitivity, both in units of S.)
+
+func withSetupClip(msg []byte, clip float64) []byte {
+	return binary.BigEndian.AppendUint64(msg, math.Float64bits(clip))
+}
+
+// setupClip returns the round's clip from a setup message, or false when it has none.
+func setupClip(msg []byte) (float64, bool) {
+	if len(msg) != setupSize+8 {
+		return 0, false
+	}
+	return math.Float64frombits(binary.BigEndian.Uint64(msg[setupSize:])), true
 }
 
 // require sets a client's floors on the rounds it masks its update in (see Local).

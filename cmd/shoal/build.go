@@ -96,6 +96,7 @@ func buildPlan(o simOptions, fed *data.Federated, logger *slog.Logger) (*runPlan
 	}
 	if dp != nil {
 		engine.Privacy = dp
+		linkDDPClip(engine)
 	}
 	params := slices.Clone(model.Params())
 	// Keyed by the parameter vector the engine trains in place, which writeRunDir receives.

@@ -60,7 +60,6 @@ func TestSimulateDistributedDPRefusals(t *testing.T) {
 		{[]string{"--secure-sum", "he"}, "threshold CKKS"},
 		{[]string{"--secure-sum", "secagg", "--mechanism", "laplace"}, "--mechanism"},
 		{[]string{"--secure-sum", "secagg", "--secagg-bits", "24"}, "bits"},
-		{[]string{"--secure-sum", "secagg", "--adaptive-clip", "0.5"}, "--adaptive-clip"},
 		{[]string{"--secure-sum", "secagg", "--accountant", "pld"}, "rdp"},
 		{[]string{"--secure-sum", "secagg", "--ddp-simulated-sum", "--stage-dropout", "0.1"}, "no protocol stages"},
 		{[]string{"--secure-sum", "secagg", "--ddp-simulated-sum", "--dp", "central"}, "--ddp-simulated-sum needs --dp distributed"},

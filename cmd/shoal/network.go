@@ -118,6 +118,7 @@ func deploymentSecureSum(o serverOptions, engine *fl.Engine) (securesum.Spec, er
 	var err error
 	if o.SecureSum != "he" {
 		engine.SecureSum, err = securesum.New(o.SecureSum, spec)
+		linkDDPClip(engine)
 		return spec, err
 	}
 	local := securesum.InsecureServer()

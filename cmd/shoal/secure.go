@@ -128,9 +128,6 @@ func buildPrivacy(s secOptions, sampling string, q float64, clients int, seed ui
 // buildDistributed is the server half of distributed DP; the clients' half is the secure sum's
 // (secureSpec carries the same configuration to them).
 func buildDistributed(s secOptions, q float64, clients, dim int) (fl.ServerPrivacy, error) {
-	if s.AdaptiveClip != 0 {
-		return nil, usageErrorf("--adaptive-clip is not supported with --dp distributed (the clip fixes γ and the clients' noise shares; see docs/privacy.md)")
-	}
 	if s.PerLayerClip {
 		return nil, usageErrorf("--per-layer-clip is not supported with --dp distributed (the rotation mixes the layers)")
 	}
@@ -142,8 +139,17 @@ func buildDistributed(s secOptions, q float64, clients, dim int) (fl.ServerPriva
 	if err != nil {
 		return nil, err
 	}
-	d, err := fl.NewDistributedDP(fl.DistributedDPConfig{DDP: *ddp, Dim: dim, SamplingRate: q, Clients: clients, Delta: s.Delta,
-		MaxEpsilon: s.MaxEpsilon, Accountant: privacy.NewRDPAccountant(privacy.ConversionImproved)})
+	cfg := fl.DistributedDPConfig{DDP: *ddp, Dim: dim, SamplingRate: q, Clients: clients, Delta: s.Delta,
+		MaxEpsilon: s.MaxEpsilon, Accountant: privacy.NewRDPAccountant(privacy.ConversionImproved)}
+	if s.AdaptiveClip != 0 {
+		// As central DP's, with the count noised by the clients' shares inside the secure sum.
+		ac := privacy.DefaultAdaptiveClipConfig(q * float64(clients))
+		ac.TargetQuantile, ac.InitialClip, ac.CountStddev = s.AdaptiveClip, s.Clip, ddp.CountStddev
+		if cfg.Adaptive, err = privacy.NewAdaptiveClipper(ac); err != nil {
+			return nil, usageErrorf("--adaptive-clip: %v", err)
+		}
+	}
+	d, err := fl.NewDistributedDP(cfg)
 	if err != nil {
 		return nil, usageErrorf("--dp distributed: %v", err)
 	}
@@ -166,6 +172,23 @@ func (s secOptions) withDDPDefaults(expected float64) secOptions {
 	return s
 }
 
+// ddpCountStddev is the noise of adaptive clipping's count under distributed DP: the reference
+// implementation's σ_b = 0.05·n̄ (0 without --adaptive-clip).
+func (s secOptions) ddpCountStddev() float64 {
+	if s.AdaptiveClip == 0 {
+		return 0
+	}
+	return 0.05 * s.DDPCohort
+}
+
+// linkDDPClip makes the secure sum announce each round's adaptive clip under distributed DP.
+func linkDDPClip(e *fl.Engine) {
+	d, ok := e.Privacy.(*fl.DistributedDP)
+	if sa, isSecAgg := e.SecureSum.(*securesum.SecAgg); ok && isSecAgg {
+		sa.SetDDPClip(d.Clip)
+	}
+}
+
 // ddpConfig is distributed DP's configuration (nil without --dp distributed).
 func (s secOptions) ddpConfig() (*privacy.DDPConfig, error) {
 	if s.DP != fl.PlacementDistributed {
@@ -183,7 +206,7 @@ func (s secOptions) ddpConfig() (*privacy.DDPConfig, error) {
 		return nil, usageErrorf("--mechanism must be skellam or ddgauss, got %q", s.Mechanism)
 	}
 	c := privacy.DDPConfig{Mechanism: s.Mechanism, Bits: s.SecAggBits, Clip: s.Clip, NoiseMultiplier: s.NoiseMultiplier,
-		MinClients: s.DDPMinClients, Cohort: s.DDPCohort, ModClipProb: s.ModClipProb}.WithDefaults()
+		MinClients: s.DDPMinClients, Cohort: s.DDPCohort, ModClipProb: s.ModClipProb, CountStddev: s.ddpCountStddev()}.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, usageErrorf("--dp distributed: %v", err)
 	}
@@ -198,7 +221,7 @@ func (s secOptions) secureSpec() securesum.Spec {
 		Degree: s.SecAggDegree, AllowWeakDegree: s.AllowWeakDegree, Committee: s.HECommittee, Threshold: s.HEThreshold}
 	if s.DP == fl.PlacementDistributed {
 		spec.DDP = &privacy.DDPConfig{Mechanism: s.Mechanism, Bits: s.SecAggBits, Clip: s.Clip, NoiseMultiplier: s.NoiseMultiplier,
-			MinClients: s.DDPMinClients, Cohort: s.DDPCohort, ModClipProb: s.ModClipProb}
+			MinClients: s.DDPMinClients, Cohort: s.DDPCohort, ModClipProb: s.ModClipProb, CountStddev: s.ddpCountStddev()}
 	}
 	return spec
 }
