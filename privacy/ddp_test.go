@@ -2,6 +2,7 @@ package privacy
 
 import (
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -529,4 +530,39 @@ func BenchmarkDDPDecode199k(b *testing.B) {
 		}
 	}
 	stop()
+}
+
+// TestDDPCountComposition: adaptive clipping's count is a second query on the same clients with
+// independent noise; the step's RDP is the vector's plus that of a one-coordinate query of
+// sensitivity 1 under the count's shares, at every order. Too few bits for the count is refused.
+func TestDDPCountComposition(t *testing.T) {
+	for _, mech := range []string{MechanismSkellam, MechanismDDGauss} {
+		c := DDPConfig{Mechanism: mech, Bits: 16, Clip: 1, NoiseMultiplier: 1, MinClients: 80, Cohort: 100, CountStddev: 5}
+		p, err := c.Params(1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := 4 * 25.0 / 80; p.CountShare != want {
+			t.Fatalf("%s: count share %v, want %v", mech, p.CountShare, want)
+		}
+		with := p.Event(90)
+		without := with
+		without.CountShare = 0
+		count := DiscreteEvent{Mechanism: mech, L1: 1, L2: 1, ShareParam: p.CountShare, Shares: 90, Dim: 1}
+		for _, a := range []int{2, 3, 8, 40, 500} {
+			if got, want := with.RDP(a), without.RDP(a)+count.RDP(a); got != want || !(count.RDP(a) > 0) {
+				t.Fatalf("%s: RDP(%d) = %v with the count, want %v + %v", mech, a, got, without.RDP(a), count.RDP(a))
+			}
+		}
+		e1, _ := NewRDPAccountant(ConversionImproved).EpsilonAfterEvent(DiscreteStep(with, 0.1, 50), 1e-5)
+		e0, _ := NewRDPAccountant(ConversionImproved).EpsilonAfterEvent(DiscreteStep(without, 0.1, 50), 1e-5)
+		if !(e1.Epsilon > e0.Epsilon) {
+			t.Fatalf("%s: ε %v with the count, %v without", mech, e1.Epsilon, e0.Epsilon)
+		}
+		// The noised count of ~100 clients must fit the ring: 8 bits (±128) cannot hold it.
+		c.Bits = 8
+		if _, err := c.Params(1000); err == nil || !strings.Contains(err.Error(), "count") {
+			t.Fatalf("%s: 8 bits for a count of 100 clients: %v", mech, err)
+		}
+	}
 }

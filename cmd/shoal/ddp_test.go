@@ -70,3 +70,31 @@ func TestSimulateDistributedDPRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulateDistributedDPAdaptiveClip: under distributed DP, --adaptive-clip moves the clip
+// from the noised count the secure sum releases. From a clip far above every update norm (all
+// unclipped) it falls round after round toward the median; the count costs a little ε (it is
+// accounted with the update); the summary says so. Both over SecAgg+ and the simulated sum.
+func TestSimulateDistributedDPAdaptiveClip(t *testing.T) {
+	args := []string{"--dataset", "synthetic", "--model", "logreg", "--clients", "400", "--sampling", "poisson",
+		"--fraction", "0.25", "--rounds", "6", "--seed", "3", "--target-accuracy", "0", "--secure-sum", "secaggplus",
+		"--secagg-bits", "16", "--noise-multiplier", "0.5", "--clip", "50", "--dp", "distributed"}
+	fixed := simulateJSON(t, args...)
+	for _, extra := range [][]string{{"--mechanism", "skellam"}, {"--mechanism", "ddgauss"}, {"--mechanism", "skellam", "--ddp-simulated-sum"}} {
+		s := simulateJSON(t, append(append(args, "--adaptive-clip", "0.5"), extra...)...)
+		if len(s.History) != 6 || s.History[0].ClipNorm != 50 {
+			t.Fatalf("%v: history %+v", extra, s.History)
+		}
+		for i := 1; i < len(s.History); i++ {
+			if c, prev := s.History[i].ClipNorm, s.History[i-1].ClipNorm; !(c < prev*0.97 && c > prev*0.8) {
+				t.Fatalf("%v: clip %v after %v: with every update unclipped it must fall by about e^{−0.2·½} per round", extra, c, prev)
+			}
+		}
+		if *s.Epsilon <= *fixed.Epsilon || *s.Epsilon > *fixed.Epsilon*1.05 {
+			t.Fatalf("%v: ε %v with the count, %v without: the count must cost a little", extra, *s.Epsilon, *fixed.Epsilon)
+		}
+		if all := strings.Join(s.Protection, "\n"); !strings.Contains(all, "server sees only the noised count") {
+			t.Fatalf("%v: summary:\n%s", extra, all)
+		}
+	}
+}
