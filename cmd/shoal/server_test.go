@@ -961,3 +961,37 @@ func TestDistributedDPOverNetworkSurvivesTwoCrashedClients(t *testing.T) {
 		t.Fatalf("the accounting does not depend on the shares summed: %v vs %v", want, planned)
 	}
 }
+
+// TestDistributedDPAdaptiveClipOverNetwork: adaptive clipping under distributed DP over gRPC —
+// the server announces each round's clip in the SecAgg setup, the clients (building their half
+// from the announced Spec) clip to it and send their noised count bits inside the secure sum, and
+// the clip moves from the noised count: from far above every norm it falls each round.
+func TestDistributedDPAdaptiveClipOverNetwork(t *testing.T) {
+	const clients = 6
+	addr := freeAddr(t)
+	srv := startProc(t, "server", "server", "--insecure", "--listen", addr, "--out", filepath.Join(t.TempDir(), "run"),
+		"--wait-clients", "6", "--fit-timeout", "60s", "--stage-timeout", "30s", "--heartbeat", "1s", "--json",
+		"--dataset", "synthetic", "--model", "logreg", "--clients", fmt.Sprint(clients),
+		"--sampling", "poisson", "--fraction", "1", "--rounds", "3", "--lr", "0.05", "--target-accuracy", "0",
+		"--secure-sum", "secaggplus", "--max-dropout", "0.34", "--dp", "distributed", "--mechanism", "skellam",
+		"--noise-multiplier", "0.5", "--clip", "50", "--adaptive-clip", "0.5")
+	for i, name := range clientNames(clients) {
+		startProc(t, name, append([]string{"client", "--insecure", "--server", addr, "--name", name, "--partition-index", fmt.Sprint(i),
+			"--max-backoff", "300ms", "--require-ddp-noise", "0.5"}, trainingArgs(clients)...)...)
+	}
+	if err := srv.wait(90 * time.Second); err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	s := decodeSummary(t, srv.stdout.Bytes())
+	if s.RoundsRun != 3 || s.History[0].ClipNorm != 50 {
+		t.Fatalf("rounds %d: %+v", s.RoundsRun, s.History)
+	}
+	for i := 1; i < len(s.History); i++ {
+		if c, prev := s.History[i].ClipNorm, s.History[i-1].ClipNorm; !(c < prev*0.98 && c > prev*0.8) || s.History[i].Participants != clients {
+			t.Fatalf("round %d: clip %v after %v, %d participants", i+1, c, prev, s.History[i].Participants)
+		}
+	}
+	if all := strings.Join(s.Protection, "\n"); !strings.Contains(all, "server sees only the noised count") {
+		t.Fatalf("summary:\n%s", all)
+	}
+}
