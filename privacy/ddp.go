@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/bits"
 	"math/rand/v2"
+	"sync"
 )
 
 // Distributed DP (Kairouz, Liu, Steinke ICML 2021; Agarwal, Kairouz, Liu NeurIPS 2021): every
@@ -307,6 +308,7 @@ func (p *DDPParams) Encode(update []float32, seed [32]byte, src *Source) ([]uint
 	if err != nil {
 		return nil, err
 	}
+	defer putInts(q)
 	if err := p.addShare(q, src); err != nil {
 		return nil, err
 	}
@@ -320,35 +322,64 @@ func (p *DDPParams) EncodeWithoutNoise(update []float32, seed [32]byte, src *Sou
 	if err != nil {
 		return nil, err
 	}
+	defer putInts(q)
 	return p.wrap(q), nil
 }
 
-// quantize clips, pads, rotates, scales and conditionally rounds update.
+// quantize clips, pads, rotates, scales and conditionally rounds update. The scalings (the
+// clip, the rotation's 1/√D and 1/γ) commute with the linear transform, so they are applied in
+// one pass after it, and the random signs while the update is copied in.
 func (p *DDPParams) quantize(update []float32, seed [32]byte, src *Source) ([]int64, error) {
 	if len(update) != p.Dim {
 		return nil, fmt.Errorf("privacy: distributed DP input has %d entries, the round %d", len(update), p.Dim)
 	}
-	x := make([]float64, p.PaddedDim)
+	x := getFloats(p.PaddedDim)
+	defer putFloats(x)
+	sg := signs(seed, p.PaddedDim)
 	var n2 float64
 	for i, v := range update {
 		f := float64(v)
-		if math.IsNaN(f) || math.IsInf(f, 0) {
+		if f-f != 0 { // NaN or ±Inf
 			return nil, fmt.Errorf("privacy: distributed DP input entry %d is %v", i, v)
 		}
-		x[i] = f
 		n2 += f * f
+		x[i] = math.Float64frombits(math.Float64bits(f) ^ (sg[i>>6]>>(uint(i)&63)&1)<<63)
 	}
+	clear(x[p.Dim:])
+	fwht(x)
+	scale := 1 / (math.Sqrt(float64(p.PaddedDim)) * p.Gamma)
 	if norm := math.Sqrt(n2); norm > p.Clip {
-		scale64(x[:p.Dim], p.Clip/norm)
+		scale *= p.Clip / norm
 	}
-	p.Rotate(x, seed)
-	scale64(x, 1/p.Gamma)
-	q := make([]int64, p.PaddedDim)
+	scale64(x, scale)
+	q := getInts(p.PaddedDim)
 	if err := p.roundConditional(x, q, src); err != nil {
+		putInts(q)
 		return nil, err
 	}
 	return q, nil
 }
+
+// Buffers of the encoder (2 MB each for the 2NN), reused across calls.
+var floatPool, intPool sync.Pool
+
+func getFloats(n int) []float64 {
+	if b, ok := floatPool.Get().(*[]float64); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]float64, n)
+}
+
+func putFloats(b []float64) { floatPool.Put(&b) }
+
+func getInts(n int) []int64 {
+	if b, ok := intPool.Get().(*[]int64); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]int64, n)
+}
+
+func putInts(b []int64) { intPool.Put(&b) }
 
 // wrap reduces q modulo 2^b.
 func (p *DDPParams) wrap(q []int64) []uint32 {

@@ -125,6 +125,13 @@ func TestDDPSimulationMatchesSecAgg(t *testing.T) {
 	if crit := 1.95 * math.Sqrt(2/(float64(len(x))/4)); d > crit {
 		t.Fatalf("Skellam: KS distance %v between SecAgg's and the simulation's noise > %v", d, crit)
 	}
+	// A non-finite update is refused by the encoder (the input check leaves the scan to it).
+	bad := fl.SumInput{Update: append([]float32{float32(math.Inf(1))}, make([]float32, dim-1)...), Weight: 1}
+	if c, err := sim.NewClient(1, 99, bad); err == nil {
+		if _, err := c.Handle(append(make([]byte, 16), 0, 0, 0, 0, 0, 0, 0, 1, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0)); err == nil || !strings.Contains(err.Error(), "+Inf") {
+			t.Fatalf("an update with +Inf: %v", err)
+		}
+	}
 	// Not a network backend: no announced Spec builds it.
 	if slices.Contains(Names(), sim.Name()) {
 		t.Fatalf("%s is a registered backend", sim.Name())
