@@ -139,6 +139,14 @@ func TestSecAggDDPClientPolicy(t *testing.T) {
 	if _, err := client(weak, DDPPolicy{MinNoiseMultiplier: 0.5, MaxShares: 3}).Handle(msgs[1]); err != nil {
 		t.Fatalf("a round within the client's policy refused: %v", err)
 	}
+	// Adaptive clipping: the count's noise is held to the same floor as the update's.
+	counted := weak
+	cd := *weak.DDP
+	cd.NoiseMultiplier, cd.CountStddev = 1, 0.2 // the count's multiplier 2·0.2 = 0.4
+	counted.DDP = &cd
+	if _, err := client(counted, DDPPolicy{MinNoiseMultiplier: 0.8}).Handle(withSetupClip(msgs[1], 1)); !errors.Is(err, fl.ErrPolicy) || !strings.Contains(err.Error(), "count") {
+		t.Fatalf("a count noise multiplier of 0.4 against a client minimum of 0.8: %v", err)
+	}
 	plain := Spec{Bits: 16, MaxDropout: 0.3}
 	if _, err := client(plain, DDPPolicy{MinNoiseMultiplier: 0.5}).Handle(setup(plain)[1]); !errors.Is(err, fl.ErrPolicy) {
 		t.Fatalf("a round without distributed DP accepted by a client requiring it: %v", err)

@@ -610,6 +610,10 @@ func (c *secaggClient) checkDDP(cfg *secagg.Config) error {
 		return nil
 	case d.NoiseMultiplier < pol.MinNoiseMultiplier:
 		return fmt.Errorf("%w: the round's distributed noise multiplier %v is below this client's minimum %v", fl.ErrPolicy, d.NoiseMultiplier, pol.MinNoiseMultiplier)
+	case d.CountStddev > 0 && 2*d.CountStddev < pol.MinNoiseMultiplier:
+		// The adaptive clip's count (sensitivity 1 in its ±1 units) is released too: its summed
+		// noise, 2·CountStddev, is held to the same floor.
+		return fmt.Errorf("%w: the round's count noise multiplier %v is below this client's minimum %v", fl.ErrPolicy, 2*d.CountStddev, pol.MinNoiseMultiplier)
 	case pol.MaxShares > 0 && d.MinClients > pol.MaxShares:
 		return fmt.Errorf("%w: the round splits its noise into %d shares, this client contributes to at most %d (its share would be below 1/%d of the noise)",
 			fl.ErrPolicy, d.MinClients, pol.MaxShares, pol.MaxShares)
