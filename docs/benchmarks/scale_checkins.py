@@ -1,9 +1,10 @@
 """Check-ins per second at a tier's edges, from their logs (edge --log-level debug):
 'client connected' is a device admitted, 'client steered away' one told when to come back.
 
-usage: /usr/bin/python3 scale_checkins.py OUT.png LABEL=DIR [LABEL=DIR ...]   (DIR holds e*.log)
+usage: TITLE="..." /usr/bin/python3 scale_checkins.py OUT.png LABEL=DIR [LABEL=DIR ...]   (DIR holds e*.log)
 """
 import glob
+import os
 import re
 import sys
 from collections import Counter
@@ -42,10 +43,10 @@ def main():
                 ax.step(xs, [c.get(x, 0) for x in xs], where="post", label=f"{label}: {kind} ({total[kind]})")
         print(label, {k: (v, max(per_sec[k].values(), default=0)) for k, v in total.items()}, "over", end, "s")
     ax.set_xlabel("seconds since the first check-in")
-    ax.set_ylabel("devices per second (both edges)")
+    ax.set_ylabel("devices per second (all edges)")
     ax.set_yscale("symlog")
     ax.legend()
-    ax.set_title("2,000 devices, 2 edges, goal 200 per round")
+    ax.set_title(os.environ.get("TITLE", "2,000 devices, 2 edges, goal 200 per round"))
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
