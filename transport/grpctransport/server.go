@@ -556,6 +556,11 @@ func (s *Server) dispatch(ctx context.Context, jobs []job, need int, onAnswer fu
 		select {
 		case a := <-answers:
 			pending--
+			if a.err == nil && good >= need {
+				// Answered while the need was being met, before the cancel reached it: keep
+				// exactly the need, as over-selection promises.
+				a = answer{index: a.index, err: errOverSelected}
+			}
 			kind := kindName(jobs[a.index].kind)
 			s.book.answered(jobs[a.index].sess, jobs[a.index], a.err)
 			switch {

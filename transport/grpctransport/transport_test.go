@@ -272,6 +272,42 @@ func TestOverSelectionFinishesWithTheFirst(t *testing.T) {
 	})
 }
 
+// Over-selection keeps exactly the round's need even when the extra clients' answers arrive
+// together with the last needed one: answers already in flight are refused, not aggregated.
+func TestOverSelectionKeepsExactlyTheNeed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, ep := memServer(t, ServerConfig{})
+		for _, name := range []string{"c0", "c1", "c2", "c3", "c4", "c5"} {
+			startClient(t, ep, name, trainers, nil)
+		}
+		testsupport.WaitClients(t, s, 6)
+		tap, fitErrs := testsupport.FitErrors(s)
+		e := testsupport.Engine(t, tap, 1.0/3)
+		e.Config.RoundTimeout = time.Hour
+		over, err := s.OverSelect(e.Sampler, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Sampler = over
+		rep, err := runRound(t, e, 1, make([]float32, 16))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Sampled != 6 || rep.Participants != 2 {
+			t.Fatalf("report %+v: want 6 sampled and exactly 2 participants", rep)
+		}
+		refused := 0
+		for _, err := range fitErrs {
+			if errors.Is(err, errOverSelected) {
+				refused++
+			}
+		}
+		if refused != 4 {
+			t.Fatalf("%d clients refused as over-selected, want 4 (%v)", refused, fitErrs)
+		}
+	})
+}
+
 // A secure round carries the protocol's stages over the network: no update travels in the
 // clear in FitRes, and the sum equals the plain aggregate.
 func TestSecureSumStagesOverNetwork(t *testing.T) {
