@@ -505,6 +505,25 @@ func (e *Engine) runSetup(ctx context.Context, setup SecureSumSetup) error {
 // timer (nil for the setup) records each stage's time.
 func (e *Engine) drive(ctx context.Context, round int, srv SumServer, timer *stageTimer) error {
 	log := e.logger().With("round", round, "protocol", e.SecureSum.Name())
+	return DriveSecureSum(ctx, e.Transport, round, srv, e.Config.StageTimeout, log, func(stage int) {
+		if timer != nil {
+			timer.done(e.stageName(stage))
+		}
+	})
+}
+
+// Exchanger carries one stage of a secure-sum protocol to clients and their replies back
+// (Transport's Exchange).
+type Exchanger interface {
+	Exchange(ctx context.Context, round, stage int, msgs map[ClientID][]byte, deliver func(id ClientID, reply []byte, err error)) error
+}
+
+// DriveSecureSum carries a protocol's stages between its server half srv and the clients until
+// it is done: each stage's messages go out through x, replies go into srv, and a client that
+// does not answer within stageTimeout (0: no stage deadline) or answers badly is dropped from
+// the protocol. afterStage, if not nil, is called after each stage. The engine drives every
+// secure sum with it, and so does an edge of the scale-out tier for its group.
+func DriveSecureSum(ctx context.Context, x Exchanger, round int, srv SumServer, stageTimeout time.Duration, log *slog.Logger, afterStage func(stage int)) error {
 	for stage := 0; ; stage++ {
 		msgs, done, err := srv.Next()
 		if err != nil {
@@ -515,10 +534,10 @@ func (e *Engine) drive(ctx context.Context, round int, srv SumServer, timer *sta
 		}
 		stageCtx := ctx
 		cancel := func() {}
-		if e.Config.StageTimeout > 0 {
-			stageCtx, cancel = context.WithTimeout(ctx, e.Config.StageTimeout)
+		if stageTimeout > 0 {
+			stageCtx, cancel = context.WithTimeout(ctx, stageTimeout)
 		}
-		err = e.Transport.Exchange(stageCtx, round, stage, msgs, func(id ClientID, reply []byte, err error) {
+		err = x.Exchange(stageCtx, round, stage, msgs, func(id ClientID, reply []byte, err error) {
 			if err == nil {
 				err = srv.Receive(id, reply)
 			}
@@ -528,8 +547,8 @@ func (e *Engine) drive(ctx context.Context, round int, srv SumServer, timer *sta
 			}
 		})
 		cancel()
-		if timer != nil {
-			timer.done(e.stageName(stage))
+		if afterStage != nil {
+			afterStage(stage)
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("secure sum stage %d: %w", stage, ctx.Err())

@@ -268,39 +268,17 @@ func (e *Edge) plainSum(round int, holders []fl.ClientID, dim int) (fl.SumResult
 	return res, nil
 }
 
-// secureSum runs the group's secure sum with its devices, stage by stage, exactly as the engine
-// runs one for a single server.
+// secureSum runs the group's secure sum with its devices, stage by stage, with the engine's own
+// stage driver.
 func (e *Edge) secureSum(ctx context.Context, round int, holders []fl.ClientID, dim int, maxWeight float64, stageTimeout time.Duration) (fl.SumResult, error) {
 	srv, err := e.inner.NewServer(round, holders, dim, maxWeight)
 	if err != nil {
 		return fl.SumResult{}, err
 	}
-	for stage := 0; ; stage++ {
-		msgs, done, err := srv.Next()
-		if err != nil {
-			return fl.SumResult{}, err
-		}
-		if done {
-			return srv.Result()
-		}
-		sctx, cancel := ctx, context.CancelFunc(func() {})
-		if stageTimeout > 0 {
-			sctx, cancel = context.WithTimeout(ctx, stageTimeout)
-		}
-		_ = e.srv.Exchange(sctx, round, stage, msgs, func(id fl.ClientID, reply []byte, err error) {
-			if err == nil {
-				err = srv.Receive(id, reply)
-			}
-			if err != nil {
-				e.log.Debug("device dropped from the group's sum", "device", id, "stage", stage, "err", err)
-				srv.Drop(id)
-			}
-		})
-		cancel()
-		if ctx.Err() != nil {
-			return fl.SumResult{}, ctx.Err()
-		}
+	if err := fl.DriveSecureSum(ctx, e.srv, round, srv, stageTimeout, e.log.With("round", round), nil); err != nil {
+		return fl.SumResult{}, err
 	}
+	return srv.Result()
 }
 
 func fitConfigFrom(c *shoalv1.FitConfig) fl.FitConfig {
