@@ -194,14 +194,17 @@ func (o clientOptions) tls(name string) (cfg *tls.Config, err error) {
 	if o.Insecure {
 		return nil, nil
 	}
-	host := o.ServerName
-	if host == "" {
-		if host, _, err = net.SplitHostPort(strings.Split(o.Server, ",")[0]); err != nil { // a list (edges): the first's host
+	host, list := o.ServerName, strings.Contains(o.Server, ",")
+	if host == "" && !list {
+		if host, _, err = net.SplitHostPort(o.Server); err != nil {
 			return nil, usageErrorf("--server %q: %v", o.Server, err)
 		}
 	}
 	if cfg, err = pki.ClientTLSConfig(o.Certs, name, host); err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
+	}
+	if host == "" && list {
+		cfg.ServerName = "" // a list (edges): each verified against its own host by the transport
 	}
 	return cfg, nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -34,7 +35,9 @@ type ClientConfig struct {
 	Server string
 	// Name is the client's name; under TLS it must be the certificate's.
 	Name string
-	// TLS is the client's mutual-TLS configuration; nil is allowed only with Insecure.
+	// TLS is the client's mutual-TLS configuration; nil is allowed only with Insecure. With a
+	// list of servers, leave its ServerName empty: each server is then verified against its own
+	// host (a ServerName set names every server so).
 	TLS      *tls.Config
 	Insecure bool
 	// Local returns the trainer for a task of the given round (0 for evaluation) under the
@@ -122,9 +125,16 @@ func RunClient(ctx context.Context, cfg ClientConfig) error {
 		// A list of servers (a tier's edges): connect to one, and after a failure to any other.
 		// Each client shuffles the list so that a population spreads over them.
 		rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+		// Under TLS each server's certificate is verified against the host dialled (unless
+		// cfg.TLS names one server for all): a certificate for one edge never passes for another.
 		state := resolver.State{}
 		for _, a := range addrs {
-			state.Addresses = append(state.Addresses, resolver.Address{Addr: strings.TrimSpace(a)})
+			a = strings.TrimSpace(a)
+			host, _, err := net.SplitHostPort(a)
+			if err != nil {
+				return fmt.Errorf("client: server %q: %w", a, err)
+			}
+			state.Addresses = append(state.Addresses, resolver.Address{Addr: a, ServerName: host})
 		}
 		r := manual.NewBuilderWithScheme("shoal-servers")
 		r.InitialState(state)
