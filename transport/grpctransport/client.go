@@ -164,9 +164,9 @@ func RunClient(ctx context.Context, cfg ClientConfig) error {
 		}
 		var steer steered
 		if errors.As(err, &steer) {
-			// Pace steering: come back when the server asked (bounded: a server cannot park a
-			// client for longer than maxSteer), not at once.
-			wait := min(steer.after, maxSteer)
+			// Pace steering: come back when the server asked, within [minSteer, maxSteer]: a
+			// server can neither park a client for ever nor spin it in a reconnect loop.
+			wait := min(max(steer.after, minSteer), maxSteer)
 			log.Info("server asked to come back later", "in", wait.Round(time.Millisecond))
 			select {
 			case <-time.After(wait):
@@ -208,8 +208,12 @@ func (s steered) Error() string {
 	return fmt.Sprintf("server said goodbye: %s (come back in %v)", s.reason, s.after)
 }
 
-// maxSteer bounds how long a server's pace steering may park a client.
-const maxSteer = time.Hour
+// minSteer and maxSteer bound how long a server's pace steering may park a client (an honest
+// server's windows lie within them: tier.MinPaceWindow, tier.MaxPaceWindow).
+const (
+	minSteer = time.Second
+	maxSteer = time.Hour
+)
 
 // maxHandshakeFailures is how many connections in a row the server may close during the
 // handshake before the client takes it as a refusal.

@@ -55,3 +55,28 @@ func TestClientHonoursPaceSteering(t *testing.T) {
 		})
 	}
 }
+
+// Attack: a server (or edge) answers every connection with "come back in 1 ms", to spin its
+// devices in a reconnect loop (a load on the devices and on every server of their list). The
+// client waits at least minSteer between attempts.
+func TestAttackSteeringInATightLoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		attempts := 0
+		_, ep := memServer(t, ServerConfig{Steer: func(string, int) time.Duration {
+			mu.Lock()
+			defer mu.Unlock()
+			attempts++
+			return time.Millisecond
+		}})
+		startClient(t, ep, "spun", func(int, fl.ClientID) (fl.Client, error) { return &testsupport.Trainer{N: 1}, nil }, nil)
+		const window = 10 * time.Second
+		time.Sleep(window)
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		if most := int(window/minSteer) + 1; attempts > most {
+			t.Fatalf("%d connections in %v, at most %d allowed by a floor of %v", attempts, window, most, minSteer)
+		}
+	})
+}
