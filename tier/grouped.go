@@ -65,7 +65,17 @@ func (g *Grouped) NewServer(round int, holders []fl.ClientID, dim int, maxWeight
 	if p == nil {
 		return nil, fmt.Errorf("%w: round %d has no groups", fl.ErrRoundAbandoned, round)
 	}
-	s := &groupedServer{dim: dim, sum: make([]float64, dim), reqs: map[fl.ClientID]*tierv1.SumGroupRequest{}, log: g.Log}
+	log := g.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &groupedServer{dim: dim, sum: make([]float64, dim), reqs: map[fl.ClientID]*tierv1.SumGroupRequest{}, log: log,
+		minGroup: 1, maxWeight: maxWeight}
+	if g.Inner != nil {
+		// A secure group's sum is all anyone learns of its devices: it must cover MinGroup of
+		// them. (A plain group's edge sees each update anyway; its sum may cover fewer.)
+		s.minGroup = g.Coord.cfg.MinGroup
+	}
 	for _, h := range holders {
 		gr := p.groupOf[h]
 		if gr == nil {
@@ -79,18 +89,28 @@ func (g *Grouped) NewServer(round int, holders []fl.ClientID, dim int, maxWeight
 		}
 		req.Holders = append(req.Holders, p.roster[h].id)
 	}
+	for leader, req := range s.reqs {
+		if len(req.Holders) < s.minGroup {
+			// Too few of the group trained: its secure sum would show the coordinator an
+			// update or two, so the group is left out of the round.
+			delete(s.reqs, leader)
+			s.log.Warn("aggregation group left out: too few holders", "group", req.GetGroup(), "holders", len(req.Holders), "min", s.minGroup)
+		}
+	}
 	return s, nil
 }
 
 type groupedServer struct {
-	dim    int
-	reqs   map[fl.ClientID]*tierv1.SumGroupRequest
-	asked  bool
-	sum    []float64
-	res    fl.SumResult
-	groups int
-	lost   int
-	log    *slog.Logger
+	dim       int
+	minGroup  int     // fewest devices a group sum may cover (secure groups: MinGroup)
+	maxWeight float64 // largest weight of one device
+	reqs      map[fl.ClientID]*tierv1.SumGroupRequest
+	asked     bool
+	sum       []float64
+	res       fl.SumResult
+	groups    int
+	lost      int
+	log       *slog.Logger
 }
 
 func (s *groupedServer) Next() (map[fl.ClientID][]byte, bool, error) {
@@ -127,9 +147,14 @@ func (s *groupedServer) Receive(from fl.ClientID, msg []byte) error {
 		return fmt.Errorf("group %d: %w", req.GetGroup(), err)
 	case len(sum) != s.dim:
 		return fmt.Errorf("group %d: sum of %d coordinates, want %d", req.GetGroup(), len(sum), s.dim)
-	case rep.GetCount() < 1 || rep.GetCount() > int64(len(req.GetHolders())):
-		return fmt.Errorf("group %d: count %d of %d holders", req.GetGroup(), rep.GetCount(), len(req.GetHolders()))
-	case !(rep.GetWeight() > 0) || math.IsInf(rep.GetWeight(), 0) || math.IsNaN(rep.GetUnclipped()):
+	case rep.GetCount() < int64(max(s.minGroup, 1)) || rep.GetCount() > int64(len(req.GetHolders())):
+		return fmt.Errorf("group %d: count %d of %d holders (minimum group %d)", req.GetGroup(), rep.GetCount(), len(req.GetHolders()), s.minGroup)
+	case !(rep.GetWeight() > 0) || s.maxWeight > 0 && rep.GetWeight() > float64(rep.GetCount())*s.maxWeight*(1+1e-9):
+		// Each device weighs at most maxWeight: a larger group weight would let one edge
+		// outweigh every other group of the round.
+		return fmt.Errorf("group %d: weight %v of %d devices, each at most %v", req.GetGroup(), rep.GetWeight(), rep.GetCount(), s.maxWeight)
+	case math.IsInf(rep.GetWeight(), 0) || math.IsNaN(rep.GetUnclipped()) || math.IsInf(rep.GetUnclipped(), 0):
+		// (unclipped may be noised under distributed DP: only finiteness is checked)
 		return fmt.Errorf("group %d: weight %v, unclipped %v", req.GetGroup(), rep.GetWeight(), rep.GetUnclipped())
 	}
 	for i, v := range sum {

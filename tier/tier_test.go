@@ -10,6 +10,7 @@ import (
 
 	"shoal/fl"
 	tierv1 "shoal/proto/shoal/tier/v1"
+	"shoal/securesum"
 )
 
 // Reservoir sampling is uniform: over many draws every index is selected k/n of the time, and a
@@ -157,4 +158,88 @@ func TestPaceWindow(t *testing.T) {
 	if p.Steer("x", 9) != 0 || p.Steer("x", 10) < MinPaceWindow {
 		t.Fatalf("hold %d: steering at 9 and 10 connected wrong", p.Hold())
 	}
+}
+
+// Attack: an edge forges its group's reply to outweigh or poison the round: a weight above its
+// devices' largest (count × maxWeight), an infinite unclipped count, a count below the minimum
+// group (a sum of one device: its update). The coordinator drops that group; the honest group
+// alone makes the round.
+func TestAttackEdgeForgesGroupSum(t *testing.T) {
+	c := &Coordinator{cfg: CoordinatorConfig{MinGroup: 2}, rounds: map[int]*roundPlan{}, needed: map[int]int{}}
+	for i := range 4 {
+		c.snapshot = append(c.snapshot, device{edge: "a", id: int64(10 + i)})
+	}
+	c.plan(1, []fl.ClientID{0, 1, 2, 3})
+	srv, err := (&Grouped{Coord: c, Inner: secAggForTest(t)}).NewServer(1, []fl.ClientID{0, 1, 2, 3}, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := srv.Next()
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("%d group requests, %v", len(msgs), err)
+	}
+	var leaders []fl.ClientID
+	for l := range msgs {
+		leaders = append(leaders, l)
+	}
+	reply := func(w, unclipped float64, n int64) []byte {
+		b, _ := proto.Marshal(&tierv1.SumGroupReply{Sum: encodeFloats64([]float64{1, 1}), Weight: w, Unclipped: unclipped, Count: n})
+		return b
+	}
+	for name, bad := range map[string][]byte{
+		"weight above 2 devices × 3": reply(1e6, 0, 2),
+		"infinite unclipped":         reply(4, math.Inf(1), 2),
+		"one device's update":        reply(3, 1, 1),
+		"negative count":             reply(3, 1, -1),
+	} {
+		if err := srv.Receive(leaders[0], bad); err == nil {
+			t.Fatalf("%s: accepted", name)
+		}
+	}
+	srv.Drop(leaders[0])
+	if err := srv.Receive(leaders[1], reply(6, 2, 2)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := srv.Result()
+	if err != nil || res.Count != 2 || res.Weight != 6 {
+		t.Fatalf("result %+v, %v: want the honest group alone", res, err)
+	}
+}
+
+// Attack (on the coordinator's side of the floor): of a secure group of two, one device's fit
+// failed; a secure sum of the other alone would hand the coordinator that device's update. The
+// group is left out: no request is sent for it.
+func TestAttackGroupOfOneHolderNotSummed(t *testing.T) {
+	c := &Coordinator{cfg: CoordinatorConfig{MinGroup: 2}, rounds: map[int]*roundPlan{}, needed: map[int]int{}}
+	for i := range 4 {
+		c.snapshot = append(c.snapshot, device{edge: "a", id: int64(10 + i)})
+	}
+	c.plan(1, []fl.ClientID{0, 1, 2, 3}) // groups {0, 1} and {2, 3}
+	srv, err := (&Grouped{Coord: c, Inner: secAggForTest(t)}).NewServer(1, []fl.ClientID{0, 1, 2}, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := srv.Next()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("%d group requests, %v: want only the group of two holders", len(msgs), err)
+	}
+	for _, m := range msgs {
+		var req tierv1.SumGroupRequest
+		if err := proto.Unmarshal(m, &req); err != nil || len(req.GetHolders()) != 2 {
+			t.Fatalf("request %v, %v", &req, err)
+		}
+	}
+}
+
+func secAggForTest(t *testing.T) fl.SecureSum {
+	t.Helper()
+	params, err := securesum.Spec{Bits: 20, ClipRange: 1, MaxDropout: 0.1, MaxCorrupt: 0.1, RunID: []byte("0123456789abcdef")}.Wire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := securesum.FromWire("secagg", params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
