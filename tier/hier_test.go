@@ -3,6 +3,7 @@ package tier
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -27,6 +28,21 @@ type population struct {
 
 func startPopulation(t *testing.T, secure string) *population {
 	t.Helper()
+	return startPopulationWith(t, secure, populationOptions{})
+}
+
+// populationOptions vary startPopulation: the devices' own protection, and an edge that runs
+// another sum than its devices were announced.
+type populationOptions struct {
+	policy  fl.ClientPolicy
+	local   securesum.Local                           // the devices' floors on their protocol half
+	log     *testsupport.Recorder                     // the devices' log
+	minimum int                                       // the coordinator's MinGroup (0: 2)
+	edgeSum func(announced fl.SecureSum) fl.SecureSum // the edge's protocol (nil: the announced one)
+}
+
+func startPopulationWith(t *testing.T, secure string, o populationOptions) *population {
+	t.Helper()
 	var inner fl.SecureSum
 	var params []byte
 	if secure != "" {
@@ -40,6 +56,10 @@ func startPopulation(t *testing.T, secure string) *population {
 		}
 	}
 	p := &population{inner: inner, weight: map[fl.ClientID]int{}}
+	edgeSum := inner
+	if o.edgeSum != nil {
+		edgeSum = o.edgeSum(inner)
+	}
 	m := &Members{edges: map[string]EdgeInfo{}, changed: make(chan struct{})}
 	for e, name := range []string{"a", "b"} {
 		srv, err := grpctransport.NewServer(grpctransport.ServerConfig{RunID: "r", Authenticate: grpctransport.InsecureAuthenticator(),
@@ -52,7 +72,7 @@ func startPopulation(t *testing.T, secure string) *population {
 			t.Fatal(err)
 		}
 		testsupport.Serve(t, devices, func(l net.Listener) error { return srv.Serve(l) }, func() { srv.Close(true, "done", time.Second) })
-		edge, err := NewEdge(EdgeConfig{Name: name, Server: srv, SecureSum: inner})
+		edge, err := NewEdge(EdgeConfig{Name: name, Server: srv, SecureSum: edgeSum})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,15 +87,19 @@ func startPopulation(t *testing.T, secure string) *population {
 		for k := range 4 {
 			id, n := fl.ClientID(10*e+k), k+1 // the update depends on this id, whatever the edge calls the device
 			p.weight[id] = n
+			var log *slog.Logger
+			if o.log != nil {
+				log = o.log.Logger().With("device", fmt.Sprintf("%s%d", name, k))
+			}
 			testsupport.Go(t, func(ctx context.Context) error {
 				return grpctransport.RunClient(ctx, grpctransport.ClientConfig{Server: devices.Addr().String(), Name: fmt.Sprintf("%s%d", name, k),
-					Insecure: true, Local: testsupport.Fixed(&testsupport.Trainer{ID: id, N: n}), SecureSum: securesum.FromWire,
-					MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+					Insecure: true, Local: testsupport.Fixed(&testsupport.Trainer{ID: id, N: n}), SecureSum: securesum.FromWireLocal(o.local),
+					Policy: o.policy, Logger: log, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 			})
 		}
 		testsupport.WaitClients(t, srv, 4)
 	}
-	coord, err := NewCoordinator(CoordinatorConfig{Term: 1, Members: m, MinGroup: 2, StageTimeout: 20 * time.Second, Secure: inner != nil,
+	coord, err := NewCoordinator(CoordinatorConfig{Term: 1, Members: m, MinGroup: 2, StageTimeout: 20 * time.Second, Secure: edgeSum != nil,
 		Dial: func(addr string) (*grpc.ClientConn, error) {
 			return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		}})
