@@ -37,7 +37,6 @@ type populationOptions struct {
 	policy  fl.ClientPolicy
 	local   securesum.Local                           // the devices' floors on their protocol half
 	log     *testsupport.Recorder                     // the devices' log
-	minimum int                                       // the coordinator's MinGroup (0: 2)
 	edgeSum func(announced fl.SecureSum) fl.SecureSum // the edge's protocol (nil: the announced one)
 }
 
