@@ -6,9 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"shoal/fl"
 	"shoal/internal/testsupport"
+	tierv1 "shoal/proto/shoal/tier/v1"
 	"shoal/securesum"
+	"shoal/transport/grpctransport"
 )
 
 // Attack: a coordinator (or its edges) forms SecAgg groups of two, while every device masks
@@ -67,3 +72,41 @@ func refusedByPolicy(log *testsupport.Recorder) int {
 	}
 	return len(devices)
 }
+
+// Attack: a deposed coordinator (an older term) that has not noticed its lease lapse keeps
+// driving the edges after a newer coordinator reached them: its Roster, Fit and SumGroup are
+// refused, and the newer term's are not.
+func TestAttackStaleCoordinatorDrivesEdge(t *testing.T) {
+	srv, err := grpctransport.NewServer(grpctransport.ServerConfig{RunID: "r", Authenticate: grpctransport.InsecureAuthenticator(), Heartbeat: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEdge(EdgeConfig{Name: "a", Server: srv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := e.Roster(ctx, &tierv1.RosterRequest{Term: 7}); err != nil {
+		t.Fatalf("the newer coordinator's roster: %v", err)
+	}
+	if _, err := e.Roster(ctx, &tierv1.RosterRequest{Term: 6}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("stale roster: %v", err)
+	}
+	if _, err := e.SumGroup(ctx, &tierv1.SumGroupRequest{Term: 6, Round: 1, Holders: []int64{0, 1}, Dim: 2}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("stale group sum: %v", err)
+	}
+	if err := e.Fit(&tierv1.FitRequest{Term: 6, Round: 1}, fitStream{ctx: ctx}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("stale fit: %v", err)
+	}
+	if _, err := e.Roster(ctx, &tierv1.RosterRequest{Term: 7}); err != nil {
+		t.Fatalf("the newer coordinator refused after the stale one: %v", err)
+	}
+}
+
+// fitStream is the server side of a Fit stream that is refused before anything is sent.
+type fitStream struct {
+	tierv1.Edge_FitServer
+	ctx context.Context
+}
+
+func (s fitStream) Context() context.Context { return s.ctx }
