@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"shoal/pki"
 	shoalv1 "shoal/proto/shoal/v1"
 )
 
@@ -63,7 +64,7 @@ func (b *clientBook) joined(ss *session) {
 	c.Connected, c.ConnectedSince, c.Sessions, c.Disconnected = true, time.Now(), c.Sessions+1, ""
 	c.Serial, c.NotAfter = "", time.Time{}
 	if st, err := tlsState(ss.ctx); err == nil && len(st.PeerCertificates) > 0 {
-		c.Serial, c.NotAfter = fmt.Sprintf("%x", st.PeerCertificates[0].SerialNumber), st.PeerCertificates[0].NotAfter
+		c.Serial, c.NotAfter = pki.Serial(st.PeerCertificates[0]), st.PeerCertificates[0].NotAfter
 	}
 }
 
