@@ -55,7 +55,7 @@ func clientFlags(o *clientOptions, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.String("config", "", "TOML file of flag values (keys are flag names, e.g. the policy); flags given on the command line win")
 	fs.StringVar(&o.Server, "server", "127.0.0.1:7443", "server address host:port, or a comma-separated list (a tier's edges: any of them, another after a failure)")
-	fs.StringVar(&o.ServerName, "server-name", "", "name in the server's certificate (default: the host of --server)")
+	fs.StringVar(&o.ServerName, "server-name", "", "name in the server's certificate, for every server of a list (default: the host of each --server address)")
 	fs.StringVar(&o.Certs, "certs", "", "certificate directory holding ca.pem and clients/NAME.pem (mutual TLS)")
 	fs.StringVar(&o.Name, "name", "", "this client's name (its certificate's)")
 	fs.BoolVar(&o.Insecure, "insecure", false, "connect in plaintext, identified only by --name (testing only)")
