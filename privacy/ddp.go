@@ -153,6 +153,11 @@ func (c DDPConfig) Params(dim int) (DDPParams, error) {
 	if p.L1 < p.L2 { // Δ2 < 1: the bound Δ1 ≤ Δ2² is below Δ2 only for a zero vector
 		p.L1 = p.L2
 	}
+	// A clip near the float64 range (a server's announced round clip of 1e200, say) overflows
+	// S² to +Inf: γ = +Inf, Δ2 = Inf/Inf = NaN, and every share parameter after it is NaN.
+	if !(p.Gamma > 0) || math.IsInf(p.Gamma, 0) || !(p.L2 > 0) || math.IsInf(p.L2, 0) {
+		return DDPParams{}, fmt.Errorf("privacy: distributed DP: degenerate quantisation step γ = %v (Δ2 = %v) for clip %v", p.Gamma, p.L2, c.Clip)
+	}
 	z := c.NoiseMultiplier
 	p.ShareParam = z * z * p.L2 * p.L2 / float64(c.MinClients)
 	if c.Mechanism == MechanismDDGauss && p.ShareParam < 0.25 {
@@ -163,9 +168,6 @@ func (c DDPConfig) Params(dim int) (DDPParams, error) {
 		if c.Mechanism == MechanismDDGauss && p.CountShare < 0.25 {
 			return DDPParams{}, fmt.Errorf("privacy: each client's discrete Gaussian count share would have σ = %.3g < 1/2: raise the count noise", math.Sqrt(p.CountShare))
 		}
-	}
-	if !(p.Gamma > 0) || math.IsInf(p.L2, 0) {
-		return DDPParams{}, errors.New("privacy: distributed DP: degenerate quantisation step")
 	}
 	return p, nil
 }

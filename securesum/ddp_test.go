@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"shoal/fl"
 	"shoal/privacy"
@@ -245,5 +246,77 @@ func TestAttackZeroRunID(t *testing.T) {
 	c, _ := proto.NewClient(1, 1, fl.SumInput{Update: []float32{0.1, 0.2}, Weight: 1})
 	if _, err := c.Handle(encodeSetup(&cfg, index)); err == nil || !strings.Contains(err.Error(), "run") {
 		t.Fatalf("a setup with the all-zero run id accepted: %v", err)
+	}
+}
+
+// TestAttackDDPAdaptiveClipOutOfRange: under adaptive distributed DP the setup carries the
+// round's clip, chosen by the server. A deviating server sends NaN, a negative, zero, ±Inf, a
+// subnormal, or a finite clip so large that S² overflows (γ = +Inf, Δ2 and the share parameter
+// NaN: Params used to accept it, and the client then spent 200 full rounding passes before
+// failing). Each is refused before the client masks anything, and Params itself refuses the
+// overflowing clip. Changing the clip between clients of one round changes neither a client's
+// integer sensitivity Δ2 nor its share's parameter (both are in units of S), so it cannot lower
+// the noise relative to the clip: checked for clips 10⁻⁶ apart to 10⁶ apart.
+func TestAttackDDPAdaptiveClipOutOfRange(t *testing.T) {
+	d := *ddpConfig(privacy.MechanismSkellam, 3)
+	d.Cohort, d.CountStddev = 4, 1
+	spec := Spec{Bits: 16, MaxDropout: 0.3, DDP: &d, Rand: seeded(33)}
+	server, err := New("secagg", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.NewServer(1, []fl.ClientID{1, 2, 3, 4}, 3, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := srv.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := msgs[1][:setupSize]
+	client := func() fl.SumClient {
+		s := spec
+		s.Rand = nil
+		wire, _ := s.Wire()
+		proto, err := FromWire("secagg", wire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := proto.NewClient(1, 1, fl.SumInput{Update: []float32{0.1, 0.2, 0.3}, Weight: 1, Unclipped: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if _, err := client().Handle(withSetupClip(base, 0.7)); err != nil {
+		t.Fatalf("an honest round clip refused: %v", err)
+	}
+	for _, clip := range []float64{math.NaN(), -1, 0, math.Inf(1), math.Inf(-1), 5e-324, 1e-200, 1e160, 1e300, math.MaxFloat64} {
+		start := time.Now()
+		if _, err := client().Handle(withSetupClip(base, clip)); err == nil {
+			t.Errorf("round clip %v accepted", clip)
+		} else if el := time.Since(start); el > time.Second {
+			t.Errorf("round clip %v refused only after %v", clip, el)
+		}
+		c := d
+		c.Clip = clip
+		if p, err := c.Params(3); err == nil {
+			t.Errorf("Params accepted clip %v: γ %v, Δ2 %v, share %v", clip, p.Gamma, p.L2, p.ShareParam)
+		}
+	}
+	ref, err := d.Params(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, clip := range []float64{1e-6, 1e-3, 1, 1e3, 1e6} {
+		c := d
+		c.Clip = clip
+		p, err := c.Params(1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(p.L2/ref.L2-1) > 1e-12 || math.Abs(p.ShareParam/ref.ShareParam-1) > 1e-12 || p.CountShare != ref.CountShare {
+			t.Fatalf("clip %v: Δ2 %v share %v count %v; clip 1: %v %v %v", clip, p.L2, p.ShareParam, p.CountShare, ref.L2, ref.ShareParam, ref.CountShare)
+		}
 	}
 }
