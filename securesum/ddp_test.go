@@ -320,3 +320,50 @@ func TestAttackDDPAdaptiveClipOutOfRange(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackDDPCountErodesNoiseFloor: under adaptive distributed DP the round releases the
+// update sum and the noised count. The client held each to its floor on its own, so a server
+// announcing z = 1 for the update and 2·CountStddev = 1 for the count passed a floor of 1 while
+// the round, one mechanism of the two, has multiplier (1 + 1)^−½ ≈ 0.71. The floor now applies
+// to the combined multiplier; a count noise that leaves it above the floor is accepted.
+func TestAttackDDPCountErodesNoiseFloor(t *testing.T) {
+	msg := func(d privacy.DDPConfig) ([]byte, fl.SumClient) {
+		spec := Spec{Bits: 16, MaxDropout: 0.3, DDP: &d, Rand: seeded(34)}
+		server, err := New("secagg", spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := server.NewServer(1, []fl.ClientID{1, 2, 3, 4}, 2, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs, _, err := srv.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec.Rand = nil
+		wire, _ := spec.Wire()
+		proto, err := FromWire("secagg", wire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := proto.(*SecAgg).RequireDDP(DDPPolicy{MinNoiseMultiplier: 1}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := proto.NewClient(1, 1, fl.SumInput{Update: []float32{0.1, 0.2}, Weight: 1, Unclipped: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msgs[1], c
+	}
+	d := privacy.DDPConfig{Mechanism: privacy.MechanismSkellam, Bits: 16, Clip: 1, NoiseMultiplier: 1, MinClients: 3, Cohort: 4, CountStddev: 0.5}
+	m, c := msg(d)
+	if _, err := c.Handle(m); !errors.Is(err, fl.ErrPolicy) || !strings.Contains(err.Error(), "count") {
+		t.Fatalf("update z = 1 with a count of z = 1 (together 0.71) against a floor of 1: %v", err)
+	}
+	d.NoiseMultiplier, d.CountStddev = 1.2, 1.5 // (1.2⁻² + 3⁻²)^−½ ≈ 1.11
+	m, c = msg(d)
+	if _, err := c.Handle(m); err != nil {
+		t.Fatalf("update z = 1.2 with a count of z = 3 (together 1.11) against a floor of 1: %v", err)
+	}
+}

@@ -610,16 +610,22 @@ func (c *secaggClient) checkDDP(cfg *secagg.Config) error {
 		return nil
 	case d.NoiseMultiplier < pol.MinNoiseMultiplier:
 		return fmt.Errorf("%w: the round's distributed noise multiplier %v is below this client's minimum %v", fl.ErrPolicy, d.NoiseMultiplier, pol.MinNoiseMultiplier)
-	case d.CountStddev > 0 && 2*d.CountStddev < pol.MinNoiseMultiplier:
-		// The adaptive clip's count (sensitivity 1 in its ±1 units) is released too: its summed
-		// noise, 2·CountStddev, is held to the same floor.
-		return fmt.Errorf("%w: the round's count noise multiplier %v is below this client's minimum %v", fl.ErrPolicy, 2*d.CountStddev, pol.MinNoiseMultiplier)
+	case d.CountStddev > 0 && withCount(d.NoiseMultiplier, 2*d.CountStddev) < pol.MinNoiseMultiplier:
+		// The adaptive clip's count (sensitivity 1 in its ±1 units, summed noise 2·CountStddev)
+		// is released with the update: the two are one mechanism of multiplier z with z⁻² =
+		// z_Δ⁻² + z_c⁻² (as central DP's adaptive clipping counts it), and that z meets the floor.
+		return fmt.Errorf("%w: the round's noise multiplier with the adaptive clip's count, (%v⁻² + %v⁻²)^−½ = %.4g, is below this client's minimum %v",
+			fl.ErrPolicy, d.NoiseMultiplier, 2*d.CountStddev, withCount(d.NoiseMultiplier, 2*d.CountStddev), pol.MinNoiseMultiplier)
 	case pol.MaxShares > 0 && d.MinClients > pol.MaxShares:
 		return fmt.Errorf("%w: the round splits its noise into %d shares, this client contributes to at most %d (its share would be below 1/%d of the noise)",
 			fl.ErrPolicy, d.MinClients, pol.MaxShares, pol.MaxShares)
 	}
 	return nil
 }
+
+// withCount is the noise multiplier of an update of multiplier z released with a count of
+// multiplier countZ: (z⁻² + countZ⁻²)^−½.
+func withCount(z, countZ float64) float64 { return 1 / math.Sqrt(1/(z*z)+1/(countZ*countZ)) }
 
 // encodeDDP is the client's distributed-DP input: its update rotated with the round's public
 // seed (run id and round), scaled, conditionally rounded and noised with its share, in Z_{2^b};
