@@ -179,8 +179,13 @@ func (d *DistributedDP) Finalize(round int, sum []float64, count int, unclipped 
 		mean[j] = float32(v * inv)
 	}
 	if d.cfg.Adaptive != nil {
-		// unclipped is the secure sum's noised count + count/2: the noise is the clients'.
-		if _, _, err := d.cfg.Adaptive.UpdateNoised(unclipped - float64(count)/2); err != nil {
+		// unclipped is the secure sum's noised count + count/2: the noise is the clients'. Nothing
+		// checks a client's count slot (it is masked), so one malicious client can put any ring
+		// value there; the count is clamped to what the survivors can honestly add up to, so one
+		// round moves the clip no further than all-clipped or all-unclipped honest clients would
+		// (post-processing: no privacy cost).
+		half := max(float64(count), d.cfg.Adaptive.Config().ExpectedClients) / 2
+		if _, _, err := d.cfg.Adaptive.UpdateNoised(min(max(unclipped-float64(count)/2, -half), half)); err != nil {
 			return nil, fmt.Errorf("round %d adaptive clipping: %w", round, err)
 		}
 	}

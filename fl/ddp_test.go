@@ -53,3 +53,41 @@ func TestDistributedDPAdaptiveClip(t *testing.T) {
 		t.Fatalf("restored clip %v (%v), want %v", e.Clip(2), err, want)
 	}
 }
+
+// TestAttackDDPCountSlotSkewsClip: under adaptive distributed DP the count entry is inside the
+// masked sum, so nothing checks that a client sent ±1 there: a malicious client puts ±2^{b−1}
+// (or anything) in its count slot. The noised count the server decodes was fed to the clipper
+// as is: one such client multiplied the clip by e^{±33} in one round (b = 16, n̄ = 100), and a
+// few rounds took it to 0 or to a clip whose square overflows (every later round refused). The
+// count is now clamped to what the survivors can honestly contribute, ±max(count, n̄)/2
+// (post-processing of the noised count: no privacy cost), so one round moves the clip at most
+// as far as all-clipped or all-unclipped honest clients would.
+func TestAttackDDPCountSlotSkewsClip(t *testing.T) {
+	for _, slot := range []int64{1<<15 - 1, -1 << 15, 1 << 14, -(1 << 14)} {
+		ac := privacy.DefaultAdaptiveClipConfig(100)
+		ac.InitialClip = 2
+		a, err := privacy.NewAdaptiveClipper(ac)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := NewDistributedDP(DistributedDPConfig{
+			DDP: privacy.DDPConfig{Mechanism: privacy.MechanismSkellam, Bits: 16, Clip: 2, NoiseMultiplier: 1, MinClients: 80,
+				Cohort: 100, CountStddev: 5},
+			Dim: 50, SamplingRate: 0.1, Clients: 1000, Delta: 1e-5, Accountant: privacy.NewRDPAccountant(privacy.ConversionImproved), Adaptive: a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.ConfigureFit(1, FitConfig{})
+		// 89 honest unclipped clients (+1 each, noise 0 here) and the attacker's slot, in Z_{2^16}.
+		p := d.Params()
+		entry := uint32(89+slot) & (1<<16 - 1)
+		unclipped := p.DecodeCount(entry) + 90.0/2 // what the secure sum reports
+		if _, err := d.Finalize(1, make([]float64, 50), 90, unclipped); err != nil {
+			t.Fatal(err)
+		}
+		lo, hi := 2*math.Exp(-0.2*0.5)*(1-1e-12), 2*math.Exp(0.2*0.5)*(1+1e-12)
+		if c := d.Clip(2); !(c >= lo && c <= hi) {
+			t.Fatalf("count slot %d: clip 2 → %v in one round, outside the honest extremes [%v, %v]", slot, c, lo, hi)
+		}
+	}
+}
