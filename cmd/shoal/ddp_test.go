@@ -4,6 +4,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"shoal/securesum"
 )
 
 // TestSimulateDistributedDPLearns: a small synthetic run under distributed DP learns (its
@@ -96,5 +98,28 @@ func TestSimulateDistributedDPAdaptiveClip(t *testing.T) {
 		if all := strings.Join(s.Protection, "\n"); !strings.Contains(all, "server sees only the noised count") {
 			t.Fatalf("%v: summary:\n%s", extra, all)
 		}
+	}
+}
+
+// TestAttackDDPSimulatedSumOutsideSimulate: --ddp-simulated-sum releases a sum without masking
+// (the server sees every quantised update). `shoal server` (and so the coordinator) shared
+// simulate's flags and accepted it silently; it is refused now, `shoal client` has no such flag,
+// and no announced secure-sum name builds the simulation (it is not in the registry).
+func TestAttackDDPSimulatedSumOutsideSimulate(t *testing.T) {
+	code, _, stderr := shoal(t, "server", "--insecure", "--listen", "127.0.0.1:0", "--wait-timeout", "1s", "--dataset", "synthetic",
+		"--sampling", "poisson", "--fraction", "0.5", "--clients", "20", "--secure-sum", "secagg", "--dp", "distributed", "--ddp-simulated-sum")
+	if code != 2 || !strings.Contains(stderr, "--ddp-simulated-sum") {
+		t.Fatalf("shoal server --ddp-simulated-sum: exit %d, %s", code, stderr)
+	}
+	if code, _, stderr := shoal(t, "client", "--insecure", "--ddp-simulated-sum"); code != 2 {
+		t.Fatalf("shoal client --ddp-simulated-sum: exit %d, %s", code, stderr)
+	}
+	for _, name := range securesum.Names() {
+		if strings.Contains(name, "simulat") {
+			t.Fatalf("the secure-sum registry offers %q to the wire", name)
+		}
+	}
+	if _, err := securesum.FromWire("secagg-ddp-simulated", []byte(`{}`)); err == nil {
+		t.Fatal("the simulated sum built from the wire")
 	}
 }

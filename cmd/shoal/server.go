@@ -42,7 +42,8 @@ type serverOptions struct {
 }
 
 // simulationOnly are simulate flags that describe simulated behaviour; the server refuses them.
-var simulationOnly = []string{"dropout", "straggler-fraction", "straggler-delay", "stage-dropout", "dropout-stage"}
+// --ddp-simulated-sum replaces SecAgg by an unmasked simulation of its sum: never a server's.
+var simulationOnly = []string{"dropout", "straggler-fraction", "straggler-delay", "stage-dropout", "dropout-stage", "ddp-simulated-sum"}
 
 func serverFlags(o *serverOptions, stderr io.Writer) *flag.FlagSet {
 	fs := simulateFlags(&o.simOptions, stderr)
@@ -194,7 +195,11 @@ func parseServerOptions(args []string, stderr io.Writer, reproducible bool) (*se
 	var bad error
 	fs.Visit(func(f *flag.Flag) {
 		for _, name := range simulationOnly {
-			if f.Name == name && bad == nil {
+			switch {
+			case f.Name != name || bad != nil:
+			case name == "ddp-simulated-sum":
+				bad = usageErrorf("--%s simulates the secure sum without masking; a server always runs it", name)
+			default:
 				bad = usageErrorf("--%s simulates client behaviour; real clients drop out by themselves", name)
 			}
 		}
