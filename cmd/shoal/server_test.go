@@ -975,9 +975,10 @@ func TestDistributedDPAdaptiveClipOverNetwork(t *testing.T) {
 		"--sampling", "poisson", "--fraction", "1", "--rounds", "3", "--lr", "0.05", "--target-accuracy", "0",
 		"--secure-sum", "secaggplus", "--max-dropout", "0.34", "--dp", "distributed", "--mechanism", "skellam",
 		"--noise-multiplier", "0.5", "--clip", "50", "--adaptive-clip", "0.5")
+	// The floor bounds the update and the count together: (0.5⁻² + (2·0.05·6)⁻²)^−½ ≈ 0.38.
 	for i, name := range clientNames(clients) {
 		startProc(t, name, append([]string{"client", "--insecure", "--server", addr, "--name", name, "--partition-index", fmt.Sprint(i),
-			"--max-backoff", "300ms", "--require-ddp-noise", "0.5"}, trainingArgs(clients)...)...)
+			"--max-backoff", "300ms", "--require-ddp-noise", "0.38"}, trainingArgs(clients)...)...)
 	}
 	if err := srv.wait(90 * time.Second); err != nil {
 		t.Fatalf("server: %v", err)
