@@ -367,3 +367,56 @@ func TestAttackDDPCountErodesNoiseFloor(t *testing.T) {
 		t.Fatalf("update z = 1.2 with a count of z = 3 (together 1.11) against a floor of 1: %v", err)
 	}
 }
+
+// TestAttackDDPSumOfFewerSurvivorsThanShares: the server splits the noise into M = 3 shares but
+// plans a complete-graph round of 4 with threshold t = 2. An honest server abandons a round with
+// fewer than M survivors; a deviating one need not: each client checks only that the survivor
+// set it is asked to unmask has ≥ t members, so a sum of 2 survivors (2 of 3 shares, noise
+// multiplier z·√(2/3)) can be released. A client's DDP policy alone (noise multiplier, maximum
+// split) accepts the round; the floor that closes it is the client's own --min-threshold ≥ M
+// (complete graph: a released sum holds ≥ t masked inputs), documented with the policy, and a
+// client with it refuses the setup before masking anything.
+func TestAttackDDPSumOfFewerSurvivorsThanShares(t *testing.T) {
+	d := privacy.DDPConfig{Mechanism: privacy.MechanismSkellam, Bits: 16, Clip: 1, NoiseMultiplier: 0.5, MinClients: 3, Cohort: 4}
+	spec := Spec{Bits: 16, MaxDropout: 0.3, DDP: &d, Rand: seeded(35)}
+	server, err := New("secagg", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.NewServer(1, []fl.ClientID{1, 2, 3, 4}, 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := srv.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, _, _ := decodeSetup(msgs[1]); cfg.Threshold >= d.MinClients {
+		t.Fatalf("threshold %d: the attack needs one below the %d shares", cfg.Threshold, d.MinClients)
+	}
+	client := func(minThreshold int) fl.SumClient {
+		s := spec
+		s.Rand = nil
+		wire, _ := s.Wire()
+		proto, err := FromWire("secagg", wire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sa := proto.(*SecAgg)
+		if err := sa.RequireDDP(DDPPolicy{MinNoiseMultiplier: 0.5, MaxShares: 3}); err != nil {
+			t.Fatal(err)
+		}
+		sa.require(0, minThreshold)
+		c, err := sa.NewClient(1, 1, fl.SumInput{Update: []float32{0.1, 0.2}, Weight: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if _, err := client(0).Handle(msgs[1]); err != nil {
+		t.Fatalf("the residual risk changed (update the docs): the DDP policy alone refused t < M: %v", err)
+	}
+	if _, err := client(d.MinClients).Handle(msgs[1]); !errors.Is(err, fl.ErrPolicy) || !strings.Contains(err.Error(), "threshold") {
+		t.Fatalf("a client with --min-threshold = M accepted a round of threshold below M: %v", err)
+	}
+}
