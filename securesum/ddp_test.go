@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -418,5 +419,65 @@ func TestAttackDDPSumOfFewerSurvivorsThanShares(t *testing.T) {
 	}
 	if _, err := client(d.MinClients).Handle(msgs[1]); !errors.Is(err, fl.ErrPolicy) || !strings.Contains(err.Error(), "threshold") {
 		t.Fatalf("a client with --min-threshold = M accepted a round of threshold below M: %v", err)
+	}
+}
+
+// TestDDPClientNoiseFromCryptoRand: a client built from the announced Spec (FromWire: Rand is
+// never sent) draws its noise share and rounding from crypto/rand — two clients with the same
+// update, round and setup send different encodings — while only a Spec given Rand in-process (a
+// seeded simulation) reproduces them.
+func TestDDPClientNoiseFromCryptoRand(t *testing.T) {
+	spec := Spec{Bits: 16, MaxDropout: 0.3, DDP: ddpConfig(privacy.MechanismSkellam, 3), Rand: seeded(36)}
+	spec.DDP.Cohort = 4
+	server, err := New("secagg", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.NewServer(1, []fl.ClientID{1, 2, 3, 4}, 64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := srv.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := decodeSetup(msgs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	encode := func(proto fl.SecureSum) []uint32 {
+		c, err := proto.NewClient(1, 1, fl.SumInput{Update: make([]float32, 64), Weight: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := c.(*secaggClient).encodeDDP(&cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return enc
+	}
+	wire, err := spec.Wire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromWire := func() fl.SecureSum {
+		p, err := FromWire("secagg", wire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if a, b := encode(fromWire()), encode(fromWire()); slices.Equal(a, b) {
+		t.Fatal("two deployed clients drew the same noise share: not from crypto/rand")
+	}
+	seededProto := func() fl.SecureSum {
+		p, err := New("secagg", spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if a, b := encode(seededProto()), encode(seededProto()); !slices.Equal(a, b) {
+		t.Fatal("a seeded simulation's noise is not reproducible")
 	}
 }
