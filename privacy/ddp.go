@@ -140,21 +140,23 @@ func (c DDPConfig) Params(dim int) (DDPParams, error) {
 	D := float64(p.PaddedDim)
 	n := c.Cohort
 	p.K = math.Sqrt2 * math.Erfcinv(c.ModClipProb)
-	sigLoc := c.NoiseMultiplier * c.Clip / math.Sqrt(float64(c.MinClients)) // σ of one share, update units
+	sigLoc := c.NoiseMultiplier / math.Sqrt(float64(c.MinClients)) // σ of one share, in units of S
 	half := math.Ldexp(1, c.Bits) / (2 * p.K)
 	den := half*half - n/4
 	if !(den > 0) {
 		return DDPParams{}, fmt.Errorf("privacy: %d bits cannot hold %v standard deviations of a sum of %v clients: raise the bits or lower the cohort", c.Bits, p.K, n)
 	}
-	p.Gamma = math.Sqrt((c.Clip*c.Clip*n*n/D + n*sigLoc*sigLoc) / den)
-	b := p.normBound(c.Clip)
-	p.L2 = b / p.Gamma
+	// γ and B(S) are both proportional to S: everything is derived for S = 1 and γ scaled by S
+	// last, so Δ2 = B(S)/γ and the shares are the same bit for bit whatever the clip (a clip
+	// moved by adaptive clipping keeps the noise tables cached; no S² can overflow).
+	p.Gamma = math.Sqrt((n*n/D + n*sigLoc*sigLoc) / den)
+	p.L2 = p.normBound(1) / p.Gamma
+	p.Gamma *= c.Clip
 	p.L1 = min(math.Sqrt(D)*p.L2, p.L2*p.L2)
 	if p.L1 < p.L2 { // Δ2 < 1: the bound Δ1 ≤ Δ2² is below Δ2 only for a zero vector
 		p.L1 = p.L2
 	}
-	// A clip near the float64 range (a server's announced round clip of 1e200, say) overflows
-	// S² to +Inf: γ = +Inf, Δ2 = Inf/Inf = NaN, and every share parameter after it is NaN.
+	// A subnormal clip makes γ 0; one near the float64 range, +Inf.
 	if !(p.Gamma > 0) || math.IsInf(p.Gamma, 0) || !(p.L2 > 0) || math.IsInf(p.L2, 0) {
 		return DDPParams{}, fmt.Errorf("privacy: distributed DP: degenerate quantisation step γ = %v (Δ2 = %v) for clip %v", p.Gamma, p.L2, c.Clip)
 	}
