@@ -72,9 +72,11 @@ func Listen(addr, certsDir string, h http.Handler, logger *slog.Logger) (*Server
 	}
 	var tlsCfg *tls.Config
 	if certsDir != "" {
-		if tlsCfg, err = pki.OperatorTLSConfig(certsDir); err != nil {
+		var rev *pki.Revocations
+		if tlsCfg, rev, err = pki.OperatorTLS(certsDir); err != nil {
 			return nil, err
 		}
+		h = revocationGuard{h: h, rev: rev}
 	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -92,6 +94,47 @@ func Listen(addr, certsDir string, h http.Handler, logger *slog.Logger) (*Server
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)} // refused handshakes are logged at debug
 	go func() { _ = s.hs.Serve(lis) }()
 	return s, nil
+}
+
+// recheck is how often a request being served (an event stream) is checked against the
+// revocation list.
+const recheck = time.Second
+
+// revocationGuard re-checks the operator certificate of each request and, while it is being
+// served, every recheck: the handshake checks a connection once, but a kept-alive connection
+// or an event stream outlives a revocation.
+type revocationGuard struct {
+	h   http.Handler
+	rev *pki.Revocations
+}
+
+func (g revocationGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil {
+		http.Error(w, "operator certificate required", http.StatusForbidden)
+		return
+	}
+	if err := g.rev.CheckConnFresh(*r.TLS); err != nil {
+		http.Error(w, "operator certificate refused: "+err.Error(), http.StatusForbidden)
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		t := time.NewTicker(recheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if g.rev.CheckConnFresh(*r.TLS) != nil {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	g.h.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // Close stops serving, giving open pages up to grace to receive the last events.
