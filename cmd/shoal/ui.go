@@ -138,18 +138,8 @@ func (d *uiRun) close() {
 	}
 }
 
-// uiClients converts the transport's client status for the dashboard.
-func uiClients(srv *grpctransport.Server) func() []ui.Client {
-	return func() []ui.Client {
-		var out []ui.Client
-		for _, c := range srv.Clients() {
-			out = append(out, ui.Client{Name: c.Name, Serial: c.Serial, NotAfter: c.NotAfter, Connected: c.Connected,
-				ConnectedSince: c.ConnectedSince, LastSeen: c.LastSeen, Sessions: c.Sessions, RoundsJoined: c.RoundsJoined,
-				LastRound: c.LastRound, Failures: c.Failures, LastFailure: c.LastFailure, Disconnected: c.Disconnected})
-		}
-		return out
-	}
-}
+// uiClients is the transport's client status for the dashboard.
+func uiClients(srv *grpctransport.Server) func() []ui.Client { return srv.Clients }
 
 // runUI is shoal ui: the dashboard of finished run directories, until a signal.
 func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
