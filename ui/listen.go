@@ -77,6 +77,9 @@ func Listen(addr, certsDir string, h http.Handler, logger *slog.Logger) (*Server
 			return nil, err
 		}
 		h = revocationGuard{h: h, rev: rev}
+	} else {
+		listenHost, _, _ := net.SplitHostPort(addr)
+		h = hostGuard{h: h, listenHost: listenHost}
 	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -135,6 +138,27 @@ func (g revocationGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	g.h.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// hostGuard serves a plain-HTTP (loopback) dashboard only to requests naming a loopback
+// host: a web page the operator visits could otherwise point its own name at 127.0.0.1 (DNS
+// rebinding) and read the dashboard as a page of its own origin.
+type hostGuard struct {
+	h          http.Handler
+	listenHost string
+}
+
+func (g hostGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	ip := net.ParseIP(host)
+	if !(host == "localhost" || host == g.listenHost || ip != nil && ip.IsLoopback()) {
+		http.Error(w, "the dashboard answers only to a loopback host name", http.StatusMisdirectedRequest)
+		return
+	}
+	g.h.ServeHTTP(w, r)
 }
 
 // Close stops serving, giving open pages up to grace to receive the last events.

@@ -229,3 +229,28 @@ func TestAttackRevokedOperatorKeepsDashboard(t *testing.T) {
 		}
 	}
 }
+
+// A web page the operator visits points its own name at 127.0.0.1 (DNS rebinding) and reads
+// the loopback dashboard: its requests name the page's host, and are refused.
+func TestAttackDNSRebindingReadsLoopbackDashboard(t *testing.T) {
+	srv, err := Listen("127.0.0.1:0", "", testHandler(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close(time.Second)
+	_, port, _ := net.SplitHostPort(srv.lis.Addr().String())
+	for host, want := range map[string]int{"evil.example:" + port: http.StatusMisdirectedRequest, "evil.example": http.StatusMisdirectedRequest,
+		"127.0.0.1:" + port: http.StatusOK, "localhost:" + port: http.StatusOK, "[::1]:" + port: http.StatusOK} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"api/runs", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("Host %s: %s %s, want %d", host, resp.Status, b, want)
+		}
+	}
+}
