@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +143,45 @@ func TestAttackClientFailureMessageOnTheDashboard(t *testing.T) {
 					t.Fatalf("the clients JSON has a field %q", k)
 				}
 			}
+		}
+	}
+}
+
+// Run ids and static paths that climb out of the served runs read nothing: a run is looked up
+// by its id among those given at start, never opened by a path from the request.
+func TestAttackPathTraversal(t *testing.T) {
+	root := t.TempDir()
+	run := filepath.Join(root, "runs", "a")
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(run, "summary.json"), []byte(`{"rounds_run":1,"history":[{"round":1,"accuracy":0.5}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const secret = "SECRET-OUTSIDE-THE-RUNS"
+	if err := os.WriteFile(filepath.Join(root, "summary.json"), []byte(`{"rounds_run":7,"final_accuracy":0.99,"x":"`+secret+`"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDir(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	for _, p := range []string{"/api/runs/..%2F..", "/api/runs/..%2F..%2Fsummary.json", "/runs/..%2f..", "/api/runs/%2e%2e",
+		"/compare?run=../..", "/static/..%2f..%2fsummary.json", "/static/../../summary.json", "/api/runs/" + url.PathEscape(root)} {
+		resp, err := http.Get(ts.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), secret) || strings.Contains(string(b), `"rounds": 7`) || resp.StatusCode == http.StatusOK && !strings.HasPrefix(p, "/static/../") {
+			t.Fatalf("%s: %s %.200s", p, resp.Status, b)
 		}
 	}
 }
