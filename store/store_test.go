@@ -266,7 +266,7 @@ func TestCorruptModelDetected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pattern, _ := encodeModel(model[:16])
+	pattern, _ := EncodeModel(model[:16])
 	at := bytes.Index(data, pattern)
 	if at < 0 {
 		t.Fatal("model bytes not found in the database file")
