@@ -146,7 +146,7 @@ func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("shoal ui", flag.ContinueOnError)
 	listen := fs.String("listen", ui.DefaultAddr, "address to serve the dashboard on (a non-loopback address needs --certs)")
 	certs := fs.String("certs", "", "certificate directory: serve TLS to its operator certificates only (shoal certs operator)")
-	runStore := fs.String("store", "", "also serve the runs of this run store (shoal server --store), as committed when the dashboard starts")
+	runStore := fs.String("store", "", "also serve the runs of this run store (shoal server --store: an SQLite file or a postgres:// URL), as committed when the dashboard starts")
 	dirs, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -156,7 +156,7 @@ func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var sources []ui.Source
 	if *runStore != "" {
-		if sources, err = ui.OpenStore(*runStore); err != nil {
+		if sources, err = ui.OpenStore(ctx, *runStore); err != nil {
 			return usageErrorf("--store: %v", err)
 		}
 	}
