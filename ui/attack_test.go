@@ -185,3 +185,51 @@ func TestAttackPathTraversal(t *testing.T) {
 		}
 	}
 }
+
+// Whoever can name a run directory (or a stage, or a run's --out) writes markup into the run's
+// name: the pages, the SVG charts (built outside html/template) and the JSON escape it.
+func TestAttackRunNameMarkup(t *testing.T) {
+	const markup = `<img src=x onerror=alert(1)>`
+	var sources []Source
+	for _, name := range []string{markup, "plain"} {
+		dir := filepath.Join(t.TempDir(), name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		summary := `{"rounds_run":2,"history":[{"round":1,"accuracy":0.5,"epsilon":1,"stages":[{"stage":"` + markup + `","seconds":1}]},` +
+			`{"round":2,"accuracy":0.6,"epsilon":2,"stages":[{"stage":"` + markup + `","seconds":1}]}]}`
+		if err := os.WriteFile(filepath.Join(dir, "summary.json"), []byte(summary), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte("rounds = 2\ndp = \"central\"\nmax-epsilon = 3.0\nnote = \""+markup+"\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d, err := OpenDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources = append(sources, d)
+	}
+	h, err := New(sources...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	id := h.ids[0]
+	for _, p := range []string{"/", "/compare", "/runs/" + url.PathEscape(id), "/runs/" + url.PathEscape(id) + "/clients", "/api/runs",
+		"/api/runs/" + url.PathEscape(id), "/api/runs/" + url.PathEscape(id) + "/rounds", "/api/runs/" + url.PathEscape(id) + "/events"} {
+		resp, err := http.Get(ts.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s", p, resp.Status)
+		}
+		if strings.Contains(string(b), "<img") {
+			t.Fatalf("%s carries the markup unescaped", p)
+		}
+	}
+}
