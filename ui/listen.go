@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"shoal/pki"
@@ -153,7 +154,7 @@ func (g hostGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	ip := net.ParseIP(host)
+	ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")) // [::1] on port 80
 	if !(host == "localhost" || host == g.listenHost || ip != nil && ip.IsLoopback()) {
 		http.Error(w, "the dashboard answers only to a loopback host name", http.StatusMisdirectedRequest)
 		return

@@ -240,7 +240,7 @@ func TestAttackDNSRebindingReadsLoopbackDashboard(t *testing.T) {
 	defer srv.Close(time.Second)
 	_, port, _ := net.SplitHostPort(srv.lis.Addr().String())
 	for host, want := range map[string]int{"evil.example:" + port: http.StatusMisdirectedRequest, "evil.example": http.StatusMisdirectedRequest,
-		"127.0.0.1:" + port: http.StatusOK, "localhost:" + port: http.StatusOK, "[::1]:" + port: http.StatusOK} {
+		"127.0.0.1:" + port: http.StatusOK, "localhost:" + port: http.StatusOK, "[::1]:" + port: http.StatusOK, "[::1]": http.StatusOK, "localhost.evil.example": http.StatusMisdirectedRequest} {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+"api/runs", nil)
 		req.Host = host
 		resp, err := http.DefaultClient.Do(req)
