@@ -94,17 +94,25 @@ func OperatorName(c *x509.Certificate) (string, error) {
 // dir, and a client certificate required, verified against the CA of dir, not revoked (the
 // revocation list of dir, failing closed as for clients), and an operator's (OperatorName).
 func OperatorTLSConfig(dir string) (*tls.Config, error) {
+	cfg, _, err := OperatorTLS(dir)
+	return cfg, err
+}
+
+// OperatorTLS is OperatorTLSConfig and the revocation list its handshakes check, which the
+// caller uses to re-check connections that outlive a revocation (a kept-alive connection, an
+// event stream): the handshake alone admits a connection once.
+func OperatorTLS(dir string) (*tls.Config, *Revocations, error) {
 	rev, err := OpenRevocations(dir, RevocationOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("dashboard TLS config: %w", err)
+		return nil, nil, fmt.Errorf("dashboard TLS config: %w", err)
 	}
 	pool, err := loadPool(dir)
 	if err != nil {
-		return nil, fmt.Errorf("dashboard TLS config: %w", err)
+		return nil, nil, fmt.Errorf("dashboard TLS config: %w", err)
 	}
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, ServerFile), filepath.Join(dir, ServerKeyFile))
 	if err != nil {
-		return nil, fmt.Errorf("dashboard TLS config: load server certificate: %w", err)
+		return nil, nil, fmt.Errorf("dashboard TLS config: load server certificate: %w", err)
 	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -126,7 +134,7 @@ func OperatorTLSConfig(dir string) (*tls.Config, error) {
 			}
 			return nil
 		},
-	}, nil
+	}, rev, nil
 }
 
 // OperatorTLSClientConfig is what a program (or a test) uses to open the dashboard as

@@ -203,6 +203,12 @@ func (r *Revocations) Check(cert *x509.Certificate) error {
 	return nil
 }
 
+// CheckConnFresh is CheckConn after re-reading the list if it changed (as a handshake does).
+func (r *Revocations) CheckConnFresh(cs tls.ConnectionState) error {
+	r.refreshIfTouched()
+	return r.CheckConn(cs)
+}
+
 // CheckConn checks the client certificate of a completed TLS connection (see CheckSerial):
 // a connection without one fails.
 func (r *Revocations) CheckConn(cs tls.ConnectionState) error {

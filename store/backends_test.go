@@ -47,6 +47,8 @@ type testBackend struct {
 	exec func(t *testing.T, spec, stmt string)
 	// sqlFor picks the dialect's spelling of a statement.
 	sqlFor func(sqlite, pg string) string
+	// count runs a count query (one argument, $1) on the store's database directly.
+	count func(t *testing.T, spec, query string, arg any) int
 }
 
 var backends = []testBackend{
@@ -65,6 +67,19 @@ var backends = []testBackend{
 			}
 		},
 		sqlFor: func(sqlite, _ string) string { return sqlite },
+		count: func(t *testing.T, spec, query string, arg any) int {
+			t.Helper()
+			db, err := sql.Open("sqlite", spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var n int
+			if err := db.QueryRow(strings.ReplaceAll(query, "$1", "?"), arg).Scan(&n); err != nil {
+				t.Fatalf("%s: %v", query, err)
+			}
+			return n
+		},
 	},
 	{
 		name:  "postgres",
@@ -81,6 +96,19 @@ var backends = []testBackend{
 			}
 		},
 		sqlFor: func(_, pg string) string { return pg },
+		count: func(t *testing.T, spec, query string, arg any) int {
+			t.Helper()
+			conn, err := pgx.Connect(context.Background(), spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			var n int
+			if err := conn.QueryRow(context.Background(), query, arg).Scan(&n); err != nil {
+				t.Fatalf("%s: %v", query, err)
+			}
+			return n
+		},
 	},
 }
 
@@ -429,6 +457,18 @@ func TestBackendDeleteRunWithoutRounds(t *testing.T) {
 		if deleted, err := s.DeleteRunWithoutRounds(empty); err != nil || !deleted {
 			t.Fatalf("delete of a run without rounds: %v %v", deleted, err)
 		}
+		rows := func(table string, run int64) int {
+			col := "run_id"
+			if table == "runs" {
+				col = "id"
+			}
+			return b.count(t, spec, "SELECT count(*) FROM "+table+" WHERE "+col+" = $1", run)
+		}
+		for _, table := range []string{"runs", "rounds", "public"} {
+			if n := rows(table, empty); n != 0 {
+				t.Fatalf("%d rows of the deleted run left in %s", n, table)
+			}
+		}
 		if _, err := s.RoundModel(empty, 0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("initial model of the deleted run: %v", err)
 		}
@@ -451,6 +491,9 @@ func TestBackendDeleteRunWithoutRounds(t *testing.T) {
 		}
 		if round, model, _, _, err := s.LastRound(kept); err != nil || round != 1 || len(model) != 2 || model[0] != 3 {
 			t.Fatalf("the resumed run after a refused delete: round %d, model %v, %v", round, model, err)
+		}
+		if n := rows("rounds", kept); n != 2 {
+			t.Fatalf("the resumed run has %d stored rounds, want 2 (initial model and round 1)", n)
 		}
 	})
 }

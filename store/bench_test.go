@@ -101,7 +101,7 @@ func BenchmarkLastRound(b *testing.B) {
 // BenchmarkDurableFileWrite is the floor for CommitRound: write the same model bytes to a file
 // and fsync it, once per iteration, with no database at all.
 func BenchmarkDurableFileWrite(b *testing.B) {
-	blob, _ := encodeModel(benchModel())
+	blob, _ := EncodeModel(benchModel())
 	f, err := os.Create(filepath.Join(benchDir(b), "raw.bin"))
 	if err != nil {
 		b.Fatal(err)
@@ -126,7 +126,7 @@ func BenchmarkEncodeModel(b *testing.B) {
 	model := benchModel()
 	b.SetBytes(4 * benchParams)
 	for b.Loop() {
-		blob, sum := encodeModel(model)
+		blob, sum := EncodeModel(model)
 		if len(blob) == 0 || sum == [sha256.Size]byte{} {
 			b.Fatal("empty")
 		}

@@ -14,14 +14,11 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -310,7 +307,7 @@ func (s *Store) DeleteRunWithoutRounds(runID int64) (bool, error) {
 // SaveInitialModel stores the model a run starts from, as round 0. It may be replaced until
 // round 1 is committed, not after.
 func (s *Store) SaveInitialModel(runID int64, model []float32) error {
-	blob, sum := encodeModel(model)
+	blob, sum := EncodeModel(model)
 	err := s.inTx(func(tx *sql.Tx) error {
 		if err := runExists(tx, runID); err != nil {
 			return err
@@ -340,16 +337,10 @@ func (s *Store) SaveInitialModel(runID int64, model []float32) error {
 // strategy or server-optimiser state (opaque, may be nil). Rounds are committed in order:
 // round must be one more than the last committed round (1 for the first).
 func (s *Store) CommitRound(runID int64, round int, model []float32, metrics, accountant, strategyState []byte) error {
-	if round < 1 {
-		return fmt.Errorf("commit round %d of run %d: rounds are numbered from 1", round, runID)
+	if err := CheckCommit(runID, round, metrics, accountant); err != nil {
+		return err
 	}
-	if !json.Valid(metrics) {
-		return fmt.Errorf("commit round %d of run %d: metrics are not valid JSON", round, runID)
-	}
-	if accountant != nil && !json.Valid(accountant) {
-		return fmt.Errorf("commit round %d of run %d: accountant state is not valid JSON", round, runID)
-	}
-	blob, sum := encodeModel(model)
+	blob, sum := EncodeModel(model)
 	err := s.inTx(func(tx *sql.Tx) error {
 		if err := runExists(tx, runID); err != nil {
 			return err
@@ -358,11 +349,8 @@ func (s *Store) CommitRound(runID int64, round int, model []float32, metrics, ac
 		if err != nil {
 			return err
 		}
-		if round != last+1 {
-			return fmt.Errorf("out of order: last committed round is %d, want %d", last, last+1)
-		}
-		if lastLen >= 0 && lastLen != len(model) {
-			return fmt.Errorf("model has %d parameters, round %d had %d", len(model), last, lastLen)
+		if err := CheckNext(round, len(model), last, lastLen); err != nil {
+			return err
 		}
 		_, err = tx.Exec(`INSERT INTO rounds(run_id, round, model, model_len, model_sha256, metrics, accountant, strategy_state, committed_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -396,7 +384,7 @@ func (s *Store) LastRound(runID int64) (round int, model []float32, accountant, 
 		if e != nil {
 			return e
 		}
-		model, e = decodeModel(blob, n, sum)
+		model, e = DecodeModel(blob, n, sum)
 		if e != nil {
 			return fmt.Errorf("model of round %d: %w", round, e)
 		}
@@ -420,7 +408,7 @@ func (s *Store) RoundModel(runID int64, round int) ([]float32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model of round %d of run %d: %w", round, runID, explain(err))
 	}
-	model, err := decodeModel(blob, n, sum)
+	model, err := DecodeModel(blob, n, sum)
 	if err != nil {
 		return nil, fmt.Errorf("model of round %d of run %d: %w", round, runID, err)
 	}
@@ -579,7 +567,7 @@ func (s *Store) Check() error {
 		if err := models.Scan(&run, &round, &blob, &n, &sum); err != nil {
 			return fmt.Errorf("check run store: %w", err)
 		}
-		if _, err := decodeModel(blob, n, sum); err != nil {
+		if _, err := DecodeModel(blob, n, sum); err != nil {
 			return fmt.Errorf("check run store: run %d round %d: %w", run, round, err)
 		}
 	}
@@ -626,31 +614,6 @@ func lastRoundInfo(tx *sql.Tx, runID int64) (round, modelLen int, err error) {
 		return 0, -1, nil
 	}
 	return round, modelLen, err
-}
-
-// encodeModel lays the model out as little-endian float32s (bit-exact, NaN payloads included)
-// and returns it with its SHA-256.
-func encodeModel(model []float32) ([]byte, [sha256.Size]byte) {
-	blob := make([]byte, 4*len(model))
-	for i, v := range model {
-		binary.LittleEndian.PutUint32(blob[4*i:], math.Float32bits(v))
-	}
-	return blob, sha256.Sum256(blob)
-}
-
-func decodeModel(blob []byte, n int, sum []byte) ([]float32, error) {
-	if n < 0 || len(blob) != 4*n {
-		return nil, fmt.Errorf("%w: model blob has %d bytes, want %d for %d parameters", ErrCorrupt, len(blob), 4*n, n)
-	}
-	got := sha256.Sum256(blob)
-	if string(got[:]) != string(sum) {
-		return nil, fmt.Errorf("%w: model checksum mismatch", ErrCorrupt)
-	}
-	model := make([]float32, n)
-	for i := range model {
-		model[i] = math.Float32frombits(binary.LittleEndian.Uint32(blob[4*i:]))
-	}
-	return model, nil
 }
 
 // nullable stores nil as SQL NULL and anything else, even empty, as a blob.

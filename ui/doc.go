@@ -5,8 +5,10 @@
 // A page shows Sources: a Live run fed by the engine's hooks (no polling, no files read), and
 // finished run directories (OpenDir reads summary.json, metrics.csv and config.toml). The
 // dashboard is read-only: it serves GET and HEAD only. Listen opens it on loopback in plain
-// HTTP, and on any other address only over TLS with an operator's client certificate
-// (pki.OperatorTLSConfig), else refuses to start.
+// HTTP (answering only requests that name a loopback host: no DNS rebinding), and on any other
+// address only over TLS with an operator's client certificate (pki.OperatorTLS), re-checked
+// against the revocation list on every request and every second of an event stream; else it
+// refuses to start.
 //
 // Charts are SVG drawn by the server (svg.go): no JavaScript library, no build step, the same
 // picture with scripts off, and a live update is the server's fragment swapped in place.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"shoal/pki"
@@ -72,9 +73,14 @@ func Listen(addr, certsDir string, h http.Handler, logger *slog.Logger) (*Server
 	}
 	var tlsCfg *tls.Config
 	if certsDir != "" {
-		if tlsCfg, err = pki.OperatorTLSConfig(certsDir); err != nil {
+		var rev *pki.Revocations
+		if tlsCfg, rev, err = pki.OperatorTLS(certsDir); err != nil {
 			return nil, err
 		}
+		h = revocationGuard{h: h, rev: rev}
+	} else {
+		listenHost, _, _ := net.SplitHostPort(addr)
+		h = hostGuard{h: h, listenHost: listenHost}
 	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -92,6 +98,68 @@ func Listen(addr, certsDir string, h http.Handler, logger *slog.Logger) (*Server
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)} // refused handshakes are logged at debug
 	go func() { _ = s.hs.Serve(lis) }()
 	return s, nil
+}
+
+// recheck is how often a request being served (an event stream) is checked against the
+// revocation list.
+const recheck = time.Second
+
+// revocationGuard re-checks the operator certificate of each request and, while it is being
+// served, every recheck: the handshake checks a connection once, but a kept-alive connection
+// or an event stream outlives a revocation.
+type revocationGuard struct {
+	h   http.Handler
+	rev *pki.Revocations
+}
+
+func (g revocationGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil {
+		http.Error(w, "operator certificate required", http.StatusForbidden)
+		return
+	}
+	if err := g.rev.CheckConnFresh(*r.TLS); err != nil {
+		http.Error(w, "operator certificate refused: "+err.Error(), http.StatusForbidden)
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		t := time.NewTicker(recheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if g.rev.CheckConnFresh(*r.TLS) != nil {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	g.h.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// hostGuard serves a plain-HTTP (loopback) dashboard only to requests naming a loopback
+// host: a web page the operator visits could otherwise point its own name at 127.0.0.1 (DNS
+// rebinding) and read the dashboard as a page of its own origin.
+type hostGuard struct {
+	h          http.Handler
+	listenHost string
+}
+
+func (g hostGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")) // [::1] on port 80
+	if !(host == "localhost" || host == g.listenHost || ip != nil && ip.IsLoopback()) {
+		http.Error(w, "the dashboard answers only to a loopback host name", http.StatusMisdirectedRequest)
+		return
+	}
+	g.h.ServeHTTP(w, r)
 }
 
 // Close stops serving, giving open pages up to grace to receive the last events.

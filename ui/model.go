@@ -9,6 +9,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"shoal/fl"
+	"shoal/transport/grpctransport"
 )
 
 // Source is one run the dashboard shows.
@@ -94,21 +95,9 @@ func roundOf(r fl.RoundReport) Round {
 }
 
 // Client is what the clients page shows of one client of a deployment: the JSON of
-// /api/runs/{id}/clients. Nothing in it comes from a client's results (see docs/ui.md).
-type Client struct {
-	Name           string    `json:"name"`
-	Serial         string    `json:"serial,omitempty"`
-	NotAfter       time.Time `json:"not_after,omitzero"`
-	Connected      bool      `json:"connected"`
-	ConnectedSince time.Time `json:"connected_since,omitzero"`
-	LastSeen       time.Time `json:"last_seen,omitzero"`
-	Sessions       int       `json:"sessions"`
-	RoundsJoined   int       `json:"rounds_joined"`
-	LastRound      int       `json:"last_round,omitempty"`
-	Failures       int       `json:"failures"`
-	LastFailure    string    `json:"last_failure,omitempty"`
-	Disconnected   string    `json:"disconnected,omitempty"`
-}
+// /api/runs/{id}/clients. It is the transport's own status, which holds nothing from a
+// client's results (see docs/ui.md), so that no copy can add a field the transport withholds.
+type Client = grpctransport.ClientStatus
 
 // ParseConfig reads a run's config.toml (the flag names and values the run used) into
 // sorted entries, and the settings the dashboard draws with: rounds, DP, δ and --max-epsilon.

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,16 +10,19 @@ import (
 
 	"shoal/fl"
 	"shoal/store"
+	"shoal/store/backend"
 )
 
-// OpenStore reads every run of a server's run store (read-only, without its lock: a server
-// may be writing to it; the dashboard shows the rounds committed when it opened).
-func OpenStore(path string) ([]Source, error) {
-	st, err := store.OpenReadOnly(path)
+// OpenStore reads every run of a server's run store, an SQLite file or a postgres:// URL
+// (read-only, without its lock: a server may be writing to it; the dashboard shows the rounds
+// committed when it opened).
+func OpenStore(ctx context.Context, spec string) ([]Source, error) {
+	st, err := backend.Open(ctx, spec, backend.ReadOnly, nil)
 	if err != nil {
 		return nil, fmt.Errorf("run store: %w", err)
 	}
 	defer st.Close()
+	path := st.Path() // without a password
 	latest, _, err := st.LatestRun()
 	if errors.Is(err, store.ErrNoRun) {
 		return nil, fmt.Errorf("run store %s holds no run", path)

@@ -18,6 +18,7 @@ import (
 
 	"shoal/fl"
 	"shoal/report"
+	"shoal/store/backend"
 )
 
 // simSummary is the --json contract of shoal simulate (and of shoal server).
@@ -216,6 +217,11 @@ func configTOML(o simOptions) ([]byte, error) {
 			}
 		case time.Duration:
 			values[f.Name] = v.String()
+		case string:
+			if f.Name == "store" { // the run directory and the dashboard show no database password
+				v = backend.Redact(v)
+			}
+			values[f.Name] = v
 		default:
 			values[f.Name] = v
 		}

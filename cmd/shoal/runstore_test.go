@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/url"
 	"strings"
 	"testing"
 
 	"shoal/store/postgres"
 	"shoal/store/postgres/pgtest"
+	"shoal/ui"
 )
 
 // TestServerKilledAndResumedPostgres is TestServerKilledAndResumed with the run in PostgreSQL
@@ -40,5 +42,33 @@ func TestServerKilledAndResumedPostgres(t *testing.T) {
 	}
 	if err := st.Check(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The database password of --store does not reach the run directory's config.toml, nor the
+// dashboard's configuration table (both are configTOML): an operator who may read the
+// dashboard, or the run directory, is not thereby given the database.
+func TestAttackStorePasswordInRunConfig(t *testing.T) {
+	var o serverOptions
+	fs := serverFlags(&o, io.Discard)
+	if err := fs.Parse([]string{"--store", "postgres://shoal:hunter2@db.example/shoal?sslpassword=keypass"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := configTOML(o.simOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _, err := ui.ParseConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var store string
+	for _, e := range entries {
+		if e.Key == "store" {
+			store = e.Value
+		}
+	}
+	if strings.Contains(string(b), "hunter2") || strings.Contains(string(b), "keypass") || !strings.HasPrefix(store, "postgres://shoal:") {
+		t.Fatalf("config.toml:\n%s", b)
 	}
 }

@@ -138,25 +138,15 @@ func (d *uiRun) close() {
 	}
 }
 
-// uiClients converts the transport's client status for the dashboard.
-func uiClients(srv *grpctransport.Server) func() []ui.Client {
-	return func() []ui.Client {
-		var out []ui.Client
-		for _, c := range srv.Clients() {
-			out = append(out, ui.Client{Name: c.Name, Serial: c.Serial, NotAfter: c.NotAfter, Connected: c.Connected,
-				ConnectedSince: c.ConnectedSince, LastSeen: c.LastSeen, Sessions: c.Sessions, RoundsJoined: c.RoundsJoined,
-				LastRound: c.LastRound, Failures: c.Failures, LastFailure: c.LastFailure, Disconnected: c.Disconnected})
-		}
-		return out
-	}
-}
+// uiClients is the transport's client status for the dashboard.
+func uiClients(srv *grpctransport.Server) func() []ui.Client { return srv.Clients }
 
 // runUI is shoal ui: the dashboard of finished run directories, until a signal.
 func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("shoal ui", flag.ContinueOnError)
 	listen := fs.String("listen", ui.DefaultAddr, "address to serve the dashboard on (a non-loopback address needs --certs)")
 	certs := fs.String("certs", "", "certificate directory: serve TLS to its operator certificates only (shoal certs operator)")
-	runStore := fs.String("store", "", "also serve the runs of this run store (shoal server --store), as committed when the dashboard starts")
+	runStore := fs.String("store", "", "also serve the runs of this run store (shoal server --store: an SQLite file or a postgres:// URL), as committed when the dashboard starts")
 	dirs, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -166,7 +156,7 @@ func runUI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var sources []ui.Source
 	if *runStore != "" {
-		if sources, err = ui.OpenStore(*runStore); err != nil {
+		if sources, err = ui.OpenStore(ctx, *runStore); err != nil {
 			return usageErrorf("--store: %v", err)
 		}
 	}

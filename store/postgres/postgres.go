@@ -23,8 +23,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,7 +30,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -573,7 +570,7 @@ func (s *Store) DeleteRunWithoutRounds(runID int64) (bool, error) {
 // SaveInitialModel stores the model a run starts from, as round 0. It may be replaced until
 // round 1 is committed, not after.
 func (s *Store) SaveInitialModel(runID int64, model []float32) error {
-	blob, sum := encodeModel(model)
+	blob, sum := store.EncodeModel(model)
 	err := s.inTx("save initial model", false, func(ctx context.Context, tx pgx.Tx, _ bool) error {
 		if err := lockRun(ctx, tx, runID); err != nil {
 			return err
@@ -604,16 +601,10 @@ func (s *Store) SaveInitialModel(runID int64, model []float32) error {
 // round must be one more than the last committed round (1 for the first). A retry after a lost
 // answer that finds this very round (same model, metrics and states) already stored succeeds.
 func (s *Store) CommitRound(runID int64, round int, model []float32, metrics, accountant, strategyState []byte) error {
-	if round < 1 {
-		return fmt.Errorf("commit round %d of run %d: rounds are numbered from 1", round, runID)
+	if err := store.CheckCommit(runID, round, metrics, accountant); err != nil {
+		return err
 	}
-	if !json.Valid(metrics) {
-		return fmt.Errorf("commit round %d of run %d: metrics are not valid JSON", round, runID)
-	}
-	if accountant != nil && !json.Valid(accountant) {
-		return fmt.Errorf("commit round %d of run %d: accountant state is not valid JSON", round, runID)
-	}
-	blob, sum := encodeModel(model)
+	blob, sum := store.EncodeModel(model)
 	err := s.inTx("commit round", false, func(ctx context.Context, tx pgx.Tx, retried bool) error {
 		if err := lockRun(ctx, tx, runID); err != nil {
 			return err
@@ -628,11 +619,8 @@ func (s *Store) CommitRound(runID int64, round int, model []float32, metrics, ac
 				return err // committed by the attempt whose answer was lost
 			}
 		}
-		if round != last+1 {
-			return fmt.Errorf("out of order: last committed round is %d, want %d", last, last+1)
-		}
-		if lastLen >= 0 && lastLen != len(model) {
-			return fmt.Errorf("model has %d parameters, round %d had %d", len(model), last, lastLen)
+		if err := store.CheckNext(round, len(model), last, lastLen); err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO rounds(run_id, round, model, model_len, model_sha256, metrics, accountant, strategy_state, committed_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
@@ -676,7 +664,7 @@ func (s *Store) LastRound(runID int64) (round int, model []float32, accountant, 
 		if e != nil {
 			return e
 		}
-		model, e = decodeModel(blob, n, sum)
+		model, e = store.DecodeModel(blob, n, sum)
 		if e != nil {
 			return fmt.Errorf("model of round %d: %w", round, e)
 		}
@@ -702,7 +690,7 @@ func (s *Store) RoundModel(runID int64, round int) ([]float32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model of round %d of run %d: %w", round, runID, err)
 	}
-	model, err := decodeModel(blob, n, sum)
+	model, err := store.DecodeModel(blob, n, sum)
 	if err != nil {
 		return nil, fmt.Errorf("model of round %d of run %d: %w", round, runID, err)
 	}
@@ -870,7 +858,7 @@ func (s *Store) Check() error {
 				return fmt.Errorf("run %d: %w: round %d missing", run, store.ErrCorrupt, want)
 			}
 			want++
-			if _, err := decodeModel(blob, n, sum); err != nil {
+			if _, err := store.DecodeModel(blob, n, sum); err != nil {
 				return fmt.Errorf("run %d round %d: %w", run, round, err)
 			}
 		}
@@ -911,31 +899,6 @@ func lastRoundInfo(ctx context.Context, tx pgx.Tx, runID int64) (round, modelLen
 		return 0, -1, nil
 	}
 	return round, modelLen, err
-}
-
-// encodeModel lays the model out as little-endian float32s (bit-exact, NaN payloads included)
-// and returns it with its SHA-256: the SQLite store's format.
-func encodeModel(model []float32) ([]byte, [sha256.Size]byte) {
-	blob := make([]byte, 4*len(model))
-	for i, v := range model {
-		binary.LittleEndian.PutUint32(blob[4*i:], math.Float32bits(v))
-	}
-	return blob, sha256.Sum256(blob)
-}
-
-func decodeModel(blob []byte, n int, sum []byte) ([]float32, error) {
-	if n < 0 || len(blob) != 4*n {
-		return nil, fmt.Errorf("%w: model blob has %d bytes, want %d for %d parameters", store.ErrCorrupt, len(blob), 4*n, n)
-	}
-	got := sha256.Sum256(blob)
-	if string(got[:]) != string(sum) {
-		return nil, fmt.Errorf("%w: model checksum mismatch", store.ErrCorrupt)
-	}
-	model := make([]float32, n)
-	for i := range model {
-		model[i] = math.Float32frombits(binary.LittleEndian.Uint32(blob[4*i:]))
-	}
-	return model, nil
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }

@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -433,5 +434,51 @@ func TestLockLostToAnotherWriter(t *testing.T) {
 	}
 	if r, _, _, _, err := b.LastRound(run); err != nil || r != 2 {
 		t.Fatalf("last round %d (%v), want 2", r, err)
+	}
+}
+
+// The URL's search_path picks the schema; SQL in it is not run: it is a session parameter,
+// and no statement is built from it (identifiers go to the database as parameters).
+func TestAttackSearchPathInjection(t *testing.T) {
+	u := pgtest.NewStore(t)
+	a, err := Open(context.Background(), u, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := a.CreateRun([]byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(a, run, 1, 10); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	parsed, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := parsed.Query().Get("search_path")
+	for _, sp := range []string{
+		`nosuch"; DROP TABLE ` + schema + `.rounds; --`,
+		`nosuch'); DROP TABLE ` + schema + `.rounds; --`,
+		schema + `; DROP TABLE ` + schema + `.rounds`,
+	} {
+		q := parsed.Query()
+		q.Set("search_path", sp)
+		evil := *parsed
+		evil.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // a space, not a plus
+		s, err := Open(context.Background(), evil.String(), Options{RetryFor: -1})
+		t.Logf("search_path %q: %v", sp, err)
+		if err == nil {
+			s.Close()
+		}
+	}
+	r, err := OpenReadOnly(context.Background(), u, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if last, _, _, _, err := r.LastRound(run); err != nil || last != 1 {
+		t.Fatalf("after the injection attempts: last round %d, %v", last, err)
 	}
 }

@@ -116,6 +116,12 @@ func fakeTrainer(mode string) error {
 			if mode == "wrong-layout" {
 				out = out[:len(out)-1]
 			}
+			if mode == "inflate" { // a huge update, claimed over far more examples than given
+				for i := range out {
+					out[i] = params[i] + 1e6
+				}
+				n = 1_000_000
+			}
 			reply = frame{hdr: map[string]any{"type": "fit_result", "kind": kind, "params": len(out), "examples": n,
 				"loss": 0.25, "metrics": map[string]float64{"acc": 0.5}}, params: out}
 		case "evaluate":

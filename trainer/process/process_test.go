@@ -172,6 +172,26 @@ func TestWrongLayoutAndNaNAreRejected(t *testing.T) {
 	}
 }
 
+// A trainer (malicious or buggy) returns a huge update and claims a million examples to weigh
+// more: under DP the Go side clips what leaves the client, and the weight is the unit weight
+// whatever the trainer claims (without DP a count is the client's word, as on the wire).
+func TestAttackTrainerInflatesUpdateAndWeight(t *testing.T) {
+	tr := start(t, fake(t, "inflate"))
+	cfg := fitConfig
+	cfg.ClipNorm, cfg.UnitWeights = 0.1, true
+	c := &Client{Trainer: tr, Train: Data{Indices: []int{1, 2, 3}}}
+	res, err := c.Fit(context.Background(), fl.FitIns{Round: 1, Params: make([]float32, 8), Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := norm(res.Update); n > 0.1+1e-6 {
+		t.Fatalf("the trainer's update left the client unclipped: norm %v, clip 0.1", n)
+	}
+	if w := cfg.Weight(res.NumExamples); res.NumExamples != 1_000_000 || w != 1 {
+		t.Fatalf("claimed %d examples weigh %v under DP, want 1", res.NumExamples, w)
+	}
+}
+
 func TestTrainerErrorFailsOnlyTheTask(t *testing.T) {
 	tr := start(t, fake(t, "error-fit"))
 	c := &Client{Trainer: tr, Train: Data{All: true}, Test: Data{All: true}}
