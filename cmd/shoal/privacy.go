@@ -31,6 +31,7 @@ type privacyFlags struct {
 	minClients  int
 	clip        float64
 	modClipProb float64
+	countStddev float64
 }
 
 func (p *privacyFlags) register(fs *flag.FlagSet) {
@@ -47,6 +48,7 @@ func (p *privacyFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&p.minClients, "min-clients", 0, "distributed DP: noise shares M in a released sum (each client adds 1/M of the noise; default: --clients-per-round rounded down)")
 	fs.Float64Var(&p.clip, "clip", 1, "distributed DP: L2 clip S (ε does not depend on it: γ scales with S; it sets the reported γ)")
 	fs.Float64Var(&p.modClipProb, "modclip-prob", privacy.DefaultModClipProb, "distributed DP: probability that a coordinate of the sum wraps around the ring")
+	fs.Float64Var(&p.countStddev, "count-stddev", 0, "distributed DP with adaptive clipping: the clipped count's noise stddev σ_b, composed with the update as the engine does (simulate uses 0.05 × clients per round; 0: no adaptive clipping)")
 }
 
 func (p *privacyFlags) distributed() bool { return p.mechanism != "gaussian" }
@@ -83,6 +85,9 @@ func (p *privacyFlags) check() error {
 	}
 	switch p.mechanism {
 	case "gaussian":
+		if p.countStddev != 0 {
+			return usageErrorf("--count-stddev applies to --mechanism skellam|ddgauss: under central DP the adaptive clip's count is inside --noise-multiplier already")
+		}
 		return nil
 	case privacy.MechanismSkellam, privacy.MechanismDDGauss:
 	default:
@@ -112,6 +117,9 @@ func (p *privacyFlags) check() error {
 	if !(p.modClipProb > 0 && p.modClipProb < 1) {
 		return usageErrorf("--modclip-prob must be in (0, 1), got %v", p.modClipProb)
 	}
+	if !(p.countStddev >= 0) || math.IsInf(p.countStddev, 0) {
+		return usageErrorf("--count-stddev must be a finite number ≥ 0, got %v", p.countStddev)
+	}
 	return nil
 }
 
@@ -135,6 +143,10 @@ type ddpAudit struct {
 	// ShareParam is one client's noise parameter per coordinate (Skellam: its variance;
 	// ddgauss: its σ²).
 	ShareParam float64 `json:"share_param"`
+	// CountStddev and CountShare: the adaptive clip's count query (σ_b, and each share's noise
+	// parameter for it), composed with the update as a second sensitivity-1 query.
+	CountStddev float64 `json:"count_stddev,omitempty"`
+	CountShare  float64 `json:"count_share,omitempty"`
 	// Summed noise per coordinate, in the integer units of the sum: Skellam Sk(μ, μ) (variance
 	// 2μ); ddgauss, the sum of Shares N_Z(0, σ²), close to N_Z(0, Σσ²) (σ here is √(Shares·σ²))
 	// with Kairouz et al.'s τ.
@@ -148,7 +160,7 @@ type ddpAudit struct {
 // ddpEvent derives the parameters of the distributed mechanism at noise multiplier z.
 func (p *privacyFlags) ddpEvent(z float64) (privacy.DDPParams, privacy.DiscreteEvent, error) {
 	c := privacy.DDPConfig{Mechanism: p.mechanism, Bits: p.bits, Clip: p.clip, NoiseMultiplier: z,
-		MinClients: p.minClients, Cohort: p.cohort, ModClipProb: p.modClipProb}
+		MinClients: p.minClients, Cohort: p.cohort, ModClipProb: p.modClipProb, CountStddev: p.countStddev}
 	d, err := c.Params(p.dim)
 	if err != nil {
 		return privacy.DDPParams{}, privacy.DiscreteEvent{}, err
@@ -172,7 +184,8 @@ func (p *privacyFlags) ddpSpent(z float64) (privacy.RDPSpent, *ddpAudit, error) 
 		return privacy.RDPSpent{}, nil, fmt.Errorf("rdp accountant: %w", err)
 	}
 	a := &ddpAudit{Mechanism: p.mechanism, Bits: p.bits, Dim: p.dim, PaddedDim: d.PaddedDim, Clip: p.clip, Cohort: p.cohort,
-		Shares: p.minClients, Gamma: d.Gamma, K: d.K, Beta: d.Beta, L2: d.L2, L1: d.L1, ShareParam: d.ShareParam}
+		Shares: p.minClients, Gamma: d.Gamma, K: d.K, Beta: d.Beta, L2: d.L2, L1: d.L1, ShareParam: d.ShareParam,
+		CountStddev: p.countStddev, CountShare: d.CountShare}
 	if p.mechanism == privacy.MechanismSkellam {
 		mu := ev.Variance() / 2
 		a.SkellamMu = &mu

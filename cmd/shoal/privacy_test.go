@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"shoal/privacy"
 )
 
 func runPrivacyCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -245,5 +247,49 @@ func TestPrivacyEpsilonSmallNoise(t *testing.T) {
 			t.Errorf("z = %s: %+v (previous ε %v)", z, e, prev)
 		}
 		prev = e.Epsilon
+	}
+}
+
+// The adaptive clip's count under distributed DP: `privacy epsilon --count-stddev` spends what
+// the engine's accountant spends composing the update and the count round by round, more than
+// the update alone, and approaches it as the count noise grows.
+func TestPrivacyEpsilonDistributedCount(t *testing.T) {
+	for _, m := range []string{"skellam", "ddgauss"} {
+		common := []string{"--sampling-rate", "0.1", "--steps", "30", "--delta", "1e-5", "--mechanism", m, "--bits", "16",
+			"--dim", "5000", "--clients-per-round", "100", "--min-clients", "80", "--noise-multiplier", "1.5"}
+		alone := privacyEpsilonOf(t, common...)
+		withCount := privacyEpsilonOf(t, append(common, "--count-stddev", "5")...)
+		loose := privacyEpsilonOf(t, append(common, "--count-stddev", "500")...)
+		if want := 4 * 5.0 * 5.0 / 80; withCount.DDP == nil || math.Abs(withCount.DDP.CountShare-want) > 1e-12 || withCount.DDP.CountStddev != 5 {
+			t.Fatalf("%s: count share %+v, want %v", m, withCount.DDP, want)
+		}
+		if !(withCount.Epsilon > alone.Epsilon*1.01) || !(loose.Epsilon >= alone.Epsilon && loose.Epsilon < alone.Epsilon*1.0001) {
+			t.Errorf("%s: ε alone %v, with count σ_b = 5 %v, with σ_b = 500 %v", m, alone.Epsilon, withCount.Epsilon, loose.Epsilon)
+		}
+		// The engine's way: one subsampled step per round with the shares summed.
+		c := privacy.DDPConfig{Mechanism: m, Bits: 16, Clip: 1, NoiseMultiplier: 1.5, MinClients: 80, Cohort: 100,
+			ModClipProb: privacy.DefaultModClipProb, CountStddev: 5}
+		p, err := c.Params(5000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc := privacy.NewRDPAccountant(privacy.ConversionImproved)
+		for range 30 {
+			if err := acc.ComposeEvent(privacy.DiscreteStep(p.Event(80), 0.1, 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eps, err := acc.Epsilon(1e-5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(eps-withCount.Epsilon) > 1e-9*eps {
+			t.Errorf("%s: engine's accountant %v, privacy epsilon %v", m, eps, withCount.Epsilon)
+		}
+	}
+	code, _, errs := runPrivacyCLI(t, "privacy", "epsilon", "--noise-multiplier", "1", "--sampling-rate", "0.01", "--steps", "10",
+		"--delta", "1e-5", "--count-stddev", "5")
+	if code != 2 || !strings.Contains(errs, "--count-stddev") {
+		t.Errorf("--count-stddev under central DP: exit %d, %q", code, errs)
 	}
 }
