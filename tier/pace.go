@@ -20,21 +20,26 @@ const (
 // PaceWindow is how long a device should stay away (Bonawitz et al. 2019, pace steering),
 // computed statelessly from the population size N, the devices D a round needs and the round
 // time T: if every device returns every R = N·T/D seconds on average, D of them arrive per
-// round. The window is drawn uniformly from [R/2, 3R/2], so that devices sent away together do
-// not return together (no thundering herd), and clamped to [MinPaceWindow, MaxPaceWindow].
+// round. The window is drawn uniformly from [0, 2R] and clamped to [MinPaceWindow,
+// MaxPaceWindow]: devices sent away together return spread evenly from the next second on, so
+// there is no thundering herd and no gap either (a window of at least R/2, as first built, left
+// the rounds after the initial rush without arrivals for R/2 and short of their goal).
 func PaceWindow(population, demand int, roundSeconds float64, rng *rand.Rand) time.Duration {
 	if population < 1 || demand < 1 || !(roundSeconds > 0) {
 		return MinPaceWindow
 	}
 	r := float64(population) * roundSeconds / float64(demand)
-	secs := min(max((0.5+rng.Float64())*r, MinPaceWindow.Seconds()), MaxPaceWindow.Seconds()) // clamped before it can overflow
+	secs := min(max(2*rng.Float64()*r, MinPaceWindow.Seconds()), MaxPaceWindow.Seconds()) // clamped before it can overflow
 	return time.Duration(secs * float64(time.Second))
 }
 
 // Pacer steers one edge's devices from the coordinator's round metadata: a device arriving while
 // the edge already holds its share of the demand (Slack × Demand / Edges) is told when to come
 // back, and a device whose group has been summed is sent away for a window, so that others
-// take its place. Without metadata (before the first round) nobody is steered.
+// take its place. Windows aim arrivals at Slack × Demand per round, not Demand: devices that
+// reach a full edge, or arrive just after selection, are lost to the round, so supply at
+// exactly the demand leaves rounds short. Without metadata (before the first round) nobody is
+// steered.
 type Pacer struct {
 	Slack float64
 	mu    sync.Mutex
@@ -71,7 +76,8 @@ func (p *Pacer) Window() time.Duration {
 	if p.Slack <= 0 || p.meta == nil {
 		return 0
 	}
-	return PaceWindow(p.meta.Population, p.meta.Demand, p.meta.RoundSeconds, p.rng)
+	supply := int(math.Ceil(p.Slack * float64(p.meta.Demand)))
+	return PaceWindow(p.meta.Population, supply, p.meta.RoundSeconds, p.rng)
 }
 
 // Steer is grpctransport.ServerConfig.Steer: a window for a device arriving at a full edge.

@@ -129,8 +129,9 @@ func TestGroupedServerRefusesBadGroupSums(t *testing.T) {
 	}
 }
 
-// Pace steering's window averages N·T/D, is spread over [R/2, 3R/2] and stays in bounds; an
-// edge turns devices away only once it holds its share of the demand.
+// Pace steering's window averages N·T/D, is spread evenly over [0, 2R] (no gap before the first
+// returns, no herd) and stays in bounds; an edge turns devices away only once it holds its share
+// of the demand, and aims returns at Slack × Demand.
 func TestPaceWindow(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	const n, d, secs = 20000, 1000, 30.0 // R = 600 s
@@ -141,8 +142,19 @@ func TestPaceWindow(t *testing.T) {
 		lo, hi = min(lo, w), max(hi, w)
 	}
 	mean := sum / 10000
-	if mean < 590*time.Second || mean > 610*time.Second || lo < 300*time.Second || hi > 900*time.Second || hi-lo < 550*time.Second {
-		t.Fatalf("windows mean %v in [%v, %v], want mean 600 s over [300 s, 900 s]", mean, lo, hi)
+	if mean < 585*time.Second || mean > 615*time.Second || lo > 5*time.Second || hi > 1200*time.Second || hi < 1190*time.Second {
+		t.Fatalf("windows mean %v in [%v, %v], want mean 600 s over [1 s, 1200 s]", mean, lo, hi)
+	}
+	// Evenly spread: each sixth of [0, 2R] gets a sixth of the windows (±10 %).
+	var bins [6]int
+	for range 6000 {
+		w := PaceWindow(n, d, secs, rng)
+		bins[min(int(w/(200*time.Second)), 5)]++
+	}
+	for i, c := range bins {
+		if c < 900 || c > 1100 {
+			t.Fatalf("windows per 200 s bin %v: bin %d holds %d of 6000", bins, i, c)
+		}
 	}
 	if w := PaceWindow(10, 1000, 0.01, rng); w != MinPaceWindow {
 		t.Fatalf("demand above the population: %v, want the minimum", w)
@@ -157,6 +169,15 @@ func TestPaceWindow(t *testing.T) {
 	p.Set(&RoundMeta{Population: 100, Demand: 10, RoundSeconds: 5, Edges: 2}) // hold 2·10/2 = 10
 	if p.Steer("x", 9) != 0 || p.Steer("x", 10) < MinPaceWindow {
 		t.Fatalf("hold %d: steering at 9 and 10 connected wrong", p.Hold())
+	}
+	// Returns are aimed at Slack × Demand = 20 per 5 s round: windows average 100·5/20 = 25 s.
+	p.Set(&RoundMeta{Population: 100, Demand: 10, RoundSeconds: 5, Edges: 2})
+	var total time.Duration
+	for range 4000 {
+		total += p.Window()
+	}
+	if mean := total / 4000; mean < 24*time.Second || mean > 26*time.Second {
+		t.Fatalf("pacer windows average %v, want 25 s (supply Slack × Demand)", mean)
 	}
 }
 
