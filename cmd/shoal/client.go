@@ -295,8 +295,8 @@ func (o clientOptions) localData() ([]localData, error) {
 	if last := o.PartitionIndex + o.Replicas - 1; d.Clients < 1 || last >= d.Clients {
 		return nil, usageErrorf("--partition-index %d (and --replicas %d) needs --clients > %d", o.PartitionIndex, o.Replicas, last)
 	}
-	if d.Seed == 0 && d.Dataset != "synthetic" {
-		return nil, usageErrorf("--partition-index needs the run's --seed, so that clients take disjoint shards")
+	if d.dataSeed() == 0 {
+		return nil, usageErrorf("--partition-index needs the run's --data-seed (or --seed), so that clients take disjoint shards of the same data")
 	}
 	fed, err := d.federate(true) // the test set is split too, for local evaluation
 	if err != nil {

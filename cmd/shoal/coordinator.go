@@ -30,7 +30,7 @@ func init() {
 	register(command{words: "coordinator", summary: "coordinate a population across edges: one active per population, standbys take over (etcd)", run: runCoordinator})
 	examples["coordinator"] = []string{
 		"shoal coordinator --etcd http://etcd:2379 --population mnist --certs certs --store /data/fl.db --goal 1000 --min-group 100 --rounds 100",
-		"shoal coordinator --etcd http://127.0.0.1:2379 --population demo --insecure --store run.db --dataset synthetic --model logreg --goal 8 --min-group 2",
+		"shoal coordinator --etcd http://127.0.0.1:2379 --population demo --insecure --store run.db --dataset synthetic --data-seed 1 --model logreg --goal 8 --min-group 2",
 	}
 	// Flags of `shoal server` that mean nothing to a coordinator (it serves no devices).
 	hiddenFlags["shoal coordinator"] = append(slices.Clone(simulationOnly), "listen", "wait-clients", "wait-timeout", "metrics-listen",
@@ -104,6 +104,8 @@ func parseCoordinatorOptions(args []string, stderr io.Writer) (*coordinatorOptio
 		return nil, nil, usageErrorf("--fit-timeout and --stage-timeout must be > 0")
 	case o.dpOn() && o.Seed != 0:
 		return nil, nil, usageErrorf("--seed with --dp: the cohorts and the noise must come from the OS CSPRNG")
+	case o.syntheticNeedsSeed(o.Seed != 0) != nil:
+		return nil, nil, o.syntheticNeedsSeed(o.Seed != 0)
 	}
 	logger, err := o.logger(stderr)
 	return o, logger, err

@@ -33,7 +33,11 @@ type dataOptions struct {
 	DirichletAlpha                          float64
 	Clients                                 int
 	Seed                                    uint64
-	Standardize                             bool
+	// DataSeed, when set, replaces Seed for the synthetic data and the partition: they are
+	// public set-up that the server and every client must share, while a DP deployment keeps
+	// its seed (the cohorts) secret.
+	DataSeed    uint64 `json:",omitempty"`
+	Standardize bool
 }
 
 func (d *dataOptions) register(fs *flag.FlagSet, clients int, clientsUsage, seedUsage string) {
@@ -48,13 +52,32 @@ func (d *dataOptions) register(fs *flag.FlagSet, clients int, clientsUsage, seed
 	fs.Float64Var(&d.DirichletAlpha, "dirichlet-alpha", 0.5, "concentration α of the dirichlet partition (smaller is more skewed)")
 	fs.IntVar(&d.Clients, "clients", clients, clientsUsage)
 	fs.Uint64Var(&d.Seed, "seed", 0, seedUsage)
+	fs.Uint64Var(&d.DataSeed, "data-seed", 0, "seed of the synthetic data and of the partition (default: --seed); in a deployment the server and every client must use the same")
 	fs.BoolVar(&d.Standardize, "standardize", true, "standardise CSV features with the training split's mean and standard deviation (stored with the model)")
+}
+
+// dataSeed is the seed of the synthetic data and the partition: --data-seed, else --seed.
+func (d dataOptions) dataSeed() uint64 {
+	if d.DataSeed != 0 {
+		return d.DataSeed
+	}
+	return d.Seed
+}
+
+// syntheticNeedsSeed is the error of a server or coordinator that would evaluate on synthetic
+// data of its own random seed: its test set would belong to another federation than its
+// clients' data (accuracy at chance, loss rising), so it must be given the clients' seed.
+func (d dataOptions) syntheticNeedsSeed(seedGiven bool) error {
+	if d.Dataset != "synthetic" || d.DataSeed != 0 || seedGiven {
+		return nil
+	}
+	return usageErrorf("--dataset synthetic needs --data-seed N (or --seed N): the synthetic federation is generated from it, and the server's test set must come from the same one as the clients' data (give them the same --data-seed)")
 }
 
 // source is what the dataset loader reads.
 func (d dataOptions) source(testOnly bool) data.Source {
 	return data.Source{Dir: d.DataDir, Path: d.DataPath, LabelColumn: d.LabelColumn, TestFraction: d.TestFraction,
-		SyntheticAlpha: d.SyntheticAlpha, SyntheticBeta: d.SyntheticBeta, Clients: d.Clients, Seed: d.Seed, TestOnly: testOnly,
+		SyntheticAlpha: d.SyntheticAlpha, SyntheticBeta: d.SyntheticBeta, Clients: d.Clients, Seed: d.dataSeed(), TestOnly: testOnly,
 		Raw: !d.Standardize}
 }
 
@@ -77,7 +100,7 @@ func (d dataOptions) federate(withTest bool) (*data.Federated, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := fed.Federate(d.Partition, d.Clients, d.DirichletAlpha, d.Seed, withTest); err != nil {
+	if err := fed.Federate(d.Partition, d.Clients, d.DirichletAlpha, d.dataSeed(), withTest); err != nil {
 		return nil, usageErrorf("--partition: %v", err)
 	}
 	return fed, nil

@@ -518,7 +518,11 @@ func TestServerBadFlags(t *testing.T) {
 		{[]string{"--insecure", "--certs", "x"}, "exclude"},
 		{[]string{"--insecure", "--resume"}, "--store"},
 		{[]string{"--insecure", "--dropout", "0.1"}, "simulates"},
-		{[]string{"--insecure", "--dataset", "synthetic", "--model", "logreg", "--over-select", "0.5"}, "over-select"},
+		{[]string{"--insecure", "--dataset", "synthetic", "--seed", "1", "--model", "logreg", "--over-select", "0.5"}, "over-select"},
+		// The server's synthetic test set must be the clients' federation: without a seed it
+		// would draw its own, and the run would evaluate on unrelated data (accuracy at chance).
+		{[]string{"--insecure", "--dataset", "synthetic", "--model", "logreg"}, "--data-seed"},
+		{[]string{"--insecure", "--dataset", "synthetic", "--model", "logreg", "--dp", "central", "--sampling", "poisson"}, "--data-seed"},
 		{[]string{"--insecure", "--dp", "central", "--sampling", "poisson", "--seed", "3"}, "voids the DP guarantee"},
 		{[]string{"--insecure", "--fit-timeout", "0"}, "stalls the run forever"},
 		{[]string{"--insecure", "--stage-timeout", "0s"}, "stalls the run forever"},
@@ -536,6 +540,7 @@ func TestServerBadFlags(t *testing.T) {
 		{[]string{"--name", "a"}, "--certs"},
 		{[]string{"--name", "a", "--insecure", "--dataset", "synthetic"}, "--partition-index"},
 		{[]string{"--name", "a", "--insecure", "--dataset", "mnist", "--partition-index", "3", "--clients", "2"}, "--clients"},
+		{[]string{"--name", "a", "--insecure", "--dataset", "synthetic", "--partition-index", "0", "--clients", "2"}, "--data-seed"},
 		{[]string{"--name", "a", "--insecure", "--require-secure-sum", "rot13"}, "valid: any"},
 		{[]string{"--name", "a", "--insecure", "--require-local-noise", "1"}, "--require-clip"},
 	} {
@@ -903,7 +908,7 @@ func TestDistributedDPOverNetworkSurvivesTwoCrashedClients(t *testing.T) {
 	// No --seed: a DP deployment refuses it (clients take their shards by --partition-index).
 	srv := startProc(t, "server", append([]string{"server", "--insecure", "--listen", addr, "--out", filepath.Join(t.TempDir(), "run"),
 		"--wait-clients", "6", "--fit-timeout", "60s", "--stage-timeout", "30s", "--heartbeat", "1s", "--json",
-		"--dataset", "synthetic", "--model", "logreg", "--clients", fmt.Sprint(clients)}, dp...)...)
+		"--dataset", "synthetic", "--data-seed", "11", "--model", "logreg", "--clients", fmt.Sprint(clients)}, dp...)...)
 	for i, name := range clientNames(clients) {
 		cargs := append([]string{"client", "--insecure", "--server", addr, "--name", name, "--partition-index", fmt.Sprint(i),
 			"--max-backoff", "300ms", "--require-ddp-noise", "0.5"}, trainingArgs(clients)...)
@@ -971,7 +976,7 @@ func TestDistributedDPAdaptiveClipOverNetwork(t *testing.T) {
 	addr := freeAddr(t)
 	srv := startProc(t, "server", "server", "--insecure", "--listen", addr, "--out", filepath.Join(t.TempDir(), "run"),
 		"--wait-clients", "6", "--fit-timeout", "60s", "--stage-timeout", "30s", "--heartbeat", "1s", "--json",
-		"--dataset", "synthetic", "--model", "logreg", "--clients", fmt.Sprint(clients),
+		"--dataset", "synthetic", "--data-seed", "11", "--model", "logreg", "--clients", fmt.Sprint(clients),
 		"--sampling", "poisson", "--fraction", "1", "--rounds", "3", "--lr", "0.05", "--target-accuracy", "0",
 		"--secure-sum", "secaggplus", "--max-dropout", "0.34", "--dp", "distributed", "--mechanism", "skellam",
 		"--noise-multiplier", "0.5", "--clip", "50", "--adaptive-clip", "0.5")

@@ -239,7 +239,7 @@ func TestTierDPTakeoverKeepsTheAccountant(t *testing.T) {
 	r.edge("e2")
 	dp := []string{"--rounds", "6", "--lr", "0.05", "--target-accuracy", "0", "--dp", "central", "--sampling", "poisson",
 		"--fraction", "0.6", "--noise-multiplier", "1.2", "--clip", "1"}
-	coordArgs := append([]string{"--dataset", "synthetic", "--model", "logreg", "--clients", "10", "--min-group", "1"}, dp...)
+	coordArgs := append([]string{"--dataset", "synthetic", "--data-seed", "11", "--model", "logreg", "--clients", "10", "--min-group", "1"}, dp...)
 	c1 := r.coordinator("c1", coordArgs...)
 	c1.waitFor("elected coordinator", 20*time.Second)
 	c2 := r.coordinator("c2", coordArgs...)
@@ -281,6 +281,7 @@ func TestTierErrors(t *testing.T) {
 		{[]string{"coordinator", "--population", "p", "--insecure", "--store", "x.db", "--listen", ":1"}, "--listen means nothing"},
 		{[]string{"edge", "--population", "p"}, "--certs"},
 		{[]string{"edge", "--population", "a/b", "--insecure"}, "--population"},
+		{[]string{"coordinator", "--population", "p", "--insecure", "--store", "x.db", "--dataset", "synthetic", "--model", "logreg"}, "--data-seed"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(context.Background(), tc.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), tc.want) {

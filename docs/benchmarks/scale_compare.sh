@@ -13,7 +13,7 @@ set -u
 NAME=$1 MODE=$2 SEC=$3
 N=${DEVICES:-6000} PROCS=${PROCS:-3} GOAL=${GOAL:-5000} ROUNDS=${ROUNDS:-2} MINGROUP=${MINGROUP:-500}
 S=$(realpath "${SHOAL:-./shoal}"); D=${OUT:-/tmp/scale}/$NAME; rm -rf $D; mkdir -p $D; cd $D
-T="--dataset synthetic --model logreg --clients $N"
+T="--dataset synthetic --data-seed 1 --model logreg --clients $N"
 PIDS=() WATCH=()
 stop() { for p in "${PIDS[@]}"; do kill $p 2>/dev/null; done; }
 trap stop EXIT

@@ -8,7 +8,7 @@ set -u
 NAME=$1 SLACK=$2
 N=${DEVICES:-2000} PROCS=${PROCS:-2} EDGES=${EDGES:-2} GOAL=${GOAL:-200} ROUNDS=${ROUNDS:-12} MINGROUP=${MINGROUP:-50}
 S=$(realpath "${SHOAL:-./shoal}"); D=${OUT:-/tmp/scale}/$NAME; rm -rf $D; mkdir -p $D; cd $D
-T="--dataset synthetic --model logreg --clients $N"
+T="--dataset synthetic --data-seed 1 --model logreg --clients $N"
 PIDS=()
 stop() { for p in "${PIDS[@]}"; do kill $p 2>/dev/null; done; }
 trap stop EXIT
