@@ -188,12 +188,21 @@ func (h *HE) SetupClients(n int) []fl.ClientID {
 	return out
 }
 
-func (h *HE) committee() []he.PartyID {
-	out := make([]he.PartyID, h.o.Committee)
-	for i := range out {
-		out[i] = partyOf(fl.ClientID(i))
+// CommitteeSize is K, the number of members a ceremony seats.
+func (h *HE) CommitteeSize() int { return h.o.Committee }
+
+// MaxAbsError bounds the absolute error of each decrypted coordinate of a sum (and of its
+// weight): the smudging noise of T members' shares (he.Params.MaxAbsError).
+func (h *HE) MaxAbsError() float64 { return h.params.MaxAbsError(h.o.Threshold) }
+
+// NewGroup returns a server half with this one's options, parameters and trust root and no
+// key setup of its own: each aggregation group of the scale-out tier runs its own ceremony,
+// among members of the group, and its own rounds under that key.
+func (h *HE) NewGroup() (*HE, error) {
+	if h.ca != nil || h.o.Identity != nil {
+		return nil, errors.New("he: a group's server half needs a deployment server (a trust root and no identity)")
 	}
-	return out
+	return &HE{o: h.o, params: h.params, trust: h.trust, cache: map[[32]byte]*he.Encryptor{}, decryptors: map[fl.ClientID]*he.Decryptor{}}, nil
 }
 
 // partyOf maps a federation client to its HE party id (he reserves 0).
@@ -201,13 +210,17 @@ func partyOf(id fl.ClientID) he.PartyID { return he.PartyID(id) + 1 }
 
 func clientOf(p he.PartyID) fl.ClientID { return fl.ClientID(p - 1) }
 
-// NewSetup begins the key ceremony: commitments, directory, reveals and sealed shares,
-// endorsements.
+// NewSetup begins the key ceremony among clients, the committee (in Shamir-point order):
+// commitments, directory, reveals and sealed shares, endorsements.
 func (h *HE) NewSetup(clients []fl.ClientID) (fl.SumServer, error) {
 	if len(clients) != h.o.Committee {
 		return nil, fmt.Errorf("he: a committee of %d needs %d clients, the federation has %d", h.o.Committee, h.o.Committee, len(clients))
 	}
-	cer, err := he.NewCeremony(h.params, h.committee(), h.o.Threshold, h.rand(0, -1))
+	committee := make([]he.PartyID, len(clients))
+	for i, id := range clients {
+		committee[i] = partyOf(id)
+	}
+	cer, err := he.NewCeremony(h.params, committee, h.o.Threshold, h.rand(0, -1))
 	if err != nil {
 		return nil, err
 	}
@@ -380,18 +393,23 @@ func (h *HE) NewServer(round int, clients []fl.ClientID, dim int, _ float64) (fl
 	req = binary.BigEndian.AppendUint64(req, uint64(round))
 	req = binary.BigEndian.AppendUint32(req, uint32(dim))
 	req = append(req, wire...)
-	return &heServer{h: h, agg: agg, round: round, dim: dim, holders: slices.Clone(clients), request: req}, nil
+	committee := make([]fl.ClientID, len(setup.Ceremony.Committee))
+	for i, p := range setup.Ceremony.Committee {
+		committee[i] = clientOf(p)
+	}
+	return &heServer{h: h, agg: agg, round: round, dim: dim, holders: slices.Clone(clients), committee: committee, request: req}, nil
 }
 
 type heServer struct {
-	h       *HE
-	agg     *he.Aggregator
-	round   int
-	dim     int
-	holders []fl.ClientID
-	request []byte
-	stage   int
-	res     *he.Aggregate
+	h         *HE
+	agg       *he.Aggregator
+	round     int
+	dim       int
+	holders   []fl.ClientID
+	committee []fl.ClientID // the ceremony's members, who approve and decrypt
+	request   []byte
+	stage     int
+	res       *he.Aggregate
 }
 
 func (s *heServer) Next() (map[fl.ClientID][]byte, bool, error) {
@@ -411,8 +429,8 @@ func (s *heServer) Next() (map[fl.ClientID][]byte, bool, error) {
 			return nil, false, err
 		}
 		m := append([]byte{heApprovalRequest}, b...)
-		for i := range s.h.o.Committee {
-			msgs[fl.ClientID(i)] = m
+		for _, id := range s.committee {
+			msgs[id] = m
 		}
 	case 2:
 		// T of the members that approved; the request needs the approval quorum.

@@ -16,6 +16,7 @@ import (
 	"shoal/fl"
 	tierv1 "shoal/proto/shoal/tier/v1"
 	shoalv1 "shoal/proto/shoal/v1"
+	"shoal/securesum"
 	"shoal/transport/grpctransport"
 )
 
@@ -66,8 +67,14 @@ func NewEdge(cfg EdgeConfig) (*Edge, error) {
 	if cfg.Server == nil || cfg.Name == "" {
 		return nil, errors.New("edge: server and name are required")
 	}
-	if _, ok := cfg.SecureSum.(fl.SecureSumSetup); ok {
-		return nil, fmt.Errorf("edge: %s needs a one-time setup across the population; the tier runs SecAgg, SecAgg+ or plain groups", cfg.SecureSum.Name())
+	if h, ok := cfg.SecureSum.(*securesum.HE); ok {
+		// Threshold HE: each group runs its own key ceremony (hegroup.go), from this server
+		// half's options and trust root.
+		if _, err := h.NewGroup(); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	} else if _, ok := cfg.SecureSum.(fl.SecureSumSetup); ok {
+		return nil, fmt.Errorf("edge: %s needs a one-time setup across the population; the tier runs HE, SecAgg, SecAgg+ or plain groups", cfg.SecureSum.Name())
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -269,8 +276,11 @@ func (e *Edge) plainSum(round int, holders []fl.ClientID, dim int) (fl.SumResult
 }
 
 // secureSum runs the group's secure sum with its devices, stage by stage, with the engine's own
-// stage driver.
+// stage driver; under threshold HE the group's key ceremony comes first.
 func (e *Edge) secureSum(ctx context.Context, round int, holders []fl.ClientID, dim int, maxWeight float64, stageTimeout time.Duration) (fl.SumResult, error) {
+	if h, ok := e.inner.(*securesum.HE); ok {
+		return e.heGroupSum(ctx, h, round, holders, dim, maxWeight, stageTimeout)
+	}
 	srv, err := e.inner.NewServer(round, holders, dim, maxWeight)
 	if err != nil {
 		return fl.SumResult{}, err

@@ -38,6 +38,9 @@ func (g *Grouped) Describe() string {
 	if g.Inner != nil {
 		inner = g.Inner.Describe()
 	}
+	if _, ok := g.Inner.(fl.SecureSumSetup); ok {
+		inner += "; every group runs its own key ceremony each round, its committee drawn at random among the group's devices"
+	}
 	return fmt.Sprintf("hierarchical: groups of ≥ %d devices per edge, each summed by %s; the coordinator adds group sums",
 		g.Coord.cfg.MinGroup, inner)
 }
@@ -76,6 +79,9 @@ func (g *Grouped) NewServer(round int, holders []fl.ClientID, dim int, maxWeight
 		// them. (A plain group's edge sees each update anyway; its sum may cover fewer.)
 		s.minGroup = g.Coord.cfg.MinGroup
 	}
+	if a, ok := g.Inner.(interface{ MaxAbsError() float64 }); ok {
+		s.slack = a.MaxAbsError() // an approximate sum: its weight carries decryption noise
+	}
 	for _, h := range holders {
 		gr := p.groupOf[h]
 		if gr == nil {
@@ -104,6 +110,7 @@ type groupedServer struct {
 	dim       int
 	minGroup  int     // fewest devices a group sum may cover (secure groups: MinGroup)
 	maxWeight float64 // largest weight of one device
+	slack     float64 // absolute error a group's decrypted weight may carry (threshold HE)
 	reqs      map[fl.ClientID]*tierv1.SumGroupRequest
 	asked     bool
 	sum       []float64
@@ -149,7 +156,7 @@ func (s *groupedServer) Receive(from fl.ClientID, msg []byte) error {
 		return fmt.Errorf("group %d: sum of %d coordinates, want %d", req.GetGroup(), len(sum), s.dim)
 	case rep.GetCount() < int64(max(s.minGroup, 1)) || rep.GetCount() > int64(len(req.GetHolders())):
 		return fmt.Errorf("group %d: count %d of %d holders (minimum group %d)", req.GetGroup(), rep.GetCount(), len(req.GetHolders()), s.minGroup)
-	case !(rep.GetWeight() > 0) || s.maxWeight > 0 && rep.GetWeight() > float64(rep.GetCount())*s.maxWeight*(1+1e-9):
+	case !(rep.GetWeight() > 0) || s.maxWeight > 0 && rep.GetWeight() > float64(rep.GetCount())*s.maxWeight*(1+1e-9)+s.slack:
 		// Each device weighs at most maxWeight: a larger group weight would let one edge
 		// outweigh every other group of the round.
 		return fmt.Errorf("group %d: weight %v of %d devices, each at most %v", req.GetGroup(), rep.GetWeight(), rep.GetCount(), s.maxWeight)

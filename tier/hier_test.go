@@ -24,6 +24,8 @@ type population struct {
 	coord  *Coordinator
 	inner  fl.SecureSum
 	weight map[fl.ClientID]int // device (by its Trainer id) → examples
+	// servers are the edges' device servers by edge name (for tests that drive them directly).
+	servers map[string]*grpctransport.Server
 }
 
 func startPopulation(t *testing.T, secure string) *population {
@@ -38,6 +40,11 @@ type populationOptions struct {
 	local   securesum.Local                           // the devices' floors on their protocol half
 	log     *testsupport.Recorder                     // the devices' log
 	edgeSum func(announced fl.SecureSum) fl.SecureSum // the edge's protocol (nil: the announced one)
+	// Threshold HE: the committee and threshold announced, the minimum group (default 2), and
+	// crash, which makes a device die (its session torn down, no answer) as it receives a
+	// task of a kind and stage.
+	heCommittee, heThreshold, minGroup int
+	crash                              func(device, kind string, stage int) bool
 }
 
 func startPopulationWith(t *testing.T, secure string, o populationOptions) *population {
@@ -45,16 +52,23 @@ func startPopulationWith(t *testing.T, secure string, o populationOptions) *popu
 	var inner fl.SecureSum
 	var params []byte
 	if secure != "" {
-		spec := securesum.Spec{Bits: 20, ClipRange: 1, MaxDropout: 0.1, MaxCorrupt: 0.1, RunID: []byte("0123456789abcdef")}
+		spec := securesum.Spec{Bits: 20, ClipRange: 1, MaxDropout: 0.1, MaxCorrupt: 0.1, RunID: []byte("0123456789abcdef"),
+			Committee: o.heCommittee, Threshold: o.heThreshold}
 		var err error
 		if params, err = spec.Wire(); err != nil {
 			t.Fatal(err)
 		}
-		if inner, err = securesum.FromWire(secure, params); err != nil {
+		if secure == "he" {
+			// The edges are deployment servers (a trust root, no identity), as `shoal edge` builds them.
+			inner, err = securesum.NewHEFromSpec(spec, securesum.InsecureServer())
+		} else {
+			inner, err = securesum.FromWire(secure, params)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	p := &population{inner: inner, weight: map[fl.ClientID]int{}}
+	p := &population{inner: inner, weight: map[fl.ClientID]int{}, servers: map[string]*grpctransport.Server{}}
 	edgeSum := inner
 	if o.edgeSum != nil {
 		edgeSum = o.edgeSum(inner)
@@ -71,6 +85,7 @@ func startPopulationWith(t *testing.T, secure string, o populationOptions) *popu
 			t.Fatal(err)
 		}
 		testsupport.Serve(t, devices, func(l net.Listener) error { return srv.Serve(l) }, func() { srv.Close(true, "done", time.Second) })
+		p.servers[name] = srv
 		edge, err := NewEdge(EdgeConfig{Name: name, Server: srv, SecureSum: edgeSum})
 		if err != nil {
 			t.Fatal(err)
@@ -90,15 +105,39 @@ func startPopulationWith(t *testing.T, secure string, o populationOptions) *popu
 			if o.log != nil {
 				log = o.log.Logger().With("device", fmt.Sprintf("%s%d", name, k))
 			}
+			local := o.local
+			if secure == "he" { // a device's own identity (self-signed under --insecure), with the test's floors
+				l, err := securesum.InsecureClient(fmt.Sprintf("%s%d", name, k))
+				if err != nil {
+					t.Fatal(err)
+				}
+				local.Identity, local.Trust = l.Identity, l.Trust
+			}
 			testsupport.Go(t, func(ctx context.Context) error {
+				ctx, die := context.WithCancel(ctx)
+				defer die()
+				var onTask func(string, int, int)
+				if o.crash != nil {
+					dev := fmt.Sprintf("%s%d", name, k)
+					onTask = func(kind string, _, stage int) {
+						if o.crash(dev, kind, stage) {
+							die()
+							time.Sleep(200 * time.Millisecond) // the session is gone before the task is answered
+						}
+					}
+				}
 				return grpctransport.RunClient(ctx, grpctransport.ClientConfig{Server: devices.Addr().String(), Name: fmt.Sprintf("%s%d", name, k),
-					Insecure: true, Local: testsupport.Fixed(&testsupport.Trainer{ID: id, N: n}), SecureSum: securesum.FromWireLocal(o.local),
-					Policy: o.policy, Logger: log, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+					Insecure: true, Local: testsupport.Fixed(&testsupport.Trainer{ID: id, N: n}), SecureSum: securesum.FromWireLocal(local),
+					Policy: o.policy, Logger: log, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, OnTask: onTask})
 			})
 		}
 		testsupport.WaitClients(t, srv, 4)
 	}
-	coord, err := NewCoordinator(CoordinatorConfig{Term: 1, Members: m, MinGroup: 2, StageTimeout: 20 * time.Second, Secure: edgeSum != nil,
+	minGroup := 2
+	if o.minGroup > 0 {
+		minGroup = o.minGroup
+	}
+	coord, err := NewCoordinator(CoordinatorConfig{Term: 1, Members: m, MinGroup: minGroup, StageTimeout: 20 * time.Second, Secure: edgeSum != nil,
 		Dial: func(addr string) (*grpc.ClientConn, error) {
 			return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		}})
