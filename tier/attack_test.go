@@ -2,6 +2,7 @@ package tier
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"shoal/fl"
+	"shoal/he"
 	"shoal/internal/testsupport"
 	tierv1 "shoal/proto/shoal/tier/v1"
 	"shoal/securesum"
@@ -110,3 +112,146 @@ type fitStream struct {
 }
 
 func (s fitStream) Context() context.Context { return s.ctx }
+
+// Attack: an edge seats its groups' key ceremonies with threshold 2 while every device decrypts
+// only with a threshold of at least 3 (--min-threshold 3). The committee members refuse to join
+// the ceremony: no group key exists, no device encrypts, every group is lost and the round is
+// abandoned.
+func TestAttackEdgeHECommitteeBelowDeviceFloor(t *testing.T) {
+	log := testsupport.NewRecorder(t)
+	p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 4,
+		local: securesum.Local{MinThreshold: 3}, log: log})
+	e := testsupport.Engine(t, p.coord, 1)
+	e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
+	e.Config.StageTimeout = 20 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := e.RunRound(ctx, 1, make([]float32, 7))
+	if err == nil && rep.Abandoned == "" {
+		t.Fatalf("round %+v: a group was decrypted under a threshold of 2", rep)
+	}
+	refused := map[string]bool{}
+	for _, r := range log.Records() {
+		if strings.Contains(r.Attrs["err"], "ceremony threshold 2 below this client's minimum 3") {
+			refused[r.Attrs["device"]] = true
+		}
+		if strings.Contains(r.Message, "task") && strings.Contains(r.Attrs["stage"], "3") && r.Attrs["kind"] == "exchange" {
+			t.Fatalf("device %s was asked to upload: %v", r.Attrs["device"], r)
+		}
+	}
+	if len(refused) != 6 {
+		t.Fatalf("%d devices refused the ceremony, want the 3 committee members of each of the 2 groups", len(refused))
+	}
+}
+
+// Attack: an edge runs a group's key ceremony and upload honestly, then asks the committee to
+// approve (and so decrypt) a manifest holding one device's upload only. Every member refuses:
+// it decrypts only sums of at least its own minimum of distinct signed uploads (3), whatever the
+// edge's configuration. The same devices, in the next round, approve and decrypt the full
+// group's sum: the refusal is the manifest's, nothing else.
+func TestAttackEdgeHEDecryptsOneUpload(t *testing.T) {
+	log := testsupport.NewRecorder(t)
+	p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 4, log: log})
+	srv := p.servers["a"]
+	holders := srv.Roster()
+	proto := p.inner.(*securesum.HE)
+	for round, attack := range []bool{true, false} {
+		global := make([]float32, 7)
+		ins := fl.FitIns{Round: round + 1, Params: global, Secure: true, Config: fl.FitConfig{Epochs: 1, BatchSize: 1, LR: 0.1}}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		trained := 0
+		if err := srv.Fit(ctx, holders, ins, func(o fl.FitOutcome) {
+			if o.Err == nil {
+				trained++
+			}
+		}); err != nil || trained != len(holders) {
+			t.Fatalf("fit: %d of %d trained, %v", trained, len(holders), err)
+		}
+		committee, err := drawCommittee(holders, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := proto.NewGroup()
+		if err != nil {
+			t.Fatal(err)
+		}
+		setup, err := g.NewSetup(committee)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := &keyedSum{setup: setup, begin: func() (fl.SumServer, error) { return g.NewServer(round+1, holders, len(global), 1) }}
+		edge := &manifestCutter{SumServer: sum, cut: attack}
+		err = fl.DriveSecureSum(ctx, srv, round+1, edge, 20*time.Second, slog.New(slog.DiscardHandler), nil)
+		cancel()
+		if !attack {
+			res, rerr := sum.Result()
+			if err != nil || rerr != nil || res.Count != 4 {
+				t.Fatalf("honest round: %+v, %v, %v", res, err, rerr)
+			}
+			continue
+		}
+		if err == nil {
+			t.Fatal("the edge got a decryption of a one-upload manifest")
+		}
+		if edge.approvals != 0 || edge.refusals != 3 {
+			t.Fatalf("%d approvals and %d refusals of the one-upload manifest, want 0 and 3", edge.approvals, edge.refusals)
+		}
+	}
+	n := 0
+	for _, r := range log.Records() {
+		if strings.Contains(r.Attrs["err"], "contributions") || strings.Contains(r.Attrs["err"], "contributors") {
+			n++
+		}
+	}
+	if n < 3 {
+		t.Fatalf("%d devices logged refusing the manifest", n)
+	}
+}
+
+// manifestCutter is a malicious edge's group sum: it relays an honest keyedSum, but cuts the
+// approval request (message kind 5 of securesum's HE adapter) down to its first contribution.
+type manifestCutter struct {
+	fl.SumServer
+	cut                 bool
+	approving           bool
+	approvals, refusals int
+}
+
+func (m *manifestCutter) Next() (map[fl.ClientID][]byte, bool, error) {
+	msgs, done, err := m.SumServer.Next()
+	m.approving = false
+	for id, b := range msgs {
+		if len(b) == 0 || b[0] != 5 {
+			continue
+		}
+		m.approving = true
+		if !m.cut {
+			continue
+		}
+		req, derr := he.DecodeApprovalRequest(b[1:])
+		if derr != nil {
+			return nil, false, derr
+		}
+		req.Contributions = req.Contributions[:1]
+		enc, merr := req.MarshalBinary()
+		if merr != nil {
+			return nil, false, merr
+		}
+		msgs[id] = append([]byte{5}, enc...)
+	}
+	return msgs, done, err
+}
+
+func (m *manifestCutter) Receive(from fl.ClientID, msg []byte) error {
+	if m.approving {
+		m.approvals++
+	}
+	return m.SumServer.Receive(from, msg)
+}
+
+func (m *manifestCutter) Drop(id fl.ClientID) {
+	if m.approving {
+		m.refusals++
+	}
+	m.SumServer.Drop(id)
+}
