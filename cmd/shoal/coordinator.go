@@ -60,6 +60,8 @@ func coordinatorFlags(o *coordinatorOptions, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.SelectionTimeout, "selection-timeout", 30*time.Second, "how long a round waits for ⌈goal·over-select⌉ devices before starting with at least --min-fraction of the goal")
 	fs.Float64Var(&o.MinFraction, "min-fraction", 0.8, "fraction of --goal a round may start with once --selection-timeout has passed")
 	setDefault(fs, "over-select", "1.3")
+	fs.Lookup("he-committee").Usage = "HE: decryption committee size K of each group: a fresh key ceremony per group and round among K of its devices, drawn at random (≤ --min-group)"
+	fs.Lookup("he-threshold").Usage = "HE: committee members T of a group needed to decrypt its sum"
 	fs.Lookup("store").Usage = "run store (SQLite file, or postgres://… once that backend exists), shared by every coordinator of the population (required)"
 	return fs
 }
@@ -90,8 +92,8 @@ func parseCoordinatorOptions(args []string, stderr io.Writer) (*coordinatorOptio
 		return nil, nil, usageErrorf("--store is required: a standby coordinator resumes the run from it")
 	case o.Insecure == (o.Certs != ""):
 		return nil, nil, usageErrorf("give --certs DIR (mutual TLS) or, for testing only, --insecure")
-	case o.SecureSum == "he":
-		return nil, nil, usageErrorf("--secure-sum he needs one key ceremony across the population; the tier runs secagg, secaggplus or plain groups")
+	case o.SecureSum == "he" && o.HECommittee > o.MinGroup:
+		return nil, nil, usageErrorf("--he-committee %d is larger than --min-group %d: each group seats its decryption committee among its own devices", o.HECommittee, o.MinGroup)
 	case o.DP == "distributed":
 		return nil, nil, usageErrorf("--dp distributed splits noise among a round's clients; per-group noise shares are not implemented in the tier (use --dp central)")
 	case o.FederatedEval:
@@ -288,8 +290,13 @@ func wireCoordinator(ctx context.Context, o *coordinatorOptions, cli *clientv3.C
 	}
 	e.Transport, e.SecureSum = coord, &tier.Grouped{Inner: inner, Coord: coord, Log: logger}
 	e.Config.RoundTimeout = o.FitTimeout
-	// The coordinator's one stage holds every stage of the groups' sums on the edges.
-	e.Config.StageTimeout = 6*o.StageTimeout + 5*time.Second
+	// The coordinator's one stage holds every stage of the groups' sums on the edges (HE: the
+	// key ceremony's three exchanges, then upload, approval and decryption).
+	stages := time.Duration(6)
+	if rec.SecureSum == "he" {
+		stages = 7
+	}
+	e.Config.StageTimeout = stages*o.StageTimeout + 5*time.Second
 	if o.Goal > 0 {
 		if e.Sampler, err = tier.NewGoalSampler(coord, o.Goal, o.OverSelect); err != nil {
 			return nil, usageErrorf("%v", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -146,11 +147,9 @@ func serveEdge(ctx context.Context, o *edgeOptions, cli *clientv3.Client, keys t
 	if err != nil {
 		return err
 	}
-	var inner fl.SecureSum
-	if rec.SecureSum != "" {
-		if inner, err = securesum.FromWire(rec.SecureSum, rec.SecureSumParams); err != nil {
-			return fmt.Errorf("run %s: %w", rec.Name, err)
-		}
+	inner, err := edgeSecureSum(o, rec)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", rec.Name, err)
 	}
 	edge, err := tier.NewEdge(tier.EdgeConfig{Name: o.Name, Server: srv, SecureSum: inner, Authorize: coordinatorCheck(o),
 		OnSumGroup: edgeFault(o, stderr), Pacer: pacer, Logger: logger})
@@ -196,6 +195,31 @@ func serveEdge(ctx context.Context, o *edgeOptions, cli *clientv3.Client, keys t
 	}
 	srv.Close(false, "edge stopped", 5*time.Second)
 	return err
+}
+
+// edgeSecureSum is the server half of the run's protocol (nil: plain groups). Under threshold
+// HE the edge is a deployment server: it checks uploads and approvals against the CA
+// certificate it holds itself, and signs nothing; each group's key ceremony runs among the
+// group's devices.
+func edgeSecureSum(o *edgeOptions, rec *tier.RunRecord) (fl.SecureSum, error) {
+	if rec.SecureSum == "" {
+		return nil, nil
+	}
+	if rec.SecureSum != "he" {
+		return securesum.FromWire(rec.SecureSum, rec.SecureSumParams)
+	}
+	var spec securesum.Spec
+	if err := json.Unmarshal(rec.SecureSumParams, &spec); err != nil {
+		return nil, fmt.Errorf("parameters of he: %w", err)
+	}
+	local := securesum.InsecureServer()
+	if !o.Insecure {
+		var err error
+		if local, err = securesum.LoadServer(o.Certs); err != nil {
+			return nil, fmt.Errorf("threshold HE: %w", err)
+		}
+	}
+	return securesum.NewHEFromSpec(spec, local)
 }
 
 // edgeTransport is the devices' server, configured exactly as `shoal server`'s transport but
