@@ -40,12 +40,18 @@ func (e *Edge) heGroupSum(ctx context.Context, proto *securesum.HE, round int, h
 	if err != nil {
 		return fl.SumResult{}, err
 	}
-	srv := &keyedSum{setup: setup, begin: func() (fl.SumServer, error) { return g.NewServer(round, holders, dim, maxWeight) }}
+	start := time.Now()
+	var keyed time.Time
+	srv := &keyedSum{setup: setup, begin: func() (fl.SumServer, error) {
+		keyed = time.Now()
+		return g.NewServer(round, holders, dim, maxWeight)
+	}}
 	log := e.log.With("round", round, "protocol", "he group")
 	log.Debug("group key ceremony", "committee", committee)
 	if err := fl.DriveSecureSum(ctx, e.srv, round, srv, stageTimeout, log, nil); err != nil {
 		return fl.SumResult{}, err
 	}
+	log.Debug("he group done", "ceremony_seconds", keyed.Sub(start).Seconds(), "round_seconds", time.Since(keyed).Seconds())
 	return srv.Result()
 }
 
