@@ -31,6 +31,7 @@ func init() {
 	examples["coordinator"] = []string{
 		"shoal coordinator --etcd http://etcd:2379 --population mnist --certs certs --store /data/fl.db --goal 1000 --min-group 100 --rounds 100",
 		"shoal coordinator --etcd http://127.0.0.1:2379 --population demo --insecure --store run.db --dataset synthetic --data-seed 1 --model logreg --goal 8 --min-group 2",
+		"shoal coordinator --etcd http://etcd:2379 --population mnist --certs certs --store /data/fl.db --goal 100 --min-group 10 --secure-sum he --he-committee 5 --he-threshold 3",
 	}
 	// Flags of `shoal server` that mean nothing to a coordinator (it serves no devices).
 	hiddenFlags["shoal coordinator"] = append(slices.Clone(simulationOnly), "listen", "wait-clients", "wait-timeout", "metrics-listen",
