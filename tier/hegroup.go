@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"slices"
 	"time"
@@ -24,36 +25,24 @@ import (
 
 // heGroupSum runs one group's key ceremony and encrypted round among its holders.
 func (e *Edge) heGroupSum(ctx context.Context, proto *securesum.HE, round int, holders []fl.ClientID, dim int, maxWeight float64, stageTimeout time.Duration) (fl.SumResult, error) {
-	k := proto.CommitteeSize()
-	if len(holders) < k {
-		return fl.SumResult{}, fmt.Errorf("a group of %d devices cannot seat a decryption committee of %d", len(holders), k)
-	}
-	committee, err := drawCommittee(holders, k)
-	if err != nil {
-		return fl.SumResult{}, err
-	}
-	g, err := proto.NewGroup()
-	if err != nil {
-		return fl.SumResult{}, err
-	}
-	setup, err := g.NewSetup(committee)
-	if err != nil {
+	log := e.log.With("round", round, "protocol", "he group")
+	srv := &keyedSum{proto: proto, holders: holders, retries: ceremonyRetries, gone: map[fl.ClientID]bool{}, log: log,
+		newRound: func(g *securesum.HE) (fl.SumServer, error) { return g.NewServer(round, holders, dim, maxWeight) }}
+	if err := srv.seat(); err != nil {
 		return fl.SumResult{}, err
 	}
 	start := time.Now()
-	var keyed time.Time
-	srv := &keyedSum{setup: setup, begin: func() (fl.SumServer, error) {
-		keyed = time.Now()
-		return g.NewServer(round, holders, dim, maxWeight)
-	}}
-	log := e.log.With("round", round, "protocol", "he group")
-	log.Debug("group key ceremony", "committee", committee)
 	if err := fl.DriveSecureSum(ctx, e.srv, round, srv, stageTimeout, log, nil); err != nil {
 		return fl.SumResult{}, err
 	}
-	log.Debug("he group done", "ceremony_seconds", keyed.Sub(start).Seconds(), "round_seconds", time.Since(keyed).Seconds())
+	log.Debug("he group done", "ceremonies", ceremonyRetries-srv.retries+1, "ceremony_seconds", srv.keyed.Sub(start).Seconds(),
+		"round_seconds", time.Since(srv.keyed).Seconds())
 	return srv.Result()
 }
+
+// ceremonyRetries is how many times a group's ceremony that lost a member is run again, among
+// a new committee drawn from the devices that did not drop, before the group is given up.
+const ceremonyRetries = 1
 
 // drawCommittee draws k of the holders uniformly with crypto/rand: not the lowest ids, which
 // the edge assigns in connection order and a device could aim for.
@@ -71,38 +60,85 @@ func drawCommittee(holders []fl.ClientID, k int) ([]fl.ClientID, error) {
 }
 
 // keyedSum is a group's key ceremony followed by its round, as one SumServer, so that one
-// DriveSecureSum carries both with consecutive stage numbers.
+// DriveSecureSum carries both with consecutive stage numbers. A ceremony needs all K members:
+// if one drops, the ceremony is run again (retries times) among K others of the group.
 type keyedSum struct {
-	setup fl.SumServer
-	begin func() (fl.SumServer, error) // the round, once the ceremony is done
-	round fl.SumServer
+	proto    *securesum.HE
+	holders  []fl.ClientID
+	retries  int
+	newRound func(g *securesum.HE) (fl.SumServer, error)
+	log      *slog.Logger
+
+	g       *securesum.HE
+	setup   fl.SumServer
+	dropped bool                 // a member of the current ceremony dropped
+	gone    map[fl.ClientID]bool // devices dropped from a ceremony: never seated again this round
+	keyed   time.Time            // when the last ceremony finished
+	round   fl.SumServer
+}
+
+// seat draws a committee among the holders not gone and begins its ceremony.
+func (s *keyedSum) seat() error {
+	k := s.proto.CommitteeSize()
+	candidates := slices.DeleteFunc(slices.Clone(s.holders), func(id fl.ClientID) bool { return s.gone[id] })
+	if len(candidates) < k {
+		return fmt.Errorf("%d devices of the group can take part in a key ceremony, the committee needs %d", len(candidates), k)
+	}
+	committee, err := drawCommittee(candidates, k)
+	if err != nil {
+		return err
+	}
+	if s.g, err = s.proto.NewGroup(); err != nil {
+		return err
+	}
+	if s.setup, err = s.g.NewSetup(committee); err != nil {
+		return err
+	}
+	s.dropped = false
+	s.log.Debug("group key ceremony", "committee", committee)
+	return nil
 }
 
 func (s *keyedSum) Next() (map[fl.ClientID][]byte, bool, error) {
 	if s.round == nil {
 		msgs, done, err := s.setup.Next()
+		if err != nil && s.dropped && s.retries > 0 {
+			s.retries--
+			s.log.Info("group key ceremony lost a member; seating another committee", "err", err)
+			if serr := s.seat(); serr != nil {
+				return nil, false, fmt.Errorf("group key ceremony: %w; no other committee: %w", err, serr)
+			}
+			return s.Next()
+		}
 		if err != nil {
 			return nil, false, fmt.Errorf("group key ceremony: %w", err)
 		}
 		if !done {
 			return msgs, false, nil
 		}
-		if s.round, err = s.begin(); err != nil {
+		s.keyed = time.Now()
+		if s.round, err = s.newRound(s.g); err != nil {
 			return nil, false, err
 		}
 	}
 	return s.round.Next()
 }
 
-func (s *keyedSum) current() fl.SumServer {
+func (s *keyedSum) Receive(from fl.ClientID, msg []byte) error {
 	if s.round != nil {
-		return s.round
+		return s.round.Receive(from, msg)
 	}
-	return s.setup
+	return s.setup.Receive(from, msg)
 }
 
-func (s *keyedSum) Receive(from fl.ClientID, msg []byte) error { return s.current().Receive(from, msg) }
-func (s *keyedSum) Drop(id fl.ClientID)                        { s.current().Drop(id) }
+func (s *keyedSum) Drop(id fl.ClientID) {
+	if s.round != nil {
+		s.round.Drop(id)
+		return
+	}
+	s.dropped, s.gone[id] = true, true
+	s.setup.Drop(id)
+}
 
 func (s *keyedSum) Result() (fl.SumResult, error) {
 	if s.round == nil {

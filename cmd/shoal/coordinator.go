@@ -292,10 +292,11 @@ func wireCoordinator(ctx context.Context, o *coordinatorOptions, cli *clientv3.C
 	e.Transport, e.SecureSum = coord, &tier.Grouped{Inner: inner, Coord: coord, Log: logger}
 	e.Config.RoundTimeout = o.FitTimeout
 	// The coordinator's one stage holds every stage of the groups' sums on the edges (HE: the
-	// key ceremony's three exchanges, then upload, approval and decryption).
+	// key ceremony's three exchanges, three more if a member drops and another committee is
+	// seated, then upload, approval and decryption).
 	stages := time.Duration(6)
 	if rec.SecureSum == "he" {
-		stages = 7
+		stages = 10
 	}
 	e.Config.StageTimeout = stages*o.StageTimeout + 5*time.Second
 	if o.Goal > 0 {
