@@ -276,6 +276,46 @@ func TestTierHEGroupsEqualPlainGroups(t *testing.T) {
 	}
 }
 
+// HE groups with mutual TLS, as deployed: each edge checks uploads and approvals against the CA
+// certificate it holds, each device signs its ceremony messages, endorsements and uploads with
+// its own certificate and verifies every member's against the same CA, and requires HE with a
+// threshold of at least 2 (--require-secure-sum he --min-threshold 2).
+func TestTierHEGroupsMutualTLS(t *testing.T) {
+	names := []string{"coordinator"}
+	for i := range 4 {
+		names = append(names, fmt.Sprintf("a-%d", i), fmt.Sprintf("b-%d", i))
+	}
+	certs := certsFor(t, names...)
+	r := newTierRig(t, 1)
+	tr := trainingArgs(8)
+	for _, e := range []string{"a", "b"} {
+		dev, internal := freeAddr(t), freeAddr(t)
+		r.edges[e] = startProc(t, "edge-"+e, "edge", "--etcd", r.etcd.Endpoints(), "--population", r.pop, "--name", e, "--certs", certs,
+			"--listen", dev, "--internal-listen", internal, "--heartbeat", "500ms", "--lease-ttl", "2s")
+		r.devAddr[e] = dev
+	}
+	c := startProc(t, "coordinator", append([]string{"coordinator", "--etcd", r.etcd.Endpoints(), "--population", r.pop, "--name", "c",
+		"--certs", certs, "--store", r.store, "--lease-ttl", "3s", "--json", "--stage-timeout", "10s", "--fit-timeout", "20s",
+		"--rounds", "2", "--target-accuracy", "0", "--goal", "8", "--over-select", "1", "--min-group", "4",
+		"--secure-sum", "he", "--he-committee", "3", "--he-threshold", "2"}, tr...)...)
+	for i, e := range []string{"a", "b"} {
+		startProc(t, "devices-"+e, append([]string{"client", "--server", r.devAddr[e], "--certs", certs, "--name", e, "--replicas", "4",
+			"--partition-index", fmt.Sprint(4 * i), "--max-backoff", "300ms", "--require-secure-sum", "he", "--min-threshold", "2"}, tr...)...)
+	}
+	if err := c.wait(90 * time.Second); err != nil {
+		t.Fatalf("coordinator: %v", err)
+	}
+	_, reps := r.checkHistory(c, 2)
+	for _, h := range reps {
+		if h.Abandoned != "" || h.Participants != 8 {
+			t.Fatalf("round %d: %d participants (abandoned %q), want 8", h.Round, h.Participants, h.Abandoned)
+		}
+	}
+	if !strings.Contains(r.edges["a"].log(), "(he group sums)") {
+		t.Fatalf("edge a does not run HE groups:\n%s", r.edges["a"].log())
+	}
+}
+
 // Central DP across a takeover: the accountant moves with the checkpoint, so every committed
 // round's ε — before and after the SIGKILL of the active coordinator — is the ε an
 // uninterrupted run of the same Poisson rate and noise reports for that round.
