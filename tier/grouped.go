@@ -161,7 +161,7 @@ func (s *groupedServer) Receive(from fl.ClientID, msg []byte) error {
 		// outweigh every other group of the round.
 		return fmt.Errorf("group %d: weight %v of %d devices, each at most %v", req.GetGroup(), rep.GetWeight(), rep.GetCount(), s.maxWeight)
 	case math.IsInf(rep.GetWeight(), 0) || math.IsNaN(rep.GetUnclipped()) || math.IsInf(rep.GetUnclipped(), 0):
-		// (unclipped may be noised under distributed DP: only finiteness is checked)
+		// (the unclipped count is clamped below; only a non-finite one is refused)
 		return fmt.Errorf("group %d: weight %v, unclipped %v", req.GetGroup(), rep.GetWeight(), rep.GetUnclipped())
 	}
 	for i, v := range sum {
@@ -173,7 +173,12 @@ func (s *groupedServer) Receive(from fl.ClientID, msg []byte) error {
 		s.sum[i] += v
 	}
 	s.res.Weight += rep.GetWeight()
-	s.res.Unclipped += rep.GetUnclipped()
+	// Each device counts 0 or 1 (the tier refuses distributed DP: no group's count carries
+	// noise), so a group's count lies in [0, count] up to the inner protocol's rounding. Beyond it
+	// — forged by the edge, or one device's encrypted slot that only the group's sum reveals —
+	// it would move the adaptive clip by e^(η·excess/n); clamped, a group moves it no further
+	// than its devices all clipped or all unclipped would.
+	s.res.Unclipped += min(max(rep.GetUnclipped(), 0), float64(rep.GetCount()))
 	s.res.Count += int(rep.GetCount())
 	s.groups++
 	return nil

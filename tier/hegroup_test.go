@@ -1,7 +1,9 @@
 package tier
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"slices"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"shoal/fl"
 	"shoal/he"
 	"shoal/internal/testsupport"
+	"shoal/securesum"
 )
 
 // heBound is the largest error of a coordinate of the new model in these tests: each group's
@@ -145,5 +148,180 @@ func TestDrawCommitteeUniform(t *testing.T) {
 	// 5 degrees of freedom: the 99.9 % quantile is 20.5.
 	if chi > 20.5 {
 		t.Fatalf("χ² = %.1f: not uniform (%v)", chi, counts)
+	}
+}
+
+// evilHE is a malicious device's protocol half: the honest one, with its input rewritten before
+// it is encrypted (input), and its upload rewritten after (upload). otherRound makes the device
+// encrypt and sign its update for the next round instead of the one asked.
+type evilHE struct {
+	fl.SecureSum
+	input      func(*fl.SumInput)
+	upload     func([]byte) []byte
+	otherRound bool
+}
+
+// evilDevice returns a populationOptions.device that gives device dev the protocol half evil
+// (built from the device's honest Local) and every other device its honest one.
+func evilDevice(dev string, evil func(honest fl.SecureSum) fl.SecureSum) func(string, securesum.Local) func(string, []byte) (fl.SecureSum, error) {
+	return func(d string, local securesum.Local) func(string, []byte) (fl.SecureSum, error) {
+		if d != dev {
+			return nil
+		}
+		return func(name string, params []byte) (fl.SecureSum, error) {
+			honest, err := securesum.FromWireLocal(local)(name, params)
+			if err != nil {
+				return nil, err
+			}
+			return evil(honest), nil
+		}
+	}
+}
+
+func (e *evilHE) NewClient(round int, id fl.ClientID, in fl.SumInput) (fl.SumClient, error) {
+	if in.Update != nil && e.input != nil {
+		e.input(&in)
+	}
+	r := round
+	if e.otherRound {
+		r++
+	}
+	c, err := e.SecureSum.NewClient(r, id, in)
+	if err != nil {
+		return nil, err
+	}
+	return &evilHEClient{SumClient: c, e: e, round: uint64(r)}, nil
+}
+
+type evilHEClient struct {
+	fl.SumClient
+	e     *evilHE
+	round uint64
+}
+
+const heUploadRequestKind = 4 // securesum's HE adapter: the round's upload request
+
+func (c *evilHEClient) Handle(msg []byte) ([]byte, error) {
+	upload := len(msg) > 9 && msg[0] == heUploadRequestKind
+	if upload && c.e.otherRound {
+		msg = slices.Clone(msg)
+		binary.BigEndian.PutUint64(msg[1:], c.round)
+	}
+	reply, err := c.SumClient.Handle(msg)
+	if err == nil && upload && c.e.upload != nil {
+		reply = c.e.upload(reply)
+	}
+	return reply, err
+}
+
+// capturedSum records the master aggregation's result, as the engine receives it.
+type capturedSum struct {
+	*Grouped
+	mu  sync.Mutex
+	res []fl.SumResult
+}
+
+func (c *capturedSum) NewServer(round int, holders []fl.ClientID, dim int, maxWeight float64) (fl.SumServer, error) {
+	s, err := c.Grouped.NewServer(round, holders, dim, maxWeight)
+	return &capturedServer{SumServer: s, c: c}, err
+}
+
+type capturedServer struct {
+	fl.SumServer
+	c *capturedSum
+}
+
+func (s *capturedServer) Result() (fl.SumResult, error) {
+	res, err := s.SumServer.Result()
+	if err == nil {
+		s.c.mu.Lock()
+		s.c.res = append(s.c.res, res)
+		s.c.mu.Unlock()
+	}
+	return res, err
+}
+
+// Attack: a device of an HE group encrypts −10⁹ in its unclipped slot (one more value of its
+// encrypted update, which only the group's sum reveals). Summed, the group's unclipped count
+// was −10⁹; with adaptive clipping the coordinator's clip became clip·e^(η·10⁹/n): +Inf, which
+// stops the run, or any factor the device likes. The coordinator clamps each group's count to
+// [0, count]: the device moves it no further than its group's devices all clipped would.
+func TestAttackDeviceHEUnclippedCountOutOfRange(t *testing.T) {
+	p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 4,
+		device: evilDevice("a0", func(h fl.SecureSum) fl.SecureSum {
+			return &evilHE{SecureSum: h, input: func(in *fl.SumInput) { in.Unclipped = -1e9 }}
+		})})
+	e := testsupport.Engine(t, p.coord, 1)
+	sum := &capturedSum{Grouped: &Grouped{Inner: p.inner, Coord: p.coord}}
+	e.SecureSum = sum
+	e.Config.StageTimeout = time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := e.RunRound(ctx, 1, make([]float32, 7))
+	if err != nil || rep.Abandoned != "" {
+		t.Fatalf("round: %+v, %v", rep, err)
+	}
+	if len(sum.res) != 1 {
+		t.Fatalf("%d master sums", len(sum.res))
+	}
+	res := sum.res[0]
+	if res.Unclipped < 0 || res.Unclipped > float64(res.Count) {
+		t.Fatalf("the coordinator took an unclipped count of %v for %d devices", res.Unclipped, res.Count)
+	}
+	if rep.Participants != 8 || res.Count != 8 {
+		t.Fatalf("round %+v, master sum of %d devices: want both groups", rep, res.Count)
+	}
+}
+
+// Attack: a device of an HE group sends its edge a broken upload — random bytes, a truncated
+// upload, a ciphertext with one byte changed (its signature no longer holds), or a well-formed,
+// signed upload for the next round — to crash the edge or poison its group's sum. The edge drops
+// the device from the group's sum and the group decrypts the other three devices' sum exactly
+// (the minimum group is 3). A device that encrypts a weight of 10⁹ (its reported example count
+// is 1) cannot be told apart by the edge, which sees ciphertexts only; the coordinator refuses
+// the group's decrypted weight (above count × the largest reported weight): the group is lost,
+// the round goes on with the other edge's group.
+func TestAttackDeviceHEBrokenUpload(t *testing.T) {
+	flip := func(b []byte) []byte {
+		b = slices.Clone(b)
+		b[len(b)/2] ^= 0x40
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		evil *evilHE
+		lost bool // edge a's group is lost (else it sums the other three devices)
+	}{
+		{"garbage", &evilHE{upload: func(b []byte) []byte { return bytes.Repeat([]byte{0xa5}, len(b)) }}, false},
+		{"truncated", &evilHE{upload: func(b []byte) []byte { return b[:len(b)/2] }}, false},
+		{"flipped", &evilHE{upload: flip}, false},
+		{"other-round", &evilHE{otherRound: true}, false},
+		{"huge-weight", &evilHE{input: func(in *fl.SumInput) { in.Weight = 1e9 }}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 3,
+				device: evilDevice("a0", func(h fl.SecureSum) fl.SecureSum { tc.evil.SecureSum = h; return tc.evil })})
+			e := testsupport.Engine(t, p.coord, 1)
+			e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
+			e.Config.StageTimeout = time.Minute
+			initial := []float32{0.1, -0.2, 0.3, 0, 0.05, 0.4, -0.1}
+			global := slices.Clone(initial)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			rep, err := e.RunRound(ctx, 1, global)
+			if err != nil || rep.Abandoned != "" {
+				t.Fatalf("round: %+v, %v", rep, err)
+			}
+			kept := map[fl.ClientID]int{}
+			for id, n := range p.weight {
+				if id != 0 && (!tc.lost || id >= 10) { // device a0 is Trainer 0
+					kept[id] = n
+				}
+			}
+			if rep.Participants != len(kept) {
+				t.Fatalf("round %+v: want %d participants", rep, len(kept))
+			}
+			testsupport.CloseTo(t, global, testsupport.FedAvg(initial, 1, kept), heBound(2, 2))
+		})
 	}
 }

@@ -45,6 +45,8 @@ type populationOptions struct {
 	// task of a kind and stage.
 	heCommittee, heThreshold, minGroup int
 	crash                              func(device, kind string, stage int) bool
+	// device, if set, builds device dev's protocol half from its own Local (nil: the honest one).
+	device func(dev string, local securesum.Local) func(name string, params []byte) (fl.SecureSum, error)
 }
 
 func startPopulationWith(t *testing.T, secure string, o populationOptions) *population {
@@ -113,6 +115,12 @@ func startPopulationWith(t *testing.T, secure string, o populationOptions) *popu
 				}
 				local.Identity, local.Trust = l.Identity, l.Trust
 			}
+			sum := securesum.FromWireLocal(local)
+			if o.device != nil {
+				if s := o.device(fmt.Sprintf("%s%d", name, k), local); s != nil {
+					sum = s
+				}
+			}
 			testsupport.Go(t, func(ctx context.Context) error {
 				ctx, die := context.WithCancel(ctx)
 				defer die()
@@ -127,7 +135,7 @@ func startPopulationWith(t *testing.T, secure string, o populationOptions) *popu
 					}
 				}
 				return grpctransport.RunClient(ctx, grpctransport.ClientConfig{Server: devices.Addr().String(), Name: fmt.Sprintf("%s%d", name, k),
-					Insecure: true, Local: testsupport.Fixed(&testsupport.Trainer{ID: id, N: n}), SecureSum: securesum.FromWireLocal(local),
+					Insecure: true, Local: testsupport.Fixed(&testsupport.Trainer{ID: id, N: n}), SecureSum: sum,
 					Policy: o.policy, Logger: log, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, OnTask: onTask})
 			})
 		}
