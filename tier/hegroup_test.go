@@ -325,3 +325,49 @@ func TestAttackDeviceHEBrokenUpload(t *testing.T) {
 		})
 	}
 }
+
+// Attack: one device holds two seats of its group's committee. Device a1 presents a0's name
+// (under a CA: a0's certificate, connected twice), and the edge seats both among the K = 4 of
+// the group: with T = 2, the holder of both seats alone would hold the threshold of the group's
+// key and decrypt any device's upload. Every member checks that the ceremony's directory
+// carries distinct certified names and refuses it; no key is endorsed, no device of the group is
+// asked to upload, the group is lost (three other devices are too few for another committee)
+// and the round goes on with the other edge's group.
+func TestAttackHEDeviceTwoCommitteeSeats(t *testing.T) {
+	var mu sync.Mutex
+	var uploads []string
+	observe := func(dev, kind string, stage int) bool {
+		if kind == "exchange" && stage >= 3 && strings.HasPrefix(dev, "a") { // stages 0–2: the ceremony
+			mu.Lock()
+			uploads = append(uploads, dev)
+			mu.Unlock()
+		}
+		return false
+	}
+	p := startPopulationWith(t, "he", populationOptions{heCommittee: 4, heThreshold: 2, minGroup: 4, crash: observe,
+		device: func(dev string, local securesum.Local) func(string, []byte) (fl.SecureSum, error) {
+			if dev != "a1" {
+				return nil
+			}
+			twin, err := securesum.InsecureClient("a0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			local.Identity = twin.Identity
+			return securesum.FromWireLocal(local)
+		}})
+	e := testsupport.Engine(t, p.coord, 1)
+	e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
+	e.Config.StageTimeout = 20 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := e.RunRound(ctx, 1, make([]float32, 7))
+	if err != nil || rep.Abandoned != "" || rep.Participants != 4 {
+		t.Fatalf("round %+v, %v: want edge b's group alone", rep, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(uploads) > 0 {
+		t.Fatalf("devices %v of edge a were asked past the ceremony: a key with one party in two seats was endorsed", uploads)
+	}
+}
