@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -370,4 +371,86 @@ func TestAttackHEDeviceTwoCommitteeSeats(t *testing.T) {
 	if len(uploads) > 0 {
 		t.Fatalf("devices %v of edge a were asked past the ceremony: a key with one party in two seats was endorsed", uploads)
 	}
+}
+
+// Attack: differencing within a group's round. The edge runs the group's ceremony and round
+// honestly and the committee decrypts the sum of its four devices; then the edge asks the same
+// members, under the same key, to approve the manifest of three of those uploads (the sum of
+// the fourth would be the difference), and to approve the four round-1 uploads again as round
+// 2's manifest. Every member approves one contributor set per round and checks every upload's
+// signature against the round it approves: all refuse both.
+func TestAttackEdgeHEDifferencesTwoManifests(t *testing.T) {
+	p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 4})
+	srv := p.servers["a"]
+	holders := srv.Roster()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ins := fl.FitIns{Round: 1, Params: make([]float32, 7), Secure: true, Config: fl.FitConfig{Epochs: 1, BatchSize: 1, LR: 0.1}}
+	trained := 0
+	if err := srv.Fit(ctx, holders, ins, func(o fl.FitOutcome) {
+		if o.Err == nil {
+			trained++
+		}
+	}); err != nil || trained != len(holders) {
+		t.Fatalf("fit: %d of %d trained, %v", trained, len(holders), err)
+	}
+	sum := &keyedSum{proto: p.inner.(*securesum.HE), holders: holders, gone: map[fl.ClientID]bool{}, log: slog.New(slog.DiscardHandler),
+		newRound: func(g *securesum.HE) (fl.SumServer, error) { return g.NewServer(1, holders, 7, 4) }}
+	if err := sum.seat(); err != nil {
+		t.Fatal(err)
+	}
+	rec := &approvalRecorder{SumServer: sum}
+	if err := fl.DriveSecureSum(ctx, srv, 1, rec, 20*time.Second, slog.New(slog.DiscardHandler), nil); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := sum.Result(); err != nil || res.Count != 4 {
+		t.Fatalf("honest group sum: %+v, %v", res, err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*he.ApprovalRequest)
+	}{
+		{"subset", func(r *he.ApprovalRequest) { r.Contributions = r.Contributions[:3] }},
+		{"next-round", func(r *he.ApprovalRequest) { r.Round++ }},
+	} {
+		req, err := he.DecodeApprovalRequest(rec.request[1:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.edit(req)
+		b, err := req.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs := map[fl.ClientID][]byte{}
+		for _, id := range rec.members {
+			msgs[id] = append([]byte{rec.request[0]}, b...)
+		}
+		var approved []fl.ClientID
+		_ = srv.Exchange(ctx, 1, 10, msgs, func(id fl.ClientID, _ []byte, err error) {
+			if err == nil {
+				approved = append(approved, id)
+			}
+		})
+		if len(approved) > 0 {
+			t.Fatalf("%s: members %v approved a second manifest of the group's uploads", tc.name, approved)
+		}
+	}
+}
+
+// approvalRecorder relays a group's sum and keeps its approval request and the members asked.
+type approvalRecorder struct {
+	fl.SumServer
+	request []byte
+	members []fl.ClientID
+}
+
+func (r *approvalRecorder) Next() (map[fl.ClientID][]byte, bool, error) {
+	msgs, done, err := r.SumServer.Next()
+	for id, b := range msgs {
+		if len(b) > 0 && b[0] == 5 { // securesum's HE adapter: the approval request
+			r.request, r.members = b, append(r.members, id)
+		}
+	}
+	return msgs, done, err
 }
