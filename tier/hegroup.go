@@ -32,7 +32,7 @@ func (e *Edge) heGroupSum(ctx context.Context, proto *securesum.HE, round int, h
 		return fl.SumResult{}, err
 	}
 	start := time.Now()
-	if err := fl.DriveSecureSum(ctx, e.srv, round, srv, stageTimeout, log, nil); err != nil {
+	if err := fl.DriveSecureSum(ctx, srv.via(e.srv), round, srv, stageTimeout, log, nil); err != nil {
 		return fl.SumResult{}, err
 	}
 	log.Debug("he group done", "ceremonies", ceremonyRetries-srv.retries+1, "ceremony_seconds", srv.keyed.Sub(start).Seconds(),
@@ -61,7 +61,15 @@ func drawCommittee(holders []fl.ClientID, k int) ([]fl.ClientID, error) {
 
 // keyedSum is a group's key ceremony followed by its round, as one SumServer, so that one
 // DriveSecureSum carries both with consecutive stage numbers. A ceremony needs all K members:
-// if one drops, the ceremony is run again (retries times) among K others of the group.
+// if one drops, the ceremony is run again (retries times) among K of the group's devices.
+//
+// Who is left out of the next draw: a member that refused the ceremony's description (its own
+// floors), went silent or disconnected, or sent a reply the edge refused — each a fault of its
+// own. Not a member that answered a later message (the other members' commitments, key shares
+// and sealed Shamir shares, which the edge cannot open) with an error: a colluding member can
+// make every other member refuse with a bad sealed share, and leaving them out would seat its
+// accomplices among fewer devices next (1 extra committee of K ≤ 4 of the group's other
+// devices, instead of K of all of them).
 type keyedSum struct {
 	proto    *securesum.HE
 	holders  []fl.ClientID
@@ -69,12 +77,17 @@ type keyedSum struct {
 	newRound func(g *securesum.HE) (fl.SumServer, error)
 	log      *slog.Logger
 
-	g       *securesum.HE
-	setup   fl.SumServer
-	dropped bool                 // a member of the current ceremony dropped
-	gone    map[fl.ClientID]bool // devices dropped from a ceremony: never seated again this round
-	keyed   time.Time            // when the last ceremony finished
-	round   fl.SumServer
+	g         *securesum.HE
+	committee []fl.ClientID // of the current ceremony
+	setup     fl.SumServer
+	dropped   bool                 // a member of the current ceremony dropped
+	gone      map[fl.ClientID]bool // devices dropped from a ceremony by their own fault: never seated again this round
+	sent      int                  // messages of the current ceremony sent so far
+	// objected: devices that answered the last message with an error of their own
+	// (not lost, not silent); set by via's exchanger.
+	objected map[fl.ClientID]bool
+	keyed    time.Time // when the last ceremony finished
+	round    fl.SumServer
 }
 
 // seat draws a committee among the holders not gone and begins its ceremony.
@@ -94,7 +107,8 @@ func (s *keyedSum) seat() error {
 	if s.setup, err = s.g.NewSetup(committee); err != nil {
 		return err
 	}
-	s.dropped = false
+	s.committee = committee
+	s.dropped, s.sent = false, 0
 	s.log.Debug("group key ceremony", "committee", committee)
 	return nil
 }
@@ -114,6 +128,7 @@ func (s *keyedSum) Next() (map[fl.ClientID][]byte, bool, error) {
 			return nil, false, fmt.Errorf("group key ceremony: %w", err)
 		}
 		if !done {
+			s.sent++
 			return msgs, false, nil
 		}
 		s.keyed = time.Now()
@@ -136,8 +151,29 @@ func (s *keyedSum) Drop(id fl.ClientID) {
 		s.round.Drop(id)
 		return
 	}
-	s.dropped, s.gone[id] = true, true
+	s.dropped = true
+	if s.sent < 2 || !s.objected[id] { // see keyedSum
+		s.gone[id] = true
+	}
 	s.setup.Drop(id)
+}
+
+// via is x, telling s which devices answered with an error of their own: DriveSecureSum drops
+// a device alike whether it answered so or went away.
+func (s *keyedSum) via(x fl.Exchanger) fl.Exchanger { return objections{x, s} }
+
+type objections struct {
+	fl.Exchanger
+	s *keyedSum
+}
+
+func (o objections) Exchange(ctx context.Context, round, stage int, msgs map[fl.ClientID][]byte, deliver func(fl.ClientID, []byte, error)) error {
+	o.s.objected = map[fl.ClientID]bool{}
+	return o.Exchanger.Exchange(ctx, round, stage, msgs, func(id fl.ClientID, reply []byte, err error) {
+		// (The edge's device server delivers answers one at a time.)
+		o.s.objected[id] = err != nil && !errors.Is(err, fl.ErrDropped) && !errors.Is(err, fl.ErrTimeout)
+		deliver(id, reply, err)
+	})
 }
 
 func (s *keyedSum) Result() (fl.SumResult, error) {

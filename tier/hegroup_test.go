@@ -159,6 +159,7 @@ type evilHE struct {
 	fl.SecureSum
 	input      func(*fl.SumInput)
 	upload     func([]byte) []byte
+	sealed     func([]byte) []byte // rewrites the reply to the ceremony's directory
 	otherRound bool
 }
 
@@ -200,7 +201,11 @@ type evilHEClient struct {
 	round uint64
 }
 
-const heUploadRequestKind = 4 // securesum's HE adapter: the round's upload request
+// Kinds of securesum's HE adapter messages: the ceremony's directory and the round's upload request.
+const (
+	heDirectoryKind     = 2
+	heUploadRequestKind = 4
+)
 
 func (c *evilHEClient) Handle(msg []byte) ([]byte, error) {
 	upload := len(msg) > 9 && msg[0] == heUploadRequestKind
@@ -211,6 +216,9 @@ func (c *evilHEClient) Handle(msg []byte) ([]byte, error) {
 	reply, err := c.SumClient.Handle(msg)
 	if err == nil && upload && c.e.upload != nil {
 		reply = c.e.upload(reply)
+	}
+	if err == nil && len(msg) > 0 && msg[0] == heDirectoryKind && c.e.sealed != nil {
+		reply = c.e.sealed(reply)
 	}
 	return reply, err
 }
@@ -331,31 +339,32 @@ func TestAttackDeviceHEBrokenUpload(t *testing.T) {
 // (under a CA: a0's certificate, connected twice), and the edge seats both among the K = 4 of
 // the group: with T = 2, the holder of both seats alone would hold the threshold of the group's
 // key and decrypt any device's upload. Every member checks that the ceremony's directory
-// carries distinct certified names and refuses it; no key is endorsed, no device of the group is
-// asked to upload, the group is lost (three other devices are too few for another committee)
-// and the round goes on with the other edge's group.
+// carries distinct certified names and refuses it; no key is endorsed, no device of the group
+// encrypts, the group is lost (its one other committee holds the same four devices) and the round
+// goes on with the other edge's group.
 func TestAttackHEDeviceTwoCommitteeSeats(t *testing.T) {
 	var mu sync.Mutex
 	var uploads []string
-	observe := func(dev, kind string, stage int) bool {
-		if kind == "exchange" && stage >= 3 && strings.HasPrefix(dev, "a") { // stages 0–2: the ceremony
-			mu.Lock()
-			uploads = append(uploads, dev)
-			mu.Unlock()
-		}
-		return false
-	}
-	p := startPopulationWith(t, "he", populationOptions{heCommittee: 4, heThreshold: 2, minGroup: 4, crash: observe,
+	p := startPopulationWith(t, "he", populationOptions{heCommittee: 4, heThreshold: 2, minGroup: 4,
 		device: func(dev string, local securesum.Local) func(string, []byte) (fl.SecureSum, error) {
-			if dev != "a1" {
+			if !strings.HasPrefix(dev, "a") {
 				return nil
 			}
-			twin, err := securesum.InsecureClient("a0")
-			if err != nil {
-				t.Fatal(err)
+			if dev == "a1" {
+				twin, err := securesum.InsecureClient("a0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				local.Identity = twin.Identity
 			}
-			local.Identity = twin.Identity
-			return securesum.FromWireLocal(local)
+			return evilDevice(dev, func(h fl.SecureSum) fl.SecureSum {
+				return &evilHE{SecureSum: h, upload: func(b []byte) []byte { // an honest upload, recorded
+					mu.Lock()
+					uploads = append(uploads, dev)
+					mu.Unlock()
+					return b
+				}}
+			})(dev, local)
 		}})
 	e := testsupport.Engine(t, p.coord, 1)
 	e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
@@ -369,7 +378,7 @@ func TestAttackHEDeviceTwoCommitteeSeats(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if len(uploads) > 0 {
-		t.Fatalf("devices %v of edge a were asked past the ceremony: a key with one party in two seats was endorsed", uploads)
+		t.Fatalf("devices %v of edge a encrypted under a key with one party in two seats", uploads)
 	}
 }
 
@@ -453,4 +462,61 @@ func (r *approvalRecorder) Next() (map[fl.ClientID][]byte, bool, error) {
 		}
 	}
 	return msgs, done, err
+}
+
+// Attack: a device on its group's committee grinds the committee. Seated, it sends every other
+// member a sealed Shamir share that does not open (the edge relays sealed boxes it cannot
+// read); each of them refuses the ceremony. Had the edge left the refusing members out of the
+// next draw, the next committee would be drawn among the saboteur and its accomplices: one
+// ceremony at a time, the honest devices leave the pool, until T colluders hold the key. The
+// edge leaves out only the members at fault by their own answer (a refused description, a
+// silent or lost device, a reply the edge refuses): the refusing members stay in the draw.
+func TestAttackHEMemberGrindsCommittee(t *testing.T) {
+	p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 3,
+		device: evilDevice("a0", func(h fl.SecureSum) fl.SecureSum { return &evilHE{SecureSum: h, sealed: spoilSealedShares} })})
+	srv := p.servers["a"]
+	holders := srv.Roster()
+	saboteur := fl.ClientID(0) // a0: the edge numbers its devices in name order
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ins := fl.FitIns{Round: 1, Params: make([]float32, 7), Secure: true, Config: fl.FitConfig{Epochs: 1, BatchSize: 1, LR: 0.1}}
+	if err := srv.Fit(ctx, holders, ins, func(fl.FitOutcome) {}); err != nil {
+		t.Fatal(err)
+	}
+	sum := &keyedSum{proto: p.inner.(*securesum.HE), holders: holders, retries: 1, gone: map[fl.ClientID]bool{}, log: slog.New(slog.DiscardHandler),
+		newRound: func(g *securesum.HE) (fl.SumServer, error) { return g.NewServer(1, holders, 7, 4) }}
+	for range 100 { // the saboteur's luck: it is drawn onto the first committee
+		if err := sum.seat(); err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(sum.committee, saboteur) {
+			break
+		}
+	}
+	first := sum.committee
+	err := fl.DriveSecureSum(ctx, sum.via(srv), 1, sum, 20*time.Second, slog.New(slog.DiscardHandler), nil)
+	if sum.retries != 0 {
+		t.Fatalf("the first committee %v (with the saboteur) finished its ceremony: %v", first, err)
+	}
+	for _, id := range first {
+		if id != saboteur && sum.gone[id] {
+			t.Fatalf("member %d, which refused the saboteur's sealed share, was left out of the next draw (%v)", id, sum.gone)
+		}
+	}
+	t.Logf("second committee %v: %v", sum.committee, err)
+}
+
+// spoilSealedShares changes one byte of every sealed share of a member's reply to the ceremony's
+// directory (kind, count, then length-prefixed parts: its key share, then its sealed shares).
+func spoilSealedShares(b []byte) []byte {
+	b = slices.Clone(b)
+	off := 5
+	for i := range binary.BigEndian.Uint32(b[1:]) {
+		n := int(binary.BigEndian.Uint32(b[off:]))
+		if i > 0 {
+			b[off+4+n-1] ^= 1
+		}
+		off += 4 + n
+	}
+	return b
 }
