@@ -71,6 +71,7 @@ type roundPlan struct {
 	roster  []device
 	groups  []*group
 	groupOf map[fl.ClientID]*group
+	clip    float64 // the norm every device's update was clipped to (0: none, or noised after)
 }
 
 type group struct {
@@ -274,6 +275,11 @@ var errOverSelected = fmt.Errorf("%w: over-selected, the round already had its g
 // stage ends as soon as the goal has answered; the rest are cancelled.
 func (c *Coordinator) Fit(ctx context.Context, cohort []fl.ClientID, ins fl.FitIns, deliver func(fl.FitOutcome)) error {
 	p, left := c.plan(ins.Round, cohort)
+	if ins.Config.LocalNoiseStd == 0 {
+		c.mu.Lock()
+		p.clip = float64(ins.Config.ClipNorm)
+		c.mu.Unlock()
+	}
 	for _, id := range cohort {
 		if err := left[id]; err != nil {
 			deliver(fl.FitOutcome{Client: id, Err: err})

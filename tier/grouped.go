@@ -82,6 +82,12 @@ func (g *Grouped) NewServer(round int, holders []fl.ClientID, dim int, maxWeight
 	if a, ok := g.Inner.(interface{ MaxAbsError() float64 }); ok {
 		s.slack = a.MaxAbsError() // an approximate sum: its weight carries decryption noise
 	}
+	if clip := p.clip; clip > 0 && g.Sensitivity(clip, dim) == clip && maxWeight > 0 {
+		// An exact sum (plain, or threshold HE up to its decryption error) of updates clipped to
+		// clip: its norm is at most count·maxWeight·clip. (SecAgg's quantised sums are bounded
+		// by its own ring.)
+		s.clip = clip
+	}
 	for _, h := range holders {
 		gr := p.groupOf[h]
 		if gr == nil {
@@ -110,7 +116,8 @@ type groupedServer struct {
 	dim       int
 	minGroup  int     // fewest devices a group sum may cover (secure groups: MinGroup)
 	maxWeight float64 // largest weight of one device
-	slack     float64 // absolute error a group's decrypted weight may carry (threshold HE)
+	slack     float64 // absolute error each decrypted value of a group's sum may carry (threshold HE)
+	clip      float64 // bound on each device's update norm, when the group's sum is exact (0: none)
 	reqs      map[fl.ClientID]*tierv1.SumGroupRequest
 	asked     bool
 	sum       []float64
@@ -164,10 +171,18 @@ func (s *groupedServer) Receive(from fl.ClientID, msg []byte) error {
 		// (the unclipped count is clamped below; only a non-finite one is refused)
 		return fmt.Errorf("group %d: weight %v, unclipped %v", req.GetGroup(), rep.GetWeight(), rep.GetUnclipped())
 	}
+	norm2 := 0.0
 	for i, v := range sum {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return fmt.Errorf("group %d: coordinate %d is %v", req.GetGroup(), i, v)
 		}
+		norm2 += v * v
+	}
+	// Under threshold HE a device encrypts whatever it likes (no range check, unlike SecAgg's
+	// ring): one update of 10⁹ would make the group's sum, and the model, its own.
+	if bound := float64(rep.GetCount())*s.maxWeight*s.clip*(1+1e-6) + s.slack*math.Sqrt(float64(s.dim)); s.clip > 0 && math.Sqrt(norm2) > bound {
+		return fmt.Errorf("group %d: sum of norm %v, above the %v that %d updates clipped to %v and weighing at most %v can add up to",
+			req.GetGroup(), math.Sqrt(norm2), bound, rep.GetCount(), s.clip, s.maxWeight)
 	}
 	for i, v := range sum {
 		s.sum[i] += v

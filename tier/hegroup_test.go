@@ -520,3 +520,41 @@ func spoilSealedShares(b []byte) []byte {
 	}
 	return b
 }
+
+// Attack: a device of an HE group encrypts its update times 10⁴ (under DP the devices clip their
+// updates to 1). The edge sees ciphertexts only, and HE, unlike SecAgg's ring, checks no range:
+// the group's sum, and the new model, would be the device's. The coordinator refuses a group sum
+// whose norm exceeds count × the largest weight × the clip (within the decryption error): the
+// group is lost, the round goes on with the other edge's group.
+func TestAttackDeviceHEUnboundedUpdate(t *testing.T) {
+	p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 4,
+		device: evilDevice("a0", func(h fl.SecureSum) fl.SecureSum {
+			return &evilHE{SecureSum: h, input: func(in *fl.SumInput) {
+				for i := range in.Update {
+					in.Update[i] *= 1e4
+				}
+			}}
+		})})
+	e := testsupport.Engine(t, p.coord, 1)
+	e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
+	e.Config.StageTimeout = time.Minute
+	e.Config.Fit.ClipNorm = 1 // the honest devices' updates are within it (norms of 0.02 to 0.4)
+	initial := []float32{0.1, -0.2, 0.3, 0, 0.05, 0.4, -0.1}
+	global := slices.Clone(initial)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := e.RunRound(ctx, 1, global)
+	if err != nil || rep.Abandoned != "" {
+		t.Fatalf("round: %+v, %v", rep, err)
+	}
+	kept := map[fl.ClientID]int{}
+	for id, n := range p.weight {
+		if id >= 10 {
+			kept[id] = n
+		}
+	}
+	if rep.Participants != 4 {
+		t.Fatalf("round %+v: want edge b's group of 4 alone", rep)
+	}
+	testsupport.CloseTo(t, global, testsupport.FedAvg(initial, 1, kept), heBound(1, 2))
+}
