@@ -107,8 +107,8 @@ func parseCoordinatorOptions(args []string, stderr io.Writer) (*coordinatorOptio
 		return nil, nil, usageErrorf("--fit-timeout and --stage-timeout must be > 0")
 	case o.dpOn() && o.Seed != 0:
 		return nil, nil, usageErrorf("--seed with --dp: the cohorts and the noise must come from the OS CSPRNG")
-	case o.syntheticNeedsSeed(o.Seed != 0) != nil:
-		return nil, nil, o.syntheticNeedsSeed(o.Seed != 0)
+	case o.syntheticNeedsSeed() != nil:
+		return nil, nil, o.syntheticNeedsSeed()
 	}
 	logger, err := o.logger(stderr)
 	return o, logger, err

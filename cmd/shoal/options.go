@@ -67,8 +67,8 @@ func (d dataOptions) dataSeed() uint64 {
 // syntheticNeedsSeed is the error of a server or coordinator that would evaluate on synthetic
 // data of its own random seed: its test set would belong to another federation than its
 // clients' data (accuracy at chance, loss rising), so it must be given the clients' seed.
-func (d dataOptions) syntheticNeedsSeed(seedGiven bool) error {
-	if d.Dataset != "synthetic" || d.DataSeed != 0 || seedGiven {
+func (d dataOptions) syntheticNeedsSeed() error {
+	if d.Dataset != "synthetic" || d.dataSeed() != 0 {
 		return nil
 	}
 	return usageErrorf("--dataset synthetic needs --data-seed N (or --seed N): the synthetic federation is generated from it, and the server's test set must come from the same one as the clients' data (give them the same --data-seed)")

@@ -235,8 +235,8 @@ func parseServerOptions(args []string, stderr io.Writer, reproducible bool) (*se
 	case o.dpOn() && o.Seed != 0 && !reproducible:
 		return o, nil, usageErrorf("--seed with --dp %s: a seed would make the cohorts and the noise reproducible by anyone "+
 			"who reads the report, which voids the DP guarantee; leave --seed out (cohorts and noise then come from the OS CSPRNG)", o.DP)
-	case !o.Resume && o.syntheticNeedsSeed(o.Seed != 0) != nil:
-		return o, nil, o.syntheticNeedsSeed(o.Seed != 0)
+	case !o.Resume && o.syntheticNeedsSeed() != nil:
+		return o, nil, o.syntheticNeedsSeed()
 	}
 	return o, logger, nil
 }
