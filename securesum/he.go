@@ -101,7 +101,7 @@ func NewHE(o HEOptions) (*HE, error) {
 	if o.MinThreshold == 0 {
 		o.MinThreshold = 2
 	}
-	h := &HE{o: o, params: p, trust: o.Trust, cache: map[[32]byte]*he.Encryptor{}, decryptors: map[fl.ClientID]*he.Decryptor{}}
+	h := newHE(o, p, o.Trust)
 	switch {
 	case o.Identity != nil && o.Trust == nil:
 		return nil, errors.New("he: a client identity needs a trust root (the CA certificate) to verify the others")
@@ -113,6 +113,11 @@ func NewHE(o HEOptions) (*HE, error) {
 		h.ca, h.trust, h.idCache = ca, ca.Verifier(), map[fl.ClientID]he.Identity{}
 	}
 	return h, nil
+}
+
+// newHE is an HE of checked options, with no identities, setup or key material yet.
+func newHE(o HEOptions, p *he.Params, trust he.Trust) *HE {
+	return &HE{o: o, params: p, trust: trust, cache: map[[32]byte]*he.Encryptor{}, decryptors: map[fl.ClientID]*he.Decryptor{}}
 }
 
 func (h *HE) Name() string { return "he" }
@@ -202,7 +207,7 @@ func (h *HE) NewGroup() (*HE, error) {
 	if h.ca != nil || h.o.Identity != nil {
 		return nil, errors.New("he: a group's server half needs a deployment server (a trust root and no identity)")
 	}
-	return &HE{o: h.o, params: h.params, trust: h.trust, cache: map[[32]byte]*he.Encryptor{}, decryptors: map[fl.ClientID]*he.Decryptor{}}, nil
+	return newHE(h.o, h.params, h.trust), nil
 }
 
 // partyOf maps a federation client to its HE party id (he reserves 0).
