@@ -212,14 +212,24 @@ func edgeSecureSum(o *edgeOptions, rec *tier.RunRecord) (fl.SecureSum, error) {
 	if err := json.Unmarshal(rec.SecureSumParams, &spec); err != nil {
 		return nil, fmt.Errorf("parameters of he: %w", err)
 	}
-	local := securesum.InsecureServer()
-	if !o.Insecure {
-		var err error
-		if local, err = securesum.LoadServer(o.Certs); err != nil {
-			return nil, fmt.Errorf("threshold HE: %w", err)
-		}
+	local, err := heServerLocal(o.Insecure, o.Certs)
+	if err != nil {
+		return nil, err
 	}
 	return securesum.NewHEFromSpec(spec, local)
+}
+
+// heServerLocal is what a threshold-HE server half (`shoal server`, an edge) holds of its own:
+// the CA certificate it checks uploads and approvals against, and no identity.
+func heServerLocal(insecure bool, certs string) (securesum.Local, error) {
+	if insecure {
+		return securesum.InsecureServer(), nil
+	}
+	local, err := securesum.LoadServer(certs)
+	if err != nil {
+		return local, fmt.Errorf("threshold HE: %w", err)
+	}
+	return local, nil
 }
 
 // edgeTransport is the devices' server, configured exactly as `shoal server`'s transport but

@@ -121,11 +121,9 @@ func deploymentSecureSum(o serverOptions, engine *fl.Engine) (securesum.Spec, er
 		linkDDPClip(engine)
 		return spec, err
 	}
-	local := securesum.InsecureServer()
-	if !o.Insecure {
-		if local, err = securesum.LoadServer(o.Certs); err != nil {
-			return spec, fmt.Errorf("threshold HE: %w", err)
-		}
+	local, err := heServerLocal(o.Insecure, o.Certs)
+	if err != nil {
+		return spec, err
 	}
 	if engine.SecureSum, err = securesum.NewHEFromSpec(spec, local); err != nil {
 		return spec, usageErrorf("%v", err)
