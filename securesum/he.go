@@ -202,12 +202,16 @@ func (h *HE) MaxAbsError() float64 { return h.params.MaxAbsError(h.o.Threshold) 
 
 // NewGroup returns a server half with this one's options, parameters and trust root and no
 // key setup of its own: each aggregation group of the scale-out tier runs its own ceremony,
-// among members of the group, and its own rounds under that key.
-func (h *HE) NewGroup() (*HE, error) {
+// among members of the group, and its own rounds under that key. Its rounds are abandoned,
+// before anything is decrypted, with fewer than minContributors uploads (the group's minimum
+// size), or fewer than this half's own minimum.
+func (h *HE) NewGroup(minContributors int) (*HE, error) {
 	if h.ca != nil || h.o.Identity != nil {
 		return nil, errors.New("he: a group's server half needs a deployment server (a trust root and no identity)")
 	}
-	return newHE(h.o, h.params, h.trust), nil
+	o := h.o
+	o.MinContributors = max(o.MinContributors, minContributors)
+	return newHE(o, h.params, h.trust), nil
 }
 
 // partyOf maps a federation client to its HE party id (he reserves 0).

@@ -70,7 +70,7 @@ func NewEdge(cfg EdgeConfig) (*Edge, error) {
 	if h, ok := cfg.SecureSum.(*securesum.HE); ok {
 		// Threshold HE: each group runs its own key ceremony (hegroup.go), from this server
 		// half's options and trust root.
-		if _, err := h.NewGroup(); err != nil {
+		if _, err := h.NewGroup(0); err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 	} else if _, ok := cfg.SecureSum.(fl.SecureSumSetup); ok {
@@ -225,7 +225,7 @@ func (e *Edge) SumGroup(ctx context.Context, req *tierv1.SumGroupRequest) (*tier
 	if e.inner == nil {
 		res, err = e.plainSum(round, holders, dim)
 	} else {
-		res, err = e.secureSum(ctx, round, holders, dim, req.GetMaxWeight(), time.Duration(req.GetStageTimeoutMillis())*time.Millisecond)
+		res, err = e.secureSum(ctx, req, holders)
 	}
 	if err != nil {
 		e.log.Warn("group lost", "round", round, "group", req.GetGroup(), "err", err)
@@ -277,9 +277,11 @@ func (e *Edge) plainSum(round int, holders []fl.ClientID, dim int) (fl.SumResult
 
 // secureSum runs the group's secure sum with its devices, stage by stage, with the engine's own
 // stage driver; under threshold HE the group's key ceremony comes first.
-func (e *Edge) secureSum(ctx context.Context, round int, holders []fl.ClientID, dim int, maxWeight float64, stageTimeout time.Duration) (fl.SumResult, error) {
+func (e *Edge) secureSum(ctx context.Context, req *tierv1.SumGroupRequest, holders []fl.ClientID) (fl.SumResult, error) {
+	round, dim, maxWeight := int(req.GetRound()), int(req.GetDim()), req.GetMaxWeight()
+	stageTimeout := time.Duration(req.GetStageTimeoutMillis()) * time.Millisecond
 	if h, ok := e.inner.(*securesum.HE); ok {
-		return e.heGroupSum(ctx, h, round, holders, dim, maxWeight, stageTimeout)
+		return e.heGroupSum(ctx, h, round, holders, dim, maxWeight, int(req.GetMinGroup()), stageTimeout)
 	}
 	srv, err := e.inner.NewServer(round, holders, dim, maxWeight)
 	if err != nil {

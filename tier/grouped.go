@@ -96,7 +96,8 @@ func (g *Grouped) NewServer(round int, holders []fl.ClientID, dim int, maxWeight
 		leader := gr.members[0]
 		req := s.reqs[leader]
 		if req == nil {
-			req = &tierv1.SumGroupRequest{Round: uint32(round), Group: uint32(gr.index), MaxWeight: maxWeight, Dim: uint32(dim)}
+			req = &tierv1.SumGroupRequest{Round: uint32(round), Group: uint32(gr.index), MaxWeight: maxWeight, Dim: uint32(dim),
+				MinGroup: uint32(s.minGroup)}
 			s.reqs[leader] = req
 		}
 		req.Holders = append(req.Holders, p.roster[h].id)

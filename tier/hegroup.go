@@ -24,9 +24,9 @@ import (
 // sum, as from a SecAgg group. docs/scale.md has the why and the costs.
 
 // heGroupSum runs one group's key ceremony and encrypted round among its holders.
-func (e *Edge) heGroupSum(ctx context.Context, proto *securesum.HE, round int, holders []fl.ClientID, dim int, maxWeight float64, stageTimeout time.Duration) (fl.SumResult, error) {
+func (e *Edge) heGroupSum(ctx context.Context, proto *securesum.HE, round int, holders []fl.ClientID, dim int, maxWeight float64, minGroup int, stageTimeout time.Duration) (fl.SumResult, error) {
 	log := e.log.With("round", round, "protocol", "he group")
-	srv := &keyedSum{proto: proto, holders: holders, retries: ceremonyRetries, gone: map[fl.ClientID]bool{}, log: log,
+	srv := &keyedSum{proto: proto, holders: holders, minGroup: minGroup, retries: ceremonyRetries, gone: map[fl.ClientID]bool{}, log: log,
 		newRound: func(g *securesum.HE) (fl.SumServer, error) { return g.NewServer(round, holders, dim, maxWeight) }}
 	if err := srv.seat(); err != nil {
 		return fl.SumResult{}, err
@@ -73,6 +73,7 @@ func drawCommittee(holders []fl.ClientID, k int) ([]fl.ClientID, error) {
 type keyedSum struct {
 	proto    *securesum.HE
 	holders  []fl.ClientID
+	minGroup int // fewest uploads the coordinator takes a sum of: fewer are never decrypted
 	retries  int
 	newRound func(g *securesum.HE) (fl.SumServer, error)
 	log      *slog.Logger
@@ -101,7 +102,7 @@ func (s *keyedSum) seat() error {
 	if err != nil {
 		return err
 	}
-	if s.g, err = s.proto.NewGroup(); err != nil {
+	if s.g, err = s.proto.NewGroup(s.minGroup); err != nil {
 		return err
 	}
 	if s.setup, err = s.g.NewSetup(committee); err != nil {

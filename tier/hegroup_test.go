@@ -558,3 +558,52 @@ func TestAttackDeviceHEUnboundedUpdate(t *testing.T) {
 	}
 	testsupport.CloseTo(t, global, testsupport.FedAvg(initial, 1, kept), heBound(1, 2))
 }
+
+// Attack (an honest-but-curious edge): one of a group's four devices dies as the upload request
+// reaches it, leaving three uploads, while the coordinator takes only sums of at least four
+// (--min-group 4) and the devices' own minimum is three. The edge had the committee approve and
+// decrypt the three devices' sum, which the coordinator then refused: the edge held a sum of
+// fewer devices than the run promises. The coordinator now tells the edge the minimum with the
+// request, and the group's round is abandoned below it before any approval is asked: nothing is
+// decrypted, and the round goes on with the other edge's group.
+func TestAttackEdgeHEDecryptsBelowMinGroup(t *testing.T) {
+	var mu sync.Mutex
+	member := map[string]bool{}
+	crashed := ""
+	var approvals []string
+	crash := func(dev, kind string, stage int) bool {
+		if kind != "exchange" || !strings.HasPrefix(dev, "a") {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case stage == 0:
+			member[dev] = true
+		case stage == 3 && !member[dev] && crashed == "": // the upload request, to a non-member
+			crashed = dev
+			return true
+		case stage > 3:
+			approvals = append(approvals, dev)
+		}
+		return false
+	}
+	p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 4, crash: crash})
+	e := testsupport.Engine(t, p.coord, 1)
+	e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
+	e.Config.StageTimeout = 20 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := e.RunRound(ctx, 1, make([]float32, 7))
+	if err != nil || rep.Abandoned != "" || rep.Participants != 4 {
+		t.Fatalf("round %+v, %v: want edge b's group alone", rep, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if crashed == "" {
+		t.Fatal("no device crashed at the upload")
+	}
+	if len(approvals) > 0 {
+		t.Fatalf("with %s gone, edge a asked %v to approve (and decrypt) a sum of 3 devices, below the minimum group of 4", crashed, approvals)
+	}
+}

@@ -331,8 +331,11 @@ type SumGroupRequest struct {
 	Dim       uint32  `protobuf:"varint,6,opt,name=dim,proto3" json:"dim,omitempty"`
 	// stage_timeout_millis bounds each stage of the group's secure sum.
 	StageTimeoutMillis uint32 `protobuf:"varint,7,opt,name=stage_timeout_millis,json=stageTimeoutMillis,proto3" json:"stage_timeout_millis,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// min_group is the fewest devices whose sum the coordinator takes: a secure group with fewer
+	// uploads is abandoned on the edge before anything is decrypted (0: the protocol's own floor).
+	MinGroup      uint32 `protobuf:"varint,8,opt,name=min_group,json=minGroup,proto3" json:"min_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SumGroupRequest) Reset() {
@@ -410,6 +413,13 @@ func (x *SumGroupRequest) GetDim() uint32 {
 func (x *SumGroupRequest) GetStageTimeoutMillis() uint32 {
 	if x != nil {
 		return x.StageTimeoutMillis
+	}
+	return 0
+}
+
+func (x *SumGroupRequest) GetMinGroup() uint32 {
+	if x != nil {
+		return x.MinGroup
 	}
 	return 0
 }
@@ -512,7 +522,7 @@ const file_tier_proto_rawDesc = "" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12!\n" +
 	"\fnum_examples\x18\x03 \x01(\x03R\vnumExamples\x12\x12\n" +
 	"\x04loss\x18\x04 \x01(\x01R\x04loss\x12\x1c\n" +
-	"\tunclipped\x18\x05 \x01(\x01R\tunclipped\"\xce\x01\n" +
+	"\tunclipped\x18\x05 \x01(\x01R\tunclipped\"\xeb\x01\n" +
 	"\x0fSumGroupRequest\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x03R\x04term\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\rR\x05round\x12\x14\n" +
@@ -521,7 +531,8 @@ const file_tier_proto_rawDesc = "" +
 	"\n" +
 	"max_weight\x18\x05 \x01(\x01R\tmaxWeight\x12\x10\n" +
 	"\x03dim\x18\x06 \x01(\rR\x03dim\x120\n" +
-	"\x14stage_timeout_millis\x18\a \x01(\rR\x12stageTimeoutMillis\"m\n" +
+	"\x14stage_timeout_millis\x18\a \x01(\rR\x12stageTimeoutMillis\x12\x1b\n" +
+	"\tmin_group\x18\b \x01(\rR\bminGroup\"m\n" +
 	"\rSumGroupReply\x12\x10\n" +
 	"\x03sum\x18\x01 \x01(\fR\x03sum\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\x01R\x06weight\x12\x1c\n" +
