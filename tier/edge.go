@@ -278,19 +278,22 @@ func (e *Edge) plainSum(round int, holders []fl.ClientID, dim int) (fl.SumResult
 // secureSum runs the group's secure sum with its devices, stage by stage, with the engine's own
 // stage driver; under threshold HE the group's key ceremony comes first.
 func (e *Edge) secureSum(ctx context.Context, req *tierv1.SumGroupRequest, holders []fl.ClientID) (fl.SumResult, error) {
-	round, dim, maxWeight := int(req.GetRound()), int(req.GetDim()), req.GetMaxWeight()
-	stageTimeout := time.Duration(req.GetStageTimeoutMillis()) * time.Millisecond
 	if h, ok := e.inner.(*securesum.HE); ok {
-		return e.heGroupSum(ctx, h, round, holders, dim, maxWeight, int(req.GetMinGroup()), stageTimeout)
+		return e.heGroupSum(ctx, h, req, holders)
 	}
-	srv, err := e.inner.NewServer(round, holders, dim, maxWeight)
+	round := int(req.GetRound())
+	srv, err := e.inner.NewServer(round, holders, int(req.GetDim()), req.GetMaxWeight())
 	if err != nil {
 		return fl.SumResult{}, err
 	}
-	if err := fl.DriveSecureSum(ctx, e.srv, round, srv, stageTimeout, e.log.With("round", round), nil); err != nil {
+	if err := fl.DriveSecureSum(ctx, e.srv, round, srv, stageTimeout(req), e.log.With("round", round), nil); err != nil {
 		return fl.SumResult{}, err
 	}
 	return srv.Result()
+}
+
+func stageTimeout(req *tierv1.SumGroupRequest) time.Duration {
+	return time.Duration(req.GetStageTimeoutMillis()) * time.Millisecond
 }
 
 func fitConfigFrom(c *shoalv1.FitConfig) fl.FitConfig {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"shoal/fl"
+	tierv1 "shoal/proto/shoal/tier/v1"
 	"shoal/securesum"
 )
 
@@ -24,15 +25,18 @@ import (
 // sum, as from a SecAgg group. docs/scale.md has the why and the costs.
 
 // heGroupSum runs one group's key ceremony and encrypted round among its holders.
-func (e *Edge) heGroupSum(ctx context.Context, proto *securesum.HE, round int, holders []fl.ClientID, dim int, maxWeight float64, minGroup int, stageTimeout time.Duration) (fl.SumResult, error) {
+func (e *Edge) heGroupSum(ctx context.Context, proto *securesum.HE, req *tierv1.SumGroupRequest, holders []fl.ClientID) (fl.SumResult, error) {
+	round := int(req.GetRound())
 	log := e.log.With("round", round, "protocol", "he group")
-	srv := &keyedSum{proto: proto, holders: holders, minGroup: minGroup, retries: ceremonyRetries, gone: map[fl.ClientID]bool{}, log: log,
-		newRound: func(g *securesum.HE) (fl.SumServer, error) { return g.NewServer(round, holders, dim, maxWeight) }}
+	srv := &keyedSum{proto: proto, holders: holders, minGroup: int(req.GetMinGroup()), retries: ceremonyRetries, gone: map[fl.ClientID]bool{}, log: log,
+		newRound: func(g *securesum.HE) (fl.SumServer, error) {
+			return g.NewServer(round, holders, int(req.GetDim()), req.GetMaxWeight())
+		}}
 	if err := srv.seat(); err != nil {
 		return fl.SumResult{}, err
 	}
 	start := time.Now()
-	if err := fl.DriveSecureSum(ctx, srv.via(e.srv), round, srv, stageTimeout, log, nil); err != nil {
+	if err := fl.DriveSecureSum(ctx, srv.via(e.srv), round, srv, stageTimeout(req), log, nil); err != nil {
 		return fl.SumResult{}, err
 	}
 	log.Debug("he group done", "ceremonies", ceremonyRetries-srv.retries+1, "ceremony_seconds", srv.keyed.Sub(start).Seconds(),
