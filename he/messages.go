@@ -102,6 +102,19 @@ func decodeUploadHeader(d *decoder, p *Params) (ceremony CeremonyID, round uint6
 	return
 }
 
+// UploadSender returns the sender an encoded upload claims, from its header alone: a server
+// that knows who sent it checks the claim before adding the upload.
+func UploadSender(b []byte) (PartyID, error) {
+	d, err := newDecoder(b, typeUpload)
+	if err != nil {
+		return 0, err
+	}
+	d.ceremonyID()
+	d.u64("round")
+	from := PartyID(d.u64("sender"))
+	return from, d.err
+}
+
 // DecodeUpload decodes and validates an upload for parameters p (not its signature, which
 // needs the verifier's trust root and run).
 func DecodeUpload(p *Params, b []byte) (*Upload, error) {

@@ -476,6 +476,15 @@ func abandoned(err error) error {
 func (s *heServer) Receive(from fl.ClientID, msg []byte) error {
 	switch s.stage {
 	case 1:
+		// An upload under another client's party id would take that client's place (its own
+		// upload then refused as a second one of the party).
+		p, err := he.UploadSender(msg)
+		if err != nil {
+			return err
+		}
+		if p != partyOf(from) {
+			return fmt.Errorf("he: upload from client %d claims to be from party %d", from, p)
+		}
 		return s.agg.AddEncoded(msg)
 	case 2:
 		ap, err := he.DecodeApproval(msg)

@@ -607,3 +607,68 @@ func TestAttackEdgeHEDecryptsBelowMinGroup(t *testing.T) {
 		t.Fatalf("with %s gone, edge a asked %v to approve (and decrypt) a sum of 3 devices, below the minimum group of 4", crashed, approvals)
 	}
 }
+
+// Attack: a device of an HE group uploads under another device's party id (the edge numbers
+// devices in name order: a1 guesses that a2 is party 3), signed with its own certificate, ahead
+// of the victim. The edge took the first upload per party id: the victim's own upload was then
+// refused as a duplicate, and the victim left out of its group's sum by another device. The edge
+// now takes from each device only an upload under that device's own party id: the impostor is
+// dropped, the victim counted.
+func TestAttackDeviceHEUploadsAsAnother(t *testing.T) {
+	slow := func(dev, kind string, stage int) bool {
+		if dev == "a2" && kind == "exchange" && stage == 3 { // the victim answers its upload request late
+			time.Sleep(300 * time.Millisecond)
+		}
+		return false
+	}
+	p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 3, crash: slow,
+		device: evilDevice("a1", func(h fl.SecureSum) fl.SecureSum { return &impostorHE{SecureSum: h, victim: 2} })})
+	e := testsupport.Engine(t, p.coord, 1)
+	e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
+	e.Config.StageTimeout = time.Minute
+	initial := []float32{0.1, -0.2, 0.3, 0, 0.05, 0.4, -0.1}
+	global := slices.Clone(initial)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := e.RunRound(ctx, 1, global)
+	if err != nil || rep.Abandoned != "" {
+		t.Fatalf("round: %+v, %v", rep, err)
+	}
+	kept := map[fl.ClientID]int{}
+	for id, n := range p.weight {
+		if id != 1 { // device a1 is Trainer 1
+			kept[id] = n
+		}
+	}
+	if rep.Participants != len(kept) {
+		t.Fatalf("round %+v: want %d participants, the impostor out and its victim in", rep, len(kept))
+	}
+	testsupport.CloseTo(t, global, testsupport.FedAvg(initial, 1, kept), heBound(2, 2))
+}
+
+// impostorHE answers ceremony messages as itself and encrypts its update as client victim.
+type impostorHE struct {
+	fl.SecureSum
+	victim fl.ClientID
+}
+
+func (e *impostorHE) NewClient(round int, id fl.ClientID, in fl.SumInput) (fl.SumClient, error) {
+	self, err := e.SecureSum.NewClient(round, id, fl.SumInput{})
+	if err != nil {
+		return nil, err
+	}
+	as, err := e.SecureSum.NewClient(round, e.victim, in)
+	if err != nil {
+		return nil, err
+	}
+	return &impostorClient{self: self, as: as}, nil
+}
+
+type impostorClient struct{ self, as fl.SumClient }
+
+func (c *impostorClient) Handle(msg []byte) ([]byte, error) {
+	if len(msg) > 0 && msg[0] == heUploadRequestKind {
+		return c.as.Handle(msg)
+	}
+	return c.self.Handle(msg)
+}
