@@ -22,6 +22,9 @@ type LiveInfo struct {
 	// Wire, if set, returns the bytes received from and sent to clients so far; each round
 	// then carries its share.
 	Wire func() (in, out uint64)
+	// ClientsNote, if set, says where the run's clients are when this process holds none (a
+	// tier coordinator: devices connect to the edges); the clients page shows it.
+	ClientsNote string
 }
 
 // Live is a run in progress, fed by the engine's hooks (Waiting, Round, Finish): a hook only
@@ -50,7 +53,7 @@ func NewLive(info LiveInfo) (*Live, error) {
 	l := &Live{changed: make(chan struct{}), clients: info.Clients, wire: info.Wire}
 	l.run = Run{ID: id, Name: info.Name, Kind: info.Kind, State: StateWaiting, Status: "starting", Rounds: info.Rounds,
 		Started: time.Now(), Protection: slices.Clone(info.Protection), Config: entries,
-		Deployment: info.Clients != nil, BytesMeasured: info.Wire != nil}
+		Deployment: info.Clients != nil, BytesMeasured: info.Wire != nil, ClientsNote: info.ClientsNote}
 	l.run.applySettings(settings)
 	if info.Rounds > 0 {
 		l.run.Rounds = info.Rounds

@@ -53,6 +53,9 @@ type Run struct {
 	Delta      float64       `json:"delta,omitempty"`
 	// Deployment says whether the run has networked clients (the clients page).
 	Deployment bool `json:"deployment"`
+	// ClientsNote says where the clients are when the run's process holds none (a tier
+	// coordinator's devices are on the edges).
+	ClientsNote string `json:"clients_note,omitempty"`
 	// BytesMeasured says whether the rounds carry bytes on the wire (deployments only: a
 	// simulation sends nothing over a network).
 	BytesMeasured bool      `json:"bytes_measured"`

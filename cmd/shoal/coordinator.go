@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -24,6 +25,7 @@ import (
 	"shoal/securesum"
 	"shoal/store"
 	"shoal/tier"
+	"shoal/ui"
 )
 
 func init() {
@@ -109,6 +111,9 @@ func parseCoordinatorOptions(args []string, stderr io.Writer) (*coordinatorOptio
 		return nil, nil, usageErrorf("--seed with --dp: the cohorts and the noise must come from the OS CSPRNG")
 	case o.syntheticNeedsSeed() != nil:
 		return nil, nil, o.syntheticNeedsSeed()
+	}
+	if err := checkCoordinatorUI(o); err != nil {
+		return nil, nil, err
 	}
 	logger, err := o.logger(stderr)
 	return o, logger, err
@@ -217,11 +222,59 @@ func coordinate(ctx context.Context, o *coordinatorOptions, cli *clientv3.Client
 	}
 	defer coord.Close()
 	hookCoordinator(plan.engine, o, run, coord, lead, keys, stderr)
+	dash, err := coordinatorUI(o, rec, plan, run, stderr)
+	if err != nil {
+		return err
+	}
+	defer dash.close()
 	if err := lead.PutJSON(ctx, keys.Round(), firstPace(o, run, coord, lead)); err != nil {
 		return err
 	}
 	history, runErr := plan.engine.Run(ctx, plan.params)
+	dash.finish(plan.engine, runErr)
 	return finishCoordinator(ctx, o, run, plan, append(run.history, history...), runErr, lead, keys, rec, stdout, stderr)
+}
+
+// coordinatorClientsNote is the dashboard's clients page of a coordinator.
+const coordinatorClientsNote = "Devices connect to the population's edges (shoal edge), not to this coordinator: it asks the edges " +
+	"for their device counts and rosters each round and receives group sums, so no device session is listed here."
+
+// coordinatorUI serves the live dashboard (--ui) of the run this coordinator leads, named as
+// etcd and the store name it, with the rounds committed before a takeover. A standby serves
+// none: it holds no run until elected, and an operator's browser should reach the active one.
+func coordinatorUI(o *coordinatorOptions, rec *tier.RunRecord, plan *runPlan, run *serverRun, stderr io.Writer) (*uiRun, error) {
+	page := o.simOptions
+	page.Out = rec.Name
+	dash, err := startUI(page, o.Certs, plan.engine, nil, nil, stderr, nil)
+	if err != nil {
+		return nil, err
+	}
+	dash.attach(plan.engine, run.history)
+	return dash, nil
+}
+
+// checkCoordinatorUI refuses, before a standby waits for its election, a --ui the elected
+// coordinator could not serve: a non-loopback address without operator certificates.
+func checkCoordinatorUI(o *coordinatorOptions) error {
+	if o.UI == "" {
+		return nil
+	}
+	loop, err := ui.Loopback(o.UI)
+	if err != nil {
+		return usageErrorf("--ui: %v", err)
+	}
+	certs := cmp.Or(o.UICerts, o.Certs)
+	switch {
+	case loop:
+		return nil
+	case certs == "":
+		return usageErrorf("--ui: %v: %s is not loopback and --insecure gives no certificates; pass --ui-certs DIR with operator "+
+			"certificates (shoal certs operator), or listen on %s", ui.ErrNeedsOperatorTLS, o.UI, ui.DefaultAddr)
+	}
+	if _, _, err := pki.OperatorTLS(certs); err != nil {
+		return usageErrorf("--ui %s: %v", o.UI, err)
+	}
+	return nil
 }
 
 // openRunWhenFree opens the run store, waiting while a deposed coordinator that has not died

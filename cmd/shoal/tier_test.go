@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"shoal/store/backend"
 	"shoal/store/postgres/pgtest"
 	"shoal/tier/tiertest"
+	"shoal/ui"
 )
 
 // tierRig is a population on loopback: a real etcd cluster, edges, coordinators and devices,
@@ -365,6 +368,7 @@ func TestTierErrors(t *testing.T) {
 		{[]string{"coordinator", "--population", "p", "--insecure", "--store", "x.db", "--secure-sum", "he", "--min-group", "3"}, "--he-committee 5 is larger than --min-group 3"},
 		{[]string{"coordinator", "--population", "p", "--insecure", "--store", "x.db", "--goal", "5", "--sampling", "poisson"}, "poisson"},
 		{[]string{"coordinator", "--population", "p", "--insecure", "--store", "x.db", "--listen", ":1"}, "--listen means nothing"},
+		{[]string{"coordinator", "--population", "p", "--insecure", "--store", "x.db", "--ui", "0.0.0.0:1"}, "--ui-certs"},
 		{[]string{"edge", "--population", "p"}, "--certs"},
 		{[]string{"edge", "--population", "a/b", "--insecure"}, "--population"},
 		{[]string{"coordinator", "--population", "p", "--insecure", "--store", "x.db", "--dataset", "synthetic", "--model", "logreg"}, "--data-seed"},
@@ -424,4 +428,98 @@ func TestTierPostgresRestart(t *testing.T) {
 		t.Fatalf("coordinator: %v", err)
 	}
 	r.checkHistory(c, 30)
+}
+
+// The active coordinator's dashboard (--ui): the run as etcd and the store name it, its rounds
+// with their ε as they commit, its protection statement, and a clients page that says the
+// devices are on the edges. A standby serves nothing until elected; after the SIGKILL of the
+// active one it serves the same run, with the rounds committed before the takeover.
+func TestTierCoordinatorDashboard(t *testing.T) {
+	r := newTierRig(t, 1)
+	r.edge("e1")
+	r.edge("e2")
+	args := []string{"--dataset", "synthetic", "--data-seed", "11", "--model", "logreg", "--clients", "10", "--min-group", "1",
+		"--rounds", "1000", "--lr", "0.01", "--target-accuracy", "0", "--dp", "central", "--sampling", "poisson",
+		"--fraction", "0.6", "--noise-multiplier", "5", "--clip", "1", "--ui", "127.0.0.1:0"}
+	c1 := r.coordinator("c1", args...)
+	c1.waitFor("elected coordinator", 20*time.Second)
+	c2 := r.coordinator("c2", args...)
+	c2.waitFor("standby", 20*time.Second)
+	r.devices("e1", 0, 5, 10)
+	r.devices("e2", 5, 5, 10)
+	url := dashboardURL(t, c1)
+	c1.waitFor("round   3/", 60*time.Second)
+	var runs struct {
+		Runs []struct{ ID, Name, Kind string }
+	}
+	getJSON(t, url+"api/runs", &runs)
+	if len(runs.Runs) != 1 || !strings.HasPrefix(runs.Runs[0].Name, r.pop+"-run-") || runs.Runs[0].Kind != "live coordinator" {
+		t.Fatalf("/api/runs: %+v, want the one run %s-run-N of a live coordinator", runs, r.pop)
+	}
+	id := runs.Runs[0].ID
+	var run struct {
+		Protection  []string `json:"protection"`
+		DP          bool     `json:"dp"`
+		Deployment  bool     `json:"deployment"`
+		ClientsNote string   `json:"clients_note"`
+	}
+	getJSON(t, url+"api/runs/"+id, &run)
+	if !run.DP || len(run.Protection) < 2 || !strings.Contains(strings.Join(run.Protection, " "), "noise multiplier z = 5") ||
+		run.Deployment || !strings.Contains(run.ClientsNote, "edges") {
+		t.Fatalf("/api/runs/%s: %+v", id, run)
+	}
+	page := getBody(t, url+"runs/"+id+"/clients")
+	if !strings.Contains(page, "not to this coordinator") {
+		t.Fatalf("the clients page does not say the devices are on the edges:\n%s", page)
+	}
+	before := dashboardRounds(t, url, id)
+	if strings.Contains(c2.log(), "dashboard") {
+		t.Fatalf("the standby serves a dashboard:\n%s", c2.log())
+	}
+	c1.kill()
+	_ = c1.wait(10 * time.Second)
+	url2 := dashboardURL(t, c2)
+	c2.waitFor("taking over run", 15*time.Second)
+	after := dashboardRounds(t, url2, id)
+	if len(after) < len(before) {
+		t.Fatalf("the new coordinator's dashboard shows %d rounds, the deposed one's showed %d", len(after), len(before))
+	}
+}
+
+// dashboardRounds returns a live dashboard's rounds, checking that they are 1, 2, … and each
+// carries its ε.
+func dashboardRounds(t *testing.T, url, id string) []ui.Round {
+	t.Helper()
+	var rounds struct{ Rounds []ui.Round }
+	getJSON(t, url+"api/runs/"+id+"/rounds", &rounds)
+	if len(rounds.Rounds) < 2 {
+		t.Fatalf("%s: %d rounds, want at least 2", url, len(rounds.Rounds))
+	}
+	for i, r := range rounds.Rounds {
+		if r.Round != i+1 || !(r.Epsilon > 0) {
+			t.Fatalf("%s: round %d at %d with ε %v", url, r.Round, i+1, r.Epsilon)
+		}
+	}
+	return rounds.Rounds
+}
+
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s, %v", url, resp.Status, err)
+	}
+	return string(b)
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(getBody(t, url)), v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
 }

@@ -22,13 +22,10 @@ func init() {
 		"shoal ui runs/central runs/distributed          # http://127.0.0.1:8080/compare",
 		"shoal ui --listen 10.0.0.5:8443 --certs certs runs/*   # TLS, operator certificates only",
 	}
-	// The coordinator takes the server's flags but serves no dashboard (yet): it refuses --ui
-	// instead of ignoring it. (coordinator.go's init, which sets its list, runs before this one:
-	// init functions run in file-name order.)
-	hiddenFlags["shoal coordinator"] = append(hiddenFlags["shoal coordinator"], "ui", "ui-certs")
 }
 
-// uiOptions are the dashboard flags of simulate and server (not part of a run's configuration).
+// uiOptions are the dashboard flags of simulate, server and coordinator (not part of a run's
+// configuration).
 type uiOptions struct {
 	UI      string `json:"-"`
 	UICerts string `json:"-"`
@@ -40,9 +37,10 @@ func (u *uiOptions) register(fs *flag.FlagSet) {
 }
 
 // check refuses, before any data is loaded, a non-loopback --ui that has no certificates to
-// serve TLS with (the server's own --certs may serve: startUI decides there).
+// serve TLS with (the server's and the coordinator's own --certs may serve: startUI decides
+// there, and parseCoordinatorOptions before a standby waits for its election).
 func (u uiOptions) check(command string) error {
-	if u.UI == "" || u.UICerts != "" || command == "server" {
+	if u.UI == "" || u.UICerts != "" || command == "server" || command == "coordinator" {
 		return nil
 	}
 	if loop, err := ui.Loopback(u.UI); err != nil || !loop {
@@ -70,8 +68,12 @@ func startUI(o simOptions, certs string, e *fl.Engine, clients func() []ui.Clien
 	if err != nil {
 		return nil, err
 	}
-	live, err := ui.NewLive(ui.LiveInfo{ID: filepath.Base(o.Out), Name: filepath.Base(o.Out), Kind: "live " + o.command,
-		Rounds: o.Rounds, Config: cfg, Protection: protection(e, o), Clients: clients, Wire: wire})
+	info := ui.LiveInfo{ID: filepath.Base(o.Out), Name: filepath.Base(o.Out), Kind: "live " + o.command,
+		Rounds: o.Rounds, Config: cfg, Protection: protection(e, o), Clients: clients, Wire: wire}
+	if o.command == "coordinator" {
+		info.ClientsNote = coordinatorClientsNote
+	}
+	live, err := ui.NewLive(info)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +89,8 @@ func startUI(o simOptions, certs string, e *fl.Engine, clients func() []ui.Clien
 		return nil, usageErrorf("--ui: %v", err)
 	}
 	fmt.Fprintf(stderr, "dashboard: %s\n", srv.URL)
-	return &uiRun{live: live, srv: srv, rounds: o.Rounds, wait: clients != nil}, nil
+	// A deployment's round first waits for its clients (a coordinator's: for the edges' devices).
+	return &uiRun{live: live, srv: srv, rounds: o.Rounds, wait: clients != nil || o.command == "coordinator"}, nil
 }
 
 // attach feeds the dashboard from the engine's hooks, after the hooks already set.
