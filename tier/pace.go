@@ -17,6 +17,21 @@ const (
 	MaxPaceWindow = time.Hour
 )
 
+// MaxPriorRound is the longest round time pace steering assumes before a round has been timed.
+const MaxPriorRound = 10 * time.Second
+
+// PriorRoundSeconds is the round time T pace steering assumes before any round has been timed:
+// min(MaxPriorRound, selectionTimeout), at least MinPaceWindow. The first check-ins are a herd
+// that is sent away at once, and while it is away rounds are short of devices, so each waits
+// the selection timeout and starts with what it has: the cadence is then the selection timeout
+// plus the round's work, and a prior no larger than the timeout does not overestimate it. An
+// overestimate is what costs: the herd returns over 2·N·T/(S·D), stretched by T/cadence, and
+// rounds starve meanwhile; an underestimate brings devices back early, where a full edge sends
+// them away again on a window of the cadence timed by then.
+func PriorRoundSeconds(selectionTimeout time.Duration) float64 {
+	return min(MaxPriorRound, max(selectionTimeout, MinPaceWindow)).Seconds()
+}
+
 // PaceWindow is how long a device should stay away (Bonawitz et al. 2019, pace steering),
 // computed statelessly from the population size N, the devices D a round needs and the round
 // time T: if every device returns every R = N·T/D seconds on average, D of them arrive per

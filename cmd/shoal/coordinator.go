@@ -424,15 +424,15 @@ func hookCoordinator(e *fl.Engine, o *coordinatorOptions, run *serverRun, coord 
 }
 
 // firstPace is the round metadata before this coordinator's first round: edges steer devices
-// from the start (the first check-ins are the thundering herd), with a prior of 10 s per round
-// until a round has been timed.
+// from the start (the first check-ins are the thundering herd), with a prior round time no
+// longer than --selection-timeout (tier.PriorRoundSeconds) until a round has been timed.
 func firstPace(o *coordinatorOptions, run *serverRun, coord *tier.Coordinator, lead *tier.Leadership) tier.RoundMeta {
 	committed := 0
 	if run.checkpoint != nil {
 		committed = run.checkpoint.Round
 	}
 	return tier.RoundMeta{Round: committed, Committed: committed, Term: lead.Term(), Population: o.Clients,
-		Demand: demand(o), RoundSeconds: 10, Edges: max(coord.Edges(), 1)}
+		Demand: demand(o), RoundSeconds: tier.PriorRoundSeconds(o.SelectionTimeout), Edges: max(coord.Edges(), 1)}
 }
 
 // demand is how many devices a round asks for.
