@@ -3,7 +3,9 @@ package tier
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -248,4 +250,64 @@ func (m *manifestCutter) Drop(id fl.ClientID) {
 		m.refusals++
 	}
 	m.SumServer.Drop(id)
+}
+
+// Attack (an honest-but-curious edge): one of a SecAgg (SecAgg+) group's four devices dies as
+// the masked-input request reaches it, leaving three masked inputs, while the coordinator takes
+// only sums of at least four (--min-group 4) and the protocol's threshold is three (two for
+// SecAgg+). The edge went on to the unmasking stage, the three survivors sent their shares and
+// the edge held the sum of three devices' updates, which the coordinator then refused. The edge
+// now abandons the group before asking for any unmasking share when fewer than the request's
+// min_group masked inputs arrived: no device of the group is asked to unmask, and the round
+// goes on with the other edge's group.
+func TestAttackEdgeSecAggUnmasksBelowMinGroup(t *testing.T) {
+	for _, protocol := range []string{"secagg", "secaggplus"} {
+		t.Run(protocol, func(t *testing.T) {
+			var mu sync.Mutex
+			crashed := ""
+			var unmask []string
+			crash := func(dev, kind string, stage int) bool {
+				if kind != "exchange" || !strings.HasPrefix(dev, "a") {
+					return false
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case stage == 2 && crashed == "": // the masked-input request
+					crashed = dev
+					return true
+				case stage == 3: // the unmasking request
+					unmask = append(unmask, dev)
+				}
+				return false
+			}
+			p := startPopulationWith(t, protocol, populationOptions{minGroup: 4, crash: crash})
+			e := testsupport.Engine(t, p.coord, 1)
+			e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
+			e.Config.StageTimeout = 20 * time.Second
+			initial := []float32{0.1, -0.2, 0.3, 0, 0.05, 0.4, -0.1}
+			global := slices.Clone(initial)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			rep, err := e.RunRound(ctx, 1, global)
+			if err != nil || rep.Abandoned != "" || rep.Participants != 4 {
+				t.Fatalf("round %+v, %v: want edge b's group alone", rep, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if crashed == "" {
+				t.Fatal("no device crashed at the masked-input request")
+			}
+			if len(unmask) > 0 {
+				t.Fatalf("with %s gone, edge a asked %v for unmasking shares of a sum of 3 devices, below the minimum group of 4", crashed, unmask)
+			}
+			kept := map[fl.ClientID]int{}
+			for id, n := range p.weight {
+				if id >= 10 { // edge b's devices
+					kept[id] = n
+				}
+			}
+			testsupport.CloseTo(t, global, testsupport.FedAvg(initial, 1, kept), 1e-4)
+		})
+	}
 }

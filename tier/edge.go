@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -282,7 +283,7 @@ func (e *Edge) secureSum(ctx context.Context, req *tierv1.SumGroupRequest, holde
 		return e.heGroupSum(ctx, h, req, holders)
 	}
 	round := int(req.GetRound())
-	srv, err := e.inner.NewServer(round, holders, int(req.GetDim()), req.GetMaxWeight())
+	srv, err := e.floored(req, holders)
 	if err != nil {
 		return fl.SumResult{}, err
 	}
@@ -290,6 +291,61 @@ func (e *Edge) secureSum(ctx context.Context, req *tierv1.SumGroupRequest, holde
 		return fl.SumResult{}, err
 	}
 	return srv.Result()
+}
+
+// floored starts a SecAgg/SecAgg+ group's server half, held to the request's min_group: the
+// coordinator refuses a group sum of fewer devices, and the edge must not learn one either.
+func (e *Edge) floored(req *tierv1.SumGroupRequest, holders []fl.ClientID) (fl.SumServer, error) {
+	round, minGroup := int(req.GetRound()), int(req.GetMinGroup())
+	if len(holders) < minGroup {
+		return nil, fmt.Errorf("%w: %d holders, fewer than the minimum group of %d", fl.ErrRoundAbandoned, len(holders), minGroup)
+	}
+	masked := slices.Index(e.inner.Stages(), "masked")
+	if minGroup > 0 && masked < 0 {
+		return nil, fmt.Errorf("%s has no masked-input stage: the edge cannot hold its sums to the minimum group of %d", e.inner.Name(), minGroup)
+	}
+	srv, err := e.inner.NewServer(round, holders, int(req.GetDim()), req.GetMaxWeight())
+	if err != nil || minGroup <= 0 {
+		return srv, err
+	}
+	return &minGroupSum{SumServer: srv, minGroup: minGroup, masked: masked, stage: -1}, nil
+}
+
+// minGroupSum abandons a SecAgg/SecAgg+ group before its unmasking stage when fewer than
+// minGroup masked inputs arrived. The protocol itself unmasks any t survivors (its Shamir
+// threshold, sized for dropouts): a group below min_group would show the edge the sum of fewer
+// devices than the run promises, though the coordinator then refuses that sum. Abandoned before
+// unmasking, the masked inputs stay masked: no device is asked for the shares that remove them.
+type minGroupSum struct {
+	fl.SumServer
+	minGroup int
+	masked   int // index of the masked-input stage among the protocol's stages
+	stage    int // the stage whose replies are being received (-1 before the first)
+	got      map[fl.ClientID]bool
+}
+
+func (m *minGroupSum) Next() (map[fl.ClientID][]byte, bool, error) {
+	if m.stage == m.masked && len(m.got) < m.minGroup {
+		return nil, false, fmt.Errorf("%w: %d masked inputs, fewer than the minimum group of %d; nothing unmasked",
+			fl.ErrRoundAbandoned, len(m.got), m.minGroup)
+	}
+	msgs, done, err := m.SumServer.Next()
+	m.stage++
+	m.got = map[fl.ClientID]bool{}
+	return msgs, done, err
+}
+
+func (m *minGroupSum) Receive(from fl.ClientID, msg []byte) error {
+	err := m.SumServer.Receive(from, msg)
+	if err == nil {
+		m.got[from] = true
+	}
+	return err
+}
+
+func (m *minGroupSum) Drop(id fl.ClientID) {
+	delete(m.got, id)
+	m.SumServer.Drop(id)
 }
 
 func stageTimeout(req *tierv1.SumGroupRequest) time.Duration {
