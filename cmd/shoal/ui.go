@@ -56,6 +56,7 @@ type uiRun struct {
 	srv    *ui.Server
 	rounds int
 	wait   bool // a deployment: a round first waits for its clients
+	stderr io.Writer
 }
 
 // startUI serves the live dashboard when --ui is set; certs is the directory of operator
@@ -88,17 +89,20 @@ func startUI(o simOptions, certs string, e *fl.Engine, clients func() []ui.Clien
 	if err != nil {
 		return nil, usageErrorf("--ui: %v", err)
 	}
-	fmt.Fprintf(stderr, "dashboard: %s\n", srv.URL)
 	// A deployment's round first waits for its clients (a coordinator's: for the edges' devices).
-	return &uiRun{live: live, srv: srv, rounds: o.Rounds, wait: clients != nil || o.command == "coordinator"}, nil
+	return &uiRun{live: live, srv: srv, rounds: o.Rounds, wait: clients != nil || o.command == "coordinator", stderr: stderr}, nil
 }
 
-// attach feeds the dashboard from the engine's hooks, after the hooks already set.
+// attach feeds the dashboard from the engine's hooks, after the hooks already set, and
+// announces its address.
 func (d *uiRun) attach(e *fl.Engine, resumed []fl.RoundReport) {
 	if d == nil {
 		return
 	}
 	d.live.Resumed(resumed)
+	// The address is announced once the resumed rounds are in: whoever follows it (a test, an
+	// operator after a takeover) sees the run's history from the first request.
+	fmt.Fprintf(d.stderr, "dashboard: %s\n", d.srv.URL)
 	onRound, before := e.OnRound, e.BeforeRound
 	e.OnRound = func(r fl.RoundReport) {
 		if onRound != nil {
