@@ -30,9 +30,7 @@ func TestAttackEdgeGroupBelowDeviceFloor(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			log := testsupport.NewRecorder(t)
 			p := startPopulationWith(t, "secagg", populationOptions{policy: fl.ClientPolicy{SecureSum: "secagg"}, local: local, log: log})
-			e := testsupport.Engine(t, p.coord, 1)
-			e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
-			e.Config.StageTimeout = 20 * time.Second
+			e := p.engine(t, 20*time.Second)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			rep, err := e.RunRound(ctx, 1, make([]float32, 7))
@@ -123,9 +121,7 @@ func TestAttackEdgeHECommitteeBelowDeviceFloor(t *testing.T) {
 	log := testsupport.NewRecorder(t)
 	p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 4,
 		local: securesum.Local{MinThreshold: 3}, log: log})
-	e := testsupport.Engine(t, p.coord, 1)
-	e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
-	e.Config.StageTimeout = 20 * time.Second
+	e := p.engine(t, 20*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rep, err := e.RunRound(ctx, 1, make([]float32, 7))
@@ -282,9 +278,7 @@ func TestAttackEdgeSecAggUnmasksBelowMinGroup(t *testing.T) {
 				return false
 			}
 			p := startPopulationWith(t, protocol, populationOptions{minGroup: 4, crash: crash})
-			e := testsupport.Engine(t, p.coord, 1)
-			e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
-			e.Config.StageTimeout = 20 * time.Second
+			e := p.engine(t, 20*time.Second)
 			initial := []float32{0.1, -0.2, 0.3, 0, 0.05, 0.4, -0.1}
 			global := slices.Clone(initial)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -301,12 +295,7 @@ func TestAttackEdgeSecAggUnmasksBelowMinGroup(t *testing.T) {
 			if len(unmask) > 0 {
 				t.Fatalf("with %s gone, edge a asked %v for unmasking shares of a sum of 3 devices, below the minimum group of 4", crashed, unmask)
 			}
-			kept := map[fl.ClientID]int{}
-			for id, n := range p.weight {
-				if id >= 10 { // edge b's devices
-					kept[id] = n
-				}
-			}
+			kept := p.weights(func(id fl.ClientID) bool { return id >= 10 }) // edge b's devices
 			testsupport.CloseTo(t, global, testsupport.FedAvg(initial, 1, kept), 1e-4)
 		})
 	}

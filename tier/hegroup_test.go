@@ -31,9 +31,7 @@ func heBound(groups, threshold int) float64 {
 // within CKKS precision.
 func TestHEGroupsEqualDirectAggregate(t *testing.T) {
 	p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 4})
-	e := testsupport.Engine(t, p.coord, 1)
-	e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
-	e.Config.StageTimeout = time.Minute
+	e := p.engine(t, time.Minute)
 	for round, global := range [][]float32{{0.1, -0.2, 0.3, 0, 0.05, 0.4, -0.1}, {0, 0.5, -0.5, 0.25, 0, 0, 1}} {
 		want := testsupport.FedAvg(global, round+1, p.weight)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -93,9 +91,7 @@ func TestHEGroupCommitteeMemberCrashes(t *testing.T) {
 			// A minimum group of 3: each edge's four devices form one group, whose sum may then
 			// cover the three survivors (a secure group's sum must cover the minimum).
 			p := startPopulationWith(t, "he", populationOptions{heCommittee: tc.k, heThreshold: 2, minGroup: 3, crash: crash})
-			e := testsupport.Engine(t, p.coord, 1)
-			e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
-			e.Config.StageTimeout = time.Minute
+			e := p.engine(t, time.Minute)
 			initial := []float32{0.1, -0.2, 0.3, 0, 0.05, 0.4, -0.1}
 			global := slices.Clone(initial) // the round updates it in place
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -112,12 +108,7 @@ func TestHEGroupCommitteeMemberCrashes(t *testing.T) {
 			}
 			t.Logf("committee member %s crashed at stage %d", who, tc.stage)
 			dead := fl.ClientID(who[1] - '0') // device aK is Trainer K (edge b's are 10 + K)
-			kept := map[fl.ClientID]int{}
-			for id, n := range p.weight {
-				if id != dead && (!tc.lost || id >= 10) {
-					kept[id] = n
-				}
-			}
+			kept := p.weights(func(id fl.ClientID) bool { return id != dead && (!tc.lost || id >= 10) })
 			testsupport.CloseTo(t, global, testsupport.FedAvg(initial, 1, kept), heBound(2, 2))
 		})
 	}
@@ -310,9 +301,7 @@ func TestAttackDeviceHEBrokenUpload(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 3,
 				device: evilDevice("a0", func(h fl.SecureSum) fl.SecureSum { tc.evil.SecureSum = h; return tc.evil })})
-			e := testsupport.Engine(t, p.coord, 1)
-			e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
-			e.Config.StageTimeout = time.Minute
+			e := p.engine(t, time.Minute)
 			initial := []float32{0.1, -0.2, 0.3, 0, 0.05, 0.4, -0.1}
 			global := slices.Clone(initial)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -321,12 +310,7 @@ func TestAttackDeviceHEBrokenUpload(t *testing.T) {
 			if err != nil || rep.Abandoned != "" {
 				t.Fatalf("round: %+v, %v", rep, err)
 			}
-			kept := map[fl.ClientID]int{}
-			for id, n := range p.weight {
-				if id != 0 && (!tc.lost || id >= 10) { // device a0 is Trainer 0
-					kept[id] = n
-				}
-			}
+			kept := p.weights(func(id fl.ClientID) bool { return id != 0 && (!tc.lost || id >= 10) }) // device a0 is Trainer 0
 			if rep.Participants != len(kept) {
 				t.Fatalf("round %+v: want %d participants", rep, len(kept))
 			}
@@ -366,9 +350,7 @@ func TestAttackHEDeviceTwoCommitteeSeats(t *testing.T) {
 				}}
 			})(dev, local)
 		}})
-	e := testsupport.Engine(t, p.coord, 1)
-	e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
-	e.Config.StageTimeout = 20 * time.Second
+	e := p.engine(t, 20*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rep, err := e.RunRound(ctx, 1, make([]float32, 7))
@@ -535,9 +517,7 @@ func TestAttackDeviceHEUnboundedUpdate(t *testing.T) {
 				}
 			}}
 		})})
-	e := testsupport.Engine(t, p.coord, 1)
-	e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
-	e.Config.StageTimeout = time.Minute
+	e := p.engine(t, time.Minute)
 	e.Config.Fit.ClipNorm = 1 // the honest devices' updates are within it (norms of 0.02 to 0.4)
 	initial := []float32{0.1, -0.2, 0.3, 0, 0.05, 0.4, -0.1}
 	global := slices.Clone(initial)
@@ -547,12 +527,7 @@ func TestAttackDeviceHEUnboundedUpdate(t *testing.T) {
 	if err != nil || rep.Abandoned != "" {
 		t.Fatalf("round: %+v, %v", rep, err)
 	}
-	kept := map[fl.ClientID]int{}
-	for id, n := range p.weight {
-		if id >= 10 {
-			kept[id] = n
-		}
-	}
+	kept := p.weights(func(id fl.ClientID) bool { return id >= 10 })
 	if rep.Participants != 4 {
 		t.Fatalf("round %+v: want edge b's group of 4 alone", rep)
 	}
@@ -589,9 +564,7 @@ func TestAttackEdgeHEDecryptsBelowMinGroup(t *testing.T) {
 		return false
 	}
 	p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 4, crash: crash})
-	e := testsupport.Engine(t, p.coord, 1)
-	e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
-	e.Config.StageTimeout = 20 * time.Second
+	e := p.engine(t, 20*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rep, err := e.RunRound(ctx, 1, make([]float32, 7))
@@ -623,9 +596,7 @@ func TestAttackDeviceHEUploadsAsAnother(t *testing.T) {
 	}
 	p := startPopulationWith(t, "he", populationOptions{heCommittee: 3, heThreshold: 2, minGroup: 3, crash: slow,
 		device: evilDevice("a1", func(h fl.SecureSum) fl.SecureSum { return &impostorHE{SecureSum: h, victim: 2} })})
-	e := testsupport.Engine(t, p.coord, 1)
-	e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
-	e.Config.StageTimeout = time.Minute
+	e := p.engine(t, time.Minute)
 	initial := []float32{0.1, -0.2, 0.3, 0, 0.05, 0.4, -0.1}
 	global := slices.Clone(initial)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -634,12 +605,7 @@ func TestAttackDeviceHEUploadsAsAnother(t *testing.T) {
 	if err != nil || rep.Abandoned != "" {
 		t.Fatalf("round: %+v, %v", rep, err)
 	}
-	kept := map[fl.ClientID]int{}
-	for id, n := range p.weight {
-		if id != 1 { // device a1 is Trainer 1
-			kept[id] = n
-		}
-	}
+	kept := p.weights(func(id fl.ClientID) bool { return id != 1 }) // device a1 is Trainer 1
 	if rep.Participants != len(kept) {
 		t.Fatalf("round %+v: want %d participants, the impostor out and its victim in", rep, len(kept))
 	}

@@ -28,6 +28,26 @@ type population struct {
 	servers map[string]*grpctransport.Server
 }
 
+// engine is a one-device-per-client engine whose transport is the coordinator and whose secure
+// sum is the groups' master aggregation, with the given stage timeout.
+func (p *population) engine(t *testing.T, stageTimeout time.Duration) *fl.Engine {
+	e := testsupport.Engine(t, p.coord, 1)
+	e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
+	e.Config.StageTimeout = stageTimeout
+	return e
+}
+
+// weights is the devices' example counts, of the devices keep admits (by Trainer id).
+func (p *population) weights(keep func(fl.ClientID) bool) map[fl.ClientID]int {
+	kept := map[fl.ClientID]int{}
+	for id, n := range p.weight {
+		if keep(id) {
+			kept[id] = n
+		}
+	}
+	return kept
+}
+
 func startPopulation(t *testing.T, secure string) *population {
 	t.Helper()
 	return startPopulationWith(t, secure, populationOptions{})
@@ -166,9 +186,7 @@ func TestHierarchicalRoundEqualsDirectAggregate(t *testing.T) {
 	}{{"", 1e-6}, {"secaggplus", 1e-4}, {"secagg", 1e-4}} {
 		t.Run("groups:"+tc.secure, func(t *testing.T) {
 			p := startPopulation(t, tc.secure)
-			e := testsupport.Engine(t, p.coord, 1)
-			e.SecureSum = &Grouped{Inner: p.inner, Coord: p.coord}
-			e.Config.StageTimeout = time.Minute
+			e := p.engine(t, time.Minute)
 			global := []float32{0.1, -0.2, 0.3, 0, 0.05, 0.4, -0.1}
 			want := testsupport.FedAvg(global, 1, p.weight)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
