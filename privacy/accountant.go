@@ -194,6 +194,12 @@ type RDPAccountant struct {
 	cache  map[curveKey][]float64
 }
 
+// maxCachedCurves bounds the accountant's cache (a curve is ~120 floats). Under distributed DP
+// every round is a distinct event (the shares actually summed vary), so the cache must hold a
+// whole run's: with 64, a 200-round run recomputed every round's curve each round after round
+// 64, and the accountant grew to most of a round's time (5 s → 20 s per round by round 120).
+const maxCachedCurves = 1 << 14
+
 // curveKey identifies a per-step RDP curve: the event without its step count.
 type curveKey struct {
 	q, z float64
@@ -257,7 +263,7 @@ func (a *RDPAccountant) curve(e Event, orders []float64) []float64 {
 			c[i] = sampledGaussianRDP(e.SamplingRate, e.NoiseMultiplier, o)
 		}
 	}
-	if len(a.cache) >= 64 {
+	if len(a.cache) >= maxCachedCurves {
 		clear(a.cache)
 	}
 	a.cache[key] = c

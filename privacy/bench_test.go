@@ -165,3 +165,25 @@ func BenchmarkPLDEngineRound(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDDPAccountant200Rounds: the accountant's work in a 200-round distributed-DP run whose
+// every round is a distinct event (the discrete Gaussian with adaptive clipping's count).
+func BenchmarkDDPAccountant200Rounds(b *testing.B) {
+	c := DDPConfig{Mechanism: MechanismDDGauss, Bits: 16, Clip: 0.1, NoiseMultiplier: 2, MinClients: 843, Cohort: 1000,
+		ModClipProb: DefaultModClipProb, CountStddev: 50}
+	p, err := c.Params(199210)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		acc := NewRDPAccountant(ConversionImproved)
+		for r := range 200 {
+			if err := acc.ComposeEvent(DiscreteStep(p.Event(900+r), 0.1, 1)); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := acc.Epsilon(1e-5); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

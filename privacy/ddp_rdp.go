@@ -88,29 +88,38 @@ func (d DiscreteEvent) NoiseMultiplier() float64 { return math.Sqrt(d.Variance()
 
 // RDP is the unsampled step's Rényi DP at integer order alpha ≥ 2: the vector's, plus the
 // count's under adaptive clipping.
-func (d DiscreteEvent) RDP(alpha int) float64 {
-	r := d.vectorRDP(alpha)
-	if d.CountShare > 0 {
-		r += d.count().vectorRDP(alpha)
+func (d DiscreteEvent) RDP(alpha int) float64 { return d.rdpCurve()(alpha) }
+
+// rdpCurve returns RDP as a function of the order, with the order-independent parts (τ of the
+// vector and of the count, a loop of up to Shares terms each) computed once: the subsampling
+// bound needs the RDP at every order up to 10⁴.
+func (d DiscreteEvent) rdpCurve() func(alpha int) float64 {
+	vector := d.vectorCurve()
+	if d.CountShare <= 0 {
+		return vector
 	}
-	return r
+	count := d.count().vectorCurve()
+	return func(alpha int) float64 { return vector(alpha) + count(alpha) }
 }
 
-func (d DiscreteEvent) vectorRDP(alpha int) float64 {
-	a := float64(alpha)
-	switch d.Mechanism {
-	case MechanismSkellam:
+func (d DiscreteEvent) vectorCurve() func(alpha int) float64 {
+	if d.Mechanism == MechanismSkellam {
 		v := d.Variance()
 		l22 := d.L2 * d.L2
-		r := a*l22/(2*v) + min(((2*a-1)*l22+6*d.L1)/(4*v*v), 3*d.L1/(2*v))
-		return rdpMargin(r, a)
-	default:
-		n := float64(d.Shares)
-		s := math.Sqrt(d.ShareParam)
-		l2 := d.L2 / (math.Sqrt(n) * s)
-		l1 := d.L1 / (math.Sqrt(n) * s)
-		tau := d.tau()
-		dim := float64(d.Dim)
+		return func(alpha int) float64 {
+			a := float64(alpha)
+			r := a*l22/(2*v) + min(((2*a-1)*l22+6*d.L1)/(4*v*v), 3*d.L1/(2*v))
+			return rdpMargin(r, a)
+		}
+	}
+	n := float64(d.Shares)
+	s := math.Sqrt(d.ShareParam)
+	l2 := d.L2 / (math.Sqrt(n) * s)
+	l1 := d.L1 / (math.Sqrt(n) * s)
+	tau := d.tau()
+	dim := float64(d.Dim)
+	return func(alpha int) float64 {
+		a := float64(alpha)
 		r := min(a/2*l2*l2+tau*dim, a/2*(l2*l2+2*l1*tau+tau*tau*dim), a/2*(l2+math.Sqrt(dim)*tau)*(l2+math.Sqrt(dim)*tau))
 		return rdpMargin(r, a)
 	}
@@ -147,8 +156,9 @@ func (d DiscreteEvent) sampledRDP(q float64, orders []float64) []float64 {
 		maxA = max(maxA, int(o))
 	}
 	base := make([]float64, maxA+1)
+	rdp := d.rdpCurve()
 	for l := 2; l <= maxA; l++ {
-		base[l] = d.RDP(l)
+		base[l] = rdp(l)
 	}
 	for i, o := range orders {
 		a := int(o)

@@ -566,3 +566,38 @@ func TestDDPCountComposition(t *testing.T) {
 		}
 	}
 }
+
+// Under distributed DP every round is its own event (the shares actually summed vary), so the
+// accountant must keep every round's curve: it once kept 64, and from round 65 on recomputed
+// every past round's curve each round (a 200-round run's rounds grew from 5 s to 20 s). The
+// cached answer is the one computed from scratch.
+func TestDDPAccountantKeepsEveryRoundsCurve(t *testing.T) {
+	c := DDPConfig{Mechanism: MechanismDDGauss, Bits: 16, Clip: 1, NoiseMultiplier: 2, MinClients: 80, Cohort: 100,
+		ModClipProb: DefaultModClipProb, CountStddev: 5}
+	p, err := c.Params(5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := NewRDPAccountant(ConversionImproved)
+	const rounds = 100
+	for r := range rounds {
+		if err := acc.ComposeEvent(DiscreteStep(p.Event(80+r), 0.1, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := acc.Epsilon(1e-5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(acc.cache) < rounds {
+		t.Fatalf("after %d rounds of distinct events the accountant holds %d curves", rounds, len(acc.cache))
+	}
+	cached, err := acc.Epsilon(1e-5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := NewRDPAccountant(ConversionImproved)
+	fresh.events = append(events{}, acc.events...)
+	if scratch, err := fresh.Epsilon(1e-5); err != nil || scratch != cached {
+		t.Fatalf("cached ε %v, from scratch %v (%v)", cached, scratch, err)
+	}
+}
