@@ -170,20 +170,7 @@ func TestSecAggDDPClientPolicy(t *testing.T) {
 // smaller ring; another clip range; a norm bound over fewer entries; another dimension). The
 // client derives everything from its own Spec and refuses each such setup before it masks.
 func TestAttackDDPSetupDiffersFromSpec(t *testing.T) {
-	spec := Spec{Bits: 16, MaxDropout: 0.3, DDP: ddpConfig(privacy.MechanismSkellam, 3), Rand: seeded(31)}
-	spec.DDP.Cohort = 4
-	server, err := New("secagg", spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.NewServer(1, []fl.ClientID{1, 2, 3, 4}, 3, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, _, err := srv.Next()
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec, msgs := ddpSecAggRound(t, 31, 3)
 	client := func() fl.SumClient {
 		s := spec
 		s.Rand = nil
@@ -422,20 +409,7 @@ func TestAttackDDPSumOfFewerSurvivorsThanShares(t *testing.T) {
 // update, round and setup send different encodings — while only a Spec given Rand in-process (a
 // seeded simulation) reproduces them.
 func TestDDPClientNoiseFromCryptoRand(t *testing.T) {
-	spec := Spec{Bits: 16, MaxDropout: 0.3, DDP: ddpConfig(privacy.MechanismSkellam, 3), Rand: seeded(36)}
-	spec.DDP.Cohort = 4
-	server, err := New("secagg", spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.NewServer(1, []fl.ClientID{1, 2, 3, 4}, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, _, err := srv.Next()
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec, msgs := ddpSecAggRound(t, 36, 64)
 	cfg, _, err := decodeSetup(msgs[1])
 	if err != nil {
 		t.Fatal(err)
@@ -475,4 +449,25 @@ func TestDDPClientNoiseFromCryptoRand(t *testing.T) {
 	if a, b := encode(seededProto()), encode(seededProto()); !slices.Equal(a, b) {
 		t.Fatal("a seeded simulation's noise is not reproducible")
 	}
+}
+
+// ddpSecAggRound is a SecAgg server's first round under Skellam distributed DP (cohort 4, seeded
+// with seed), for dimension dim: the Spec and the server's setup messages.
+func ddpSecAggRound(t *testing.T, seed uint64, dim int) (Spec, map[fl.ClientID][]byte) {
+	t.Helper()
+	spec := Spec{Bits: 16, MaxDropout: 0.3, DDP: ddpConfig(privacy.MechanismSkellam, 3), Rand: seeded(seed)}
+	spec.DDP.Cohort = 4
+	server, err := New("secagg", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.NewServer(1, []fl.ClientID{1, 2, 3, 4}, dim, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := srv.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec, msgs
 }
